@@ -1,0 +1,250 @@
+// Package attest defines Lebowski's signed rebuild attestations ("claims"):
+// the v1 statement, its canonical encoding, the signed envelope, builder
+// identities (OpenPGP keys) and verification.
+package attest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// TypeRebuildV1 is the only statement type this version understands.
+const TypeRebuildV1 = "lebowski.rebuild/v1"
+
+// Result of a rebuild.
+type Result string
+
+const (
+	ResultSuccess        Result = "success"
+	ResultFailed         Result = "failed"
+	ResultUnreproducible Result = "unreproducible"
+)
+
+// Purity of an opinion, from most to least trustworthy.
+type Purity string
+
+const (
+	PurityPureCompilation Purity = "pure-compilation"
+	PurityConfigureOnly   Purity = "configure-only"
+	PurityPatches         Purity = "patches"
+)
+
+// Valid reports whether p is one of the known purities.
+func (p Purity) Valid() bool {
+	switch p {
+	case PurityPureCompilation, PurityConfigureOnly, PurityPatches:
+		return true
+	}
+	return false
+}
+
+// OpinionRef names the opinion a build applied. An empty Name and CID mean
+// a vanilla (unmodified) Debian build.
+type OpinionRef struct {
+	Name   string `json:"name"`
+	CID    string `json:"cid"`
+	Commit string `json:"commit,omitempty"`
+	Purity Purity `json:"purity"`
+}
+
+// Artifact is one output file and its hash.
+type Artifact struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+}
+
+// Recipe is everything that determines a build's bytes. Two builders with
+// the same recipe ID must produce the same artifacts.
+type Recipe struct {
+	Source        string `json:"source"`         // Debian source package
+	DebianVersion string `json:"debian_version"` // Debian source version the opinion applies to
+	Suite         string `json:"suite"`
+	Arch          string `json:"arch"`
+	OpinionCID    string `json:"opinion_cid"`
+	SourceSHA256  string `json:"debian_source_sha256"` // sha256 of the .dsc
+	ImageDigest   string `json:"container_digest"`     // sha256:… of the build image rootfs
+}
+
+// ID is the hex sha256 of the recipe's canonical JSON encoding.
+func (r Recipe) ID() string {
+	b, err := json.Marshal(r) // struct field order is fixed: canonical
+	if err != nil {
+		panic(err) // only strings: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Statement is the signed content of a claim (DESIGN §4).
+type Statement struct {
+	Type               string     `json:"type"`
+	Package            string     `json:"package"`        // source package
+	Version            string     `json:"version"`        // binary version built (with the opinion suffix)
+	DebianVersion      string     `json:"debian_version"` // Debian source version
+	Suite              string     `json:"suite"`
+	Arch               string     `json:"arch"`
+	Opinion            OpinionRef `json:"opinion"`
+	DebianSourceSHA256 string     `json:"debian_source_sha256"`
+	ContainerDigest    string     `json:"container_digest"`
+	RecipeID           string     `json:"recipe_id"`
+	Result             Result     `json:"result"`
+	Artifacts          []Artifact `json:"artifacts"`
+	BuildinfoCID       string     `json:"buildinfo_cid,omitempty"`
+	LogCID             string     `json:"log_cid,omitempty"`
+	Builder            string     `json:"builder"` // OpenPGP fingerprint, upper-case hex
+	PeerID             string     `json:"peer_id,omitempty"`
+	Timestamp          time.Time  `json:"timestamp"`
+}
+
+// Recipe returns the recipe the statement is about.
+func (s *Statement) Recipe() Recipe {
+	return Recipe{
+		Source: s.Package, DebianVersion: s.DebianVersion, Suite: s.Suite, Arch: s.Arch,
+		OpinionCID: s.Opinion.CID, SourceSHA256: s.DebianSourceSHA256, ImageDigest: s.ContainerDigest,
+	}
+}
+
+// ArtifactKey is a stable summary of the artifact set: sorted "name=sha256"
+// lines hashed. Two claims agree when their keys are equal.
+func (s *Statement) ArtifactKey() string {
+	lines := make([]string, 0, len(s.Artifacts))
+	for _, a := range s.Artifacts {
+		lines = append(lines, a.Name+"="+a.SHA256)
+	}
+	sort.Strings(lines)
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Canonical returns the canonical encoding: keys sorted, no insignificant
+// whitespace, timestamps in UTC with second precision.
+func (s *Statement) Canonical() ([]byte, error) {
+	c := *s
+	c.Timestamp = c.Timestamp.UTC().Truncate(time.Second)
+	if c.Artifacts == nil {
+		c.Artifacts = []Artifact{}
+	}
+	return canonicalJSON(c)
+}
+
+// canonicalJSON marshals v, then re-encodes it with object keys sorted.
+func canonicalJSON(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var generic any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&generic); err != nil {
+		return nil, err
+	}
+	// encoding/json sorts map keys; SetEscapeHTML(false) keeps bytes stable.
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(generic); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// Limits on statement content.
+const (
+	MaxArtifacts   = 256
+	MaxStringField = 512
+)
+
+var (
+	reHex64   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reDigest  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	rePkg     = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,62}$`)
+	reVersion = regexp.MustCompile(`^[A-Za-z0-9.+~:-]{1,128}$`)
+	reWord    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	reFpr     = regexp.MustCompile(`^[0-9A-F]{40}$|^[0-9A-F]{64}$`)
+	reFile    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,254}$`)
+)
+
+// ErrInvalidStatement wraps every statement validation failure.
+var ErrInvalidStatement = errors.New("invalid statement")
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidStatement, fmt.Sprintf(format, a...))
+}
+
+// Validate checks every field's syntax and range, and that RecipeID matches
+// the recipe fields. now and skew bound the timestamp (future claims are
+// rejected); a zero now skips the time check.
+func (s *Statement) Validate(now time.Time, skew time.Duration) error {
+	switch {
+	case s.Type != TypeRebuildV1:
+		return invalid("unknown type %q (want %q)", s.Type, TypeRebuildV1)
+	case !rePkg.MatchString(s.Package):
+		return invalid("package %q is not a Debian source package name", s.Package)
+	case !reVersion.MatchString(s.Version):
+		return invalid("version %q is not a Debian version", s.Version)
+	case !reVersion.MatchString(s.DebianVersion):
+		return invalid("debian_version %q is not a Debian version", s.DebianVersion)
+	case !reWord.MatchString(s.Suite):
+		return invalid("suite %q is malformed", s.Suite)
+	case !reWord.MatchString(s.Arch):
+		return invalid("arch %q is malformed", s.Arch)
+	case s.Opinion.Name != "" && !reWord.MatchString(s.Opinion.Name):
+		return invalid("opinion name %q is malformed", s.Opinion.Name)
+	case len(s.Opinion.CID) > MaxStringField || len(s.Opinion.Commit) > MaxStringField:
+		return invalid("opinion cid/commit too long")
+	case s.Opinion.Purity != "" && !s.Opinion.Purity.Valid():
+		return invalid("opinion purity %q is unknown", s.Opinion.Purity)
+	case !reHex64.MatchString(s.DebianSourceSHA256):
+		return invalid("debian_source_sha256 %q is not 64 lower-case hex digits", s.DebianSourceSHA256)
+	case !reDigest.MatchString(s.ContainerDigest):
+		return invalid("container_digest %q is not sha256:<64 hex>", s.ContainerDigest)
+	case !reFpr.MatchString(s.Builder):
+		return invalid("builder %q is not an upper-case OpenPGP fingerprint", s.Builder)
+	case len(s.PeerID) > 128 || len(s.BuildinfoCID) > MaxStringField || len(s.LogCID) > MaxStringField:
+		return invalid("peer_id or cid field too long")
+	case s.Timestamp.IsZero():
+		return invalid("timestamp missing")
+	case !now.IsZero() && s.Timestamp.After(now.Add(skew)):
+		return invalid("timestamp %s is more than %s in the future", s.Timestamp.UTC().Format(time.RFC3339), skew)
+	case len(s.Artifacts) > MaxArtifacts:
+		return invalid("%d artifacts (max %d)", len(s.Artifacts), MaxArtifacts)
+	}
+	switch s.Result {
+	case ResultSuccess:
+		if len(s.Artifacts) == 0 {
+			return invalid("result success without artifacts")
+		}
+	case ResultFailed, ResultUnreproducible:
+	default:
+		return invalid("result %q is unknown", s.Result)
+	}
+	seen := make(map[string]bool, len(s.Artifacts))
+	for i, a := range s.Artifacts {
+		if !reFile.MatchString(a.Name) {
+			return invalid("artifacts[%d].name %q is not a plain file name", i, a.Name)
+		}
+		if !reHex64.MatchString(a.SHA256) {
+			return invalid("artifacts[%d].sha256 %q is not 64 lower-case hex digits", i, a.SHA256)
+		}
+		if seen[a.Name] {
+			return invalid("artifacts[%d].name %q repeated", i, a.Name)
+		}
+		seen[a.Name] = true
+	}
+	if want := s.Recipe().ID(); s.RecipeID != want {
+		return invalid("recipe_id %q does not match the recipe fields (want %s)", s.RecipeID, want)
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+// Package opinions loads, checks and identifies opinion files: public YAML
+// files opinions/<source-package>/<name>.yaml that change how one Debian
+// source package is built (DESIGN §2).
+package opinions
+
+import (
+	"strconv"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Opinion is a decoded and validated opinion file.
+type Opinion struct {
+	Name     string        `yaml:"name" json:"name"`
+	Package  string        `yaml:"package" json:"package"`
+	Summary  string        `yaml:"summary" json:"summary"`
+	Purity   attest.Purity `yaml:"purity" json:"purity"`
+	Debian   Debian        `yaml:"debian" json:"debian"`
+	Revision int           `yaml:"revision" json:"revision"`
+	Build    Build         `yaml:"build" json:"build"`
+	Patches  []Patch       `yaml:"patches" json:"patches"`
+	// SourceDateEpoch overrides the default (date of the last
+	// debian/changelog entry) when set.
+	SourceDateEpoch *int64 `yaml:"source_date_epoch" json:"source_date_epoch"`
+
+	// Set by the loader, not part of the file.
+	Path   string `yaml:"-" json:"-"` // file the opinion was read from
+	Dir    string `yaml:"-" json:"-"` // directory patch paths are relative to
+	Commit string `yaml:"-" json:"-"` // git commit of the file, if known
+}
+
+// Debian names the exact Debian source the opinion applies to.
+type Debian struct {
+	Suite   string `yaml:"suite" json:"suite"`
+	Version string `yaml:"version" json:"version"`
+}
+
+// Flags are appended to one dpkg-buildflags variable.
+type Flags struct {
+	Append []string `yaml:"append" json:"append"`
+}
+
+// Build holds the build changes.
+type Build struct {
+	CFlags        Flags    `yaml:"cflags" json:"cflags"`
+	CXXFlags      Flags    `yaml:"cxxflags" json:"cxxflags"`
+	LDFlags       Flags    `yaml:"ldflags" json:"ldflags"`
+	BuildOptions  []string `yaml:"build_options" json:"build_options"`   // DEB_BUILD_OPTIONS words, allow-listed
+	ConfigureArgs []string `yaml:"configure_args" json:"configure_args"` // configure-only and above
+}
+
+// Patch is a quilt patch shipped beside the opinion file.
+type Patch struct {
+	Path   string `yaml:"path" json:"path"` // relative to the opinions/<package>/ directory
+	SHA256 string `yaml:"sha256" json:"sha256"`
+}
+
+// BinaryVersion is the version of the packages built under the opinion:
+// <debian version>~<name>+<revision> (sorts just below Debian's own build,
+// so an opinion build never shadows a Debian security update).
+func (o *Opinion) BinaryVersion() string {
+	return o.Debian.Version + "~" + o.Name + "+" + strconv.Itoa(o.Revision)
+}
+
+// Ref is the opinion as named in an attestation (CID computed by the loader).
+func (o *Opinion) Ref() attest.OpinionRef {
+	return attest.OpinionRef{Name: o.Name, CID: o.CID(), Commit: o.Commit, Purity: o.Purity}
+}
+
+// CID is the opinion's content identifier (CIDv1, raw codec, sha2-256 of
+// Canonical()). Implemented in canonical.go.
