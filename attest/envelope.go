@@ -2,14 +2,19 @@ package attest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 )
@@ -63,7 +68,7 @@ type Envelope struct {
 }
 
 // Encode returns the canonical encoding of the envelope.
-func (e *Envelope) Encode() ([]byte, error) { return canonicalJSON(e) }
+func (e *Envelope) Encode() ([]byte, error) { return canonicalEnvelope(e) }
 
 // WithoutKey returns a copy of the envelope with the transport-only Key
 // field dropped: the form that is stored and hashed into the claim ID.
@@ -88,6 +93,9 @@ func ClaimID(canonical []byte) string {
 func DecodeEnvelope(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, bad("decode envelope", fmt.Errorf("%w: %d bytes (max %d)", ErrOversize, len(b), MaxEnvelopeSize))
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, bad("decode envelope", errors.New("empty input"))
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -151,15 +159,22 @@ func Sign(id *Identity, s *Statement) (*Claim, error) {
 	if err := st.Validate(time.Time{}, 0); err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
+	if !validUTF8(&st) {
+		return nil, fmt.Errorf("sign: %w: a field is not valid UTF-8", ErrInvalidStatement)
+	}
 	payload, err := st.Canonical()
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	var sig strings.Builder
-	if err := openpgp.ArmoredDetachSign(&sig, id.Entity, bytes.NewReader(payload), pgpConfig()); err != nil {
+	var sig bytes.Buffer
+	if err := openpgp.DetachSign(&sig, id.Entity, bytes.NewReader(payload), pgpConfig()); err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	env := &Envelope{PayloadType: PayloadTypeV1, Payload: payload, Signature: sig.String(), Key: id.PublicKey()}
+	armored, err := armorSignature(sig.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	env := &Envelope{PayloadType: PayloadTypeV1, Payload: payload, Signature: armored, Key: id.PublicKey()}
 	raw, err := env.WithoutKey().Encode()
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -206,7 +221,7 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 		if opt.RequireKnownKey || len(env.Key) == 0 {
 			return nil, bad("verify", fmt.Errorf("%w: %s (import it with `lebowski key import`)", ErrUnknownKey, st.Builder))
 		}
-		e, err := ParsePublicKey(env.Key)
+		e, err := embeddedKeys.parse(env.Key)
 		if err != nil {
 			return nil, bad("verify: embedded key", err)
 		}
@@ -215,7 +230,7 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 		}
 		signer = e
 	}
-	if err := checkSignature(signer, env.Payload, env.Signature, opt.Now); err != nil {
+	if err := checkSignature(signer, env.Payload, env.Signature, opt.Now, opt.Skew); err != nil {
 		return nil, bad("verify", err)
 	}
 	raw, err := env.WithoutKey().Encode()
@@ -225,10 +240,31 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 	return &Claim{ID: ClaimID(raw), Raw: raw, Envelope: env, Statement: st, Signer: signer}, nil
 }
 
-func checkSignature(signer *openpgp.Entity, payload []byte, armored string, now time.Time) error {
+// checkSignature verifies that armored is a canonical detached signature
+// by signer over payload. now+skew is the verification time, so that a
+// signature made by a builder whose clock runs a little ahead is accepted
+// (the OpenPGP layer otherwise rejects any signature or key created after
+// the verifier's "now").
+func checkSignature(signer *openpgp.Entity, payload []byte, armored string, now time.Time, skew time.Duration) error {
+	sig, body, err := canonicalSignature(armored)
+	if err != nil {
+		return err
+	}
+	// go-crypto does not check the 16-bit hash tag of v4 signatures (it is
+	// outside the signed data, so it could be changed freely): check it
+	// here, so that a changed tag is one more rejected variant.
+	h, err := sig.PrepareVerify()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
+	}
+	h.Write(payload)
+	if err := packet.VerifyHashTag(h, sig); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
+	}
 	cfg := pgpConfig()
-	cfg.Time = func() time.Time { return now }
-	got, err := openpgp.CheckArmoredDetachedSignature(openpgp.EntityList{signer}, bytes.NewReader(payload), strings.NewReader(armored), cfg)
+	at := now.Add(skew)
+	cfg.Time = func() time.Time { return at }
+	got, err := openpgp.CheckDetachedSignature(openpgp.EntityList{signer}, bytes.NewReader(payload), bytes.NewReader(body), cfg)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
 	}
@@ -238,6 +274,160 @@ func checkSignature(signer *openpgp.Entity, payload []byte, armored string, now 
 	return nil
 }
 
+// maxSignatureSize bounds the armored signature (an Ed25519 signature is
+// about 230 bytes armored; RSA-4096 about 900).
+const maxSignatureSize = 4 << 10
+
+// armorSignature is the one armored form of a detached signature that
+// Sign produces and Verify accepts: no armor headers, 64-column base64,
+// CRC-24 line.
+func armorSignature(body []byte) (string, error) {
+	var b strings.Builder
+	w, err := armor.Encode(&b, openpgp.SignatureType, nil)
+	if err != nil {
+		return "", err
+	}
+	if _, err := w.Write(body); err != nil {
+		return "", err
+	}
+	if err := w.Close(); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// canonicalSignature decodes an armored detached signature and returns its
+// binary packet, rejecting every encoding but the one Sign produces. An
+// OpenPGP signature is malleable without the key: armor headers, line
+// breaks, the CRC line, packet length encodings, MPI bit counts, extra
+// signature packets and the unhashed subpacket area can all change while
+// the signature stays valid. Each variant would be a different envelope
+// and so a different claim ID for the same signed statement; requiring the
+// canonical form keeps one statement signature = one claim ID.
+func canonicalSignature(armored string) (*packet.Signature, []byte, error) {
+	if len(armored) > maxSignatureSize {
+		return nil, nil, fmt.Errorf("%w: armored signature is %d bytes (max %d)", ErrInvalidSignature, len(armored), maxSignatureSize)
+	}
+	block, err := armor.Decode(strings.NewReader(armored))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
+	}
+	if block.Type != openpgp.SignatureType {
+		return nil, nil, fmt.Errorf("%w: armor type %q, want %q", ErrInvalidSignature, block.Type, openpgp.SignatureType)
+	}
+	body, err := io.ReadAll(io.LimitReader(block.Body, maxSignatureSize))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
+	}
+	if again, err := armorSignature(body); err != nil || again != armored {
+		return nil, nil, fmt.Errorf("%w: signature armor is not in canonical form (headers, line breaks or checksum differ from what lebowski signs)", ErrInvalidSignature)
+	}
+	p, err := packet.Read(bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: signature packet: %v", ErrInvalidSignature, err)
+	}
+	sig, ok := p.(*packet.Signature)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: armored block holds a %T, not a signature", ErrInvalidSignature, p)
+	}
+	if sig.Version != 4 {
+		return nil, nil, fmt.Errorf("%w: signature version %d (only v4 is accepted)", ErrInvalidSignature, sig.Version)
+	}
+	if sig.SigType != packet.SigTypeBinary {
+		return nil, nil, fmt.Errorf("%w: signature type %#x, want a binary document signature (0x00)", ErrInvalidSignature, uint8(sig.SigType))
+	}
+	for _, f := range []mpiField{sig.EdDSASigR, sig.EdDSASigS, sig.ECDSASigR, sig.ECDSASigS, sig.DSASigR, sig.DSASigS, sig.RSASignature} {
+		if f != nil && !canonicalMPI(f) {
+			return nil, nil, fmt.Errorf("%w: signature value is not minimally encoded", ErrInvalidSignature)
+		}
+	}
+	var re bytes.Buffer
+	if err := sig.Serialize(&re); err != nil || !bytes.Equal(re.Bytes(), body) {
+		return nil, nil, fmt.Errorf("%w: signature packet is not in canonical form (one v4 signature packet, new-format length)", ErrInvalidSignature)
+	}
+	if unhashedLen(body) != 0 {
+		return nil, nil, fmt.Errorf("%w: signature has unhashed subpackets (they are not covered by the signature)", ErrInvalidSignature)
+	}
+	return sig, body, nil
+}
+
+// mpiField is the part of go-crypto's internal encoding.Field used here.
+type mpiField interface {
+	Bytes() []byte
+	BitLength() uint16
+}
+
+// canonicalMPI reports whether f is minimally encoded: no leading zero
+// byte and a bit count that matches the value.
+func canonicalMPI(f mpiField) bool {
+	b := f.Bytes()
+	if len(b) == 0 {
+		return f.BitLength() == 0
+	}
+	return b[0] != 0 && f.BitLength() == uint16(8*(len(b)-1)+bits.Len8(b[0]))
+}
+
+// unhashedLen returns the length of the unhashed subpacket area of a
+// serialized v4 signature packet with a new-format header, or -1.
+func unhashedLen(pkt []byte) int {
+	if len(pkt) < 2 {
+		return -1
+	}
+	hdr := 0
+	switch l := pkt[1]; {
+	case l < 192:
+		hdr = 2
+	case l < 224:
+		hdr = 3
+	case l == 255:
+		hdr = 6
+	default:
+		return -1
+	}
+	b := pkt[min(hdr, len(pkt)):]
+	if len(b) < 6 {
+		return -1
+	}
+	h := int(b[4])<<8 | int(b[5])
+	if len(b) < 8+h {
+		return -1
+	}
+	return int(b[6+h])<<8 | int(b[7+h])
+}
+
 // Wire is the encoding sent to peers: the canonical envelope including the
 // signer's public key when the claim carries it.
 func (c *Claim) Wire() ([]byte, error) { return c.Envelope.Encode() }
+
+// embeddedKeys caches parsed embedded public keys: parsing a key verifies
+// its self-signatures (three Ed25519 verifications for a builder key),
+// which would otherwise triple the cost of verifying a claim from a
+// builder that is not in the keyring.
+var embeddedKeys = &keyCache{max: 4096}
+
+type keyCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[[32]byte]*openpgp.Entity
+}
+
+func (c *keyCache) parse(b []byte) (*openpgp.Entity, error) {
+	h := sha256.Sum256(b)
+	c.mu.Lock()
+	e := c.m[h]
+	c.mu.Unlock()
+	if e != nil {
+		return e, nil
+	}
+	e, err := ParsePublicKey(b)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[[32]byte]*openpgp.Entity) // crude but bounded
+	}
+	c.m[h] = e
+	c.mu.Unlock()
+	return e, nil
+}

@@ -135,7 +135,7 @@ func (s *Statement) Canonical() ([]byte, error) {
 	if c.Artifacts == nil {
 		c.Artifacts = []Artifact{}
 	}
-	return canonicalJSON(c)
+	return canonicalStatement(&c)
 }
 
 // canonicalJSON marshals v, then re-encodes it with object keys sorted.

@@ -1,0 +1,53 @@
+package attest
+
+import (
+	"testing"
+)
+
+// Run with: go test ./attest -run '^$' -bench . -benchmem -cpu 1
+// The store's hot path is "key in keyring": a verified ingest target of
+// 5,000 claims/s on one core needs Verify well under 200 µs.
+
+func BenchmarkSign(b *testing.B) {
+	a, _ := testIdentities(b)
+	s := testStatement()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Sign(a, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "claims/s")
+}
+
+func BenchmarkVerify(b *testing.B) {
+	a, _ := testIdentities(b)
+	c := mustSign(b, a, nil)
+	wire := mustWire(b, c)
+	for _, bc := range []struct {
+		name string
+		in   []byte
+		keys KeyLookup
+	}{
+		{"keyring", c.Raw, NewKeyring(a.Entity)},
+		{"keyring_wire_with_key", wire, NewKeyring(a.Entity)},
+		{"embedded_key", wire, nil},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.in)))
+			for b.Loop() {
+				if _, err := Verify(bc.in, bc.keys, VerifyOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, "claims/s")
+		})
+	}
+}
+
+func reportRate(b *testing.B, unit string) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, unit)
+	}
+}

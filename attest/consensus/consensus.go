@@ -1,0 +1,549 @@
+// Package consensus derives, for one build recipe, what the claims a node
+// holds say: which artifact hashes how many distinct builder keys reported,
+// the 0–10 trust score and the install verdict for a file (DESIGN §6).
+//
+// It is pure: no I/O, no clock (Options.Now is injected), deterministic and
+// independent of the order of its input. It works on claims that were
+// already verified (signature, schema, recipe ID) by package attest.
+// docs/TRUST.md documents the formula, its constants and its properties.
+package consensus
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Claim is one verified claim as the node holds it.
+type Claim struct {
+	ID        string            // claim ID (CID of the envelope)
+	Statement *attest.Statement // verified statement; nil claims are ignored
+	Received  time.Time         // when this node first got it (tie-break only)
+}
+
+// Options tune Evaluate and VerdictFor. The zero value is usable except
+// for Now, whose zero value makes recency count at its floor.
+type Options struct {
+	// Now is the evaluation time (injected; Evaluate never reads a clock).
+	Now time.Time
+	// Threshold is the lowest score that can be SAFE TO INSTALL; 0 means
+	// DefaultThreshold. Use a small positive value to accept any score.
+	Threshold float64
+	// MinTrusted is the fewest agreeing trusted keys for SAFE TO INSTALL;
+	// 0 (or less) means DefaultMinTrusted.
+	MinTrusted int
+	// Purity, when valid, overrides the purity declared in the claims (the
+	// caller holds the opinion file whose CID is in the recipe).
+	Purity attest.Purity
+	// RecipeID selects the recipe when claims span several; "" picks the
+	// recipe with the most trusted keys (then the smallest ID).
+	RecipeID string
+}
+
+func (o Options) withDefaults() Options {
+	if o.Threshold == 0 || o.Threshold != o.Threshold { // 0 or NaN
+		o.Threshold = DefaultThreshold
+	}
+	if o.MinTrusted <= 0 {
+		o.MinTrusted = DefaultMinTrusted
+	}
+	return o
+}
+
+// BuilderClaim is the one counted claim of one builder key.
+type BuilderClaim struct {
+	Fingerprint string        `json:"fingerprint"`
+	Level       TrustLevel    `json:"level"`
+	Operator    string        `json:"operator,omitempty"` // from TrustSource
+	PeerID      string        `json:"peer_id,omitempty"`
+	ClaimID     string        `json:"claim_id"`
+	Result      attest.Result `json:"result"`
+	ArtifactKey string        `json:"artifact_key,omitempty"`
+	Timestamp   time.Time     `json:"timestamp"`
+	Received    time.Time     `json:"received"`
+}
+
+// Trusted reports whether the claim's key votes.
+func (b BuilderClaim) Trusted() bool { return b.Level.votes() }
+
+// operatorKey is the identity used for diversity: the TrustSource operator
+// when known, else the libp2p peer ID, else the key itself.
+func (b BuilderClaim) operatorKey() string {
+	switch {
+	case b.Operator != "":
+		return "op:" + b.Operator
+	case b.PeerID != "":
+		return "peer:" + b.PeerID
+	}
+	return "key:" + b.Fingerprint
+}
+
+// Group is every key whose counted claim reported one artifact set.
+type Group struct {
+	ArtifactKey   string            `json:"artifact_key"`
+	Artifacts     []attest.Artifact `json:"artifacts"` // sorted by name
+	Trusted       []BuilderClaim    `json:"trusted"`   // sorted by fingerprint
+	Unvetted      []BuilderClaim    `json:"unvetted"`  // sorted by fingerprint
+	Operators     int               `json:"operators"` // distinct operators among Trusted
+	Newest        time.Time         `json:"newest"`    // newest claim timestamp, any level
+	NewestTrusted time.Time         `json:"newest_trusted"`
+}
+
+// hashFor returns the group's sha256 for the artifact called name.
+func (g *Group) hashFor(name string) (string, bool) {
+	for _, a := range g.Artifacts {
+		if a.Name == name {
+			return a.SHA256, true
+		}
+	}
+	return "", false
+}
+
+// nameOfHash returns the name of the group's artifact with hash h.
+func (g *Group) nameOfHash(h string) (string, bool) {
+	for _, a := range g.Artifacts {
+		if a.SHA256 == h {
+			return a.Name, true
+		}
+	}
+	return "", false
+}
+
+// Report is the consensus view of one recipe.
+type Report struct {
+	RecipeID      string        `json:"recipe_id"`
+	Package       string        `json:"package"`
+	Version       string        `json:"version"`
+	DebianVersion string        `json:"debian_version"`
+	Suite         string        `json:"suite"`
+	Arch          string        `json:"arch"`
+	Opinion       string        `json:"opinion,omitempty"` // opinion name; "" = vanilla
+	Purity        attest.Purity `json:"purity,omitempty"`  // "" with Vanilla, or undeclared
+	Vanilla       bool          `json:"vanilla"`
+	// Groups are sorted most trusted keys first, then most unvetted keys,
+	// then by artifact key.
+	Groups []Group `json:"groups"`
+	// Consensus is the group with strictly the most trusted keys (it is
+	// &Groups[0]); nil when no trusted key reported success or when the
+	// top groups tie.
+	Consensus *Group `json:"consensus,omitempty"`
+	// Conflict: trusted keys disagree — a consensus with trusted dissent,
+	// or a tie between groups that have trusted keys.
+	Conflict   bool       `json:"conflict"`
+	Score      float64    `json:"score"` // 0–10, one decimal
+	Components Components `json:"components"`
+	// Dissenters are trusted keys in non-consensus groups (every trusted
+	// success key when there is no consensus) and trusted "unreproducible"
+	// claims; sorted by fingerprint.
+	Dissenters     []BuilderClaim `json:"dissenters"`
+	Failed         []BuilderClaim `json:"failed"`         // any level, sorted by fingerprint
+	Unreproducible []BuilderClaim `json:"unreproducible"` // any level, sorted by fingerprint
+	// Equivocators are keys that count for nothing: detected here (two
+	// success claims with different artifact keys) or flagged by the
+	// TrustSource. Sorted.
+	Equivocators []string `json:"equivocators"`
+	Ignored      int      `json:"ignored"` // claims dropped: malformed, other recipe, distrusted key
+	Reasons      []string `json:"reasons"` // human-readable explanation, one fact a line
+}
+
+// entry is one input claim after the first checks.
+type entry struct {
+	c    Claim
+	s    *attest.Statement
+	fpr  string
+	akey string // ArtifactKey for success claims
+}
+
+// newer is a total order on a key's claims: newest timestamp, then newest
+// receipt, then content, so the pick does not depend on input order.
+func newer(a, b *entry) bool {
+	if !a.s.Timestamp.Equal(b.s.Timestamp) {
+		return a.s.Timestamp.After(b.s.Timestamp)
+	}
+	if !a.c.Received.Equal(b.c.Received) {
+		return a.c.Received.After(b.c.Received)
+	}
+	for _, p := range [][2]string{
+		{a.c.ID, b.c.ID}, {string(a.s.Result), string(b.s.Result)}, {a.akey, b.akey},
+		{a.s.PeerID, b.s.PeerID}, {a.s.Version, b.s.Version}, {string(a.s.Opinion.Purity), string(b.s.Opinion.Purity)},
+		{a.s.Opinion.Name, b.s.Opinion.Name}, {a.s.Opinion.CID, b.s.Opinion.CID},
+	} {
+		if p[0] != p[1] {
+			return p[0] > p[1]
+		}
+	}
+	return false
+}
+
+// usable reports why a claim cannot be counted ("" = usable).
+func usable(c Claim) string {
+	s := c.Statement
+	switch {
+	case s == nil:
+		return "no statement"
+	case strings.TrimSpace(s.Builder) == "":
+		return "no builder key"
+	case s.Result == attest.ResultSuccess && len(s.Artifacts) == 0:
+		return "success without artifacts"
+	case s.Result != attest.ResultSuccess && s.Result != attest.ResultFailed && s.Result != attest.ResultUnreproducible:
+		return "unknown result"
+	}
+	return ""
+}
+
+// Evaluate derives the consensus, score and reasons for one recipe from
+// claims. Claims should all be about one recipe; see Options.RecipeID and
+// EvaluateAll otherwise. A nil trust treats every key as unvetted.
+func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
+	if trust == nil {
+		trust = noTrust{}
+	}
+	opt = opt.withDefaults()
+	var r Report
+	var malformed int
+
+	// 1. Keep usable claims and pick the recipe.
+	entries := make([]entry, 0, len(claims))
+	for _, c := range claims {
+		if usable(c) != "" {
+			malformed++
+			continue
+		}
+		entries = append(entries, entry{c: c, s: c.Statement, fpr: strings.ToUpper(strings.TrimSpace(c.Statement.Builder))})
+	}
+	r.RecipeID = opt.RecipeID
+	if r.RecipeID == "" {
+		r.RecipeID = pickRecipe(entries, trust)
+	}
+	levels := map[string]TrustLevel{}
+	level := func(fpr string) TrustLevel {
+		l, ok := levels[fpr]
+		if !ok {
+			l = trust.Level(fpr).normalize()
+			levels[fpr] = l
+		}
+		return l
+	}
+	var otherRecipe, distrusted int
+	byKey := map[string][]*entry{}
+	for i := range entries {
+		e := &entries[i]
+		if e.s.RecipeID != r.RecipeID {
+			otherRecipe++
+			continue
+		}
+		if level(e.fpr) == Distrusted {
+			distrusted++
+			continue
+		}
+		if e.s.Result == attest.ResultSuccess {
+			e.akey = e.s.ArtifactKey()
+		}
+		byKey[e.fpr] = append(byKey[e.fpr], e)
+	}
+	r.Ignored = malformed + otherRecipe + distrusted
+
+	// 2. One vote per key: drop equivocators, keep each key's newest claim.
+	fprs := make([]string, 0, len(byKey))
+	for f := range byKey {
+		fprs = append(fprs, f)
+	}
+	sort.Strings(fprs)
+	var counted []*entry
+	var detected, flagged []string
+	for _, f := range fprs {
+		es := byKey[f]
+		akeys := map[string]bool{}
+		best := es[0]
+		for _, e := range es {
+			if e.akey != "" {
+				akeys[e.akey] = true
+			}
+			if newer(e, best) {
+				best = e
+			}
+		}
+		switch {
+		case len(akeys) > 1:
+			detected = append(detected, f)
+		case trust.Equivocating(f):
+			flagged = append(flagged, f)
+		default:
+			counted = append(counted, best)
+		}
+	}
+	r.Equivocators = append(append([]string{}, detected...), flagged...)
+	sort.Strings(r.Equivocators)
+
+	// 3. Report metadata from the newest counted claim (any claim if none).
+	var rep *entry
+	for _, e := range counted {
+		if rep == nil || newer(e, rep) {
+			rep = e
+		}
+	}
+	if rep == nil {
+		for _, es := range byKey {
+			for _, e := range es {
+				if rep == nil || newer(e, rep) {
+					rep = e
+				}
+			}
+		}
+	}
+	if rep != nil {
+		s := rep.s
+		r.Package, r.Version, r.DebianVersion, r.Suite, r.Arch = s.Package, s.Version, s.DebianVersion, s.Suite, s.Arch
+		r.Opinion = s.Opinion.Name
+		r.Vanilla = s.Opinion.CID == "" // the opinion CID is part of the recipe
+	}
+
+	// 4. Groups, failed, unreproducible.
+	groups := map[string]*Group{}
+	for _, e := range counted {
+		bc := BuilderClaim{
+			Fingerprint: e.fpr, Level: level(e.fpr), PeerID: e.s.PeerID, ClaimID: e.c.ID,
+			Result: e.s.Result, ArtifactKey: e.akey, Timestamp: e.s.Timestamp, Received: e.c.Received,
+		}
+		if bc.Trusted() {
+			bc.Operator = trust.Operator(e.fpr)
+		}
+		switch e.s.Result {
+		case attest.ResultFailed:
+			r.Failed = append(r.Failed, bc)
+			continue
+		case attest.ResultUnreproducible:
+			r.Unreproducible = append(r.Unreproducible, bc)
+			continue
+		}
+		g := groups[e.akey]
+		if g == nil {
+			g = &Group{ArtifactKey: e.akey, Artifacts: append([]attest.Artifact(nil), e.s.Artifacts...)}
+			sort.Slice(g.Artifacts, func(i, j int) bool {
+				a, b := g.Artifacts[i], g.Artifacts[j]
+				return a.Name < b.Name || (a.Name == b.Name && a.SHA256 < b.SHA256)
+			})
+			groups[e.akey] = g
+		}
+		if bc.Timestamp.After(g.Newest) {
+			g.Newest = bc.Timestamp
+		}
+		if bc.Trusted() {
+			g.Trusted = append(g.Trusted, bc)
+			if bc.Timestamp.After(g.NewestTrusted) {
+				g.NewestTrusted = bc.Timestamp
+			}
+		} else {
+			g.Unvetted = append(g.Unvetted, bc)
+		}
+	}
+	for _, g := range groups {
+		ops := map[string]bool{}
+		for _, b := range g.Trusted {
+			ops[b.operatorKey()] = true
+		}
+		g.Operators = len(ops)
+		r.Groups = append(r.Groups, *g)
+	}
+	sort.Slice(r.Groups, func(i, j int) bool {
+		a, b := &r.Groups[i], &r.Groups[j]
+		if len(a.Trusted) != len(b.Trusted) {
+			return len(a.Trusted) > len(b.Trusted)
+		}
+		if len(a.Unvetted) != len(b.Unvetted) {
+			return len(a.Unvetted) > len(b.Unvetted)
+		}
+		return a.ArtifactKey < b.ArtifactKey
+	})
+	// counted is sorted by fingerprint, so members and lists already are.
+
+	// 5. Consensus, dissent, conflict.
+	trustedGroups := 0
+	for i := range r.Groups {
+		if len(r.Groups[i].Trusted) > 0 {
+			trustedGroups++
+		}
+	}
+	tie := trustedGroups > 1 && len(r.Groups[1].Trusted) == len(r.Groups[0].Trusted)
+	if trustedGroups > 0 && !tie {
+		r.Consensus = &r.Groups[0]
+	}
+	for i := range r.Groups {
+		if r.Consensus != nil && i == 0 {
+			continue
+		}
+		r.Dissenters = append(r.Dissenters, r.Groups[i].Trusted...)
+	}
+	for _, b := range r.Unreproducible {
+		if b.Trusted() {
+			r.Dissenters = append(r.Dissenters, b)
+		}
+	}
+	sort.Slice(r.Dissenters, func(i, j int) bool { return r.Dissenters[i].Fingerprint < r.Dissenters[j].Fingerprint })
+	r.Conflict = tie || (r.Consensus != nil && len(r.Dissenters) > 0)
+
+	// 6. Purity.
+	var purityNote string
+	r.Purity, purityNote = pickPurity(counted, level, opt)
+
+	// 7. Score.
+	c := &r.Components
+	if r.Consensus != nil {
+		c.TrustedAgree = len(r.Consensus.Trusted)
+		c.Operators = r.Consensus.Operators
+		c.Dissent = len(r.Dissenters)
+		if !opt.Now.IsZero() {
+			c.AgeKnown = true
+			c.Age = opt.Now.Sub(r.Consensus.NewestTrusted)
+		}
+	}
+	for _, b := range r.Failed {
+		if b.Trusted() {
+			c.TrustedFail++
+		}
+	}
+	r.Score = computeScore(c, r.Consensus != nil, r.Purity, r.Vanilla)
+
+	r.Reasons = reasons(&r, opt, purityNote, malformed, otherRecipe, distrusted, detected, flagged)
+	return r
+}
+
+// pickRecipe returns the recipe with the most distinct trusted keys, then
+// the smallest ID. Unvetted keys do not influence the choice.
+func pickRecipe(entries []entry, trust TrustSource) string {
+	keys := map[string]map[string]bool{}
+	lv := map[string]bool{}
+	for _, e := range entries {
+		id := e.s.RecipeID
+		if keys[id] == nil {
+			keys[id] = map[string]bool{}
+		}
+		v, ok := lv[e.fpr]
+		if !ok {
+			v = trust.Level(e.fpr).normalize().votes() && !trust.Equivocating(e.fpr)
+			lv[e.fpr] = v
+		}
+		if v {
+			keys[id][e.fpr] = true
+		}
+	}
+	best, bestN := "", -1
+	for id, ks := range keys {
+		if n := len(ks); n > bestN || (n == bestN && id < best) {
+			best, bestN = id, n
+		}
+	}
+	return best
+}
+
+// purityRank orders purities from most to least pure; "" (undeclared) is last.
+func purityRank(p attest.Purity) int {
+	switch p {
+	case attest.PurityPureCompilation:
+		return 0
+	case attest.PurityConfigureOnly:
+		return 1
+	case attest.PurityPatches:
+		return 2
+	}
+	return 3
+}
+
+// pickPurity returns the recipe's purity: opt.Purity when valid, else the
+// least pure purity declared by a counted trusted claim (any result), else
+// by any counted claim. The note explains overrides and disagreements.
+func pickPurity(counted []*entry, level func(string) TrustLevel, opt Options) (attest.Purity, string) {
+	if opt.Purity.Valid() {
+		return opt.Purity, "purity from the opinion file"
+	}
+	seen := map[attest.Purity]bool{}
+	var worst attest.Purity
+	pick := func(trustedOnly bool) {
+		for _, e := range counted {
+			if trustedOnly && !level(e.fpr).votes() {
+				continue
+			}
+			if e.s.Opinion.CID == "" {
+				continue // vanilla: no purity
+			}
+			p := e.s.Opinion.Purity
+			if !p.Valid() {
+				p = ""
+			}
+			if len(seen) == 0 || purityRank(p) > purityRank(worst) {
+				worst = p
+			}
+			seen[p] = true
+		}
+	}
+	pick(true)
+	if len(seen) == 0 {
+		pick(false)
+	}
+	if len(seen) > 1 {
+		var ps []string
+		for p := range seen {
+			if p == "" {
+				ps = append(ps, "undeclared")
+			} else {
+				ps = append(ps, string(p))
+			}
+		}
+		sort.Strings(ps)
+		return worst, "claims disagree on purity (" + strings.Join(ps, ", ") + "); using the least pure"
+	}
+	return worst, ""
+}
+
+// EvaluateAll splits claims by recipe and evaluates each one. Reports are
+// sorted by recipe ID. opt.RecipeID is ignored.
+func EvaluateAll(claims []Claim, trust TrustSource, opt Options) []Report {
+	by := map[string][]Claim{}
+	for _, c := range claims {
+		id := ""
+		if c.Statement != nil {
+			id = c.Statement.RecipeID
+		}
+		by[id] = append(by[id], c)
+	}
+	ids := make([]string, 0, len(by))
+	for id := range by {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	out := make([]Report, 0, len(ids))
+	for _, id := range ids {
+		o := opt
+		o.RecipeID = id
+		out = append(out, Evaluate(by[id], trust, o))
+	}
+	return out
+}
+
+// baseName strips directories from a file name given as a path.
+func baseName(name string) string {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return ""
+	}
+	return path.Base(strings.ReplaceAll(name, "\\", "/"))
+}
+
+// fprList formats up to max fingerprints, then "and N more".
+func fprList(bs []BuilderClaim, max int) string {
+	var parts []string
+	for i, b := range bs {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("and %d more", len(bs)-max))
+			break
+		}
+		parts = append(parts, b.Fingerprint)
+	}
+	return strings.Join(parts, ", ")
+}

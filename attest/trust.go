@@ -1,0 +1,158 @@
+package attest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// MaxTrustSearch bounds the number of keys CertifiedWithin visits, so a
+// flood of imported keys certifying each other cannot make a trust query
+// expensive.
+const MaxTrustSearch = 10000
+
+// Certify makes signer certify every user ID of target (an OpenPGP
+// third-party certification, signature type 0x10, as `gpg --sign-key`
+// makes). The certifications are added to target in place; serialize it
+// (ArmorPublicKey) to publish them.
+func Certify(signer *Identity, target *openpgp.Entity) error {
+	if signer == nil || signer.Entity == nil || target == nil {
+		return errors.New("certify: signer and target keys are required")
+	}
+	if Fingerprint(signer.Entity) == Fingerprint(target) {
+		return fmt.Errorf("certify: key %s cannot certify itself", Fingerprint(target))
+	}
+	if len(target.Identities) == 0 {
+		return fmt.Errorf("certify: key %s has no user ID to certify", Fingerprint(target))
+	}
+	for name := range target.Identities {
+		if err := target.SignIdentity(name, signer.Entity, pgpConfig()); err != nil {
+			return fmt.Errorf("certify %s (%q) with %s: %w", Fingerprint(target), name, signer.Fingerprint(), err)
+		}
+	}
+	return nil
+}
+
+// CertifiedWithin reports whether target is trusted within k
+// certification hops: target is itself in trusted (0 hops), or one of its
+// user IDs carries a valid certification by a trusted key (1 hop), or by
+// a key that is itself certified within k-1 hops. Intermediate keys are
+// found in trusted or all (all may be nil); each certification is
+// verified cryptographically with go-crypto against the certifier's
+// primary key, and expired certifications or revoked certifiers do not
+// count. trusted is keyed by upper-case fingerprint (as Fingerprint).
+func CertifiedWithin(target *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLookup, k int) bool {
+	return certifiedWithin(target, trusted, all, k, time.Now())
+}
+
+func certifiedWithin(target *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLookup, k int, now time.Time) bool {
+	if target == nil || target.PrimaryKey == nil || k < 0 {
+		return false
+	}
+	if _, ok := trusted[Fingerprint(target)]; ok {
+		return true
+	}
+	visited := map[string]bool{Fingerprint(target): true}
+	frontier := []*openpgp.Entity{target}
+	for hop := 1; hop <= k && len(frontier) > 0; hop++ {
+		var next []*openpgp.Entity
+		for _, e := range frontier {
+			for _, c := range certifiers(e, trusted, all, now) {
+				fpr := Fingerprint(c)
+				if _, ok := trusted[fpr]; ok {
+					return true
+				}
+				if !visited[fpr] && len(visited) < MaxTrustSearch {
+					visited[fpr] = true
+					next = append(next, c)
+				}
+			}
+		}
+		frontier = next
+	}
+	return false
+}
+
+// certifiers returns the keys (from trusted or all) that made a valid
+// third-party certification over one of e's user IDs.
+func certifiers(e *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLookup, now time.Time) []*openpgp.Entity {
+	self := Fingerprint(e)
+	var out []*openpgp.Entity
+	seen := map[string]bool{}
+	for name, id := range e.Identities {
+		if id == nil {
+			continue
+		}
+		for _, sig := range id.Signatures {
+			if sig == nil || !isCertification(sig.SigType) || sig.SigExpired(now) {
+				continue
+			}
+			c := issuer(sig, trusted, all)
+			if c == nil || c.PrimaryKey == nil {
+				continue
+			}
+			fpr := Fingerprint(c)
+			if fpr == self || seen[fpr] || c.Revoked(now) {
+				continue
+			}
+			if c.PrimaryKey.KeyId != issuerKeyID(sig) {
+				continue
+			}
+			if err := c.PrimaryKey.VerifyUserIdSignature(name, e.PrimaryKey, sig); err != nil {
+				continue
+			}
+			seen[fpr] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func isCertification(t packet.SignatureType) bool {
+	switch t {
+	case packet.SigTypeGenericCert, packet.SigTypePersonaCert, packet.SigTypeCasualCert, packet.SigTypePositiveCert:
+		return true
+	}
+	return false
+}
+
+func issuerKeyID(sig *packet.Signature) uint64 {
+	if sig.IssuerKeyId != nil {
+		return *sig.IssuerKeyId
+	}
+	if n := len(sig.IssuerFingerprint); n >= 8 { // v4: key ID = low 64 bits
+		var id uint64
+		for _, b := range sig.IssuerFingerprint[n-8:] {
+			id = id<<8 | uint64(b)
+		}
+		return id
+	}
+	return 0
+}
+
+// issuer finds the key that made sig: by issuer fingerprint in trusted
+// then all, or by key ID among the trusted keys.
+func issuer(sig *packet.Signature, trusted map[string]*openpgp.Entity, all KeyLookup) *openpgp.Entity {
+	if len(sig.IssuerFingerprint) > 0 {
+		fpr := fmt.Sprintf("%X", sig.IssuerFingerprint)
+		if e := trusted[fpr]; e != nil {
+			return e
+		}
+		if all != nil {
+			return all.Lookup(fpr)
+		}
+		return nil
+	}
+	if sig.IssuerKeyId == nil {
+		return nil
+	}
+	for _, e := range trusted {
+		if e != nil && e.PrimaryKey != nil && e.PrimaryKey.KeyId == *sig.IssuerKeyId {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,477 @@
+package builder
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/builder/source"
+)
+
+// SourceFetcher fetches a verified Debian source package;
+// *source.Fetcher implements it.
+type SourceFetcher interface {
+	Fetch(ctx context.Context, suite, pkg, version string) (*source.Source, error)
+}
+
+// ImageEnsurer returns the build image for a manifest; *ImageStore
+// implements it.
+type ImageEnsurer interface {
+	Ensure(ctx context.Context, m Manifest) (*Image, error)
+}
+
+// ContainerRunner runs one sandboxed container; *Podman implements it.
+type ContainerRunner interface {
+	Run(ctx context.Context, rs RunSpec) (RunResult, error)
+}
+
+// Defaults of a PodmanBuilder.
+const (
+	DefaultSuite   = "bookworm"
+	DefaultArch    = "amd64"
+	DefaultTimeout = 2 * time.Hour
+	DefaultMemory  = 4 << 30
+	DefaultPids    = 4096
+)
+
+// PodmanBuilder rebuilds source packages in podman containers. It
+// implements Builder.
+type PodmanBuilder struct {
+	dataDir  string
+	src      SourceFetcher
+	images   ImageEnsurer
+	run      ContainerRunner
+	log      *slog.Logger
+	progress func(string)
+	timeout  time.Duration
+	memory   int64
+	pids     int64
+	keepWork bool
+}
+
+// Option configures a PodmanBuilder.
+type Option func(*PodmanBuilder)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(b *PodmanBuilder) {
+		if l != nil {
+			b.log = l
+		}
+	}
+}
+
+// WithProgress receives progress lines: image creation output and the
+// build log as it grows.
+func WithProgress(f func(line string)) Option { return func(b *PodmanBuilder) { b.progress = f } }
+
+// WithTimeout bounds one build's wall-clock time (default 2h); the
+// container is killed when it is exceeded.
+func WithTimeout(d time.Duration) Option { return func(b *PodmanBuilder) { b.timeout = d } }
+
+// WithMemory sets the container memory limit in bytes (default 4 GiB).
+func WithMemory(n int64) Option { return func(b *PodmanBuilder) { b.memory = n } }
+
+// WithPids sets the container pids limit (default 4096).
+func WithPids(n int64) Option { return func(b *PodmanBuilder) { b.pids = n } }
+
+// WithImages replaces the image store (tests).
+func WithImages(i ImageEnsurer) Option { return func(b *PodmanBuilder) { b.images = i } }
+
+// WithRunner replaces the container runner (tests).
+func WithRunner(r ContainerRunner) Option { return func(b *PodmanBuilder) { b.run = r } }
+
+// WithKeepWork keeps the work directory of each build (debugging).
+func WithKeepWork(keep bool) Option { return func(b *PodmanBuilder) { b.keepWork = keep } }
+
+// New returns a builder keeping images, work dirs and outputs under
+// dataDir, fetching sources with src and running containers on pm.
+func New(dataDir string, src SourceFetcher, pm *Podman, opts ...Option) (*PodmanBuilder, error) {
+	if dataDir == "" || src == nil {
+		return nil, fmt.Errorf("builder new: data dir and source fetcher are required")
+	}
+	b := &PodmanBuilder{
+		dataDir: dataDir, src: src, log: slog.New(slog.DiscardHandler),
+		timeout: DefaultTimeout, memory: DefaultMemory, pids: DefaultPids,
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	if b.run == nil {
+		if pm == nil {
+			return nil, fmt.Errorf("builder new: no podman connection and no runner")
+		}
+		b.run = pm
+	}
+	if b.images == nil {
+		if pm == nil {
+			return nil, fmt.Errorf("builder new: no podman connection and no image store")
+		}
+		b.images = NewImageStore(dataDir, pm, WithImageLogger(b.log), WithImageProgress(b.progress))
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "work"), 0o755); err != nil {
+		return nil, fmt.Errorf("builder new: %w", err)
+	}
+	return b, nil
+}
+
+var _ Builder = (*PodmanBuilder)(nil)
+
+// BuildDir returns where the outputs of one run of a recipe are kept.
+func (b *PodmanBuilder) BuildDir(recipeID string) string {
+	return filepath.Join(b.dataDir, "builds", recipeID)
+}
+
+func (b *PodmanBuilder) normalize(req Request) (Request, error) {
+	if req.Suite == "" && req.Opinion != nil {
+		req.Suite = req.Opinion.Debian.Suite
+	}
+	if req.Suite == "" {
+		req.Suite = DefaultSuite
+	}
+	if req.Version == "" && req.Opinion != nil {
+		req.Version = req.Opinion.Debian.Version
+	}
+	if req.Arch == "" {
+		req.Arch = DefaultArch
+	}
+	switch {
+	case !reDebPkg.MatchString(req.Package):
+		return req, fmt.Errorf("%w: package %q is not a Debian source package name", ErrInvalidRequest, truncate(req.Package, 80))
+	case req.Version != "" && !reDebVer.MatchString(req.Version):
+		return req, fmt.Errorf("%w: version %q is not a Debian version", ErrInvalidRequest, truncate(req.Version, 80))
+	case !reSuite.MatchString(req.Suite):
+		return req, fmt.Errorf("%w: suite %q is malformed", ErrInvalidRequest, truncate(req.Suite, 80))
+	case req.Arch != DefaultArch:
+		return req, fmt.Errorf("%w: arch %q: only native amd64 builds are supported", ErrInvalidRequest, truncate(req.Arch, 80))
+	}
+	return req, nil
+}
+
+// Build fetches the verified source, ensures the image, and runs
+// dpkg-buildpackage -b in a sandboxed container under the opinion. A build
+// that ran and failed is a Result with Status failed; errors are refusals
+// (ErrUnsafeOpinion, ErrInvalidRequest, source verification) and
+// environment trouble. When the opinion does not apply to the source (a
+// patch fails) the error wraps ErrNotApplicable and the Result carries the
+// log.
+func (b *PodmanBuilder) Build(ctx context.Context, req Request) (*Result, error) {
+	req, err := b.normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	// Re-check the opinion before anything else (no container yet).
+	var applied *opinionCheck
+	if req.Opinion != nil && req.Version != "" {
+		if applied, err = newOpinionCheck(req); err != nil {
+			return nil, err
+		}
+	}
+	src, err := b.src.Fetch(ctx, req.Suite, req.Package, req.Version)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: fetch source: %w", req.Package, err)
+	}
+	if req.Version == "" {
+		req.Version = src.Version
+	}
+	if src.Version != req.Version || src.Package != req.Package {
+		return nil, fmt.Errorf("build %s %s: fetcher returned %s %s", req.Package, req.Version, src.Package, src.Version)
+	}
+	if applied == nil && req.Opinion != nil {
+		if applied, err = newOpinionCheck(req); err != nil {
+			return nil, err
+		}
+	}
+	deps, err := ResolveBuildDepends([]string{src.BuildDepends}, req.Arch)
+	if err != nil {
+		return nil, fmt.Errorf("build %s %s: %w", req.Package, req.Version, err)
+	}
+	img, err := b.images.Ensure(ctx, NewManifest(req.Suite, req.Package, deps))
+	if err != nil {
+		return nil, fmt.Errorf("build %s %s: image: %w", req.Package, req.Version, err)
+	}
+	res := &Result{
+		Recipe: attest.Recipe{
+			Source: req.Package, DebianVersion: req.Version, Suite: req.Suite, Arch: req.Arch,
+			SourceSHA256: src.DscSHA256, ImageDigest: img.Digest,
+		},
+		BinaryVersion: req.Version,
+		Installed:     img.Installed,
+	}
+	var op *appliedOpinion
+	if applied != nil {
+		op = applied.op
+		res.Recipe.OpinionCID = op.cid
+		res.BinaryVersion = op.binaryVersion
+	}
+	return b.runBuild(ctx, req, src, img, op, res)
+}
+
+type opinionCheck struct{ op *appliedOpinion }
+
+func newOpinionCheck(req Request) (*opinionCheck, error) {
+	op, err := checkOpinion(req.Opinion, req.Package, req.Version, req.Suite)
+	if err != nil {
+		return nil, fmt.Errorf("build %s under opinion %q: %w", req.Package, req.Opinion.Name, err)
+	}
+	return &opinionCheck{op: op}, nil
+}
+
+// upstreamDirName is the fixed source tree path: /build/<pkg>-<version
+// without epoch>.
+func srcTreePath(pkg, version string) string {
+	if i := strings.IndexByte(version, ':'); i >= 0 {
+		version = version[i+1:]
+	}
+	return containerBuildDir + "/" + pkg + "-" + version
+}
+
+func (b *PodmanBuilder) runBuild(ctx context.Context, req Request, src *source.Source, img *Image, op *appliedOpinion, res *Result) (*Result, error) {
+	work, err := os.MkdirTemp(filepath.Join(b.dataDir, "work"), req.Package+"-")
+	if err != nil {
+		return nil, fmt.Errorf("build %s: work dir: %w", req.Package, err)
+	}
+	if err := os.Chmod(work, 0o755); err != nil {
+		return nil, fmt.Errorf("build %s: work dir: %w", req.Package, err)
+	}
+	if !b.keepWork {
+		defer os.RemoveAll(work)
+	}
+	if err := b.prepareWork(work, req, src, op); err != nil {
+		return nil, err
+	}
+	b.log.Info("building", "package", req.Package, "version", res.BinaryVersion, "image", img.Ref, "recipe", res.Recipe.ID()[:12], "work", work)
+
+	tailCtx, stopTail := context.WithCancel(ctx)
+	tailDone := make(chan struct{})
+	go func() { defer close(tailDone); b.tailLog(tailCtx, filepath.Join(work, "build.log")) }()
+	start := time.Now()
+	rr, runErr := b.run.Run(ctx, RunSpec{
+		Image:   img.Ref,
+		Command: []string{"/bin/sh", containerScript},
+		Env:     buildEnv(op),
+		HostDir: work,
+		MountAt: containerBuildDir,
+		WorkDir: containerBuildDir,
+		Memory:  b.memory,
+		Pids:    b.pids,
+		Timeout: b.timeout,
+		Labels:  map[string]string{"org.lebowski.recipe": res.Recipe.ID(), "org.lebowski.package": req.Package},
+	})
+	stopTail()
+	<-tailDone
+	if runErr != nil {
+		return nil, fmt.Errorf("build %s: %w", req.Package, runErr)
+	}
+	res.Log, _ = os.ReadFile(filepath.Join(work, "build.log"))
+	stage := strings.TrimSpace(readSmall(filepath.Join(work, stageFile)))
+	b.log.Info("build finished", "package", req.Package, "exit", rr.ExitCode, "stage", stage, "took", time.Since(start).Round(time.Millisecond))
+	switch {
+	case rr.TimedOut:
+		res.Status, res.FailReason = attest.ResultFailed, fmt.Sprintf("build timed out after %s (stage %s); the container was killed", b.timeout, stage)
+		return res, nil
+	case rr.ExitCode == exitRefused:
+		reason := strings.TrimSpace(readSmall(filepath.Join(work, refusedFile)))
+		res.Status, res.FailReason = attest.ResultFailed, reason
+		return res, fmt.Errorf("build %s: %w: %s", req.Package, ErrNotApplicable, reason)
+	case rr.ExitCode != 0:
+		res.Status, res.FailReason = attest.ResultFailed, fmt.Sprintf("stage %s failed with exit code %d (see the log)", stage, rr.ExitCode)
+		return res, nil
+	case stage != "done":
+		res.Status, res.FailReason = attest.ResultFailed, fmt.Sprintf("build script stopped at stage %q with exit code 0", stage)
+		return res, nil
+	}
+	if err := b.collect(work, img, op, res); err != nil {
+		res.Status, res.FailReason = attest.ResultFailed, err.Error()
+		return res, nil
+	}
+	res.Status = attest.ResultSuccess
+	return res, nil
+}
+
+func readSmall(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 4096))
+	return string(b)
+}
+
+// prepareWork lays out the host work dir mounted at /build: src/ (the .dsc
+// and its files), lebowski/run.sh, lebowski/patches/, lebowski/changelog.entry.
+func (b *PodmanBuilder) prepareWork(work string, req Request, src *source.Source, op *appliedOpinion) error {
+	if !reFile.MatchString(src.DscName) {
+		return fmt.Errorf("build %s: source .dsc name %q is not a plain file name", req.Package, src.DscName)
+	}
+	for _, d := range []string{"src", "lebowski/patches", "out"} {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+			return fmt.Errorf("build %s: %w", req.Package, err)
+		}
+	}
+	files := []string{src.DscName}
+	for _, f := range src.Files {
+		files = append(files, f.Name)
+	}
+	for _, name := range files {
+		if !reFile.MatchString(name) {
+			return fmt.Errorf("build %s: source file name %q is not a plain file name", req.Package, name)
+		}
+		if err := copyFile(filepath.Join(src.Dir, name), filepath.Join(work, "src", name)); err != nil {
+			return fmt.Errorf("build %s: copy source: %w", req.Package, err)
+		}
+	}
+	if op != nil {
+		for _, p := range op.patches {
+			if err := os.WriteFile(filepath.Join(work, "lebowski/patches", p.name), p.data, 0o644); err != nil {
+				return fmt.Errorf("build %s: %w", req.Package, err)
+			}
+		}
+		entry := ChangelogEntry(req.Package, op.binaryVersion, req.Suite, op.changelogLines(), DatePlaceholder)
+		if err := os.WriteFile(filepath.Join(work, "lebowski/changelog.entry"), []byte(entry), 0o644); err != nil {
+			return fmt.Errorf("build %s: %w", req.Package, err)
+		}
+	}
+	script := buildScript(scriptParams{dscName: src.DscName, srcDir: srcTreePath(req.Package, req.Version), opinion: op, pkg: req.Package, suite: req.Suite})
+	if err := os.WriteFile(filepath.Join(work, "lebowski/run.sh"), []byte(script), 0o755); err != nil {
+		return fmt.Errorf("build %s: %w", req.Package, err)
+	}
+	return nil
+}
+
+var reFile = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,254}$`)
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// tailLog follows the build log while the container runs and sends each
+// line to the logger (Debug) and the progress callback.
+func (b *PodmanBuilder) tailLog(ctx context.Context, path string) {
+	var f *os.File
+	var rd *bufio.Reader
+	var partial string
+	for {
+		if f == nil {
+			if ff, err := os.Open(path); err == nil {
+				f, rd = ff, bufio.NewReader(ff)
+				defer f.Close()
+			}
+		}
+		if rd != nil {
+			for {
+				line, err := rd.ReadString('\n')
+				partial += line
+				if err != nil {
+					break
+				}
+				b.log.Debug("build", "line", strings.TrimRight(partial, "\n"))
+				if b.progress != nil {
+					b.progress(strings.TrimRight(partial, "\n"))
+				}
+				partial = ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// collect hashes the outputs, extends the .buildinfo and moves everything
+// into <dataDir>/builds/<recipe id>/<run>/.
+func (b *PodmanBuilder) collect(work string, img *Image, op *appliedOpinion, res *Result) error {
+	outDir := filepath.Join(work, "out")
+	ents, err := os.ReadDir(outDir)
+	if err != nil {
+		return fmt.Errorf("outputs: %w", err)
+	}
+	run := time.Now().UTC().Format("20060102T150405Z") + "-" + randHex(4)
+	dest := filepath.Join(b.BuildDir(res.Recipe.ID()), run)
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return fmt.Errorf("outputs: %w", err)
+	}
+	var buildinfos []string
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || !reFile.MatchString(name) {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(name, ".deb"), strings.HasSuffix(name, ".udeb"):
+			data, err := os.ReadFile(filepath.Join(outDir, name))
+			if err != nil {
+				return fmt.Errorf("outputs: %w", err)
+			}
+			sum := sha256.Sum256(data)
+			p := filepath.Join(dest, name)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				return fmt.Errorf("outputs: %w", err)
+			}
+			res.Artifacts = append(res.Artifacts, Output{Name: name, SHA256: hex.EncodeToString(sum[:]), Path: p, Size: int64(len(data))})
+		case strings.HasSuffix(name, ".buildinfo"):
+			buildinfos = append(buildinfos, name)
+		}
+	}
+	if len(res.Artifacts) == 0 {
+		return errors.New("dpkg-buildpackage produced no .deb")
+	}
+	slices.SortFunc(res.Artifacts, func(a, b Output) int { return strings.Compare(a.Name, b.Name) })
+	if len(buildinfos) != 1 {
+		return fmt.Errorf("want one .buildinfo, got %d", len(buildinfos))
+	}
+	bi, err := os.ReadFile(filepath.Join(outDir, buildinfos[0]))
+	if err != nil {
+		return fmt.Errorf("outputs: %w", err)
+	}
+	var fields [][2]string
+	if op != nil {
+		fields = append(fields, [2]string{"X-Lebowski-Opinion", op.name + " " + op.cid})
+	}
+	fields = append(fields, [2]string{"X-Lebowski-Image", img.Digest})
+	if res.Buildinfo, err = ExtendBuildinfo(bi, fields); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dest, buildinfos[0]), res.Buildinfo, 0o644); err != nil {
+		return fmt.Errorf("outputs: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dest, "build.log"), res.Log, 0o644); err != nil {
+		return fmt.Errorf("outputs: %w", err)
+	}
+	return nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

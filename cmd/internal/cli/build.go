@@ -1,0 +1,374 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/opinions"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+type buildFlags struct {
+	opinion   string
+	version   string
+	suite     string
+	twice     bool
+	podmanURL string
+	cacheDir  string
+	mirror    string
+	timeout   time.Duration
+}
+
+func (g *globals) addBuildFlags(cmd *cobra.Command, f *buildFlags) {
+	cmd.Flags().StringVar(&f.podmanURL, "podman-url", os.Getenv("LEBOWSKI_PODMAN_URL"), "podman API URL (default: start a private podman service)")
+	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", os.Getenv("LEBOWSKI_CACHE_DIR"), "where verified sources and build images are cached (default <data-dir>/cache)")
+	cmd.Flags().StringVar(&f.mirror, "mirror", "", "Debian mirror (default http://deb.debian.org/debian)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 2*time.Hour, "wall-clock limit of one build")
+}
+
+// loadOpinion resolves --opinion for a package: "" or "vanilla" = none.
+func (g *globals) loadOpinion(pkg, name string) (*opinions.Opinion, error) {
+	if name == "" || name == "vanilla" {
+		return nil, nil
+	}
+	ref := name
+	if !strings.Contains(ref, "/") {
+		ref = pkg + "/" + name
+	}
+	o, err := opinions.Find(g.opinionsDir, ref, opinions.WithGitCommit(true))
+	if err != nil {
+		return nil, usageErr("%v (opinions dir %s; set --opinions)", err, g.opinionsDir)
+	}
+	if o.Package != pkg {
+		return nil, usageErr("opinion %s is for package %s, not %s", ref, o.Package, pkg)
+	}
+	return o, nil
+}
+
+// progress shows a spinner with the latest build line on stderr (not in
+// --json mode, not when stderr is not a terminal).
+func (g *globals) progress(desc string) (func(string), func()) {
+	if g.json || !isTerminal(os.Stderr) {
+		return func(line string) { g.log.Debug(line) }, func() {}
+	}
+	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetDescription(desc), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+	return func(line string) {
+			line = strings.TrimSpace(line)
+			if len(line) > 70 {
+				line = line[:70]
+			}
+			bar.Describe(desc + ": " + line)
+			_ = bar.Add(1)
+		}, func() {
+			_ = bar.Finish()
+		}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (g *globals) openRebuilder(ctx context.Context, f *buildFlags, progress func(string)) (*node.Rebuilder, error) {
+	env := node.BuildEnv{Layout: g.layout(), CacheDir: f.cacheDir, Mirror: f.mirror, PodmanURL: f.podmanURL, Timeout: f.timeout, Log: g.log, Progress: progress}
+	if env.Mirror == "" {
+		if cfg, err := daemon.LoadConfig(g.layout().Config(), true); err == nil {
+			env.Mirror = cfg.Mirror
+		}
+	}
+	if err := g.layout().Ensure(); err != nil {
+		return nil, envErr(err)
+	}
+	rb, err := env.OpenBuilder(ctx)
+	if err != nil {
+		return nil, buildErr(err)
+	}
+	return rb, nil
+}
+
+// buildErr maps builder errors to exit codes: refusals of input are 2,
+// tampered sources 1, the rest (podman, network) 3.
+func buildErr(err error) error {
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		return err
+	case errors.Is(err, builder.ErrUnsafeOpinion), errors.Is(err, builder.ErrInvalidRequest), errors.Is(err, opinions.ErrInvalid), errors.Is(err, source.ErrNotFound), errors.Is(err, builder.ErrNotApplicable):
+		return &ExitError{Code: ExitUsage, Err: err}
+	case errors.Is(err, source.ErrHashMismatch), errors.Is(err, source.ErrBadSignature):
+		return &ExitError{Code: ExitMismatch, Err: err}
+	}
+	return &ExitError{Code: ExitEnv, Err: err}
+}
+
+type buildOutput struct {
+	Package       string           `json:"package"`
+	Version       string           `json:"version"`
+	Opinion       string           `json:"opinion,omitempty"`
+	RecipeID      string           `json:"recipe_id"`
+	Recipe        attest.Recipe    `json:"recipe"`
+	Status        attest.Result    `json:"status"`
+	FailReason    string           `json:"fail_reason,omitempty"`
+	Artifacts     []builder.Output `json:"artifacts"`
+	Reproducible  *bool            `json:"reproducible,omitempty"` // with --twice
+	ClaimID       string           `json:"claim_id,omitempty"`
+	Claim         string           `json:"claim,omitempty"` // wire envelope
+	DiffoscopeCID string           `json:"diffoscope_cid,omitempty"`
+	Seconds       float64          `json:"seconds"`
+}
+
+func newBuildCmd(g *globals) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build PACKAGE [--opinion NAME] [--twice]",
+		Short: "Rebuild a Debian source package under an opinion in a pinned podman container and sign the result",
+		Long: `Rebuild a Debian source package from its verified Debian source under an
+opinion, in a pinned container without network, then sign a claim of the
+result into this node's store (or hand it to the running lebowskid).
+
+With --twice the package is built two times; differing hashes exit 1 and
+diffoscope's report is kept.
+
+Exit codes: 0 built (and reproducible with --twice), 1 not reproducible or the
+source failed verification, 2 bad input (opinion, package), 3 environment
+(podman missing, no network to the mirror).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			pkg := args[0]
+			op, err := g.loadOpinion(pkg, f.opinion)
+			if err != nil {
+				return err
+			}
+			l := g.layout()
+			id, created, err := l.LoadIdentity(true, "")
+			if err != nil {
+				return envErr(err)
+			}
+			if created {
+				fmt.Fprintf(g.errOut, "generated builder key %s\n", id.Fingerprint())
+			}
+			step := func(format string, a ...any) {
+				if !g.json {
+					fmt.Fprintf(g.errOut, "==> "+format+"\n", a...)
+				}
+			}
+			prog, done := g.progress("building " + pkg)
+			defer done()
+			step("connecting to podman")
+			rb, err := g.openRebuilder(ctx, &f, prog)
+			if err != nil {
+				return err
+			}
+			defer rb.Close()
+			req := builder.Request{Package: pkg, Version: f.version, Suite: f.suite, Opinion: op}
+			start := time.Now()
+			step("fetching verified source, preparing image, building %s%s", pkg, opinionSuffix(op))
+			res, err := rb.Build(ctx, req)
+			if err != nil {
+				return buildErr(err)
+			}
+			out := buildOutput{Package: pkg, Version: res.BinaryVersion, RecipeID: res.Recipe.ID(), Recipe: res.Recipe, Status: res.Status, FailReason: res.FailReason, Artifacts: res.Artifacts}
+			if op != nil {
+				out.Opinion = op.Name
+			}
+			status := res.Status
+			var diffCID string
+			if f.twice && res.Status == attest.ResultSuccess {
+				step("building a second time to check reproducibility")
+				first, err := keepArtifacts(res)
+				if err != nil {
+					return envErr(err)
+				}
+				res2, err := rb.Build(ctx, req)
+				if err != nil {
+					return buildErr(err)
+				}
+				same := res2.Status == attest.ResultSuccess && sameArtifacts(res.Artifacts, res2.Artifacts)
+				out.Reproducible = &same
+				if !same {
+					status = attest.ResultUnreproducible
+					step("NOT reproducible: running diffoscope")
+					diffCID = g.diffFirst(ctx, first, res2.Artifacts)
+					out.DiffoscopeCID = diffCID
+				}
+			}
+			done()
+			res.Status = status
+			claim, err := g.recordClaim(ctx, id, op, res)
+			if err != nil {
+				return err
+			}
+			out.Seconds = time.Since(start).Seconds()
+			out.ClaimID = claim.ID
+			if wire, err := claim.Wire(); err == nil {
+				out.Claim = string(wire)
+			}
+			if g.json {
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				printBuild(g, out)
+			}
+			switch {
+			case status == attest.ResultUnreproducible:
+				return silent(ExitMismatch)
+			case status != attest.ResultSuccess:
+				return silent(ExitMismatch)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.opinion, "opinion", "", "opinion name (package/name or name; empty or \"vanilla\" = unmodified Debian)")
+	cmd.Flags().StringVar(&f.version, "version", "", "Debian source version (default: the opinion's, else the suite's current)")
+	cmd.Flags().StringVar(&f.suite, "suite", "", "Debian suite (default: the opinion's, else bookworm)")
+	cmd.Flags().BoolVar(&f.twice, "twice", false, "build two times and fail (exit 1) if the hashes differ")
+	g.addBuildFlags(cmd, &f)
+	return cmd
+}
+
+func opinionSuffix(op *opinions.Opinion) string {
+	if op == nil {
+		return " (vanilla)"
+	}
+	return " under opinion " + op.Name
+}
+
+func printBuild(g *globals, o buildOutput) {
+	g.printf("%s %s: %s in %.0fs\n", o.Package, o.Version, o.Status, o.Seconds)
+	if o.FailReason != "" {
+		g.printf("  reason: %s\n", o.FailReason)
+	}
+	g.printf("  recipe %s\n  source sha256 %s\n  image %s\n", o.RecipeID, o.Recipe.SourceSHA256, o.Recipe.ImageDigest)
+	for _, a := range o.Artifacts {
+		g.printf("  %s  %s\n", a.SHA256, a.Path)
+	}
+	if o.Reproducible != nil {
+		if *o.Reproducible {
+			g.printf("  reproducible: built twice, identical SHA256\n")
+		} else {
+			g.printf("  NOT reproducible: the two builds differ (diffoscope report blob %s)\n", o.DiffoscopeCID)
+		}
+	}
+	g.printf("  signed claim %s\n", o.ClaimID)
+}
+
+func sameArtifacts(a, b []builder.Output) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]string{}
+	for _, x := range a {
+		m[x.Name] = x.SHA256
+	}
+	for _, y := range b {
+		if m[y.Name] != y.SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+// keepArtifacts copies the first build's files aside (a second build of the
+// same recipe reuses the output directory).
+func keepArtifacts(res *builder.Result) ([]builder.Output, error) {
+	dir, err := os.MkdirTemp("", "lebowski-first-")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]builder.Output, len(res.Artifacts))
+	for i, a := range res.Artifacts {
+		b, err := os.ReadFile(a.Path)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, a.Name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+		out[i] = a
+		out[i].Path = p
+	}
+	return out, nil
+}
+
+// diffFirst runs diffoscope on the first differing artifact pair and keeps
+// the report as a blob; returns its CID ("" when it could not be made).
+func (g *globals) diffFirst(ctx context.Context, a, b []builder.Output) string {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Name == y.Name && x.SHA256 != y.SHA256 {
+				rep, err := builder.Diff(ctx, x.Path, y.Path)
+				if err != nil && len(rep) == 0 {
+					fmt.Fprintf(g.errOut, "diffoscope: %v\n", err)
+					return ""
+				}
+				cid, err := g.putBlob(rep)
+				if err != nil {
+					fmt.Fprintf(g.errOut, "keeping diffoscope report: %v\n", err)
+					p := filepath.Join(os.TempDir(), "lebowski-diffoscope.txt")
+					_ = os.WriteFile(p, rep, 0o644)
+					return p
+				}
+				return cid
+			}
+		}
+	}
+	return ""
+}
+
+func (g *globals) putBlob(b []byte) (string, error) {
+	svc, done, err := g.localService()
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	return svc.Store.PutBlob(b)
+}
+
+// recordClaim signs the result into the local store, or, when lebowskid
+// holds the store, hands the signed claim to it.
+func (g *globals) recordClaim(ctx context.Context, id *attest.Identity, op *opinions.Opinion, res *builder.Result) (*attest.Claim, error) {
+	if c, err := node.Dial(ctx, g.socket); err == nil {
+		claim, err := node.SignResult(id, "", op, res, time.Now(), nil)
+		if err != nil {
+			return nil, err
+		}
+		wire, err := claim.Wire()
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.ImportClaims(ctx, [][]byte{wire})
+		if err != nil {
+			return nil, err
+		}
+		if len(r) == 1 && r[0].Error != "" {
+			return nil, fmt.Errorf("lebowskid refused the claim: %s", r[0].Error)
+		}
+		return claim, nil
+	}
+	l := g.layout()
+	st, err := store.Open(l.StoreDB(), store.WithLogger(g.log))
+	if err != nil {
+		return nil, envErr(err)
+	}
+	defer st.Close()
+	return node.Attest(ctx, st, id, "", op, res, time.Now())
+}

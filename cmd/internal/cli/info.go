@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+)
+
+func newInfoCmd(g *globals) *cobra.Command {
+	var version, opinion string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "info PACKAGE",
+		Short: "Trust score, consensus and builders of a package's rebuilds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, done, err := g.backend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := b.Info(cmd.Context(), args[0], version, opinion)
+			if err != nil {
+				return notFoundAsMismatch(g, err)
+			}
+			if !all && len(res.Recipes) > 1 {
+				res.Recipes = res.Recipes[:1]
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			now := time.Now()
+			for i, ri := range res.Recipes {
+				if i > 0 {
+					fmt.Fprintln(g.out)
+				}
+				renderRecipe(g.out, ri, now)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "Debian source version (default: all)")
+	cmd.Flags().StringVar(&opinion, "opinion", "", "opinion name (\"vanilla\" for unmodified builds; default: all)")
+	cmd.Flags().BoolVar(&all, "all", false, "show every recipe, not only the best-attested one")
+	return cmd
+}
+
+func notFoundAsMismatch(g *globals, err error) error {
+	if strings.Contains(err.Error(), node.ErrNotFound.Error()) {
+		fmt.Fprintf(g.errOut, "lebowski: %v\n", err)
+		return silent(ExitMismatch)
+	}
+	return err
+}
+
+// renderRecipe prints the seed's info layout.
+func renderRecipe(w io.Writer, ri node.RecipeInfo, now time.Time) {
+	r, rep := ri.Recipe, ri.Report
+	op := "vanilla Debian build"
+	if r.Opinion.Name != "" {
+		op = "opinion " + r.Opinion.Name
+	}
+	fmt.Fprintf(w, "Package:        %s %s (%s, %s/%s)\n", r.Package, r.Version, op, r.Suite, r.Arch)
+	fmt.Fprintf(w, "Trust score:    %s\n", ri.Bar)
+	trustedTotal := map[string]bool{}
+	agree := 0
+	for _, gr := range rep.Groups {
+		for _, b := range gr.Trusted {
+			trustedTotal[b.Fingerprint] = true
+		}
+	}
+	for _, b := range append(append([]consensus.BuilderClaim{}, rep.Failed...), rep.Unreproducible...) {
+		if b.Trusted() {
+			trustedTotal[b.Fingerprint] = true
+		}
+	}
+	unvetted := 0
+	for _, gr := range rep.Groups {
+		unvetted += len(gr.Unvetted)
+	}
+	if rep.Consensus != nil {
+		agree = len(rep.Consensus.Trusted)
+	}
+	fmt.Fprintf(w, "Consensus:      %d/%d trusted builders agree", agree, len(trustedTotal))
+	if unvetted > 0 {
+		fmt.Fprintf(w, " (+%d unvetted keys, not counted)", unvetted)
+	}
+	fmt.Fprintln(w)
+	if rep.Consensus != nil {
+		fmt.Fprintf(w, "Most recent:    %s (%s)\n", rep.Consensus.Newest.UTC().Format("2006-01-02 15:04:05 UTC"), ago(now, rep.Consensus.Newest))
+	} else {
+		fmt.Fprintf(w, "Most recent:    %s (%s)\n", r.Newest.UTC().Format("2006-01-02 15:04:05 UTC"), ago(now, r.Newest))
+	}
+	pur := string(rep.Purity)
+	if rep.Vanilla {
+		pur = "vanilla (no opinion)"
+	}
+	fmt.Fprintf(w, "Purity:         %s\n", pur)
+	fmt.Fprintf(w, "Recipe:         %s\n", r.RecipeID)
+	fmt.Fprintf(w, "  source sha256 %s\n  image         %s\n", r.SourceSHA256, r.ImageDigest)
+	if r.Opinion.CID != "" {
+		fmt.Fprintf(w, "  opinion cid   %s\n", r.Opinion.CID)
+	}
+	if rep.Consensus != nil {
+		fmt.Fprintln(w, "Artifacts:")
+		for _, a := range rep.Consensus.Artifacts {
+			fmt.Fprintf(w, "  %s  %s\n", a.SHA256, a.Name)
+		}
+	}
+	fmt.Fprintln(w, "Builders:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  BUILDER\tTRUST\tRESULT\tAGREES\tPEER\tWHEN")
+	row := func(b consensus.BuilderClaim, agrees string) {
+		peer := b.PeerID
+		if peer == "" {
+			peer = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", short(b.Fingerprint, 16), b.Level, b.Result, agrees, short(peer, 14), ago(now, b.Timestamp))
+	}
+	for i, gr := range rep.Groups {
+		agrees := "no"
+		if rep.Consensus != nil && gr.ArtifactKey == rep.Consensus.ArtifactKey {
+			agrees = "yes"
+		} else if rep.Consensus == nil {
+			agrees = fmt.Sprintf("group %d", i+1)
+		}
+		for _, b := range gr.Trusted {
+			row(b, agrees)
+		}
+		for _, b := range gr.Unvetted {
+			row(b, agrees)
+		}
+	}
+	for _, b := range rep.Failed {
+		row(b, "-")
+	}
+	for _, b := range rep.Unreproducible {
+		row(b, "no")
+	}
+	tw.Flush()
+	if len(rep.Equivocators) > 0 {
+		fmt.Fprintf(w, "Equivocating keys (count for nothing): %s\n", strings.Join(rep.Equivocators, ", "))
+	}
+	fmt.Fprintln(w, "Reasons:")
+	for _, s := range rep.Reasons {
+		fmt.Fprintf(w, "  - %s\n", s)
+	}
+	fmt.Fprintf(w, "Recommendation: %s\n", recommendation(rep))
+}
+
+func recommendation(rep consensus.Report) string {
+	switch {
+	case rep.Conflict:
+		return "DO NOT INSTALL — trusted builders disagree"
+	case rep.Consensus == nil:
+		return "UNVERIFIED — no trusted consensus yet"
+	}
+	return fmt.Sprintf("install a file only if its SHA256 matches the artifacts above (`lebowski verify FILE.deb`); score %.1f/10", rep.Score)
+}

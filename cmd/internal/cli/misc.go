@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+)
+
+func newDiffCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff A.deb B.deb",
+		Short: "Explain how two builds differ (diffoscope); the report is kept by CID",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, p := range args {
+				if _, err := os.Stat(p); err != nil {
+					return usageErr("%v", err)
+				}
+			}
+			rep, err := builder.Diff(cmd.Context(), args[0], args[1])
+			if err != nil && len(rep) == 0 {
+				if errors.Is(err, builder.ErrEnvironment) {
+					return envErr(err)
+				}
+				return err
+			}
+			cid, perr := g.putBlob(rep)
+			if g.json {
+				return g.printJSON(map[string]any{"identical": len(rep) == 0, "report_cid": cid, "report": string(rep)})
+			}
+			if len(rep) == 0 {
+				g.printf("identical\n")
+				return nil
+			}
+			os.Stdout.Write(rep)
+			if perr == nil {
+				fmt.Fprintf(g.errOut, "report kept as blob %s\n", cid)
+			}
+			return silent(ExitMismatch)
+		},
+	}
+}
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "Build and list the pinned build images"}
+	var f buildFlags
+	build := &cobra.Command{
+		Use:   "build PACKAGE [--opinion NAME]",
+		Short: "Prepare the build image of a package (base + its Build-Depends) without building",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			op, err := g.loadOpinion(args[0], f.opinion)
+			if err != nil {
+				return err
+			}
+			prog, done := g.progress("image for " + args[0])
+			defer done()
+			rb, err := g.openRebuilder(ctx, &f, prog)
+			if err != nil {
+				return err
+			}
+			defer rb.Close()
+			img, err := rb.PrepareImage(ctx, builder.Request{Package: args[0], Version: f.version, Opinion: op})
+			if err != nil {
+				return buildErr(err)
+			}
+			done()
+			if g.json {
+				return g.printJSON(img)
+			}
+			g.printf("image %s\n  digest %s\n  %d packages installed\n", img.Ref, img.Digest, len(img.Installed))
+			return nil
+		},
+	}
+	build.Flags().StringVar(&f.opinion, "opinion", "", "opinion (selects the Debian version)")
+	build.Flags().StringVar(&f.version, "version", "", "Debian source version")
+	g.addBuildFlags(build, &f)
+	var lf buildFlags
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List cached build images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cache := lf.cacheDir
+			if cache == "" {
+				cache = g.layout().Dir + "/cache"
+			}
+			imgs, err := node.ListImages(cache)
+			if err != nil {
+				return envErr(err)
+			}
+			if g.json {
+				if imgs == nil {
+					imgs = []builder.Image{}
+				}
+				return g.printJSON(imgs)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REF\tDIGEST\tPACKAGES")
+			for _, i := range imgs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\n", i.Ref, i.Digest, len(i.Installed))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&lf.cacheDir, "cache-dir", os.Getenv("LEBOWSKI_CACHE_DIR"), "image cache (default <data-dir>/cache)")
+	cmd.AddCommand(build, list)
+	return cmd
+}
+
+func (g *globals) daemon(cmd *cobra.Command) (*node.Client, error) {
+	c, err := node.Dial(cmd.Context(), g.socket)
+	if err != nil {
+		return nil, envErr(fmt.Errorf("%w: start it with `lebowskid --data-dir %s`", err, g.dataDir))
+	}
+	return c, nil
+}
+
+func newPeersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "List the peers the running lebowskid is connected to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.daemon(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			peers, err := c.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if peers == nil {
+					peers = []node.PeerInfo{}
+				}
+				return g.printJSON(map[string]any{"self": st, "peers": peers})
+			}
+			g.printf("this node: %s (builder %s)\n", st.PeerID, st.Builder)
+			for _, a := range st.Addrs {
+				g.printf("  %s\n", a)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PEER\tSCORE\tTOPICS\tADDRESS")
+			for _, p := range peers {
+				addr := ""
+				if len(p.Addrs) > 0 {
+					addr = p.Addrs[0]
+				}
+				fmt.Fprintf(tw, "%s\t%.1f\t%d\t%s\n", p.ID, p.Score, len(p.Topics), addr)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newSubscribeCmd(g *globals) *cobra.Command {
+	var off bool
+	cmd := &cobra.Command{
+		Use:   "subscribe [PACKAGE/OPINION...]",
+		Short: "Show or change the running daemon's opinion subscriptions",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.daemon(cmd)
+			if err != nil {
+				return err
+			}
+			var subs []string
+			for _, a := range args {
+				if subs, err = c.Subscribe(cmd.Context(), a, !off); err != nil {
+					return notFoundIsUsage(err, "topics are package/opinion, e.g. hello/o3")
+				}
+			}
+			if len(args) == 0 {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
+					return err
+				}
+				subs = st.Subscriptions
+			}
+			if g.json {
+				if subs == nil {
+					subs = []string{}
+				}
+				return g.printJSON(subs)
+			}
+			for _, s := range subs {
+				g.printf("%s\n", s)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&off, "off", false, "unsubscribe instead")
+	return cmd
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/opinions"
+)
+
+func newOpinionCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "opinion", Short: "Check and show opinion files"}
+	lint := &cobra.Command{
+		Use:   "lint [PATH...]",
+		Short: "Check opinion files strictly (default: the whole opinions dir); exit 2 on any problem",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{g.opinionsDir}
+			}
+			errs := opinions.Lint(args...)
+			if g.json {
+				msgs := make([]string, 0, len(errs))
+				for _, e := range errs {
+					msgs = append(msgs, e.Error())
+				}
+				if err := g.printJSON(map[string]any{"ok": len(errs) == 0, "problems": msgs}); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range errs {
+					fmt.Fprintln(g.errOut, e)
+				}
+				if len(errs) == 0 {
+					g.printf("ok: %v\n", args)
+				}
+			}
+			if len(errs) > 0 {
+				return silent(ExitUsage)
+			}
+			return nil
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show PACKAGE/NAME",
+		Short: "Show an opinion with its CID and binary version",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := opinions.Find(g.opinionsDir, args[0])
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			if g.json {
+				return g.printJSON(map[string]any{"opinion": o, "cid": o.CID(), "binary_version": o.BinaryVersion(), "path": o.Path, "commit": o.Commit})
+			}
+			g.printf("%s/%s: %s\n", o.Package, o.Name, o.Summary)
+			g.printf("  file:           %s\n  cid:            %s\n", o.Path, o.CID())
+			if o.Commit != "" {
+				g.printf("  commit:         %s\n", o.Commit)
+			}
+			g.printf("  purity:         %s\n  debian:         %s %s\n  binary version: %s\n", o.Purity, o.Debian.Suite, o.Debian.Version, o.BinaryVersion())
+			if a := o.Build.CFlags.Append; len(a) > 0 {
+				g.printf("  CFLAGS +=       %v\n", a)
+			}
+			if a := o.Build.CXXFlags.Append; len(a) > 0 {
+				g.printf("  CXXFLAGS +=     %v\n", a)
+			}
+			if a := o.Build.LDFlags.Append; len(a) > 0 {
+				g.printf("  LDFLAGS +=      %v\n", a)
+			}
+			if len(o.Build.BuildOptions) > 0 {
+				g.printf("  build options:  %v\n", o.Build.BuildOptions)
+			}
+			if len(o.Build.ConfigureArgs) > 0 {
+				g.printf("  configure:      %v\n", o.Build.ConfigureArgs)
+			}
+			for _, p := range o.Patches {
+				g.printf("  patch:          %s (sha256 %s)\n", p.Path, p.SHA256)
+			}
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the opinions in the opinions dir",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			all, err := opinions.LoadDir(g.opinionsDir)
+			if err != nil && len(all) == 0 {
+				if errors.Is(err, opinions.ErrInvalid) {
+					return usageErr("%v", err)
+				}
+				return envErr(err)
+			}
+			if g.json {
+				type row struct {
+					Ref, Summary, Purity, Version, CID string
+				}
+				rows := []row{}
+				for _, o := range all {
+					rows = append(rows, row{o.Package + "/" + o.Name, o.Summary, string(o.Purity), o.BinaryVersion(), o.CID()})
+				}
+				return g.printJSON(rows)
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "OPINION\tPURITY\tVERSION\tSUMMARY")
+			for _, o := range all {
+				fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\n", o.Package, o.Name, o.Purity, o.BinaryVersion(), o.Summary)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if err != nil {
+				fmt.Fprintln(g.errOut, err)
+				return silent(ExitUsage)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(lint, show, list)
+	return cmd
+}

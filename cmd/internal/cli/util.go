@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+func readAllLimited(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("input larger than %d bytes", max)
+	}
+	return b, nil
+}
+
+// notFoundIsUsage maps "not found" to exit 2 with a hint.
+func notFoundIsUsage(err error, hint string) error {
+	if errors.Is(err, node.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
+		return usageErr("%v (%s)", err, hint)
+	}
+	var ie *node.InputError
+	if errors.As(err, &ie) {
+		return usageErr("%v", err)
+	}
+	return err
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "in the future"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func short(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,345 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/opinions"
+)
+
+// debInfo is what verify reads from a .deb's control file.
+type debInfo struct {
+	Package, Version, Source, Arch string
+	DebianVersion, Opinion         string
+}
+
+var reOpinionVersion = regexp.MustCompile(`^(.+)~([a-z0-9][a-z0-9-]{0,63})\+([0-9]+)$`)
+
+func readDeb(path string) (*debInfo, error) {
+	out, err := exec.Command("dpkg-deb", "--showformat=${Package}\n${Version}\n${Source}\n${Architecture}\n", "--show", path).Output()
+	if err != nil {
+		if _, lerr := exec.LookPath("dpkg-deb"); lerr != nil {
+			return nil, envErr(fmt.Errorf("dpkg-deb not found: install it with `apt-get install dpkg`"))
+		}
+		msg := err.Error()
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = strings.TrimSpace(string(ee.Stderr))
+		}
+		return nil, usageErr("%s is not a readable .deb: %s", path, msg)
+	}
+	f := strings.Split(string(out), "\n")
+	if len(f) < 4 {
+		return nil, usageErr("%s: unexpected dpkg-deb output", path)
+	}
+	d := &debInfo{Package: f[0], Version: f[1], Source: f[2], Arch: f[3]}
+	if d.Source == "" {
+		d.Source = d.Package
+	}
+	if i := strings.IndexByte(d.Source, ' '); i > 0 { // "hello (2.10-3)"
+		d.Source = d.Source[:i]
+	}
+	d.DebianVersion = d.Version
+	if m := reOpinionVersion.FindStringSubmatch(d.Version); m != nil {
+		d.DebianVersion, d.Opinion = m[1], m[2]
+	}
+	return d, nil
+}
+
+func sha256File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type verifyOutput struct {
+	File      string             `json:"file"`
+	SHA256    string             `json:"sha256"`
+	Package   string             `json:"package"`
+	Version   string             `json:"version"`
+	Opinion   string             `json:"opinion,omitempty"`
+	Checks    []check            `json:"checks"`
+	Expected  string             `json:"expected,omitempty"`
+	Decision  consensus.Verdict  `json:"decision"`
+	Reasons   []string           `json:"reasons"`
+	Consensus *node.VerifyResult `json:"consensus,omitempty"`
+}
+
+type check struct {
+	OK     bool   `json:"ok"`
+	What   string `json:"what"`
+	Detail string `json:"detail"`
+}
+
+func newVerifyCmd(g *globals) *cobra.Command {
+	var f buildFlags
+	var rebuild, noRebuild bool
+	cmd := &cobra.Command{
+		Use:   "verify FILE.deb",
+		Short: "Rebuild a package and compare: SAFE TO INSTALL or DO NOT INSTALL",
+		Long: `Find the recipe of a .deb (package, version and opinion from its control
+file, or --opinion), rebuild it in the pinned container (or reuse this node's
+earlier build of the same recipe unless --rebuild), compare SHA256 with the
+file and with what trusted builders attest.
+
+Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
+3 environment error (podman missing …).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			path := args[0]
+			deb, err := readDeb(path)
+			if err != nil {
+				return err
+			}
+			sum, err := sha256File(path)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			opName := f.opinion
+			if opName == "" {
+				opName = deb.Opinion
+			}
+			op, err := g.loadOpinion(deb.Source, opName)
+			if err != nil {
+				return err
+			}
+			out := verifyOutput{File: path, SHA256: sum, Package: deb.Package, Version: deb.Version}
+			add := func(ok bool, what, detail string) {
+				out.Checks = append(out.Checks, check{ok, what, detail})
+				if !g.json {
+					mark := "✓"
+					if !ok {
+						mark = "✗"
+					}
+					g.printf("%s %s %s\n", mark, what, detail)
+				}
+			}
+			if op != nil {
+				out.Opinion = op.Name
+				if op.BinaryVersion() != deb.Version {
+					add(false, "Opinion definition", fmt.Sprintf("%s/%s gives version %s, the file is %s", op.Package, op.Name, op.BinaryVersion(), deb.Version))
+					return g.decide(&out, consensus.DoNotInstall, "the file's version does not match the opinion")
+				}
+				add(true, "Opinion definition", fmt.Sprintf("%s/%s (cid %s)", op.Package, op.Name, op.CID()))
+			} else if deb.Opinion != "" {
+				return usageErr("%s looks built under opinion %q; pass --opinion", path, deb.Opinion)
+			}
+			name := filepath.Base(path)
+			wantName := fmt.Sprintf("%s_%s_%s.deb", deb.Package, stripEpoch(deb.Version), deb.Arch)
+
+			// The consensus of what others built.
+			b, done, err := g.backend(ctx)
+			if err != nil {
+				return err
+			}
+			vr, err := b.Verify(ctx, node.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum})
+			done()
+			if err != nil {
+				return err
+			}
+			out.Consensus = vr
+
+			// This node's own rebuild (reused unless --rebuild).
+			var own *builder.Output
+			var ownRecipe *attest.Recipe
+			if !noRebuild {
+				own, ownRecipe, err = g.ownBuild(ctx, &f, deb, op, wantName, rebuild)
+				if err != nil {
+					return err
+				}
+			}
+			if ownRecipe != nil && vr.Recipe != nil {
+				cr := vr.Recipe.Recipe
+				add(cr.SourceSHA256 == ownRecipe.SourceSHA256, "Debian source", fmt.Sprintf("%s %s (SHA256 %s, builders: %s)", deb.Source, deb.DebianVersion, short(ownRecipe.SourceSHA256, 16), matchWord(cr.SourceSHA256 == ownRecipe.SourceSHA256)))
+				add(cr.ImageDigest == ownRecipe.ImageDigest, "Container", fmt.Sprintf("%s (digest %s)", short(ownRecipe.ImageDigest, 23), matchWord(cr.ImageDigest == ownRecipe.ImageDigest)))
+			} else if ownRecipe != nil {
+				add(true, "Debian source", fmt.Sprintf("%s %s (SHA256 %s, verified against Debian's signed archive)", deb.Source, deb.DebianVersion, short(ownRecipe.SourceSHA256, 16)))
+				add(true, "Container", fmt.Sprintf("%s (rebuilt from manifest)", short(ownRecipe.ImageDigest, 23)))
+			}
+			switch {
+			case own != nil && own.SHA256 != sum:
+				add(false, "Package SHA256", fmt.Sprintf("%s of %s", short(sum, 16), name))
+				out.Expected = own.SHA256
+				if !g.json {
+					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", own.SHA256, sum)
+				}
+				return g.decide(&out, consensus.DoNotInstall, "the file differs from this node's own rebuild")
+			case own == nil && !noRebuild:
+				add(false, "Package SHA256", fmt.Sprintf("the rebuild produced no %s", wantName))
+				return g.decide(&out, consensus.DoNotInstall, "the rebuild did not produce this file")
+			}
+			if vr.Verdict == consensus.DoNotInstall {
+				add(false, "Package SHA256", fmt.Sprintf("%s (builders disagree or report another hash)", short(sum, 16)))
+				if vr.Expected != "" && !g.json {
+					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", vr.Expected, sum)
+				}
+				out.Expected = vr.Expected
+				return g.decide(&out, consensus.DoNotInstall, vr.Reasons...)
+			}
+			detail := short(sum, 16)
+			if own != nil {
+				detail += " (matches this node's rebuild"
+				if vr.Verdict == consensus.Safe {
+					detail += fmt.Sprintf(" and the consensus of %d trusted builders", len(vr.Recipe.Report.Consensus.Trusted))
+				}
+				detail += ")"
+				add(true, "Package SHA256", detail)
+				return g.decide(&out, consensus.Safe, append([]string{"bit-identical to this node's own rebuild"}, vr.Reasons...)...)
+			}
+			add(vr.Verdict == consensus.Safe, "Package SHA256", detail+" (consensus only, no local rebuild)")
+			return g.decide(&out, vr.Verdict, vr.Reasons...)
+		},
+	}
+	cmd.Flags().StringVar(&f.opinion, "opinion", "", "opinion name (default: from the package version, e.g. 2.10-3~o3+1)")
+	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "rebuild even if this node already built the recipe")
+	cmd.Flags().BoolVar(&noRebuild, "no-rebuild", false, "do not rebuild: decide from the claims in the store only")
+	g.addBuildFlags(cmd, &f)
+	return cmd
+}
+
+func opinionName(op *opinions.Opinion) string {
+	if op == nil {
+		return "vanilla"
+	}
+	return op.Name
+}
+
+func matchWord(ok bool) string {
+	if ok {
+		return "match"
+	}
+	return "MISMATCH"
+}
+
+func stripEpoch(v string) string {
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		return v[i+1:]
+	}
+	return v
+}
+
+func (g *globals) decide(out *verifyOutput, v consensus.Verdict, reasons ...string) error {
+	out.Decision = v
+	out.Reasons = reasons
+	if g.json {
+		if err := g.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range reasons {
+			g.printf("  - %s\n", r)
+		}
+		g.printf("Decision: %s\n", v)
+	}
+	if v == consensus.Safe {
+		return nil
+	}
+	return silent(ExitMismatch)
+}
+
+// ownBuild returns this node's build of the file's recipe: reused from an
+// earlier build when its output is still on disk, else rebuilt now.
+func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debInfo, op *opinions.Opinion, wantName string, force bool) (*builder.Output, *attest.Recipe, error) {
+	if !force {
+		if o, r := g.reuseOwn(ctx, deb, op, wantName); o != nil {
+			if !g.json {
+				fmt.Fprintf(g.errOut, "reusing this node's build of recipe %s (--rebuild to build again)\n", short(r.ID(), 16))
+			}
+			return o, r, nil
+		}
+	}
+	prog, done := g.progress("rebuilding " + deb.Source)
+	defer done()
+	rb, err := g.openRebuilder(ctx, f, prog)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rb.Close()
+	res, err := rb.Build(ctx, builder.Request{Package: deb.Source, Version: deb.DebianVersion, Opinion: op})
+	if err != nil {
+		return nil, nil, buildErr(err)
+	}
+	done()
+	if id, _, err := g.layout().LoadIdentity(true, ""); err == nil {
+		if _, err := g.recordClaim(ctx, id, op, res); err != nil {
+			fmt.Fprintf(g.errOut, "warning: could not record the rebuild's claim: %v\n", err)
+		}
+	}
+	r := res.Recipe
+	if res.Status != attest.ResultSuccess {
+		return nil, &r, &ExitError{Code: ExitMismatch, Err: fmt.Errorf("rebuild of %s %s failed: %s", deb.Source, deb.DebianVersion, res.FailReason)}
+	}
+	for i := range res.Artifacts {
+		if res.Artifacts[i].Name == wantName {
+			return &res.Artifacts[i], &r, nil
+		}
+	}
+	return nil, &r, nil
+}
+
+// reuseOwn finds this node's earlier build output for the recipe.
+func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opinion, wantName string) (*builder.Output, *attest.Recipe) {
+	b, done, err := g.backend(ctx)
+	if err != nil {
+		return nil, nil
+	}
+	defer done()
+	info, err := b.Info(ctx, deb.Source, deb.DebianVersion, opinionName(op))
+	if err != nil {
+		return nil, nil
+	}
+	bd := g.layout().BuildDir()
+	for _, ri := range info.Recipes {
+		if op != nil && ri.Recipe.Opinion.CID != op.CID() {
+			continue
+		}
+		p := filepath.Join(bd, "builds", ri.Recipe.RecipeID, wantName)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := sha256.Sum256(data)
+		sum := hex.EncodeToString(s[:])
+		for _, gr := range ri.Report.Groups {
+			for _, bc := range append(append([]consensus.BuilderClaim{}, gr.Trusted...), gr.Unvetted...) {
+				if bc.Level == consensus.Ultimate {
+					if h, ok := artifactHash(gr.Artifacts, wantName); ok && h == sum {
+						r := attest.Recipe{Source: ri.Recipe.Package, DebianVersion: ri.Recipe.DebianVersion, Suite: ri.Recipe.Suite, Arch: ri.Recipe.Arch, OpinionCID: ri.Recipe.Opinion.CID, SourceSHA256: ri.Recipe.SourceSHA256, ImageDigest: ri.Recipe.ImageDigest}
+						return &builder.Output{Name: wantName, SHA256: sum, Path: p, Size: int64(len(data))}, &r
+					}
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+func artifactHash(as []attest.Artifact, name string) (string, bool) {
+	for _, a := range as {
+		if a.Name == name {
+			return a.SHA256, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,54 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// storeAdapter lets the network layer use the bbolt store.
+type storeAdapter struct{ *store.Store }
+
+var (
+	_ p2p.ClaimStore = storeAdapter{}
+	_ p2p.BlobStore  = storeAdapter{}
+)
+
+func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
+	res, err := s.Store.Ingest(ctx, claims...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r.Status == store.StatusNew || r.Status == store.StatusEquivocation
+	}
+	return out, nil
+}
+
+func (s storeAdapter) Digests() (map[string]p2p.Digest, error) {
+	d, err := s.Store.PackageDigests()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]p2p.Digest, len(d))
+	for pkg, v := range d {
+		out[pkg] = p2p.Digest{Count: int(v.Count), Hash: hex.EncodeToString(v.Hash[:])}
+	}
+	return out, nil
+}
+
+func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
+	b, err := s.Store.GetBlob(cid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}

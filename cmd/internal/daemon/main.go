@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+)
+
+// Main runs lebowskid with args and returns its exit code: 0 after a clean
+// shutdown, 2 for a bad config or flags, 3 when it could not start or
+// failed while running.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var (
+		cfgPath  string
+		dataDir  string
+		flagCfg  Config
+		noBuild  bool
+		mdns     bool
+		noMDNS   bool
+		exitCode int
+	)
+	cmd := &cobra.Command{
+		Use:   "lebowskid",
+		Short: "Lebowski's peer-to-peer rebuild verification daemon",
+		Long: `lebowskid subscribes to opinion topics, rebuilds those packages in podman,
+signs hash attestations, gossips them over libp2p, stores peers' claims and
+derives consensus locally. Configuration: a YAML file (--config, default
+<data-dir>/config.yaml) overridden by flags. See docs/DAEMON.md.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" {
+				dataDir = node.DefaultDataDir()
+			}
+			path := cfgPath
+			optional := false
+			if path == "" {
+				path, optional = node.Layout{Dir: dataDir}.Config(), true
+			}
+			cfg, err := LoadConfig(path, optional)
+			if err != nil {
+				exitCode = 2
+				return err
+			}
+			cfg.DataDir = dataDir
+			f := cmd.Flags()
+			if f.Changed("listen") {
+				cfg.Listen = flagCfg.Listen
+			}
+			if f.Changed("bootstrap") {
+				cfg.Bootstrap = flagCfg.Bootstrap
+			}
+			if f.Changed("subscribe") {
+				cfg.Subscribe = flagCfg.Subscribe
+			}
+			if f.Changed("trust") {
+				cfg.TrustedKeys = append(cfg.TrustedKeys, flagCfg.TrustedKeys...)
+			}
+			for _, s := range []struct {
+				name string
+				dst  *string
+				src  string
+			}{{"opinions", &cfg.OpinionsDir, flagCfg.OpinionsDir}, {"api-socket", &cfg.APISocket, flagCfg.APISocket},
+				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror},
+				{"cache-dir", &cfg.CacheDir, flagCfg.CacheDir}, {"podman-url", &cfg.Builds.PodmanURL, flagCfg.Builds.PodmanURL},
+				{"log-level", &cfg.LogLevel, flagCfg.LogLevel}, {"log-format", &cfg.LogFormat, flagCfg.LogFormat}} {
+				if f.Changed(s.name) {
+					*s.dst = s.src
+				}
+			}
+			if f.Changed("concurrency") {
+				cfg.Builds.Concurrency = flagCfg.Builds.Concurrency
+			}
+			if f.Changed("sync-interval") {
+				cfg.SyncEvery = flagCfg.SyncEvery
+			}
+			if noBuild {
+				off := false
+				cfg.Builds.Enabled = &off
+			}
+			if mdns || noMDNS {
+				v := mdns && !noMDNS
+				cfg.MDNS = &v
+			}
+			if f.Changed("dht") {
+				cfg.DHT = flagCfg.DHT
+			}
+			cfg.Defaults()
+			if err := cfg.Validate(); err != nil {
+				exitCode = 2
+				return err
+			}
+			log := newLogger(cfg)
+			d, err := New(ctx, cfg, log)
+			if err != nil {
+				exitCode = 3
+				return err
+			}
+			if err := d.Run(ctx); err != nil {
+				exitCode = 3
+				return err
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfgPath, "config", "", "YAML config file (default <data-dir>/config.yaml if present)")
+	fl.StringVar(&dataDir, "data-dir", os.Getenv("LEBOWSKI_DATA_DIR"), "data directory (keys, store, socket)")
+	fl.StringSliceVar(&flagCfg.Listen, "listen", nil, "libp2p listen multiaddrs (default /ip4/0.0.0.0/tcp/4001 and udp/4001/quic-v1)")
+	fl.StringSliceVar(&flagCfg.Bootstrap, "bootstrap", nil, "bootstrap peers: /ip4/…/tcp/…/p2p/<peer id>")
+	fl.StringSliceVar(&flagCfg.Subscribe, "subscribe", nil, "opinion topics to follow and rebuild: package/opinion")
+	fl.StringSliceVar(&flagCfg.TrustedKeys, "trust", nil, "trusted builder fingerprints (added to the config's)")
+	fl.StringVar(&flagCfg.OpinionsDir, "opinions", "", "opinions directory")
+	fl.StringVar(&flagCfg.APISocket, "api-socket", "", "local API unix socket (default <data-dir>/lebowskid.sock)")
+	fl.StringVar(&flagCfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here (e.g. 127.0.0.1:9464); off by default")
+	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror")
+	fl.StringVar(&flagCfg.CacheDir, "cache-dir", "", "sources and images cache (may be shared by nodes on one machine)")
+	fl.StringVar(&flagCfg.Builds.PodmanURL, "podman-url", "", "podman API URL (default: start a private service)")
+	fl.IntVar(&flagCfg.Builds.Concurrency, "concurrency", 1, "concurrent rebuilds")
+	fl.DurationVar(&flagCfg.SyncEvery, "sync-interval", 0, "periodic catch-up with peers")
+	fl.BoolVar(&noBuild, "no-build", false, "never rebuild (only gossip and store claims)")
+	fl.BoolVar(&mdns, "mdns", false, "enable mDNS LAN discovery")
+	fl.BoolVar(&noMDNS, "no-mdns", false, "disable mDNS LAN discovery")
+	fl.BoolVar(&flagCfg.DHT, "dht", false, "enable the Kademlia DHT for topic peer discovery")
+	fl.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error")
+	fl.StringVar(&flagCfg.LogFormat, "log-format", "", "text or json")
+	cmd.SetArgs(args)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { exitCode = 2; return err })
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "lebowskid: %v\n", err)
+		if exitCode == 0 {
+			exitCode = 2
+			if errors.Is(err, context.Canceled) {
+				exitCode = 0
+			}
+		}
+		return exitCode
+	}
+	return 0
+}
+
+func newLogger(cfg *Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are exported on an opt-in address (metrics_addr), never by
+// default; a non-loopback address must be configured explicitly.
+type metrics struct {
+	reg          *prometheus.Registry
+	claims       *prometheus.CounterVec
+	builds       *prometheus.CounterVec
+	buildSeconds prometheus.Histogram
+	queue        prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lebowski", Name: "peer_claims_total",
+			Help: "Verified claims received from peers, by result."}, []string{"result"}),
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "lebowski", Name: "builds_total",
+			Help: "Rebuilds run by this node, by outcome."}, []string{"status"}),
+		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "lebowski", Name: "build_seconds",
+			Help: "Wall time of rebuilds.", Buckets: prometheus.ExponentialBuckets(5, 2, 10)}),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lebowski", Name: "build_queue",
+			Help: "Rebuilds waiting in the queue."}),
+	}
+	m.reg.MustRegister(m.claims, m.builds, m.buildSeconds, m.queue,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) listen(addr string, d *Daemon) (*http.Server, net.Listener, error) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "lebowski", Name: "peers", Help: "Connected peers."},
+		func() float64 { return float64(len(d.net.Peers())) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "lebowski", Name: "stored_claims", Help: "Claims in the store."},
+		func() float64 {
+			s, err := d.st.Stats()
+			if err != nil {
+				return 0
+			}
+			return float64(s.Claims)
+		}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return &http.Server{Handler: mux}, ln, nil
+}

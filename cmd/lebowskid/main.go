@@ -1,0 +1,11 @@
+// Command lebowskid is the Lebowski peer-to-peer verification daemon.
+// See docs/DAEMON.md.
+package main
+
+import (
+	"os"
+
+	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
+)
+
+func main() { os.Exit(daemon.Main(os.Args[1:])) }

@@ -1,0 +1,258 @@
+// Package integration runs many in-process Lebowski nodes on loopback.
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/p2p"
+)
+
+// Topics every test node subscribes to.
+var testTopics = []string{"hello/o3", "hello", "nginx/http3"}
+
+// tnode is one in-process node with its store and peer key, so that it
+// can be restarted with the same identity and state.
+type tnode struct {
+	*p2p.Node
+	store *p2p.MemStore
+	sk    crypto.PrivKey
+	cfg   p2p.Config
+	opts  []p2p.Option
+}
+
+func (n *tnode) has(id string) bool { ok, _ := n.store.Has(id); return ok }
+
+// nodeConfig is the config of test nodes: loopback TCP, no mDNS, periodic
+// sync off unless a test turns it on (on-connect sync stays on).
+func nodeConfig() p2p.Config {
+	return p2p.Config{
+		ListenAddrs:  []string{"/ip4/127.0.0.1/tcp/0"},
+		Subscribe:    testTopics,
+		SyncInterval: -1,
+	}
+}
+
+func startNode(tb testing.TB, st *p2p.MemStore, sk crypto.PrivKey, cfg p2p.Config, opts ...p2p.Option) *tnode {
+	tb.Helper()
+	if sk == nil {
+		var err error
+		sk, _, err = crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if st == nil {
+		st = p2p.NewMemStore()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	all := append([]p2p.Option{p2p.WithPrivateKey(sk), p2p.WithScoreInspectPeriod(200 * time.Millisecond)}, opts...)
+	n, err := p2p.New(ctx, cfg, p2p.Deps{Claims: st, Blobs: st}, all...)
+	if err != nil {
+		tb.Fatalf("start node: %v", err)
+	}
+	tn := &tnode{Node: n, store: st, sk: sk, cfg: cfg, opts: opts}
+	tb.Cleanup(func() { _ = n.Close() })
+	return tn
+}
+
+// newNodes starts n nodes with nodeConfig, modified by mod if not nil.
+func newNodes(tb testing.TB, n int, mod func(*p2p.Config), opts ...p2p.Option) []*tnode {
+	tb.Helper()
+	out := make([]*tnode, n)
+	for i := range out {
+		cfg := nodeConfig()
+		if mod != nil {
+			mod(&cfg)
+		}
+		o := opts
+		if os.Getenv("P2P_DEBUG_NODE") == strconv.Itoa(i) {
+			o = append(o, p2p.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		}
+		out[i] = startNode(tb, nil, nil, cfg, o...)
+	}
+	return out
+}
+
+func connect(tb testing.TB, a, b *tnode) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
+		tb.Fatalf("connect %s → %s: %v", a.ID(), b.ID(), err)
+	}
+}
+
+func connectAll(tb testing.TB, nodes []*tnode) {
+	tb.Helper()
+	for i := range nodes {
+		for j := i + 1; j < len(nodes); j++ {
+			connect(tb, nodes[i], nodes[j])
+		}
+	}
+}
+
+// sparseConnect links each node to its predecessor (so the graph is
+// connected) and to k-1 other random nodes.
+func sparseConnect(tb testing.TB, nodes []*tnode, k int, rng *rand.Rand) {
+	tb.Helper()
+	for i := 1; i < len(nodes); i++ {
+		connect(tb, nodes[i], nodes[i-1])
+		for j := 1; j < k; j++ {
+			o := rng.IntN(len(nodes))
+			if o != i {
+				connect(tb, nodes[i], nodes[o])
+			}
+		}
+	}
+}
+
+// waitReady waits until every node has scored all its connected peers:
+// gossipsub has run a heartbeat with them, so publishes reach them.
+func waitReady(tb testing.TB, nodes []*tnode) {
+	tb.Helper()
+	eventually(tb, 60*time.Second, "gossipsub heartbeats", func() bool {
+		for _, n := range nodes {
+			for _, p := range n.Host().Network().Peers() {
+				if _, ok := n.PeerScore(p); !ok {
+					return false
+				}
+			}
+			if len(n.TopicPeers(testTopics[0])) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// waitStored waits until every node stores every claim.
+func waitStored(tb testing.TB, nodes []*tnode, claims []*attest.Claim, d time.Duration) {
+	tb.Helper()
+	defer func() {
+		if tb.Failed() {
+			for i, n := range nodes {
+				var miss []int
+				for j, c := range claims {
+					if !n.has(c.ID) {
+						miss = append(miss, j)
+					}
+				}
+				var scores []string
+				for _, pi := range n.Peers() {
+					scores = append(scores, fmt.Sprintf("%.1f/%d", pi.Score, len(pi.Topics)))
+				}
+				tb.Logf("node %d (%s): missing claims %v; peers' score/topics %v", i, n.ID(), miss, scores)
+			}
+		}
+	}()
+	eventually(tb, d, fmt.Sprintf("%d claims at %d nodes", len(claims), len(nodes)), func() bool {
+		for _, n := range nodes {
+			for _, c := range claims {
+				if !n.has(c.ID) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+var (
+	idsOnce sync.Once
+	idsErr  error
+	builder []*attest.Identity
+)
+
+// builders returns a few builder identities shared by all tests.
+func builders(tb testing.TB) []*attest.Identity {
+	tb.Helper()
+	idsOnce.Do(func() {
+		for i := 0; i < 4; i++ {
+			id, err := attest.GenerateIdentity(fmt.Sprintf("builder %d", i), fmt.Sprintf("b%d@example.org", i))
+			if err != nil {
+				idsErr = err
+				return
+			}
+			builder = append(builder, id)
+		}
+	})
+	if idsErr != nil {
+		tb.Fatal(idsErr)
+	}
+	return builder
+}
+
+var claimSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newClaim signs a fresh, unique claim about pkg/opinion.
+func newClaim(tb testing.TB, id *attest.Identity, pkg, opinion string) *attest.Claim {
+	tb.Helper()
+	claimSeq.Lock()
+	claimSeq.n++
+	seq := claimSeq.n
+	claimSeq.Unlock()
+	c, err := attest.Sign(id, statement(pkg, opinion, seq))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func statement(pkg, opinion string, seq int) *attest.Statement {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", pkg, opinion, seq)))
+	return &attest.Statement{
+		Type: attest.TypeRebuildV1, Package: pkg, Version: "1.0-1", DebianVersion: "1.0-1", Suite: "bookworm", Arch: "amd64",
+		Opinion:            attest.OpinionRef{Name: opinion, CID: "bafkreitest", Purity: attest.PurityPureCompilation},
+		DebianSourceSHA256: "0000000000000000000000000000000000000000000000000000000000000001",
+		ContainerDigest:    "sha256:0000000000000000000000000000000000000000000000000000000000000002",
+		Result:             attest.ResultSuccess,
+		Artifacts:          []attest.Artifact{{Name: pkg + "_1.0-1_amd64.deb", SHA256: hex.EncodeToString(sum[:])}},
+		Timestamp:          time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC).Add(time.Duration(seq) * time.Second),
+	}
+}
+
+func publish(tb testing.TB, n *tnode, c *attest.Claim) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Publish(ctx, c); err != nil {
+		tb.Fatalf("publish: %v", err)
+	}
+}
+
+func ids(nodes []*tnode) []peer.ID {
+	out := make([]peer.ID, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.ID()
+	}
+	return out
+}

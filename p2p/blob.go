@@ -1,0 +1,168 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// BlobProtocol serves content-addressed blobs.
+const BlobProtocol protocol.ID = "/lebowski/blob/1"
+
+const (
+	maxBlobHeader   = 4 << 10
+	maxInboundBlobs = 16
+	blobIOTimeout   = 60 * time.Second
+)
+
+// BlobRequest asks for one blob.
+type BlobRequest struct {
+	CID string `json:"cid"`
+}
+
+// BlobResponse precedes the blob bytes: Size bytes follow unless Error is set.
+type BlobResponse struct {
+	Error string `json:"error,omitempty"`
+	Size  int64  `json:"size,omitempty"`
+}
+
+// ParseBlobCID parses a CID and requires a sha2-256 multihash, the only
+// hash the blob protocol accepts.
+func ParseBlobCID(s string) (cid.Cid, error) {
+	if len(s) > 256 {
+		return cid.Undef, fmt.Errorf("%w: cid too long", ErrProtocol)
+	}
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%w: cid %q: %w", ErrProtocol, s, err)
+	}
+	if c.Prefix().MhType != mh.SHA2_256 {
+		return cid.Undef, fmt.Errorf("%w: cid %s does not use sha2-256", ErrProtocol, s)
+	}
+	return c, nil
+}
+
+// checkBlob verifies that data hashes to c.
+func checkBlob(c cid.Cid, data []byte) error {
+	got, err := c.Prefix().Sum(data)
+	if err != nil {
+		return fmt.Errorf("hash blob: %w", err)
+	}
+	if !got.Equals(c) {
+		return fmt.Errorf("%w: want %s, got %s", ErrBlobMismatch, c, got)
+	}
+	return nil
+}
+
+func (n *Node) handleBlob(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	n.mu.Lock()
+	busy := n.closed || n.blobsInFlight >= maxInboundBlobs
+	if !busy {
+		n.blobsInFlight++
+	}
+	n.mu.Unlock()
+	if busy {
+		_ = s.Reset()
+		return
+	}
+	defer func() {
+		n.mu.Lock()
+		n.blobsInFlight--
+		n.mu.Unlock()
+	}()
+	_ = s.SetReadDeadline(time.Now().Add(blobIOTimeout))
+	var req BlobRequest
+	if err := readMsg(bufio.NewReader(io.LimitReader(s, maxBlobHeader+16)), maxBlobHeader, &req); err != nil {
+		n.log.Debug("blob: bad request", "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.SetWriteDeadline(time.Now().Add(blobIOTimeout))
+	reply := func(r BlobResponse, data []byte) {
+		if err := writeMsg(s, r, maxBlobHeader); err == nil && data != nil {
+			_, err = s.Write(data)
+		}
+		_ = s.Close()
+	}
+	c, err := ParseBlobCID(req.CID)
+	if err != nil {
+		reply(BlobResponse{Error: err.Error()}, nil)
+		return
+	}
+	if n.deps.Blobs == nil {
+		reply(BlobResponse{Error: "not found"}, nil)
+		return
+	}
+	data, ok, err := n.deps.Blobs.GetBlob(c.String())
+	switch {
+	case err != nil:
+		n.log.Error("blob: get", "cid", c, "err", err)
+		reply(BlobResponse{Error: "internal error"}, nil)
+	case !ok:
+		reply(BlobResponse{Error: "not found"}, nil)
+	case int64(len(data)) > n.cfg.MaxBlobSize:
+		reply(BlobResponse{Error: "blob larger than the server's limit"}, nil)
+	default:
+		reply(BlobResponse{Size: int64(len(data))}, data)
+	}
+}
+
+// FetchBlob asks peer p for the blob with CID cidStr, checks the bytes
+// against the CID and, if the node has a BlobStore, stores them.
+func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte, error) {
+	c, err := ParseBlobCID(cidStr)
+	if err != nil {
+		return nil, fmt.Errorf("fetch blob: %w", err)
+	}
+	s, err := n.host.NewStream(ctx, p, BlobProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, err)
+	}
+	defer s.Reset() // no-op after Close
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	_ = s.SetDeadline(time.Now().Add(blobIOTimeout))
+	if err := writeMsg(s, BlobRequest{CID: c.String()}, maxBlobHeader); err != nil {
+		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, err)
+	}
+	_ = s.CloseWrite()
+	r := bufio.NewReader(s)
+	var resp BlobResponse
+	if err := readMsg(r, maxBlobHeader, &resp); err != nil {
+		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, err)
+	}
+	switch {
+	case resp.Error == "not found":
+		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, ErrNotFound)
+	case resp.Error != "":
+		if len(resp.Error) > 512 {
+			resp.Error = resp.Error[:512]
+		}
+		return nil, fmt.Errorf("fetch blob %s from %s: peer error: %q", c, p, resp.Error)
+	case resp.Size < 0 || resp.Size > n.cfg.MaxBlobSize:
+		return nil, fmt.Errorf("fetch blob %s from %s: %w: %w: %d bytes (max %d)", c, p, ErrProtocol, ErrTooLarge, resp.Size, n.cfg.MaxBlobSize)
+	}
+	data := make([]byte, resp.Size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("fetch blob %s from %s: %w: %w", c, p, ErrProtocol, err)
+	}
+	if err := checkBlob(c, data); err != nil {
+		return nil, fmt.Errorf("fetch blob from %s: %w", p, err)
+	}
+	_ = s.Close()
+	if n.deps.Blobs != nil {
+		if _, err := n.deps.Blobs.PutBlob(data); err != nil {
+			return nil, fmt.Errorf("fetch blob %s: store: %w", c, err)
+		}
+	}
+	return data, nil
+}

@@ -1,0 +1,360 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// presign signs n distinct claims over the key pool using all cores.
+func presign(b *testing.B, n int, keys []*attest.Identity) []*attest.Claim {
+	out := make([]*attest.Claim, n)
+	var wg sync.WaitGroup
+	workers := runtime.NumCPU()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				c, err := attest.Sign(keys[i%len(keys)], statement(spec{pkg: fmt.Sprintf("pkg%d", i%50), recipe: i % 500, ts: i}))
+				if err != nil {
+					panic(err)
+				}
+				out[i] = c
+			}
+		}(w)
+	}
+	wg.Wait()
+	return out
+}
+
+// BenchmarkVerifiedIngest: attest.Verify of wire bytes + Ingest with fsync,
+// one claim per call from many goroutines (like gossipsub validators), the
+// builder keys already in the store (steady state). Run with -cpu 1 for the
+// one-core number.
+func BenchmarkVerifiedIngest(b *testing.B) {
+	keys := testKeys(b, 16)
+	claims := presign(b, b.N, keys)
+	wires := make([][]byte, b.N)
+	for i, c := range claims {
+		wires[i], _ = c.Wire()
+	}
+	s := mustOpenStore(b)
+	for _, k := range keys {
+		if _, err := s.PutKey(k.PublicKey(), TrustUnvetted, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next sync.Mutex
+	i := 0
+	b.SetParallelism(32)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			next.Lock()
+			w := wires[i]
+			i++
+			next.Unlock()
+			c, err := attest.Verify(w, s, attest.VerifyOptions{})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			res, err := s.Ingest(context.Background(), c)
+			if err != nil || res[0].Status != StatusNew {
+				b.Errorf("ingest: %v %v", err, res)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "claims/s")
+}
+
+// BenchmarkIngest is the store alone (claims pre-verified), fsync on.
+func BenchmarkIngest(b *testing.B) {
+	for _, tc := range []struct {
+		desc     string
+		parallel int // goroutines calling Ingest with one claim each; 0 = batches of 1000 from one caller
+		delay    time.Duration
+	}{
+		{"one caller, one claim per call", 1, 0},
+		{"64 callers, one claim per call", 64, 0},
+		{"64 callers, one claim per call, MaxDelay 2ms", 64, 2 * time.Millisecond},
+		{"one caller, 1000 claims per call", 0, 0},
+	} {
+		b.Run(tc.desc, func(b *testing.B) {
+			claims := presign(b, b.N, testKeys(b, 16))
+			s := mustOpenStore(b, WithMaxDelay(tc.delay))
+			b.ResetTimer()
+			start := time.Now()
+			if tc.parallel == 0 {
+				for i := 0; i < len(claims); i += 1000 {
+					if _, err := s.Ingest(context.Background(), claims[i:min(i+1000, len(claims))]...); err != nil {
+						b.Fatal(err)
+					}
+				}
+			} else {
+				var wg sync.WaitGroup
+				for g := 0; g < tc.parallel; g++ {
+					wg.Add(1)
+					go func(g int) {
+						defer wg.Done()
+						for i := g; i < len(claims); i += tc.parallel {
+							if _, err := s.Ingest(context.Background(), claims[i]); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}(g)
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "claims/s")
+		})
+	}
+}
+
+// Shape of the big store (docs/STORE.md): 48 builder keys; "hello" is the
+// busiest package with 2 Debian versions × 100 recipes × 100 claims
+// (every key about twice per recipe, 3 keys always dissent); the rest are
+// packages pkgNNNN with 10 recipes × 50 claims each.
+const (
+	helloRecipes        = 200
+	helloClaimsPerRecip = 100
+	otherRecipes        = 10
+	otherClaimsPerRecip = 50
+)
+
+func bigSpec(i int) spec {
+	if i < helloRecipes*helloClaimsPerRecip {
+		r, j := i/helloClaimsPerRecip, i%helloClaimsPerRecip
+		ver := "2.10-3"
+		if r >= helloRecipes/2 {
+			ver = "2.10-4"
+		}
+		return spec{pkg: "hello", debver: ver, recipe: r, variant: dissent(j % 48), ts: i}
+	}
+	i -= helloRecipes * helloClaimsPerRecip
+	per := otherRecipes * otherClaimsPerRecip
+	p, r, j := i/per, (i%per)/otherClaimsPerRecip, i%otherClaimsPerRecip
+	return spec{pkg: fmt.Sprintf("pkg%04d", p), recipe: r, variant: dissent(j % 48), ts: i}
+}
+
+func bigKey(i int) int {
+	if i < helloRecipes*helloClaimsPerRecip {
+		return (i % helloClaimsPerRecip) % 48
+	}
+	return (i % otherClaimsPerRecip) % 48
+}
+
+func dissent(key int) int {
+	if key%16 == 15 {
+		return 1
+	}
+	return 0
+}
+
+// bigStore returns the path of a store filled with n real signed claims,
+// built once and kept in os.TempDir() across benchmark runs (signing a
+// million claims takes minutes). LEBOWSKI_BENCH_CLAIMS overrides n.
+func bigStore(b *testing.B) (string, int) {
+	n := 1_000_000
+	if v := os.Getenv("LEBOWSKI_BENCH_CLAIMS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("lebowski-store-bench-v%d-f2-%d", SchemaVersion(), n))
+	path := filepath.Join(dir, "store.db")
+	if _, err := os.Stat(path); err == nil {
+		return path, n
+	}
+	b.Logf("building %s with %d signed claims (once; reused by later runs)", path, n)
+	start := time.Now()
+	keys := testKeys(b, 48)
+	tmp := filepath.Join(dir, "building.db")
+	os.RemoveAll(dir)
+	s, err := Open(tmp, WithNoSync())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const chunk = 1000
+	batches := make(chan []*attest.Claim, 4)
+	go func() {
+		defer close(batches)
+		for lo := 0; lo < n; lo += chunk {
+			hi := min(lo+chunk, n)
+			batch := make([]*attest.Claim, hi-lo)
+			var wg sync.WaitGroup
+			workers := runtime.NumCPU()
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := lo + w; i < hi; i += workers {
+						c, err := attest.Sign(keys[bigKey(i)], statement(bigSpec(i)))
+						if err != nil {
+							panic(err)
+						}
+						batch[i-lo] = c
+					}
+				}(w)
+			}
+			wg.Wait()
+			batches <- batch
+		}
+	}()
+	done := 0
+	for batch := range batches {
+		res, err := s.Ingest(context.Background(), batch...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Status != StatusNew {
+				b.Fatalf("fill: %s %v", r.Status, r.Err)
+			}
+		}
+		done += len(batch)
+		if done%100_000 == 0 {
+			b.Logf("  %d claims after %s", done, time.Since(start).Round(time.Second))
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("built in %s", time.Since(start).Round(time.Second))
+	return path, n
+}
+
+// BenchmarkInfo1M measures what `lebowski info hello` needs on a store with
+// a million claims: every recipe of the package with its claim summaries
+// (ByPackage), then the full claims (decoded envelopes) of the busiest
+// recipe. Reports p50/p99 per query, and bytes per claim of the file.
+func BenchmarkInfo1M(b *testing.B) {
+	path, n := bigStore(b)
+	s, err := Open(path, WithReadOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	info := func(pkg string) (int, int) {
+		rcs, err := s.ByPackage(pkg, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		busiest, total := 0, 0
+		for i, rc := range rcs {
+			total += len(rc.Claims)
+			if len(rc.Claims) > len(rcs[busiest].Claims) {
+				busiest = i
+			}
+		}
+		if len(rcs) == 0 {
+			return 0, 0
+		}
+		ids := make([]string, 0, len(rcs[busiest].Claims))
+		for _, sc := range rcs[busiest].Claims {
+			ids = append(ids, sc.ID)
+		}
+		full, err := s.GetMany(ids)
+		if err != nil || len(full) != len(ids) {
+			b.Fatalf("get many: %v (%d of %d)", err, len(full), len(ids))
+		}
+		return total, len(full)
+	}
+	total, full := info("hello") // warm the page cache
+	b.Logf("info hello: %d claim summaries, %d full claims decoded", total, full)
+	lat := make([]time.Duration, 0, b.N)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		info("hello")
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	st, err := s.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st.Claims != uint64(n) {
+		b.Fatalf("store holds %d claims, want %d", st.Claims, n)
+	}
+	b.ReportMetric(float64(st.FileSize)/float64(st.Claims), "file-bytes/claim")
+	_ = s.DB().View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			bs := bk.Stats()
+			b.Logf("bucket %-13s keys %8d  leaf in use %6.1f MiB of %6.1f MiB allocated, branch %5.1f MiB",
+				name, bs.KeyN, float64(bs.LeafInuse)/(1<<20), float64(bs.LeafAlloc)/(1<<20), float64(bs.BranchAlloc)/(1<<20))
+			return nil
+		})
+	})
+}
+
+// BenchmarkSmallPackage1M: ByPackage + full claims of the busiest recipe
+// for random ordinary packages in the 1M store (cold-ish pages).
+func BenchmarkSmallPackage1M(b *testing.B) {
+	path, n := bigStore(b)
+	s, err := Open(path, WithReadOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	pkgs := (n - helloRecipes*helloClaimsPerRecip) / (otherRecipes * otherClaimsPerRecip)
+	if pkgs < 1 {
+		b.Skip("store too small")
+	}
+	lat := make([]time.Duration, 0, b.N)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pkg := fmt.Sprintf("pkg%04d", (i*7919)%pkgs)
+		t0 := time.Now()
+		rcs, err := s.ByPackage(pkg, "")
+		if err != nil || len(rcs) == 0 {
+			b.Fatalf("%s: %v", pkg, err)
+		}
+		ids := []string{}
+		for _, sc := range rcs[0].Claims {
+			ids = append(ids, sc.ID)
+		}
+		if _, err := s.GetMany(ids); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// cpuTime is the process's user+system CPU time: on a shared, loaded
+// machine it shows the work per query where wall time shows the wait.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// mustOpenStore opens a fresh store in t.TempDir(), closed at cleanup.
+func mustOpenStore(t testing.TB, opts ...Option) *Store {
+	t.Helper()
+	return mustOpenPath(t, filepath.Join(t.TempDir(), "store.db"), opts...)
+}
+
+func mustOpenPath(t testing.TB, path string, opts ...Option) *Store {
+	t.Helper()
+	s, err := Open(path, opts...)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+var (
+	keysOnce sync.Once
+	keyPool  []*attest.Identity
+)
+
+// testKeys returns n builder identities shared by all tests (key generation
+// is the slow part of a claim factory).
+func testKeys(t testing.TB, n int) []*attest.Identity {
+	t.Helper()
+	keysOnce.Do(func() {
+		for i := 0; i < 48; i++ {
+			id, err := attest.GenerateIdentity(fmt.Sprintf("builder %d", i), fmt.Sprintf("b%d@example.org", i))
+			if err != nil {
+				panic(err)
+			}
+			keyPool = append(keyPool, id)
+		}
+	})
+	if n > len(keyPool) {
+		t.Fatalf("testKeys: want %d keys, pool has %d", n, len(keyPool))
+	}
+	return keyPool[:n]
+}
+
+func hex64(parts ...any) string {
+	h := sha256.Sum256([]byte(fmt.Sprint(parts...)))
+	return hex.EncodeToString(h[:])
+}
+
+// spec describes one test claim; the zero value is a valid success claim of
+// package "hello" 2.10-3, recipe 0, artifact variant 0.
+type spec struct {
+	pkg     string
+	debver  string
+	recipe  int // varies the image digest: a different recipe
+	variant int // varies the artifact hash (0 = the "honest" result)
+	result  attest.Result
+	ts      int // seconds after a fixed epoch
+}
+
+var epoch = time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
+
+func statement(sp spec) *attest.Statement {
+	if sp.pkg == "" {
+		sp.pkg = "hello"
+	}
+	if sp.debver == "" {
+		sp.debver = "2.10-3"
+	}
+	if sp.result == "" {
+		sp.result = attest.ResultSuccess
+	}
+	st := &attest.Statement{
+		Type: attest.TypeRebuildV1, Package: sp.pkg, Version: sp.debver + "~o3+1", DebianVersion: sp.debver,
+		Suite: "bookworm", Arch: "amd64",
+		Opinion:            attest.OpinionRef{Name: "o3", CID: "bafkreio3", Purity: attest.PurityPureCompilation},
+		DebianSourceSHA256: hex64("dsc", sp.pkg, sp.debver),
+		ContainerDigest:    "sha256:" + hex64("image", sp.recipe),
+		Result:             sp.result,
+		Timestamp:          epoch.Add(time.Duration(sp.ts) * time.Second),
+	}
+	if sp.result == attest.ResultSuccess {
+		st.Artifacts = []attest.Artifact{
+			{Name: sp.pkg + "_" + sp.debver + "~o3+1_amd64.deb", SHA256: hex64("deb", sp.pkg, sp.debver, sp.recipe, sp.variant)},
+		}
+	}
+	st.RecipeID = st.Recipe().ID()
+	return st
+}
+
+func mustSign(t testing.TB, id *attest.Identity, sp spec) *attest.Claim {
+	t.Helper()
+	c, err := attest.Sign(id, statement(sp))
+	if err != nil {
+		t.Fatalf("sign %+v: %v", sp, err)
+	}
+	return c
+}
+
+func mustIngest(t testing.TB, s *Store, claims ...*attest.Claim) []IngestResult {
+	t.Helper()
+	res, err := s.Ingest(context.Background(), claims...)
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	if len(res) != len(claims) {
+		t.Fatalf("ingest: %d results for %d claims", len(res), len(claims))
+	}
+	return res
+}
+
+func statuses(res []IngestResult) []Status {
+	out := make([]Status, len(res))
+	for i, r := range res {
+		out[i] = r.Status
+	}
+	return out
+}

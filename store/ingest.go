@@ -1,0 +1,470 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Status is the outcome of ingesting one claim.
+type Status int
+
+const (
+	// StatusRejected: the claim failed a check; see IngestResult.Err.
+	StatusRejected Status = iota
+	// StatusNew: stored.
+	StatusNew
+	// StatusDuplicate: already held; nothing changed.
+	StatusDuplicate
+	// StatusEquivocation: stored, and it contradicts an earlier success
+	// claim of the same builder for the same recipe; Proof is set and the
+	// key is flagged.
+	StatusEquivocation
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusNew:
+		return "new"
+	case StatusDuplicate:
+		return "duplicate"
+	case StatusEquivocation:
+		return "equivocation"
+	}
+	return "rejected"
+}
+
+// Stored reports whether the claim is in the store after ingest.
+func (s Status) Stored() bool { return s != StatusRejected }
+
+// IngestResult is the outcome for one claim, in the order given to Ingest.
+type IngestResult struct {
+	ID     string
+	Status Status
+	Proof  *Proof // StatusEquivocation only
+	Err    error  // StatusRejected only; wraps ErrBadClaim
+}
+
+type ingestReq struct {
+	claims []*attest.Claim
+	res    []IngestResult
+	done   chan error // buffered(1)
+}
+
+// Ingest stores verified claims (from attest.Verify or attest.Sign). It
+// returns only after the transaction holding them has committed (fsync
+// unless WithNoSync): an acknowledged claim survives a crash. Claims from
+// concurrent callers are committed together (group commit). A claim that
+// fails a consistency check is reported in its IngestResult and does not
+// affect the others. The error is for the whole call: the store is closed,
+// the context ended before the claims were queued, or the commit failed.
+// If ctx ends after the claims were queued, Ingest returns ctx.Err() and the
+// claims may or may not be committed.
+func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestResult, error) {
+	if s.cfg.readOnly {
+		return nil, fmt.Errorf("ingest: %w", ErrReadOnly)
+	}
+	out := make([]IngestResult, 0, len(claims))
+	var reqs []*ingestReq
+	for start := 0; start < len(claims); start += s.cfg.maxBatch {
+		end := min(start+s.cfg.maxBatch, len(claims))
+		r := &ingestReq{claims: claims[start:end], res: make([]IngestResult, end-start), done: make(chan error, 1)}
+		select {
+		case s.reqs <- r:
+			reqs = append(reqs, r)
+		case <-s.quit:
+			return nil, fmt.Errorf("ingest: %w", ErrClosed)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ingest: %w", ctx.Err())
+		}
+	}
+	for _, r := range reqs {
+		select {
+		case err := <-r.done:
+			if err != nil {
+				return nil, fmt.Errorf("ingest: %w", err)
+			}
+			out = append(out, r.res...)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ingest: waiting for commit: %w", ctx.Err())
+		}
+	}
+	return out, nil
+}
+
+// VerifyAndIngest verifies wire envelopes with attest.Verify (keys from the
+// store, else the embedded key, which is then stored with TrustUnknown) and
+// ingests the valid ones. Results are in input order; a wire that fails
+// verification has StatusRejected and an Err wrapping attest.ErrInvalid.
+func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, wires ...[]byte) ([]IngestResult, error) {
+	out := make([]IngestResult, len(wires))
+	var ok []*attest.Claim
+	var idx []int
+	for i, w := range wires {
+		c, err := attest.Verify(w, s, opt)
+		if err != nil {
+			out[i] = IngestResult{Status: StatusRejected, Err: err}
+			continue
+		}
+		ok = append(ok, c)
+		idx = append(idx, i)
+	}
+	res, err := s.Ingest(ctx, ok...)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		out[idx[j]] = r
+	}
+	return out, nil
+}
+
+// writer is the only goroutine that writes claims. It takes one request,
+// then everything already waiting (senders block on the unbuffered channel
+// while a commit runs, so they form the next batch), up to maxBatch claims,
+// optionally lingering maxDelay, and commits them in one transaction.
+func (s *Store) writer() {
+	defer close(s.done)
+	for {
+		var first *ingestReq
+		select {
+		case first = <-s.reqs:
+		case <-s.quit:
+			return
+		}
+		batch := []*ingestReq{first}
+		n := len(first.claims)
+		var linger <-chan time.Time
+		var timer *time.Timer
+		if s.cfg.maxDelay > 0 {
+			timer = time.NewTimer(s.cfg.maxDelay)
+			linger = timer.C
+		}
+	collect:
+		for n < s.cfg.maxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.claims)
+				continue
+			default:
+			}
+			if linger == nil {
+				break collect
+			}
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.claims)
+			case <-linger:
+				break collect
+			case <-s.quit:
+				break collect
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		err := s.commit(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+func (s *Store) commit(batch []*ingestReq) error {
+	var keyUpdates []string
+	start := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
+		for _, r := range batch {
+			for i, c := range r.claims {
+				res, err := w.ingestOne(c)
+				if err != nil {
+					return err // storage failure: abort the whole batch
+				}
+				r.res[i] = res
+			}
+		}
+		keyUpdates = w.flagged
+		return w.finish()
+	})
+	if err != nil {
+		// Results computed inside an aborted transaction are void.
+		s.log.Error("ingest commit failed", "claims", countClaims(batch), "err", err)
+		return fmt.Errorf("commit: %w", err)
+	}
+	if len(keyUpdates) > 0 {
+		s.log.Warn("equivocating builder keys flagged", "fingerprints", keyUpdates)
+	}
+	s.log.Debug("ingest committed", "requests", len(batch), "claims", countClaims(batch), "took", time.Since(start))
+	return nil
+}
+
+func countClaims(batch []*ingestReq) int {
+	n := 0
+	for _, r := range batch {
+		n += len(r.claims)
+	}
+	return n
+}
+
+// txWriter applies claims inside one write transaction.
+type txWriter struct {
+	tx                                                 *bolt.Tx
+	now                                                time.Time
+	claims, byRecipe, byPackage, byBuilder, byArtifact *bolt.Bucket
+	keys, equiv, digests, meta                         *bolt.Bucket
+	newClaims, newRecipes                              uint64
+	flagged                                            []string
+}
+
+func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
+	return &txWriter{
+		tx: tx, now: now,
+		claims: tx.Bucket(bktClaims), byRecipe: tx.Bucket(bktByRecipe), byPackage: tx.Bucket(bktByPackage),
+		byBuilder: tx.Bucket(bktByBuilder), byArtifact: tx.Bucket(bktByArtifact), keys: tx.Bucket(bktKeys),
+		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta),
+	}
+}
+
+func (w *txWriter) finish() error {
+	if w.newClaims > 0 {
+		if err := addUint(w.meta, metaClaims, w.newClaims); err != nil {
+			return err
+		}
+	}
+	if w.newRecipes > 0 {
+		return addUint(w.meta, metaRecipes, w.newRecipes)
+	}
+	return nil
+}
+
+func rejected(id string, format string, a ...any) IngestResult {
+	return IngestResult{ID: id, Status: StatusRejected, Err: fmt.Errorf("%w %s: %s", ErrBadClaim, id, fmt.Sprintf(format, a...))}
+}
+
+// check validates what Ingest trusts about a claim, without touching the DB.
+type checked struct {
+	ck, rk, fk, akey []byte
+	pub              []byte
+	artifacts        [][]byte
+}
+
+func checkClaim(c *attest.Claim) (*checked, IngestResult) {
+	if c == nil || c.Statement == nil || len(c.Raw) == 0 {
+		return nil, rejected("", "nil claim, statement or raw envelope")
+	}
+	if len(c.Raw) > attest.MaxEnvelopeSize {
+		return nil, rejected(c.ID, "raw envelope of %d bytes exceeds %d", len(c.Raw), attest.MaxEnvelopeSize)
+	}
+	if id := attest.ClaimID(c.Raw); id != c.ID {
+		return nil, rejected(c.ID, "id does not match the raw envelope (its CID is %s)", id)
+	}
+	st := c.Statement
+	if err := st.Validate(time.Time{}, 0); err != nil {
+		return nil, rejected(c.ID, "%v", err)
+	}
+	if c.Signer != nil && attest.Fingerprint(c.Signer) != st.Builder {
+		return nil, rejected(c.ID, "signer %s is not the statement's builder %s", attest.Fingerprint(c.Signer), st.Builder)
+	}
+	ck, err := claimKey(c.ID)
+	if err != nil {
+		return nil, rejected(c.ID, "%v", err)
+	}
+	rk, _ := recipeKey(st.RecipeID) // Validate checked it is a sha256 hex
+	fk, err := fprKey(st.Builder)
+	if err != nil {
+		return nil, rejected(c.ID, "%v", err)
+	}
+	akey, _ := hex.DecodeString(st.ArtifactKey())
+	ch := &checked{ck: ck, rk: rk, fk: fk, akey: akey}
+	for _, a := range st.Artifacts {
+		h, _ := hex.DecodeString(a.SHA256) // Validate checked it
+		ch.artifacts = append(ch.artifacts, h)
+	}
+	if c.Envelope != nil && len(c.Envelope.Key) > 0 {
+		ch.pub = c.Envelope.Key
+	} else if c.Signer != nil {
+		if ch.pub, err = serializeKey(c.Signer); err != nil {
+			return nil, rejected(c.ID, "serialize signer key: %v", err)
+		}
+	}
+	return ch, IngestResult{}
+}
+
+// ingestOne stores c. A returned error is a storage failure (abort the
+// transaction); bad claims come back as StatusRejected.
+func (w *txWriter) ingestOne(c *attest.Claim) (IngestResult, error) {
+	ch, rej := checkClaim(c)
+	if ch == nil {
+		return rej, nil
+	}
+	if w.claims.Get(ch.ck) != nil {
+		return IngestResult{ID: c.ID, Status: StatusDuplicate}, nil
+	}
+	st := c.Statement
+	res := IngestResult{ID: c.ID, Status: StatusNew}
+
+	// Equivocation and "first claim of this builder for this recipe":
+	// by_builder holds fk|rk|ck for every claim.
+	prefix := cat(ch.fk, ch.rk)
+	firstOfBuilder := true
+	cur := w.byBuilder.Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		firstOfBuilder = false
+		if st.Result != attest.ResultSuccess || res.Proof != nil {
+			continue
+		}
+		oldCK := k[len(prefix):]
+		v := w.byRecipe.Get(cat(ch.rk, oldCK))
+		old, err := decodeSummary(v)
+		if err != nil {
+			return IngestResult{}, fmt.Errorf("by_recipe entry of %x: %w", oldCK, err)
+		}
+		if old.Result == attest.ResultSuccess && old.ArtifactKey != hex.EncodeToString(ch.akey) {
+			oldID, err := claimIDString(oldCK)
+			if err != nil {
+				return IngestResult{}, err
+			}
+			res.Status = StatusEquivocation
+			res.Proof = &Proof{Builder: st.Builder, RecipeID: st.RecipeID, ClaimA: oldID, ClaimB: c.ID, Detected: w.now}
+		}
+	}
+
+	if err := w.claims.Put(ch.ck, encodeClaimValue(c.Envelope, c.Raw)); err != nil {
+		return IngestResult{}, err
+	}
+	if err := w.byRecipe.Put(cat(ch.rk, ch.ck), encodeSummary(st, ch.akey, ch.fk)); err != nil {
+		return IngestResult{}, err
+	}
+	if err := w.byBuilder.Put(cat(prefix, ch.ck), nil); err != nil {
+		return IngestResult{}, err
+	}
+	for _, h := range ch.artifacts {
+		if err := w.byArtifact.Put(cat(h, ch.ck), ch.rk); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	if err := w.updateRecipe(st, ch.rk, firstOfBuilder); err != nil {
+		return IngestResult{}, err
+	}
+	if err := w.updateDigest(st.Package, c.ID); err != nil {
+		return IngestResult{}, err
+	}
+	if err := w.updateKey(c.ID, st.Builder, ch, res.Proof); err != nil {
+		return IngestResult{}, err
+	}
+	w.newClaims++
+	return res, nil
+}
+
+func packageKey(pkg, debVersion string, rk []byte) []byte {
+	return cat([]byte(pkg), []byte{0}, []byte(debVersion), []byte{0}, rk)
+}
+
+func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool) error {
+	k := packageKey(st.Package, st.DebianVersion, rk)
+	var r RecipeSummary
+	if v := w.byPackage.Get(k); v != nil {
+		var err error
+		if r, err = decodeRecipeSummary(v); err != nil {
+			return err
+		}
+	} else {
+		r = RecipeSummary{RecipeID: st.RecipeID, Package: st.Package, DebianVersion: st.DebianVersion, Suite: st.Suite,
+			Arch: st.Arch, Opinion: st.Opinion, SourceSHA256: st.DebianSourceSHA256, ImageDigest: st.ContainerDigest,
+			First: st.Timestamp.UTC()}
+		w.newRecipes++
+	}
+	r.Claims++
+	switch st.Result {
+	case attest.ResultSuccess:
+		r.Success++
+	case attest.ResultFailed:
+		r.Failed++
+	case attest.ResultUnreproducible:
+		r.Unreproducible++
+	}
+	if newBuilder {
+		r.Builders++
+	}
+	if ts := st.Timestamp.UTC(); ts.After(r.Newest) {
+		r.Newest, r.Version = ts, st.Version
+	}
+	if ts := st.Timestamp.UTC(); ts.Before(r.First) {
+		r.First = ts
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return w.byPackage.Put(k, v)
+}
+
+func (w *txWriter) updateDigest(pkg, id string) error {
+	d, err := decodeDigestOrZero(w.digests.Get([]byte(pkg)))
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(id))
+	for i := range d.Hash {
+		d.Hash[i] ^= h[i]
+	}
+	d.Count++
+	return w.digests.Put([]byte(pkg), d.encode())
+}
+
+func decodeDigestOrZero(v []byte) (Digest, error) {
+	if v == nil {
+		return Digest{}, nil
+	}
+	return decodeDigest(v)
+}
+
+func (w *txWriter) updateKey(id, fpr string, ch *checked, proof *Proof) error {
+	if proof != nil {
+		pv, err := json.Marshal(proof)
+		if err != nil {
+			return err
+		}
+		ckB, _ := claimKey(proof.ClaimB)
+		if err := w.equiv.Put(cat(ch.fk, ch.rk, ckB), pv); err != nil {
+			return err
+		}
+		w.flagged = append(w.flagged, fpr)
+	}
+	var ki KeyInfo
+	if v := w.keys.Get(ch.fk); v != nil {
+		if proof == nil {
+			return nil // common case: known key, nothing to change
+		}
+		var err error
+		if ki, err = decodeKeyInfo(v); err != nil {
+			return err
+		}
+		if ki.Equivocating {
+			return nil
+		}
+	} else {
+		if len(ch.pub) == 0 {
+			// No key material (a claim built by hand, not by Verify/Sign):
+			// the record appears with PutKey, which then sets the flag
+			// from the stored proofs.
+			return nil
+		}
+		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: TrustUnknown, Source: "claim " + id, FirstSeen: w.now}
+	}
+	if proof != nil {
+		ki.Equivocating = true
+	}
+	return putKeyInfo(w.keys, ch.fk, ki)
+}

@@ -1,0 +1,235 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Trust is the local operator's trust in a builder key.
+type Trust string
+
+const (
+	// TrustUnknown: learned from a claim's envelope, never looked at.
+	TrustUnknown Trust = "unknown"
+	// TrustUnvetted: imported by the operator without vouching for it.
+	TrustUnvetted Trust = "unvetted"
+	// TrustTrusted: the operator vouches for the key.
+	TrustTrusted Trust = "trusted"
+	// TrustOwn: this node's own builder key.
+	TrustOwn Trust = "own"
+	// TrustDistrusted: the operator rejects the key; its claims count for nothing.
+	TrustDistrusted Trust = "distrusted"
+)
+
+// Valid reports whether t is a known level.
+func (t Trust) Valid() bool {
+	switch t {
+	case TrustUnknown, TrustUnvetted, TrustTrusted, TrustOwn, TrustDistrusted:
+		return true
+	}
+	return false
+}
+
+// KeyInfo is a `keys` record.
+type KeyInfo struct {
+	Fingerprint  string    `json:"fingerprint"`
+	PublicKey    []byte    `json:"public_key"` // binary transferable public key
+	Trust        Trust     `json:"trust"`
+	Source       string    `json:"source"` // where it came from: "claim <id>", "import <file>", …
+	FirstSeen    time.Time `json:"first_seen"`
+	Equivocating bool      `json:"equivocating"`
+	Note         string    `json:"note,omitempty"`
+}
+
+func decodeKeyInfo(v []byte) (KeyInfo, error) {
+	var k KeyInfo
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&k); err != nil {
+		return k, fmt.Errorf("%w: key record: %v", ErrCorrupt, err)
+	}
+	if !k.Trust.Valid() {
+		return k, fmt.Errorf("%w: key record: trust %q", ErrCorrupt, k.Trust)
+	}
+	if _, err := fprKey(k.Fingerprint); err != nil {
+		return k, fmt.Errorf("%w: key record: %v", ErrCorrupt, err)
+	}
+	return k, nil
+}
+
+func serializeKey(e *openpgp.Entity) ([]byte, error) {
+	var b bytes.Buffer
+	if err := e.Serialize(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// PutKey stores a builder's public key (binary or armored) with a trust
+// level. An existing record keeps FirstSeen and the equivocation flag; its
+// key bytes, trust and source are replaced.
+func (s *Store) PutKey(pub []byte, trust Trust, source string) (KeyInfo, error) {
+	if s.cfg.readOnly {
+		return KeyInfo{}, fmt.Errorf("put key: %w", ErrReadOnly)
+	}
+	if !trust.Valid() {
+		return KeyInfo{}, fmt.Errorf("put key: trust level %q unknown (want unknown, unvetted, trusted, own or distrusted)", trust)
+	}
+	e, err := attest.ParsePublicKey(pub)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("put key: %w", err)
+	}
+	bin, err := serializeKey(e)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("put key: %w", err)
+	}
+	fpr := attest.Fingerprint(e)
+	var out KeyInfo
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		fk, _ := fprKey(fpr)
+		b := tx.Bucket(bktKeys)
+		ki := KeyInfo{Fingerprint: fpr, FirstSeen: s.cfg.now().UTC().Truncate(time.Second)}
+		if v := b.Get(fk); v != nil {
+			old, err := decodeKeyInfo(v)
+			if err != nil {
+				return err
+			}
+			ki = old
+		} else {
+			// Proofs may predate the record (claims ingested without key material).
+			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
+			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
+		}
+		ki.PublicKey, ki.Trust, ki.Source = bin, trust, source
+		out = ki
+		return putKeyInfo(b, fk, ki)
+	})
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("put key %s: %w", fpr, err)
+	}
+	s.keyMu.Lock()
+	s.keyCache[fpr] = e
+	s.keyMu.Unlock()
+	return out, nil
+}
+
+func putKeyInfo(b *bolt.Bucket, fk []byte, ki KeyInfo) error {
+	v, err := json.Marshal(ki)
+	if err != nil {
+		return err
+	}
+	return b.Put(fk, v)
+}
+
+// GetKey returns the record for fpr, or an error wrapping ErrNotFound.
+func (s *Store) GetKey(fpr string) (KeyInfo, error) {
+	fk, err := fprKey(fpr)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("get key: %w", err)
+	}
+	var ki KeyInfo
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bktKeys).Get(fk)
+		if v == nil {
+			return fmt.Errorf("%w: no key %s (import it with `lebowski key import`)", ErrNotFound, fpr)
+		}
+		ki, err = decodeKeyInfo(v) // decodes (copies) inside the tx
+		return err
+	})
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("get key: %w", err)
+	}
+	return ki, nil
+}
+
+// SetTrust changes a stored key's trust level and note.
+func (s *Store) SetTrust(fpr string, trust Trust, note string) error {
+	if s.cfg.readOnly {
+		return fmt.Errorf("set trust: %w", ErrReadOnly)
+	}
+	if !trust.Valid() {
+		return fmt.Errorf("set trust: trust level %q unknown (want unknown, unvetted, trusted, own or distrusted)", trust)
+	}
+	fk, err := fprKey(fpr)
+	if err != nil {
+		return fmt.Errorf("set trust: %w", err)
+	}
+	return s.updateKey(fk, fpr, func(ki *KeyInfo) { ki.Trust, ki.Note = trust, note })
+}
+
+func (s *Store) updateKey(fk []byte, fpr string, f func(*KeyInfo)) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktKeys)
+		v := b.Get(fk)
+		if v == nil {
+			return fmt.Errorf("%w: no key %s", ErrNotFound, fpr)
+		}
+		ki, err := decodeKeyInfo(v)
+		if err != nil {
+			return err
+		}
+		f(&ki)
+		return putKeyInfo(b, fk, ki)
+	})
+	if err != nil {
+		return fmt.Errorf("update key %s: %w", fpr, err)
+	}
+	return nil
+}
+
+// Keys lists all key records, ordered by fingerprint bytes.
+func (s *Store) Keys() ([]KeyInfo, error) {
+	var out []KeyInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktKeys).ForEach(func(_, v []byte) error {
+			ki, err := decodeKeyInfo(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, ki)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return out, nil
+}
+
+// Lookup implements attest.KeyLookup from the `keys` bucket, with an
+// in-memory cache of parsed entities. It returns nil for unknown keys and
+// for records that do not parse (logged).
+func (s *Store) Lookup(fpr string) *openpgp.Entity {
+	s.keyMu.RLock()
+	e := s.keyCache[fpr]
+	s.keyMu.RUnlock()
+	if e != nil {
+		return e
+	}
+	ki, err := s.GetKey(fpr)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Warn("key lookup failed", "fingerprint", fpr, "err", err)
+		}
+		return nil
+	}
+	e, err = attest.ParsePublicKey(ki.PublicKey)
+	if err != nil || attest.Fingerprint(e) != fpr {
+		s.log.Warn("stored key does not parse", "fingerprint", fpr, "err", err)
+		return nil
+	}
+	s.keyMu.Lock()
+	s.keyCache[fpr] = e
+	s.keyMu.Unlock()
+	return e
+}
+
+var _ attest.KeyLookup = (*Store)(nil)

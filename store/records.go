@@ -1,0 +1,245 @@
+package store
+
+import (
+	"bytes"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Binary keys keep the indexes small: a claim ID is stored as its CID bytes
+// (36 bytes), a recipe ID as 32 raw bytes, a fingerprint as a length byte
+// followed by its 20 (v4) or 32 (v6) bytes.
+
+func claimKey(id string) ([]byte, error) {
+	c, err := cid.Decode(id)
+	if err != nil {
+		return nil, fmt.Errorf("claim id %q: %w", id, err)
+	}
+	return c.Bytes(), nil
+}
+
+// cidV1RawSHA256 is the prefix of every claim ID's CID bytes: version 1,
+// raw codec, sha2-256, 32 bytes.
+var cidV1RawSHA256 = []byte{0x01, 0x55, 0x12, 0x20}
+
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func claimIDString(k []byte) (string, error) {
+	if len(k) == 36 && bytes.HasPrefix(k, cidV1RawSHA256) {
+		// fast path, same result as cid.Cast(k).String(): "b" + base32
+		var buf [1 + 58]byte
+		buf[0] = 'b'
+		b32.Encode(buf[1:], k)
+		return string(buf[:]), nil
+	}
+	c, err := cid.Cast(k)
+	if err != nil {
+		return "", fmt.Errorf("%w: claim key %x: %v", ErrCorrupt, k, err)
+	}
+	return c.String(), nil
+}
+
+func recipeKey(id string) ([]byte, error) {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("recipe id %q is not 64 hex digits", id)
+	}
+	return b, nil
+}
+
+func fprKey(fpr string) ([]byte, error) {
+	b, err := hex.DecodeString(fpr)
+	if err != nil || (len(b) != 20 && len(b) != 32) {
+		return nil, fmt.Errorf("fingerprint %q is not 40 or 64 hex digits", fpr)
+	}
+	return append([]byte{byte(len(b))}, b...), nil
+}
+
+// splitFprKey splits a key that starts with a length-prefixed fingerprint.
+func splitFprKey(k []byte) (fpr string, rest []byte, err error) {
+	if len(k) < 1 || int(k[0]) != 20 && int(k[0]) != 32 || len(k) < 1+int(k[0]) {
+		return "", nil, fmt.Errorf("%w: fingerprint key %x", ErrCorrupt, k)
+	}
+	n := int(k[0])
+	return fmtFpr(k[1 : 1+n]), k[1+n:], nil
+}
+
+func fmtFpr(b []byte) string {
+	const digits = "0123456789ABCDEF"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
+func cat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// StoredClaim is the index summary of a claim: enough for consensus
+// (group by artifact key, count distinct builders, recency) without
+// decoding the envelope. Get returns the full claim.
+type StoredClaim struct {
+	ID          string        `json:"id"`
+	RecipeID    string        `json:"recipe_id"`
+	Builder     string        `json:"builder"`
+	Result      attest.Result `json:"result"`
+	ArtifactKey string        `json:"artifact_key"` // attest.Statement.ArtifactKey()
+	Timestamp   time.Time     `json:"timestamp"`
+}
+
+const summaryV1 = 1
+
+var resultCodes = map[attest.Result]byte{attest.ResultSuccess: 1, attest.ResultFailed: 2, attest.ResultUnreproducible: 3}
+var resultNames = map[byte]attest.Result{1: attest.ResultSuccess, 2: attest.ResultFailed, 3: attest.ResultUnreproducible}
+
+// encodeSummary is the by_recipe value:
+// [1 format=1][1 result][8 unix seconds BE][32 artifact key][1 n][n fpr].
+func encodeSummary(st *attest.Statement, artifactKey []byte, fk []byte) []byte {
+	out := make([]byte, 0, 42+len(fk))
+	out = append(out, summaryV1, resultCodes[st.Result])
+	out = binary.BigEndian.AppendUint64(out, uint64(st.Timestamp.Unix()))
+	out = append(out, artifactKey...)
+	return append(out, fk...)
+}
+
+// decodeSummary fills everything but ID and RecipeID.
+func decodeSummary(v []byte) (StoredClaim, error) { return decodeSummaryInterned(v, nil) }
+
+// interner reuses the strings of builders and artifact keys during a scan:
+// a package has many claims but few distinct builders and results.
+type interner struct{ fprs, akeys map[string]string }
+
+func newInterner() *interner {
+	return &interner{fprs: map[string]string{}, akeys: map[string]string{}}
+}
+
+// decodeSummaryInterned is decodeSummary with an optional interner.
+func decodeSummaryInterned(v []byte, in *interner) (StoredClaim, error) {
+	var sc StoredClaim
+	if len(v) < 42 || v[0] != summaryV1 {
+		return sc, fmt.Errorf("%w: claim summary of %d bytes", ErrCorrupt, len(v))
+	}
+	r, ok := resultNames[v[1]]
+	if !ok {
+		return sc, fmt.Errorf("%w: claim summary result code %d", ErrCorrupt, v[1])
+	}
+	var fprs, akeys map[string]string
+	if in != nil {
+		fprs, akeys = in.fprs, in.akeys
+	}
+	fk := v[42:]
+	fpr, ok := fprs[string(fk)] // no allocation for the lookup
+	if !ok {
+		var rest []byte
+		var err error
+		fpr, rest, err = splitFprKey(fk)
+		if err != nil || len(rest) != 0 {
+			return sc, fmt.Errorf("%w: claim summary fingerprint", ErrCorrupt)
+		}
+		if fprs != nil {
+			fprs[string(fk)] = fpr
+		}
+	}
+	sc.Result = r
+	sc.Timestamp = time.Unix(int64(binary.BigEndian.Uint64(v[2:10])), 0).UTC()
+	ak, ok := akeys[string(v[10:42])]
+	if !ok {
+		ak = hex.EncodeToString(v[10:42])
+		if akeys != nil {
+			akeys[string(v[10:42])] = ak
+		}
+	}
+	sc.ArtifactKey = ak
+	sc.Builder = fpr
+	return sc, nil
+}
+
+// RecipeSummary is the by_package value, maintained on ingest.
+type RecipeSummary struct {
+	RecipeID       string            `json:"recipe_id"`
+	Package        string            `json:"package"`
+	DebianVersion  string            `json:"debian_version"`
+	Version        string            `json:"version"` // binary version of the newest claim
+	Suite          string            `json:"suite"`
+	Arch           string            `json:"arch"`
+	Opinion        attest.OpinionRef `json:"opinion"` // as the first claim named it
+	SourceSHA256   string            `json:"debian_source_sha256"`
+	ImageDigest    string            `json:"container_digest"`
+	Claims         int               `json:"claims"`
+	Success        int               `json:"success"`
+	Failed         int               `json:"failed"`
+	Unreproducible int               `json:"unreproducible"`
+	Builders       int               `json:"builders"` // distinct builder keys
+	First          time.Time         `json:"first"`
+	Newest         time.Time         `json:"newest"`
+}
+
+func decodeRecipeSummary(v []byte) (RecipeSummary, error) {
+	var r RecipeSummary
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+	}
+	if _, err := recipeKey(r.RecipeID); err != nil {
+		return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+// Digest summarises the claim IDs a node holds for one package: Count and
+// the XOR of sha256(claim ID) over them. Two nodes holding the same set have
+// equal digests; it is updated incrementally on ingest.
+type Digest struct {
+	Count uint64   `json:"count"`
+	Hash  [32]byte `json:"hash"`
+}
+
+func decodeDigest(v []byte) (Digest, error) {
+	var d Digest
+	if len(v) != 40 {
+		return d, fmt.Errorf("%w: digest of %d bytes", ErrCorrupt, len(v))
+	}
+	d.Count = binary.BigEndian.Uint64(v[:8])
+	copy(d.Hash[:], v[8:])
+	return d, nil
+}
+
+func (d Digest) encode() []byte {
+	out := binary.BigEndian.AppendUint64(make([]byte, 0, 40), d.Count)
+	return append(out, d.Hash[:]...)
+}
+
+// Proof records an equivocation: one builder key signed two success claims
+// for the same recipe with different artifacts.
+type Proof struct {
+	Builder  string    `json:"builder"`
+	RecipeID string    `json:"recipe_id"`
+	ClaimA   string    `json:"claim_a"` // the claim stored first
+	ClaimB   string    `json:"claim_b"`
+	Detected time.Time `json:"detected"`
+}
+
+func decodeProof(v []byte) (Proof, error) {
+	var p Proof
+	if err := json.Unmarshal(v, &p); err != nil {
+		return p, fmt.Errorf("%w: equivocation proof: %v", ErrCorrupt, err)
+	}
+	return p, nil
+}
