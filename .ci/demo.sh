@@ -41,11 +41,18 @@ lb 1 image build hello --opinion o3 --cache-dir "$CACHE"
 
 start_node() {
 	local i=$1 port=$2; shift 2
-	local trust=()
-	for j in 1 2 3; do [ "$j" = "$i" ] || trust+=(--trust "${FPR[$j]}"); done
-	"$BIN/lebowskid" --data-dir "$WORK/node$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns \
-		--subscribe hello/o3 "${trust[@]}" --cache-dir "$CACHE" --sync-interval 10s "$@" \
-		>"$WORK/node$i.log" 2>&1 &
+	# Each node trusts the two others: written to its config so the CLI
+	# (with or without the daemon) sees the same trust.
+	{
+		echo "listen: [/ip4/127.0.0.1/tcp/$port]"
+		echo "mdns: false"
+		echo "subscribe: [hello/o3]"
+		echo "cache_dir: $CACHE"
+		echo "sync_interval: 10s"
+		echo "trusted_keys:"
+		for j in 1 2 3; do [ "$j" = "$i" ] || echo "  - ${FPR[$j]}"; done
+	} >"$WORK/node$i/config.yaml"
+	"$BIN/lebowskid" --data-dir "$WORK/node$i" "$@" >"$WORK/node$i.log" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 1 100); do
 		[ -S "$WORK/node$i/lebowskid.sock" ] && lb "$i" --json peers >/dev/null 2>&1 && return 0
@@ -70,8 +77,8 @@ last=""
 while :; do
 	agree=$(lb 1 --json info hello --opinion o3 2>/dev/null | jq '[.recipes[0].report.consensus.trusted // [] | length] | .[0]' 2>/dev/null || echo 0)
 	claims=$(lb 1 --json claims list hello 2>/dev/null | jq 'length' 2>/dev/null || echo 0)
-	msg="[$(elapsed)] node1 holds $claims claims; $agree/3 builders agree"
-	[ "$msg" != "$last" ] && echo "$msg" && last=$msg
+	msg="node1 holds $claims claims; $agree/3 builders agree"
+	[ "$msg" != "$last" ] && echo "[$(elapsed)] $msg" && last=$msg
 	[ "${agree:-0}" -ge 3 ] && break
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		echo "timed out waiting for 3/3 consensus"; for i in 1 2 3; do echo "--- node$i"; tail -15 "$WORK/node$i.log"; done; exit 1

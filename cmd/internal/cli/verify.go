@@ -314,7 +314,12 @@ func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opini
 		if op != nil && ri.Recipe.Opinion.CID != op.CID() {
 			continue
 		}
-		p := filepath.Join(bd, "builds", ri.Recipe.RecipeID, wantName)
+		// Outputs are kept per run: builds/<recipe>/<run>/<file>; newest first.
+		runs, _ := filepath.Glob(filepath.Join(bd, "builds", ri.Recipe.RecipeID, "*", wantName))
+		if len(runs) == 0 {
+			continue
+		}
+		p := runs[len(runs)-1]
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,7 +200,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 func addrStrings(n *p2p.Node) []string {
 	var out []string
 	for _, a := range n.Addrs() {
-		out = append(out, a.String()+"/p2p/"+n.ID().String())
+		s := a.String()
+		if !strings.Contains(s, "/p2p/") {
+			s += "/p2p/" + n.ID().String()
+		}
+		out = append(out, s)
 	}
 	return out
 }

@@ -1,0 +1,254 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+)
+
+// fakeBuilder "builds" deterministically from the recipe, so every node
+// gets the same artifacts (or, with evil set, a different hash).
+type fakeBuilder struct {
+	builds atomic.Int32
+	evil   bool
+}
+
+func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Result, error) {
+	f.builds.Add(1)
+	o := req.Opinion
+	r := attest.Recipe{Source: req.Package, DebianVersion: o.Debian.Version, Suite: o.Debian.Suite, Arch: "amd64", OpinionCID: o.CID(),
+		SourceSHA256: hex64("src"), ImageDigest: "sha256:" + hex64("img")}
+	content := "deb of " + r.ID()
+	if f.evil {
+		content += " with a backdoor"
+	}
+	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion())
+	return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion(), Status: attest.ResultSuccess,
+		Artifacts: []builder.Output{{Name: name, SHA256: hex64(content)}}, Log: []byte("fake build log")}, nil
+}
+
+func hex64(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+type testDaemon struct {
+	d      *Daemon
+	fb     *fakeBuilder
+	cancel context.CancelFunc
+	done   chan error
+	dir    string
+}
+
+func repoOpinions(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../../opinions")
+	require.NoError(t, err)
+	return p
+}
+
+// startDaemons starts n daemons on loopback, each bootstrapping from the
+// first, trusting all the others' keys.
+func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
+	t.Helper()
+	ids := make([]*attest.Identity, n)
+	dirs := make([]string, n)
+	for i := range n {
+		dirs[i] = t.TempDir()
+		l := node.Layout{Dir: dirs[i]}
+		id, _, err := l.LoadIdentity(true, fmt.Sprintf("node %d", i))
+		require.NoError(t, err)
+		ids[i] = id
+	}
+	var out []*testDaemon
+	var boot []string
+	for i := range n {
+		cfg := &Config{DataDir: dirs[i], OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+			Subscribe: []string{"hello/o3"}, Bootstrap: boot, SyncEvery: 2 * time.Second}
+		f := false
+		cfg.MDNS = &f
+		for j := range n {
+			if j != i {
+				cfg.TrustedKeys = append(cfg.TrustedKeys, ids[j].Fingerprint())
+			}
+		}
+		fb := &fakeBuilder{evil: evil[i]}
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		d, err := New(context.Background(), cfg, log.With("node", i), WithBuilder(fb))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dirs[i]}
+		go func() { td.done <- d.Run(ctx) }()
+		require.Eventually(t, func() bool { return d.net != nil && fileExists(node.Layout{Dir: dirs[i]}.Socket()) }, 20*time.Second, 50*time.Millisecond)
+		if i == 0 {
+			st, err := d.Status(context.Background())
+			require.NoError(t, err)
+			boot = st.Addrs[:1]
+		}
+		out = append(out, td)
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-td.done:
+				if err != nil {
+					t.Errorf("daemon %d: %v", i, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("daemon %d did not stop within 20s", i)
+			}
+		})
+	}
+	return out
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
+	ds := startDaemons(t, 3, nil)
+	ctx := context.Background()
+	c, err := node.Dial(ctx, node.Layout{Dir: ds[0].dir}.Socket())
+	require.NoError(t, err)
+	var info *node.InfoResult
+	require.Eventually(t, func() bool {
+		info, err = c.Info(ctx, "hello", "", "o3")
+		return err == nil && info.Recipes[0].Report.Consensus != nil && len(info.Recipes[0].Report.Consensus.Trusted) == 3
+	}, 60*time.Second, 200*time.Millisecond, "3/3 consensus at node 0")
+	rep := info.Recipes[0].Report
+	require.False(t, rep.Conflict)
+	require.True(t, info.Recipes[0].Own)
+	for i, d := range ds {
+		require.Equal(t, int32(1), d.fb.builds.Load(), "node %d builds exactly once (no rebuild loop on peer claims)", i)
+	}
+	a := rep.Consensus.Artifacts[0]
+	vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: a.SHA256})
+	require.NoError(t, err)
+	require.Equal(t, consensus.Safe, vr.Verdict, vr.Reasons)
+	vr, err = c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: hex64("tampered")})
+	require.NoError(t, err)
+	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
+
+	st, err := c.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.Claims)
+	require.Equal(t, []string{"hello/o3"}, st.Subscriptions)
+	peers, err := c.Peers(ctx)
+	require.NoError(t, err)
+	require.Len(t, peers, 2)
+}
+
+func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
+	// Node 2 publishes a hash from a build with an injected change.
+	ds := startDaemons(t, 4, map[int]bool{2: true})
+	ctx := context.Background()
+	c, err := node.Dial(ctx, node.Layout{Dir: ds[0].dir}.Socket())
+	require.NoError(t, err)
+	var info *node.InfoResult
+	require.Eventually(t, func() bool {
+		info, err = c.Info(ctx, "hello", "", "o3")
+		return err == nil && len(info.Recipes[0].Report.Groups) == 2 && info.Recipes[0].Recipe.Builders == 4
+	}, 60*time.Second, 200*time.Millisecond)
+	rep := info.Recipes[0].Report
+	require.True(t, rep.Conflict, "a trusted dissent is a conflict")
+	require.NotEmpty(t, rep.Dissenters)
+	evil := ds[2].fb
+	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: ds[2].d.subs["hello/o3"]})
+	vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})
+	require.NoError(t, err)
+	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
+}
+
+func TestDaemonRestartKeepsState(t *testing.T) {
+	ds := startDaemons(t, 1, nil)
+	ctx := context.Background()
+	sock := node.Layout{Dir: ds[0].dir}.Socket()
+	c, err := node.Dial(ctx, sock)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := c.Status(ctx)
+		return err == nil && st.Claims == 1
+	}, 30*time.Second, 100*time.Millisecond)
+	before, err := c.Status(ctx)
+	require.NoError(t, err)
+	ds[0].cancel()
+	require.NoError(t, <-ds[0].done)
+	ds[0].done <- nil // for the cleanup
+
+	cfg := &Config{DataDir: ds[0].dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
+	f := false
+	cfg.MDNS = &f
+	fb := &fakeBuilder{}
+	d, err := New(ctx, cfg, slog.New(slog.DiscardHandler), WithBuilder(fb))
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(rctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	var c2 *node.Client
+	require.Eventually(t, func() bool { c2, err = node.Dial(ctx, sock); return err == nil }, 20*time.Second, 50*time.Millisecond)
+	after, err := c2.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, before.PeerID, after.PeerID, "persisted libp2p identity")
+	require.Equal(t, before.Builder, after.Builder, "persisted builder key")
+	require.Equal(t, 1, after.Claims)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, int32(0), fb.builds.Load(), "own claim found: no rebuild after restart")
+}
+
+func TestSocketIsPrivate(t *testing.T) {
+	ds := startDaemons(t, 1, nil)
+	fi, err := os.Stat(node.Layout{Dir: ds[0].dir}.Socket())
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"bad subscription", Config{Subscribe: []string{"hello"}}, false},
+		{"shell in subscription", Config{Subscribe: []string{"hello/$(x)"}}, false},
+		{"bad fingerprint", Config{TrustedKeys: []string{"abc"}}, false},
+		{"threshold out of range", Config{Threshold: 11}, false},
+		{"bad log level", Config{LogLevel: "loud"}, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := tc.cfg
+			c.Defaults()
+			err := c.Validate()
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigStrict(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("subscribe: [hello/o3]\nunknown_key: 1\n"), 0o600))
+	_, err := LoadConfig(p, false)
+	require.ErrorContains(t, err, "unknown_key")
+	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"), true)
+	require.NoError(t, err)
+	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"), false)
+	require.Error(t, err)
+}
