@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=$ROOT/bin
+BIN=${LEBOWSKI_BIN:-$ROOT/bin}
 WORK=${LEBOWSKI_DEMO_DIR:-$ROOT/.data/demo}
-CACHE=$WORK/cache # verified sources + build images, shared by the three nodes
+CACHE=${LEBOWSKI_CACHE_DIR:-$WORK/cache} # verified sources + build images, shared by the three nodes
 TIMEOUT=${LEBOWSKI_DEMO_TIMEOUT:-1200}
 export LEBOWSKI_OPINIONS=$ROOT/opinions
 T0=$(date +%s)

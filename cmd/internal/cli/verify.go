@@ -142,8 +142,10 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 					return g.decide(&out, consensus.DoNotInstall, "the file's version does not match the opinion")
 				}
 				add(true, "Opinion definition", fmt.Sprintf("%s/%s (cid %s)", op.Package, op.Name, op.CID()))
-			} else if deb.Opinion != "" {
-				return usageErr("%s looks built under opinion %q; pass --opinion", path, deb.Opinion)
+			} else if deb.Opinion != "" && f.opinion == "" {
+				return usageErr("%s looks built under opinion %q, which is not in %s; pass --opinion (or --opinion vanilla for a Debian version like 1.0-1~bpo12+1)", path, deb.Opinion, g.opinionsDir)
+			} else {
+				deb.DebianVersion, deb.Opinion = deb.Version, ""
 			}
 			name := filepath.Base(path)
 			wantName := fmt.Sprintf("%s_%s_%s.deb", deb.Package, stripEpoch(deb.Version), deb.Arch)

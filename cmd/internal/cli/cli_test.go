@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// run executes the CLI in-process against dataDir and returns its exit
+// code, stdout and stderr.
+func run(t *testing.T, dataDir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	g := &globals{out: &out, errOut: &errOut}
+	root := newRoot(g)
+	root.SetArgs(append([]string{"--data-dir", dataDir, "--opinions", "../../../opinions", "--socket", filepath.Join(dataDir, "none.sock")}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(context.Background())
+	code := 0
+	if err != nil {
+		code = exitCode(g, err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func sum(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// signedClaims writes n claims for hello/o3 by fresh builders (the same
+// artifact hash unless bad) into a file, one envelope per line.
+func signedClaims(t *testing.T, dir string, n int, hash string) (string, []string) {
+	t.Helper()
+	var lines []string
+	var fprs []string
+	for i := range n {
+		id, err := attest.GenerateIdentity("b", "")
+		require.NoError(t, err)
+		st := &attest.Statement{Type: attest.TypeRebuildV1, Package: "hello", Version: "2.10-3~o3+1", DebianVersion: "2.10-3", Suite: "bookworm", Arch: "amd64",
+			Opinion:            attest.OpinionRef{Name: "o3", CID: "bafkreigugroqrvbwovxe3q4lbfh446qqxpq7sqrhouq2ufpwyvfmiynwru", Purity: attest.PurityPureCompilation},
+			DebianSourceSHA256: sum("src"), ContainerDigest: "sha256:" + sum("img"), Result: attest.ResultSuccess,
+			Artifacts: []attest.Artifact{{Name: "hello_2.10-3~o3+1_amd64.deb", SHA256: hash}}, PeerID: "peer" + string(rune('a'+i)),
+			Timestamp: time.Now().Add(-time.Minute)}
+		c, err := attest.Sign(id, st)
+		require.NoError(t, err)
+		w, err := c.Wire()
+		require.NoError(t, err)
+		lines = append(lines, string(w))
+		fprs = append(fprs, id.Fingerprint())
+	}
+	p := filepath.Join(dir, "claims.jsonl")
+	require.NoError(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	return p, fprs
+}
+
+func TestCLIClaimsInfoTrust(t *testing.T) {
+	dd := t.TempDir()
+	good := sum("good deb")
+	p, fprs := signedClaims(t, t.TempDir(), 3, good)
+
+	code, out, _ := run(t, dd, "claims", "import", p)
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "3 new")
+	code, out, _ = run(t, dd, "claims", "import", p)
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "3 duplicate")
+
+	// Unvetted builders: no consensus yet.
+	code, out, _ = run(t, dd, "info", "hello")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "0/0 trusted builders agree (+3 unvetted keys, not counted)")
+	require.Contains(t, out, "UNVERIFIED")
+
+	for _, f := range fprs {
+		code, _, errOut := run(t, dd, "key", "trust", f)
+		require.Equal(t, ExitOK, code, errOut)
+	}
+	code, out, _ = run(t, dd, "info", "hello", "--opinion", "o3")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "3/3 trusted builders agree")
+	require.Contains(t, out, "██████░░░░ 6/10")
+
+	code, out, _ = run(t, dd, "--json", "info", "hello")
+	require.Equal(t, ExitOK, code)
+	var res struct {
+		Recipes []struct {
+			Report struct {
+				Score     float64
+				Consensus struct{ Artifacts []attest.Artifact }
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, good, res.Recipes[0].Report.Consensus.Artifacts[0].SHA256)
+
+	code, out, _ = run(t, dd, "--json", "claims", "list", "hello")
+	require.Equal(t, ExitOK, code)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rows))
+	require.Len(t, rows, 3)
+}
+
+func TestCLIExitCodes(t *testing.T) {
+	dd := t.TempDir()
+	garbage := filepath.Join(t.TempDir(), "garbage.jsonl")
+	require.NoError(t, os.WriteFile(garbage, []byte("{\"payload_type\":1}\nnot json\n"), 0o644))
+	badOpinion := filepath.Join(t.TempDir(), "hello", "x.yaml")
+	require.NoError(t, os.MkdirAll(filepath.Dir(badOpinion), 0o755))
+	require.NoError(t, os.WriteFile(badOpinion, []byte("name: x\npackage: hello\nbuild: {cflags: {append: [\"-O2;rm -rf /\"]}}\n"), 0o644))
+	for _, tc := range []struct {
+		desc string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown command", []string{"frobnicate"}, ExitUsage, "unknown command"},
+		{"unknown flag", []string{"info", "--bogus", "x"}, ExitUsage, "unknown flag"},
+		{"missing argument", []string{"info"}, ExitUsage, "accepts 1 arg"},
+		{"info without claims", []string{"info", "nosuchpkg"}, ExitMismatch, "no claims for nosuchpkg"},
+		{"garbage claims are rejected", []string{"claims", "import", garbage}, ExitUsage, "rejected"},
+		{"missing claims file", []string{"claims", "import", "/nonexistent"}, ExitUsage, "no such file"},
+		{"bad opinion is a lint error", []string{"opinion", "lint", badOpinion}, ExitUsage, ""},
+		{"good opinions lint", []string{"opinion", "lint"}, ExitOK, ""},
+		{"unknown opinion", []string{"opinion", "show", "hello/nope"}, ExitUsage, "nope"},
+		{"verify a non-deb", []string{"verify", garbage}, ExitUsage, "not a readable .deb"},
+		{"peers without daemon", []string{"peers"}, ExitEnv, "not running"},
+		{"trust of an unknown key", []string{"key", "trust", "0123456789ABCDEF0123456789ABCDEF01234567"}, ExitUsage, ""},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			code, out, errOut := run(t, dd, tc.args...)
+			require.Equal(t, tc.code, code, "stdout %q stderr %q", out, errOut)
+			if tc.msg != "" {
+				require.Contains(t, out+errOut, tc.msg)
+			}
+		})
+	}
+}
+
+func TestCLIKeyGenExport(t *testing.T) {
+	dd := t.TempDir()
+	code, out, _ := run(t, dd, "--json", "key", "gen")
+	require.Equal(t, ExitOK, code)
+	var g struct {
+		Fingerprint string
+		Created     bool
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &g))
+	require.True(t, g.Created)
+	fi, err := os.Stat(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	code, out, _ = run(t, dd, "key", "gen")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "already exists")
+	code, out, _ = run(t, dd, "key", "export")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "BEGIN PGP PUBLIC KEY BLOCK")
+	pub := filepath.Join(t.TempDir(), "pub.asc")
+	require.NoError(t, os.WriteFile(pub, []byte(out), 0o644))
+	other := t.TempDir()
+	code, out, _ = run(t, other, "key", "import", "--trust", "trusted", pub)
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, g.Fingerprint)
+	code, out, _ = run(t, other, "--json", "key", "list")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, `"trust": "trusted"`)
+}
+
+func TestReadDebVersionParsing(t *testing.T) {
+	for _, tc := range []struct{ v, deb, op string }{
+		{"2.10-3~o3+1", "2.10-3", "o3"},
+		{"2.10-3", "2.10-3", ""},
+		{"1:2.0-1~nonls+12", "1:2.0-1", "nonls"},
+		{"2.10-3~bpo12+1", "2.10-3", "bpo12"},
+	} {
+		m := reOpinionVersion.FindStringSubmatch(tc.v)
+		deb, op := tc.v, ""
+		if m != nil {
+			deb, op = m[1], m[2]
+		}
+		require.Equal(t, tc.deb, deb, tc.v)
+		require.Equal(t, tc.op, op, tc.v)
+	}
+}
