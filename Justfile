@@ -26,10 +26,13 @@ lint:
     @out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$out" ]; then echo "gofmt needs to run on:"; echo "$out"; exit 1; fi
     go vet ./...
 
-# all tests: unit, fuzz seeds, integration, real podman rebuilds, short fuzzing
+# where end-to-end tests keep verified sources and build images between runs
+E2E_CACHE := env_var_or_default("LEBOWSKI_DEV_DIR", "/var/lib/lebowski-dev")
+
+# all tests: unit, fuzz seeds, in-process networks, real podman rebuilds, 3 real daemons, short fuzzing
 test: deps lint
     go test -count=1 -timeout 30m ./...
-    LEBOWSKI_E2E=1 LEBOWSKI_NET=1 go test -count=1 -p 1 -timeout 60m -run 'E2E|Net' ./...
+    LEBOWSKI_E2E=1 LEBOWSKI_NET=1 LEBOWSKI_DEV_DIR={{E2E_CACHE}} LEBOWSKI_TEST_CACHE={{E2E_CACHE}} go test -count=1 -p 1 -timeout 80m -run 'E2E|Real' ./builder/... ./cmd/...
     just fuzz 5s
 
 # run every fuzz target for DURATION each

@@ -26,12 +26,9 @@ func newInfoCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			res, err := b.Info(cmd.Context(), args[0], version, opinion)
+			res, err := b.Info(cmd.Context(), args[0], version, opinion, all)
 			if err != nil {
 				return notFoundAsMismatch(g, err)
-			}
-			if !all && len(res.Recipes) > 1 {
-				res.Recipes = res.Recipes[:1]
 			}
 			if g.json {
 				return g.printJSON(res)

@@ -307,7 +307,7 @@ func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opini
 		return nil, nil
 	}
 	defer done()
-	info, err := b.Info(ctx, deb.Source, deb.DebianVersion, opinionName(op))
+	info, err := b.Info(ctx, deb.Source, deb.DebianVersion, opinionName(op), true)
 	if err != nil {
 		return nil, nil
 	}

@@ -262,13 +262,20 @@ func (d *Daemon) addSubscription(spec string, joinTopic bool) error {
 // opinion's current content (any recipe: rebuilding would give our recipe
 // again).
 func (d *Daemon) hasOwn(o *opinions.Opinion) bool {
-	info, err := d.svc.Info(context.Background(), o.Package, o.Debian.Version, o.Name)
+	rcs, err := d.st.ByPackage(o.Package, o.Debian.Version)
 	if err != nil {
+		d.log.Warn("reading own claims", "package", o.Package, "err", err)
 		return false
 	}
-	for _, ri := range info.Recipes {
-		if ri.Own && ri.Recipe.Opinion.CID == o.CID() {
-			return true
+	own, cid := d.id.Fingerprint(), o.CID()
+	for _, rc := range rcs {
+		if rc.Recipe.Opinion.CID != cid {
+			continue
+		}
+		for _, c := range rc.Claims {
+			if c.Builder == own {
+				return true
+			}
 		}
 	}
 	return false

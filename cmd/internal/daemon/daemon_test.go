@@ -124,7 +124,7 @@ func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 	require.NoError(t, err)
 	var info *node.InfoResult
 	require.Eventually(t, func() bool {
-		info, err = c.Info(ctx, "hello", "", "o3")
+		info, err = c.Info(ctx, "hello", "", "o3", false)
 		return err == nil && info.Recipes[0].Report.Consensus != nil && len(info.Recipes[0].Report.Consensus.Trusted) == 3
 	}, 60*time.Second, 200*time.Millisecond, "3/3 consensus at node 0")
 	rep := info.Recipes[0].Report
@@ -158,7 +158,7 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	require.NoError(t, err)
 	var info *node.InfoResult
 	require.Eventually(t, func() bool {
-		info, err = c.Info(ctx, "hello", "", "o3")
+		info, err = c.Info(ctx, "hello", "", "o3", false)
 		return err == nil && len(info.Recipes[0].Report.Groups) == 2 && info.Recipes[0].Recipe.Builders == 4
 	}, 60*time.Second, 200*time.Millisecond)
 	rep := info.Recipes[0].Report

@@ -21,7 +21,7 @@ import (
 // Backend is what the CLI needs from a node: the local store (Local) or a
 // running lebowskid (Client).
 type Backend interface {
-	Info(ctx context.Context, pkg, debVersion, opinion string) (*InfoResult, error)
+	Info(ctx context.Context, pkg, debVersion, opinion string, all bool) (*InfoResult, error)
 	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
 	ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult, error)
 	Claims(ctx context.Context, pkg string) ([]ClaimRow, error)
@@ -94,7 +94,7 @@ func NewHandler(b Backend, d DaemonOps) http.Handler {
 	mux := http.NewServeMux()
 	q := func(r *http.Request, k string) string { return r.URL.Query().Get(k) }
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		res, err := b.Info(r.Context(), q(r, "package"), q(r, "version"), q(r, "opinion"))
+		res, err := b.Info(r.Context(), q(r, "package"), q(r, "version"), q(r, "opinion"), q(r, "all") == "true")
 		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/verify", func(w http.ResponseWriter, r *http.Request) {
@@ -299,9 +299,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (c *Client) Info(ctx context.Context, pkg, ver, op string) (*InfoResult, error) {
+func (c *Client) Info(ctx context.Context, pkg, ver, op string, all bool) (*InfoResult, error) {
 	var out InfoResult
-	v := url.Values{"package": {pkg}, "version": {ver}, "opinion": {op}}
+	v := url.Values{"package": {pkg}, "version": {ver}, "opinion": {op}, "all": {fmt.Sprint(all)}}
 	return &out, c.do(ctx, http.MethodGet, "/v1/info?"+v.Encode(), nil, &out)
 }
 func (c *Client) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error) {

@@ -102,22 +102,47 @@ type InfoResult struct {
 // ErrNotFound means the store holds no claim for what was asked.
 var ErrNotFound = errors.New("not found")
 
-// Info evaluates every recipe of pkg (optionally one Debian version and/or
-// one opinion name; "vanilla" selects builds without opinion).
-func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string) (*InfoResult, error) {
+// Info evaluates the recipes of pkg (optionally one Debian version and/or
+// one opinion name; "vanilla" selects builds without opinion). Recipes are
+// ranked by their index summaries (distinct builders, then newest); only
+// the best one is evaluated — decoding its full claims — unless all is set.
+func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string, all bool) (*InfoResult, error) {
 	rcs, err := s.Store.ByPackage(pkg, debVersion)
 	if err != nil {
 		return nil, err
+	}
+	kept := rcs[:0]
+	for _, rc := range rcs {
+		if opinion == "" || opinionMatches(rc.Recipe.Opinion.Name, opinion) {
+			kept = append(kept, rc)
+		}
+	}
+	if len(kept) == 0 {
+		what := pkg
+		if debVersion != "" {
+			what += " " + debVersion
+		}
+		if opinion != "" {
+			what += " (opinion " + opinion + ")"
+		}
+		return nil, fmt.Errorf("%w: no claims for %s in this node's store (import some with `lebowski claims import`, or wait for peers)", ErrNotFound, what)
+	}
+	sort.SliceStable(kept, func(i, j int) bool {
+		a, b := kept[i].Recipe, kept[j].Recipe
+		if a.Builders != b.Builders {
+			return a.Builders > b.Builders
+		}
+		return a.Newest.After(b.Newest)
+	})
+	if !all {
+		kept = kept[:1]
 	}
 	trust, err := s.Trust()
 	if err != nil {
 		return nil, err
 	}
 	res := &InfoResult{Package: pkg}
-	for _, rc := range rcs {
-		if opinion != "" && !opinionMatches(rc.Recipe.Opinion.Name, opinion) {
-			continue
-		}
+	for _, rc := range kept {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -144,24 +169,6 @@ func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string) (*I
 		rep := consensus.Evaluate(cl, trust, o)
 		res.Recipes = append(res.Recipes, RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own})
 	}
-	if len(res.Recipes) == 0 {
-		what := pkg
-		if debVersion != "" {
-			what += " " + debVersion
-		}
-		if opinion != "" {
-			what += " (opinion " + opinion + ")"
-		}
-		return nil, fmt.Errorf("%w: no claims for %s in this node's store (import some with `lebowski claims import`, or wait for peers)", ErrNotFound, what)
-	}
-	// Most claimed recipe first, then newest.
-	sort.SliceStable(res.Recipes, func(i, j int) bool {
-		a, b := res.Recipes[i].Recipe, res.Recipes[j].Recipe
-		if a.Builders != b.Builders {
-			return a.Builders > b.Builders
-		}
-		return a.Newest.After(b.Newest)
-	})
 	return res, nil
 }
 
@@ -198,7 +205,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult,
 	if op == "" {
 		op = "vanilla"
 	}
-	info, err := s.Info(ctx, req.Package, req.DebianVersion, op)
+	info, err := s.Info(ctx, req.Package, req.DebianVersion, op, req.RecipeID != "")
 	if errors.Is(err, ErrNotFound) {
 		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{err.Error()}}, nil
 	}
