@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -76,11 +78,34 @@ func decodeClaimValue(v []byte) ([]byte, *attest.Envelope, error) {
 			return nil, nil, fmt.Errorf("%w: compact claim record: %v", ErrCorrupt, err)
 		}
 		env := &attest.Envelope{PayloadType: attest.PayloadTypeV1, Payload: payload, Signature: sig.String()}
-		raw, err := env.Encode()
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: compact claim record: %v", ErrCorrupt, err)
-		}
-		return raw, env, nil
+		return canonicalEnvelope(env), env, nil
 	}
 	return nil, nil, fmt.Errorf("%w: claim record tag %d", ErrCorrupt, v[0])
+}
+
+// canonicalEnvelope writes what attest's canonical JSON gives for an
+// envelope without key (keys sorted: payload, payload_type, signature; no
+// HTML escaping), without its generic re-encoding pass. encodeClaimValue
+// checks the result against the verified bytes before relying on it.
+func canonicalEnvelope(env *attest.Envelope) []byte {
+	var b bytes.Buffer
+	b.Grow(len(env.Payload)*4/3 + len(env.Signature) + 128)
+	b.WriteString(`{"payload":"`)
+	b64 := base64.StdEncoding
+	buf := make([]byte, b64.EncodedLen(len(env.Payload)))
+	b64.Encode(buf, env.Payload)
+	b.Write(buf)
+	b.WriteString(`","payload_type":`)
+	writeJSONString(&b, env.PayloadType)
+	b.WriteString(`,"signature":`)
+	writeJSONString(&b, env.Signature)
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	e := json.NewEncoder(b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(s)         // a string always encodes
+	b.Truncate(b.Len() - 1) // Encode appends a newline
 }

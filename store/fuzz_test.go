@@ -115,5 +115,11 @@ func TestClaimIDStringFastPath(t *testing.T) {
 		if err != nil || got != id {
 			t.Fatalf("claimIDString(%x) = %q, %v; want %q", k, got, err, id)
 		}
+		in := newInterner()
+		for i := 0; i < 2000; i++ { // crosses arena chunks
+			if got, err := in.claimID(k); err != nil || got != id {
+				t.Fatalf("interner.claimID(%x) = %q, %v; want %q", k, got, err, id)
+			}
+		}
 	}
 }

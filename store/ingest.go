@@ -55,6 +55,7 @@ type IngestResult struct {
 
 type ingestReq struct {
 	claims []*attest.Claim
+	prep   []prepared // checks and encodings done by the caller, not the writer
 	res    []IngestResult
 	done   chan error // buffered(1)
 }
@@ -77,6 +78,12 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 	for start := 0; start < len(claims); start += s.cfg.maxBatch {
 		end := min(start+s.cfg.maxBatch, len(claims))
 		r := &ingestReq{claims: claims[start:end], res: make([]IngestResult, end-start), done: make(chan error, 1)}
+		// Checks and encodings run here, in the callers' goroutines (in
+		// parallel), so the single writer only does database work.
+		r.prep = make([]prepared, end-start)
+		for i, c := range r.claims {
+			r.prep[i] = prepare(c)
+		}
 		select {
 		case s.reqs <- r:
 			reqs = append(reqs, r)
@@ -187,7 +194,7 @@ func (s *Store) commit(batch []*ingestReq) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
 		for _, r := range batch {
 			for i, c := range r.claims {
-				res, err := w.ingestOne(c)
+				res, err := w.ingestOne(c, r.prep[i])
 				if err != nil {
 					return err // storage failure: abort the whole batch
 				}
@@ -225,6 +232,9 @@ type txWriter struct {
 	keys, equiv, digests, meta                         *bolt.Bucket
 	newClaims, newRecipes                              uint64
 	flagged                                            []string
+	// written once per transaction by finish
+	recipes map[string]*RecipeSummary // by_package key → summary
+	digs    map[string]*Digest        // package → digest
 }
 
 func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
@@ -233,10 +243,25 @@ func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
 		claims: tx.Bucket(bktClaims), byRecipe: tx.Bucket(bktByRecipe), byPackage: tx.Bucket(bktByPackage),
 		byBuilder: tx.Bucket(bktByBuilder), byArtifact: tx.Bucket(bktByArtifact), keys: tx.Bucket(bktKeys),
 		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta),
+		recipes: map[string]*RecipeSummary{}, digs: map[string]*Digest{},
 	}
 }
 
 func (w *txWriter) finish() error {
+	for k, r := range w.recipes {
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := w.byPackage.Put([]byte(k), v); err != nil {
+			return err
+		}
+	}
+	for pkg, d := range w.digs {
+		if err := w.digests.Put([]byte(pkg), d.encode()); err != nil {
+			return err
+		}
+	}
 	if w.newClaims > 0 {
 		if err := addUint(w.meta, metaClaims, w.newClaims); err != nil {
 			return err
@@ -252,11 +277,29 @@ func rejected(id string, format string, a ...any) IngestResult {
 	return IngestResult{ID: id, Status: StatusRejected, Err: fmt.Errorf("%w %s: %s", ErrBadClaim, id, fmt.Sprintf(format, a...))}
 }
 
-// check validates what Ingest trusts about a claim, without touching the DB.
+// checked is a claim that passed checkClaim, with its keys and values.
 type checked struct {
 	ck, rk, fk, akey []byte
 	pub              []byte
 	artifacts        [][]byte
+	value            []byte // `claims` value
+	summary          []byte // `by_recipe` value
+}
+
+// prepared is checkClaim's result: ch or, if nil, the rejection.
+type prepared struct {
+	ch  *checked
+	rej IngestResult
+}
+
+// prepare checks c and encodes its values, without touching the DB.
+func prepare(c *attest.Claim) prepared {
+	ch, rej := checkClaim(c)
+	if ch != nil {
+		ch.value = encodeClaimValue(c.Envelope, c.Raw)
+		ch.summary = encodeSummary(c.Statement, ch.akey, ch.fk)
+	}
+	return prepared{ch: ch, rej: rej}
 }
 
 func checkClaim(c *attest.Claim) (*checked, IngestResult) {
@@ -303,10 +346,10 @@ func checkClaim(c *attest.Claim) (*checked, IngestResult) {
 
 // ingestOne stores c. A returned error is a storage failure (abort the
 // transaction); bad claims come back as StatusRejected.
-func (w *txWriter) ingestOne(c *attest.Claim) (IngestResult, error) {
-	ch, rej := checkClaim(c)
+func (w *txWriter) ingestOne(c *attest.Claim, p prepared) (IngestResult, error) {
+	ch := p.ch
 	if ch == nil {
-		return rej, nil
+		return p.rej, nil
 	}
 	if w.claims.Get(ch.ck) != nil {
 		return IngestResult{ID: c.ID, Status: StatusDuplicate}, nil
@@ -340,10 +383,10 @@ func (w *txWriter) ingestOne(c *attest.Claim) (IngestResult, error) {
 		}
 	}
 
-	if err := w.claims.Put(ch.ck, encodeClaimValue(c.Envelope, c.Raw)); err != nil {
+	if err := w.claims.Put(ch.ck, ch.value); err != nil {
 		return IngestResult{}, err
 	}
-	if err := w.byRecipe.Put(cat(ch.rk, ch.ck), encodeSummary(st, ch.akey, ch.fk)); err != nil {
+	if err := w.byRecipe.Put(cat(ch.rk, ch.ck), ch.summary); err != nil {
 		return IngestResult{}, err
 	}
 	if err := w.byBuilder.Put(cat(prefix, ch.ck), nil); err != nil {
@@ -372,18 +415,22 @@ func packageKey(pkg, debVersion string, rk []byte) []byte {
 }
 
 func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool) error {
-	k := packageKey(st.Package, st.DebianVersion, rk)
-	var r RecipeSummary
-	if v := w.byPackage.Get(k); v != nil {
-		var err error
-		if r, err = decodeRecipeSummary(v); err != nil {
-			return err
+	k := string(packageKey(st.Package, st.DebianVersion, rk))
+	r := w.recipes[k]
+	if r == nil {
+		r = new(RecipeSummary)
+		if v := w.byPackage.Get([]byte(k)); v != nil {
+			var err error
+			if *r, err = decodeRecipeSummary(v); err != nil {
+				return err
+			}
+		} else {
+			*r = RecipeSummary{RecipeID: st.RecipeID, Package: st.Package, DebianVersion: st.DebianVersion, Suite: st.Suite,
+				Arch: st.Arch, Opinion: st.Opinion, SourceSHA256: st.DebianSourceSHA256, ImageDigest: st.ContainerDigest,
+				First: st.Timestamp.UTC()}
+			w.newRecipes++
 		}
-	} else {
-		r = RecipeSummary{RecipeID: st.RecipeID, Package: st.Package, DebianVersion: st.DebianVersion, Suite: st.Suite,
-			Arch: st.Arch, Opinion: st.Opinion, SourceSHA256: st.DebianSourceSHA256, ImageDigest: st.ContainerDigest,
-			First: st.Timestamp.UTC()}
-		w.newRecipes++
+		w.recipes[k] = r
 	}
 	r.Claims++
 	switch st.Result {
@@ -403,24 +450,25 @@ func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool
 	if ts := st.Timestamp.UTC(); ts.Before(r.First) {
 		r.First = ts
 	}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return w.byPackage.Put(k, v)
+	return nil
 }
 
 func (w *txWriter) updateDigest(pkg, id string) error {
-	d, err := decodeDigestOrZero(w.digests.Get([]byte(pkg)))
-	if err != nil {
-		return err
+	d := w.digs[pkg]
+	if d == nil {
+		v, err := decodeDigestOrZero(w.digests.Get([]byte(pkg)))
+		if err != nil {
+			return err
+		}
+		d = &v
+		w.digs[pkg] = d
 	}
 	h := sha256.Sum256([]byte(id))
 	for i := range d.Hash {
 		d.Hash[i] ^= h[i]
 	}
 	d.Count++
-	return w.digests.Put([]byte(pkg), d.encode())
+	return nil
 }
 
 func decodeDigestOrZero(v []byte) (Digest, error) {

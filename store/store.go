@@ -176,10 +176,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      cfg.timeout,
-		NoSync:       cfg.noSync,
-		ReadOnly:     cfg.readOnly,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:        cfg.timeout,
+		NoSync:         cfg.noSync,
+		ReadOnly:       cfg.readOnly,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
