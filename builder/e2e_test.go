@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -237,7 +236,7 @@ func TestE2ENoNetwork(t *testing.T) {
 	// Try TCP to the Debian mirror's address family and to a literal IP;
 	// print what happened so the assertion can say why.
 	script := `for a in 151.101.2.132 1.1.1.1; do if timeout 5 bash -c "exec 3<>/dev/tcp/$a/80"; then echo "CONNECTED $a"; exit 0; fi; done; echo NO-NETWORK; ip -o link 2>/dev/null || cat /proc/net/dev; exit 7`
-	rr, err := pm.Run(context.Background(), RunSpec{Image: img.Ref, Command: []string{"/bin/bash", "-c", script + " >/build/net.log 2>&1"},
+	rr, err := pm.Run(context.Background(), RunSpec{Image: img.Ref, Command: []string{"/bin/bash", "-c", "{ " + script + "; } >/build/net.log 2>&1"},
 		HostDir: dir, Timeout: time.Minute, Memory: 256 << 20, Pids: 64})
 	require.NoError(t, err)
 	log, _ := os.ReadFile(filepath.Join(dir, "net.log"))
@@ -312,8 +311,6 @@ func TestE2EConfigureOnlyPV(t *testing.T) {
 	require.NoError(t, err, string(vout))
 	require.Contains(t, string(vout), "/locale/", "vanilla pv should ship message catalogues")
 }
-
-var _ = errors.New
 
 // BenchmarkRebuildHello measures one vanilla hello rebuild in the container
 // (image cached; the first iteration may make it). Run with

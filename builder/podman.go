@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -328,8 +327,4 @@ func (p *Podman) CountContainers(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("podman ps: %w", err)
 	}
 	return len(list), nil
-}
-
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such")
 }

@@ -322,11 +322,15 @@ func buildScript(p scriptParams) string {
 			for _, pt := range a.patches {
 				q := shellQuote(pt.name)
 				msg := shellQuote("opinion patch " + pt.name + " does not apply to " + p.pkg + " (the opinion needs a new revision for this Debian version)")
+				// Check first: dpkg-source --before-build silently skips a
+				// series whose next patch does not apply (it assumes it is
+				// applied already), which would be a silent partial build.
+				w("patch -p1 -N -f -s --dry-run </build/lebowski/patches/%s >/dev/null || refuse %s\n", pt.name, msg)
 				w("if [ \"$format\" = \"3.0 (quilt)\" ]; then\n")
 				w("  mkdir -p debian/patches && cp /build/lebowski/patches/%s debian/patches/%s && echo %s >>debian/patches/series\n", pt.name, pt.name, q)
 				w("  dpkg-source --before-build . || refuse %s\n", msg)
+				w("  grep -qxF %s .pc/applied-patches || refuse %s\n", q, msg)
 				w("else\n")
-				w("  patch -p1 -N -f -s --dry-run </build/lebowski/patches/%s >/dev/null || refuse %s\n", pt.name, msg)
 				w("  patch -p1 -N -f --no-backup-if-mismatch </build/lebowski/patches/%s\nfi\n", pt.name)
 				w("echo \"applied opinion patch %s\"\n", pt.name)
 			}

@@ -185,6 +185,13 @@ func TestBuildScript(t *testing.T) {
 			[]string{"stage changelog", "override_dh_auto_configure", "stage patches"}},
 		{"configure args", func(o *opinions.Opinion) { o.Build.ConfigureArgs = []string{"--disable-nls", "--without-x"} }, false,
 			[]string{"override_dh_auto_configure:", "'--disable-nls --without-x' >>debian/rules", "stage changelog"}, nil},
+		{"patch is checked before it joins the series", func(o *opinions.Opinion) {
+			data := []byte("--- a/x\n+++ b/x\n")
+			require.NoError(t, os.WriteFile(filepath.Join(o.Dir, "fix.patch"), data, 0o644))
+			sum := sha256.Sum256(data)
+			o.Patches = []opinions.Patch{{Path: "fix.patch", SHA256: hex.EncodeToString(sum[:])}}
+		}, false,
+			[]string{"patch -p1 -N -f -s --dry-run </build/lebowski/patches/lebowski-01-fix.patch >/dev/null || refuse", "grep -qxF 'lebowski-01-fix.patch' .pc/applied-patches || refuse"}, nil},
 		{"flags are not in the script", func(o *opinions.Opinion) { o.Build.CFlags.Append = []string{"-O3"} }, false,
 			[]string{"stage changelog"}, []string{"-O3"}},
 	}
@@ -203,6 +210,10 @@ func TestBuildScript(t *testing.T) {
 			s := buildScript(scriptParams{dscName: "hello_2.10-3.dsc", srcDir: srcTreePath("hello", "2.10-3"), opinion: a, pkg: "hello", suite: "bookworm"})
 			for _, h := range tc.has {
 				assert.Contains(t, s, h)
+			}
+			if i, j := strings.Index(s, "--dry-run"), strings.Index(s, ">>debian/patches/series"); j >= 0 {
+				assert.Less(t, i, j, "dry-run must come before the series append")
+				assert.GreaterOrEqual(t, i, 0)
 			}
 			for _, h := range tc.hasNot {
 				assert.NotContains(t, s, h)
