@@ -48,7 +48,7 @@ func nodeConfig() p2p.Config {
 
 func startNode(tb testing.TB, st *p2p.MemStore, sk crypto.PrivKey, cfg p2p.Config, opts ...p2p.Option) *tnode {
 	tb.Helper()
-	if sk == nil {
+	if sk == nil && cfg.IdentityPath == "" {
 		var err error
 		sk, _, err = crypto.GenerateEd25519Key(nil)
 		if err != nil {
@@ -60,7 +60,11 @@ func startNode(tb testing.TB, st *p2p.MemStore, sk crypto.PrivKey, cfg p2p.Confi
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	all := append([]p2p.Option{p2p.WithPrivateKey(sk), p2p.WithScoreInspectPeriod(200 * time.Millisecond)}, opts...)
+	all := []p2p.Option{p2p.WithScoreInspectPeriod(200 * time.Millisecond)}
+	if sk != nil {
+		all = append(all, p2p.WithPrivateKey(sk))
+	}
+	all = append(all, opts...)
 	n, err := p2p.New(ctx, cfg, p2p.Deps{Claims: st, Blobs: st}, all...)
 	if err != nil {
 		tb.Fatalf("start node: %v", err)
@@ -121,19 +125,20 @@ func sparseConnect(tb testing.TB, nodes []*tnode, k int, rng *rand.Rand) {
 	}
 }
 
-// waitReady waits until every node has scored all its connected peers:
-// gossipsub has run a heartbeat with them, so publishes reach them.
+// waitReady waits until every node's gossipsub mesh holds, for every test
+// topic, at least min(topic peers, 4) peers. Gossipsub forwards a message
+// only to the mesh it has when the message arrives (later mesh members
+// get it from the catch-up sync, which most tests keep off), so publishing
+// before the meshes form would make delivery depend on timing.
 func waitReady(tb testing.TB, nodes []*tnode) {
 	tb.Helper()
-	eventually(tb, 60*time.Second, "gossipsub heartbeats", func() bool {
+	eventually(tb, 60*time.Second, "gossipsub meshes", func() bool {
 		for _, n := range nodes {
-			for _, p := range n.Host().Network().Peers() {
-				if _, ok := n.PeerScore(p); !ok {
+			for _, topic := range testTopics {
+				tp := len(n.TopicPeers(topic))
+				if tp == 0 || len(n.MeshPeers(topic)) < min(tp, 4) {
 					return false
 				}
-			}
-			if len(n.TopicPeers(testTopics[0])) == 0 {
-				return false
 			}
 		}
 		return true

@@ -62,10 +62,11 @@ func TestLateNodeCatchesUp(t *testing.T) {
 	assert.Equal(t, nodes[0].store.AllIDs(), late.store.AllIDs())
 }
 
-// Two halves cut apart keep publishing; after the partition heals every
-// node converges to the union.
+// Two halves cut apart keep publishing; after the partition heals (only
+// two links come back) every node converges to the union through the
+// on-connect and periodic (here every second) catch-up sync.
 func TestPartitionHeals(t *testing.T) {
-	nodes := newNodes(t, 8, nil)
+	nodes := newNodes(t, 8, func(c *p2p.Config) { c.SyncInterval = time.Second })
 	connectAll(t, nodes)
 	waitReady(t, nodes)
 	left, right := nodes[:4], nodes[4:]
@@ -218,7 +219,7 @@ func TestRestartKeepsStateAndReconnects(t *testing.T) {
 	cfg.BootstrapPeers = []string{hub[0].Addrs()[0].String()}
 	cfg.ReconnectInterval = 200 * time.Millisecond
 	st := p2p.NewMemStore()
-	n1 := startNode(t, st, nil, cfg, p2p.WithPrivateKey(nil))
+	n1 := startNode(t, st, nil, cfg)
 	id := n1.ID()
 	eventually(t, 30*time.Second, "bootstrap connection", func() bool { return len(n1.Peers()) > 0 })
 	waitReady(t, append(hub, n1))
@@ -233,7 +234,7 @@ func TestRestartKeepsStateAndReconnects(t *testing.T) {
 	publish(t, hub[1], missed)
 	waitStored(t, hub, []*attest.Claim{missed}, 30*time.Second)
 
-	n2 := startNode(t, st, nil, cfg, p2p.WithPrivateKey(nil))
+	n2 := startNode(t, st, nil, cfg)
 	assert.Equal(t, id, n2.ID(), "same identity file, same peer ID")
 	assert.True(t, n2.has(before.ID), "state kept across restart")
 	eventually(t, 30*time.Second, "reconnect", func() bool { return len(n2.Peers()) > 0 })

@@ -44,6 +44,7 @@ type Node struct {
 	dht   *dht.IpfsDHT
 	mdns  mdns.Service
 	gater *gater
+	mesh  *meshTracer
 	keys  attest.KeyLookup
 	boot  []peer.AddrInfo
 
@@ -104,6 +105,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 	n := &Node{
 		cfg: cfg, deps: deps, opt: o, log: o.log, boot: boot,
 		gater:     newGater(o.gater),
+		mesh:      newMeshTracer(),
 		topics:    make(map[string]*topicState),
 		scores:    make(map[peer.ID]float64),
 		syncing:   make(map[peer.ID]bool),
@@ -156,6 +158,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		pubsub.WithPeerScore(PeerScoreParams(), PeerScoreThresholds()),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.setScores), o.scorePeriod),
 		pubsub.WithLogger(o.log),
+		pubsub.WithRawTracer(n.mesh),
 	}
 	if cfg.DHT {
 		kd, err := dht.New(h, dht.Mode(dht.ModeAutoServer), dht.ProtocolPrefix("/lebowski"), dht.BootstrapPeers(boot...))
@@ -326,6 +329,7 @@ type PeerInfo struct {
 	ID             peer.ID
 	Addrs          []multiaddr.Multiaddr
 	Topics         []string // our topics the peer is subscribed to
+	Mesh           []string // topics where the peer is in our gossipsub mesh
 	Score          float64  // gossipsub score (0 until first inspection)
 	HasScore       bool
 	ConnectedSince time.Time
@@ -363,10 +367,16 @@ func (n *Node) Peers() []PeerInfo {
 				pi.Topics = append(pi.Topics, name)
 			}
 		}
+		for _, p := range n.mesh.peers(name) {
+			if pi := byID[p]; pi != nil {
+				pi.Mesh = append(pi.Mesh, name)
+			}
+		}
 	}
 	out := make([]PeerInfo, 0, len(byID))
 	for _, pi := range byID {
 		sort.Strings(pi.Topics)
+		sort.Strings(pi.Mesh)
 		out = append(out, *pi)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -223,3 +223,56 @@ func TestBootstrapReconnect(t *testing.T) {
 	require.NoError(t, b.Host().Network().ClosePeer(a.ID()))
 	eventually(t, 20*time.Second, "reconnection", func() bool { return len(b.Peers()) == 1 })
 }
+
+// A lying sync peer: its store serves a claim whose payload was altered
+// after signing. The client verifies every claim, stores only the valid
+// ones and counts the forgery.
+func TestSyncRejectsForgedClaims(t *testing.T) {
+	id := testIdentity(t)
+	sa, sb := NewMemStore(), NewMemStore()
+	ctx := context.Background()
+	var good []*attest.Claim
+	for i := 0; i < 3; i++ {
+		c := testClaim(t, id, "hello", "o3", i)
+		good = append(good, c)
+	}
+	_, err := sa.Ingest(ctx, good...)
+	require.NoError(t, err)
+	forged := testClaim(t, id, "hello", "o3", 99)
+	_, err = sa.Ingest(ctx, forged)
+	require.NoError(t, err)
+	sa.mu.Lock()
+	sa.raw[forged.ID] = bytes.Replace(forged.Raw, []byte(`"signature":"`), []byte(`"signature":"x`), 1)
+	sa.mu.Unlock()
+
+	a := testNode(t, sa, Config{})
+	b := testNode(t, sb, Config{Subscribe: []string{"hello/o3"}})
+	b.Host().Peerstore().AddAddrs(a.ID(), a.Host().Addrs(), time.Minute)
+	var st SyncStats
+	eventually(t, 20*time.Second, "sync", func() bool {
+		st, err = b.SyncWith(ctx, a.ID())
+		return err == nil
+	})
+	assert.Equal(t, 1, st.Invalid)
+	for _, c := range good {
+		ok, _ := sb.Has(c.ID)
+		assert.True(t, ok)
+	}
+	ok, _ := sb.Has(forged.ID)
+	assert.False(t, ok, "forged claim stored")
+}
+
+// With the DHT on, nodes start, find each other through the bootstrap
+// peer and deliver gossip (the DHT is used for topic peer discovery).
+func TestDHTEnabled(t *testing.T) {
+	bid := testIdentity(t)
+	sa, sb := NewMemStore(), NewMemStore()
+	a := testNode(t, sa, Config{DHT: true, Subscribe: []string{"hello/o3"}})
+	b := testNode(t, sb, Config{DHT: true, Subscribe: []string{"hello/o3"}, BootstrapPeers: []string{a.Addrs()[0].String()}})
+	eventually(t, 30*time.Second, "mesh via bootstrap", func() bool { return len(a.MeshPeers("hello/o3")) == 1 })
+	c := testClaim(t, bid, "hello", "o3", 1)
+	require.NoError(t, a.Publish(context.Background(), c))
+	eventually(t, 20*time.Second, "claim over DHT-enabled nodes", func() bool { ok, _ := sb.Has(c.ID); return ok })
+	require.NoError(t, b.Close())
+	require.NoError(t, a.Close())
+}

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +62,7 @@ func (n *Node) handleSync(s network.Stream) {
 		n.mu.Unlock()
 	}()
 	r := bufio.NewReader(s)
+	w := bufio.NewWriterSize(s, 64<<10)
 	for i := 0; i < maxRequestsPerStream; i++ {
 		_ = s.SetReadDeadline(time.Now().Add(syncIOTimeout))
 		var req SyncRequest
@@ -74,9 +75,19 @@ func (n *Node) handleSync(s network.Stream) {
 			}
 			return
 		}
-		resp := n.serveSync(&req)
+		resp, frames := n.serveSync(&req)
 		_ = s.SetWriteDeadline(time.Now().Add(syncIOTimeout))
-		if err := writeMsg(s, resp, MaxSyncResponse); err != nil {
+		err := writeMsg(w, resp, MaxSyncResponse)
+		for _, f := range frames {
+			if err != nil {
+				break
+			}
+			err = writeFrame(w, f)
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
 			n.log.Debug("sync: write response", "peer", p, "err", err)
 			_ = s.Reset()
 			return
@@ -89,17 +100,20 @@ func (n *Node) handleSync(s network.Stream) {
 	_ = s.Close()
 }
 
-func (n *Node) serveSync(req *SyncRequest) *SyncResponse {
+// serveSync answers one request; for "get" it also returns the claim
+// frames that follow the header.
+func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 	if err := req.Validate(); err != nil {
-		return &SyncResponse{Error: err.Error()}
+		return &SyncResponse{Error: err.Error()}, nil
 	}
+	internal := &SyncResponse{Error: "internal error"}
 	st := n.deps.Claims
 	switch req.Op {
 	case OpDigests:
 		d, err := st.Digests()
 		if err != nil {
 			n.log.Error("sync: digests", "err", err)
-			return &SyncResponse{Error: "internal error"}
+			return internal, nil
 		}
 		if len(d) > MaxDigests {
 			// Serve the first MaxDigests packages; a client sees the rest
@@ -116,74 +130,94 @@ func (n *Node) serveSync(req *SyncRequest) *SyncResponse {
 		if d == nil {
 			d = map[string]Digest{}
 		}
-		return &SyncResponse{Digests: d}
+		return &SyncResponse{Digests: d}, nil
 	case OpIDs:
 		ids, err := st.ClaimIDs(req.Package)
 		if err != nil {
 			n.log.Error("sync: claim ids", "package", req.Package, "err", err)
-			return &SyncResponse{Error: "internal error"}
+			return internal, nil
 		}
-		start := sort.SearchStrings(ids, req.After)
-		if start < len(ids) && ids[start] == req.After {
-			start++
-		}
-		if req.After == "" {
-			start = 0
+		start := 0
+		if req.After != "" {
+			start = sort.SearchStrings(ids, req.After)
+			if start < len(ids) && ids[start] == req.After {
+				start++
+			}
 		}
 		end := min(start+MaxIDsPerPage, len(ids))
-		return &SyncResponse{IDs: ids[start:end], More: end < len(ids)}
+		return &SyncResponse{IDs: ids[start:end], More: end < len(ids)}, nil
 	case OpGet:
 		resp := &SyncResponse{}
+		var frames [][]byte
 		budget := claimBudget
 		seenKey := make(map[string]bool)
 		for _, id := range req.IDs {
 			raw, ok, err := st.GetRaw(id)
 			if err != nil {
 				n.log.Error("sync: get claim", "claim", id, "err", err)
-				return &SyncResponse{Error: "internal error"}
+				return internal, nil
 			}
 			if !ok {
 				resp.Unknown = append(resp.Unknown, id)
 				continue
 			}
 			var key []byte
-			fpr, err := builderOf(raw)
-			if err == nil && !seenKey[fpr] {
+			fpr := builderOf(raw)
+			if fpr != "" && !seenKey[fpr] {
 				key = n.signerKey(fpr)
 			}
-			if len(raw)+len(key) > budget && len(resp.Claims) > 0 {
+			if len(raw)+len(key) > budget && len(frames) > 0 {
 				break
 			}
 			budget -= len(raw) + len(key)
-			resp.Claims = append(resp.Claims, json.RawMessage(raw))
+			frames = append(frames, raw)
 			if key != nil && len(resp.Keys) < MaxKeysPerResponse {
 				seenKey[fpr] = true
 				resp.Keys = append(resp.Keys, key)
 			}
 		}
-		if len(resp.Claims)+len(resp.Unknown) == 0 {
-			return &SyncResponse{Error: "internal error: no progress"}
+		resp.Count = len(frames)
+		if resp.Count+len(resp.Unknown) == 0 {
+			return internal, nil
 		}
-		return resp
+		return resp, frames
 	}
-	return &SyncResponse{Error: "unknown op"}
+	return &SyncResponse{Error: "unknown op"}, nil
 }
 
-// builderOf extracts the signer fingerprint of a stored canonical envelope.
-func builderOf(raw []byte) (string, error) {
-	var env struct {
-		Payload []byte `json:"payload"`
+// builderOf extracts the signer fingerprint of a stored canonical
+// envelope without a full decode: the canonical envelope starts with
+// {"payload":"<base64>", and the canonical statement holds
+// "builder":"<FPR>" (no other field may contain that byte sequence
+// unescaped). It returns "" if it cannot find it; a wrong answer only
+// means the client lacks a key and rejects that claim.
+func builderOf(raw []byte) string {
+	const pre = `{"payload":"`
+	if !bytes.HasPrefix(raw, []byte(pre)) {
+		return ""
 	}
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return "", err
+	rest := raw[len(pre):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return ""
 	}
-	var st struct {
-		Builder string `json:"builder"`
+	payload := make([]byte, base64.StdEncoding.DecodedLen(end))
+	m, err := base64.StdEncoding.Decode(payload, rest[:end])
+	if err != nil {
+		return ""
 	}
-	if err := json.Unmarshal(env.Payload, &st); err != nil {
-		return "", err
+	payload = payload[:m]
+	const key = `"builder":"`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return ""
 	}
-	return st.Builder, nil
+	v := payload[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 || j > 128 {
+		return ""
+	}
+	return string(v[:j])
 }
 
 // signerKey returns the serialized public key of a builder (cached).
@@ -221,22 +255,44 @@ type syncConn struct {
 }
 
 func (c *syncConn) roundTrip(req *SyncRequest) (*SyncResponse, error) {
+	resp, _, err := c.roundTripFrames(req)
+	return resp, err
+}
+
+// roundTripFrames sends req and reads the response and, for "get", the
+// claim frames that follow it.
+func (c *syncConn) roundTripFrames(req *SyncRequest) (*SyncResponse, [][]byte, error) {
 	_ = c.s.SetWriteDeadline(time.Now().Add(syncIOTimeout))
 	if err := writeMsg(c.s, req, MaxSyncRequest); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	_ = c.s.SetReadDeadline(time.Now().Add(syncIOTimeout))
 	var resp SyncResponse
 	if err := readMsg(c.r, MaxSyncResponse, &resp); err != nil {
-		return nil, fmt.Errorf("sync %s: %w", req.Op, err)
+		return nil, nil, fmt.Errorf("sync %s: %w", req.Op, err)
 	}
 	if err := resp.Validate(req); err != nil {
-		return nil, fmt.Errorf("sync %s: %w", req.Op, err)
+		return nil, nil, fmt.Errorf("sync %s: %w", req.Op, err)
 	}
 	if resp.Error != "" {
-		return nil, fmt.Errorf("sync %s: peer error: %s", req.Op, resp.Error)
+		return nil, nil, fmt.Errorf("sync %s: peer error: %s", req.Op, resp.Error)
 	}
-	return &resp, nil
+	var frames [][]byte
+	if resp.Count > 0 {
+		frames = make([][]byte, resp.Count)
+		total := 0
+		for i := range frames {
+			f, err := readFrame(c.r, attest.MaxEnvelopeSize)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sync get: claim %d: %w", i, err)
+			}
+			if total += len(f); total > MaxSyncResponse {
+				return nil, nil, fmt.Errorf("sync get: %w: %w: claims exceed %d bytes", ErrProtocol, ErrTooLarge, MaxSyncResponse)
+			}
+			frames[i] = f
+		}
+	}
+	return &resp, frames, nil
 }
 
 // SyncWith catches up with one peer: it compares per-package digests,
@@ -361,128 +417,157 @@ func (n *Node) runSync(ctx context.Context, c *syncConn, stats *SyncStats) error
 	return n.fetchClaims(ctx, c, missing, stats)
 }
 
-type fetched struct {
-	want map[string]bool
-	resp *SyncResponse
+// keyOverlay looks keys up in the node's keyring first, then in the keys
+// the sync peer sent this session (indexed by their own fingerprint, so a
+// key can only ever vouch for claims of that fingerprint).
+type keyOverlay struct {
+	base  attest.KeyLookup
+	mu    sync.RWMutex
+	extra map[string]*openpgp.Entity
 }
 
-// fetchClaims pipelines network round trips (one goroutine) with parallel
-// verification and batched ingest (this goroutine).
+func (k *keyOverlay) Lookup(fpr string) *openpgp.Entity {
+	if e := k.base.Lookup(fpr); e != nil {
+		return e
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.extra[fpr]
+}
+
+func (k *keyOverlay) add(e *openpgp.Entity) {
+	k.mu.Lock()
+	k.extra[attest.Fingerprint(e)] = e
+	k.mu.Unlock()
+}
+
+type rawClaim struct {
+	raw  []byte
+	want map[string]bool // IDs the batch asked for
+}
+
+// fetchClaims runs a pipeline: one goroutine does the network round trips,
+// a pool of workers verifies claims (the peer may lie), and this goroutine
+// stores verified claims in batches.
 func (n *Node) fetchClaims(ctx context.Context, c *syncConn, missing []string, stats *SyncStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch := make(chan fetched, 2)
+	from := c.s.Conn().RemotePeer()
+	keys := &keyOverlay{base: n.keys, extra: make(map[string]*openpgp.Entity)}
+	raws := make(chan rawClaim, 4*n.opt.syncBatch)
+	verified := make(chan *attest.Claim, 2*n.opt.syncBatch)
+	var invalid, received atomic.Int64
 	var fetchErr error
-	go func() {
-		defer close(ch)
+	fail := func() { cancel(); _ = c.s.Reset() }
+
+	go func() { // fetcher
+		defer close(raws)
 		queue := missing
-		for len(queue) > 0 {
+		for len(queue) > 0 && ctx.Err() == nil {
 			batch := queue[:min(n.opt.syncBatch, len(queue))]
-			resp, err := c.roundTrip(&SyncRequest{Op: OpGet, IDs: batch})
+			resp, frames, err := c.roundTripFrames(&SyncRequest{Op: OpGet, IDs: batch})
 			if err != nil {
 				fetchErr = err
+				fail()
 				return
 			}
-			covered := len(resp.Claims) + len(resp.Unknown)
+			for _, kb := range resp.Keys {
+				e, err := attest.ParsePublicKey(kb)
+				if err != nil {
+					invalid.Add(1)
+					continue
+				}
+				keys.add(e)
+			}
+			covered := resp.Count + len(resp.Unknown)
 			want := make(map[string]bool, covered)
 			for _, id := range batch[:covered] {
 				want[id] = true
 			}
 			queue = queue[covered:]
-			select {
-			case ch <- fetched{want: want, resp: resp}:
-			case <-ctx.Done():
-				return
+			received.Add(int64(len(frames)))
+			for _, f := range frames {
+				select {
+				case raws <- rawClaim{raw: f, want: want}:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
-	var procErr error
-	for f := range ch {
-		if procErr != nil {
-			continue // drain
-		}
-		if err := n.processBatch(ctx, c.s.Conn().RemotePeer(), f, stats); err != nil {
-			procErr = err
-			cancel()
-			_ = c.s.Reset() // unblock the fetcher
-		}
-	}
-	if procErr != nil {
-		return procErr
-	}
-	return fetchErr
-}
 
-// keyOverlay looks keys up in the node's keyring first, then in the keys a
-// sync peer sent (each checked to match its fingerprint on parse).
-type keyOverlay struct {
-	base  attest.KeyLookup
-	extra map[string]*openpgp.Entity
-}
-
-func (k keyOverlay) Lookup(fpr string) *openpgp.Entity {
-	if e := k.base.Lookup(fpr); e != nil {
-		return e
-	}
-	return k.extra[fpr]
-}
-
-func (n *Node) processBatch(ctx context.Context, from peer.ID, f fetched, stats *SyncStats) error {
-	keys := keyOverlay{base: n.keys, extra: make(map[string]*openpgp.Entity, len(f.resp.Keys))}
-	for _, kb := range f.resp.Keys {
-		e, err := attest.ParsePublicKey(kb)
-		if err != nil {
-			stats.Invalid++
-			continue
-		}
-		keys.extra[attest.Fingerprint(e)] = e
-	}
-	claims := make([]*attest.Claim, len(f.resp.Claims))
-	var next, invalid atomic.Int64
 	var wg sync.WaitGroup
-	workers := min(n.opt.verifyWorkers, len(claims))
-	for w := 0; w < workers; w++ {
+	for w := 0; w < n.opt.verifyWorkers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(claims) || ctx.Err() != nil {
-					return
+			for rc := range raws {
+				if ctx.Err() != nil {
+					continue // drain
 				}
-				cl, err := attest.Verify(f.resp.Claims[i], keys, n.opt.verify)
-				if err != nil || !f.want[cl.ID] {
-					invalid.Add(1)
+				cl, err := attest.Verify(rc.raw, keys, n.opt.verify)
+				if err != nil || !rc.want[cl.ID] {
+					if invalid.Add(1) > maxInvalidPerSync {
+						fail()
+					}
 					continue
 				}
-				claims[i] = cl
+				select {
+				case verified <- cl:
+				case <-ctx.Done():
+				}
 			}
 		}()
 	}
-	wg.Wait()
-	stats.Received += len(claims)
-	stats.Invalid += int(invalid.Load())
-	if stats.Invalid > maxInvalidPerSync {
+	go func() { wg.Wait(); close(verified) }()
+
+	var storeErr error
+	batch := make([]*attest.Claim, 0, n.opt.syncBatch)
+	flush := func() {
+		if len(batch) == 0 || storeErr != nil {
+			batch = batch[:0]
+			return
+		}
+		added, err := n.deps.Claims.Ingest(ctx, batch...)
+		if err != nil {
+			storeErr = fmt.Errorf("store synced claims: %w", err)
+			fail()
+			return
+		}
+		for _, a := range added {
+			if a {
+				stats.Added++
+			}
+		}
+		n.emit(batch, added, from)
+		batch = make([]*attest.Claim, 0, n.opt.syncBatch)
+	}
+	for {
+		var cl *attest.Claim
+		var ok bool
+		select {
+		case cl, ok = <-verified:
+		default:
+			flush() // nothing waiting: store what we have
+			cl, ok = <-verified
+		}
+		if !ok {
+			break
+		}
+		if batch = append(batch, cl); len(batch) >= n.opt.syncBatch {
+			flush()
+		}
+	}
+	flush()
+	stats.Received = int(received.Load())
+	stats.Invalid = int(invalid.Load())
+	switch {
+	case storeErr != nil:
+		return storeErr
+	case stats.Invalid > maxInvalidPerSync:
 		return fmt.Errorf("%w: peer sent %d invalid claims or keys", ErrProtocol, stats.Invalid)
+	case fetchErr != nil:
+		return fetchErr
 	}
-	ok := claims[:0]
-	for _, cl := range claims {
-		if cl != nil {
-			ok = append(ok, cl)
-		}
-	}
-	if len(ok) == 0 {
-		return ctx.Err()
-	}
-	added, err := n.deps.Claims.Ingest(ctx, ok...)
-	if err != nil {
-		return fmt.Errorf("store synced claims: %w", err)
-	}
-	for _, a := range added {
-		if a {
-			stats.Added++
-		}
-	}
-	n.emit(ok, added, from)
-	return nil
+	return ctx.Err()
 }

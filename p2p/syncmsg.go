@@ -1,11 +1,8 @@
 package p2p
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
-
-	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // Sync protocol limits (docs/NETWORK.md).
@@ -49,13 +46,15 @@ type SyncRequest struct {
 	IDs     []string `json:"ids,omitempty"`     // get
 }
 
-// SyncResponse answers one SyncRequest.
+// SyncResponse answers one SyncRequest. A "get" response is followed on
+// the stream by Count frames, each one canonical claim envelope (raw bytes,
+// at most attest.MaxEnvelopeSize), in request order.
 type SyncResponse struct {
 	Error   string            `json:"error,omitempty"`
 	Digests map[string]Digest `json:"digests,omitempty"` // digests
 	IDs     []string          `json:"ids,omitempty"`     // ids: sorted ascending, all > After
 	More    bool              `json:"more,omitempty"`    // ids: another page follows
-	Claims  []json.RawMessage `json:"claims,omitempty"`  // get: canonical envelopes (JSON objects)
+	Count   int               `json:"count,omitempty"`   // get: number of claim frames that follow this header
 	Keys    [][]byte          `json:"keys,omitempty"`    // get: binary OpenPGP public keys of the claims' signers
 	Unknown []string          `json:"unknown,omitempty"` // get: requested IDs the server does not hold
 }
@@ -105,7 +104,7 @@ func (r *SyncResponse) Validate(req *SyncRequest) error {
 	}
 	switch req.Op {
 	case OpDigests:
-		if len(r.IDs)+len(r.Claims)+len(r.Keys)+len(r.Unknown) != 0 || r.More {
+		if len(r.IDs)+r.Count+len(r.Keys)+len(r.Unknown) != 0 || r.More {
 			return fmt.Errorf("%w: digests response with other fields", ErrProtocol)
 		}
 		if len(r.Digests) > MaxDigests {
@@ -117,7 +116,7 @@ func (r *SyncResponse) Validate(req *SyncRequest) error {
 			}
 		}
 	case OpIDs:
-		if len(r.Digests)+len(r.Claims)+len(r.Keys)+len(r.Unknown) != 0 {
+		if len(r.Digests)+r.Count+len(r.Keys)+len(r.Unknown) != 0 {
 			return fmt.Errorf("%w: ids response with other fields", ErrProtocol)
 		}
 		if len(r.IDs) > MaxIDsPerPage || (r.More && len(r.IDs) == 0) {
@@ -134,16 +133,11 @@ func (r *SyncResponse) Validate(req *SyncRequest) error {
 		if len(r.Digests)+len(r.IDs) != 0 || r.More {
 			return fmt.Errorf("%w: get response with other fields", ErrProtocol)
 		}
-		if len(r.Claims)+len(r.Unknown) > len(req.IDs) {
-			return fmt.Errorf("%w: get response covers %d ids, %d requested", ErrProtocol, len(r.Claims)+len(r.Unknown), len(req.IDs))
+		if r.Count < 0 || r.Count+len(r.Unknown) > len(req.IDs) {
+			return fmt.Errorf("%w: get response covers %d ids, %d requested", ErrProtocol, r.Count+len(r.Unknown), len(req.IDs))
 		}
-		if len(r.Claims)+len(r.Unknown) == 0 {
+		if r.Count+len(r.Unknown) == 0 {
 			return fmt.Errorf("%w: get response makes no progress", ErrProtocol)
-		}
-		for _, c := range r.Claims {
-			if len(c) > attest.MaxEnvelopeSize {
-				return fmt.Errorf("%w: claim of %d bytes", ErrProtocol, len(c))
-			}
 		}
 		if len(r.Keys) > MaxKeysPerResponse {
 			return fmt.Errorf("%w: %d keys (max %d)", ErrProtocol, len(r.Keys), MaxKeysPerResponse)

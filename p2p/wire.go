@@ -30,6 +30,19 @@ func writeMsg(w io.Writer, v any, max int) error {
 	return nil
 }
 
+// writeFrame writes raw bytes as one frame.
+func writeFrame(w io.Writer, b []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(b)))
+	if _, err := w.Write(hdr[:n]); err != nil {
+		return fmt.Errorf("write frame: %w", err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write frame: %w", err)
+	}
+	return nil
+}
+
 // readFrame reads one uvarint-length-prefixed frame of at most max bytes.
 // It returns io.EOF only for a clean end of stream before a frame.
 func readFrame(r *bufio.Reader, max int) ([]byte, error) {
