@@ -379,3 +379,35 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkVerifiedIngestBatch: the catch-up/import path — VerifyAndIngest
+// of 500 wire envelopes per call (one sync response), keys known, fsync on.
+func BenchmarkVerifiedIngestBatch(b *testing.B) {
+	keys := testKeys(b, 16)
+	claims := presign(b, b.N, keys)
+	wires := make([][]byte, b.N)
+	for i, c := range claims {
+		wires[i], _ = c.Wire()
+	}
+	s := mustOpenStore(b)
+	for _, k := range keys {
+		if _, err := s.PutKey(k.PublicKey(), TrustUnvetted, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for lo := 0; lo < b.N; lo += 500 {
+		hi := min(lo+500, b.N)
+		res, err := s.VerifyAndIngest(context.Background(), attest.VerifyOptions{}, wires[lo:hi]...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Status != StatusNew {
+				b.Fatalf("ingest: %+v", r)
+			}
+		}
+	}
+	reportRates(b, start, cpu0)
+}

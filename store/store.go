@@ -180,7 +180,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		NoSync:         cfg.noSync,
 		ReadOnly:       cfg.readOnly,
 		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		NoFreelistSync: false,
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
