@@ -18,6 +18,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // fakeBuilder "builds" deterministically from the recipe, so every node
@@ -37,8 +38,16 @@ func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Re
 		content += " with a backdoor"
 	}
 	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion())
+	dir, err := os.MkdirTemp("", "fakebuild-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return nil, err
+	}
 	return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion(), Status: attest.ResultSuccess,
-		Artifacts: []builder.Output{{Name: name, SHA256: hex64(content)}}, Log: []byte("fake build log")}, nil
+		Artifacts: []builder.Output{{Name: name, SHA256: hex64(content), Path: path}}, Log: []byte("fake build log")}, nil
 }
 
 func hex64(s string) string {
@@ -140,6 +149,12 @@ func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 	vr, err = c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: hex64("tampered")})
 	require.NoError(t, err)
 	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
+
+	// The node keeps its own artifact as a blob whose CID follows from the
+	// sha256 in the claim.
+	deb, err := ds[0].d.st.GetBlob(store.BlobCID([]byte("deb of " + rep.RecipeID)))
+	require.NoError(t, err)
+	require.Equal(t, a.SHA256, hex64(string(deb)))
 
 	st, err := c.Status(ctx)
 	require.NoError(t, err)

@@ -131,6 +131,20 @@ func Attest(ctx context.Context, st *store.Store, id *attest.Identity, peerID st
 	if err != nil {
 		return nil, err
 	}
+	// Keep the artifacts content-addressed too: their CID (raw, sha2-256)
+	// follows from the sha256 in the claim, so peers can fetch them over
+	// /lebowski/blob/1 knowing only the claim.
+	if res.Status == attest.ResultSuccess {
+		for _, a := range res.Artifacts {
+			data, err := os.ReadFile(a.Path)
+			if err != nil {
+				return nil, fmt.Errorf("attest: read artifact %s: %w", a.Name, err)
+			}
+			if _, err := st.PutBlob(data); err != nil {
+				return nil, fmt.Errorf("attest: store artifact %s: %w", a.Name, err)
+			}
+		}
+	}
 	if _, err := st.PutKey(id.PublicKey(), store.TrustOwn, "own key"); err != nil {
 		return nil, fmt.Errorf("attest: own key: %w", err)
 	}

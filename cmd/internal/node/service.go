@@ -127,8 +127,28 @@ func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string, all
 		}
 		return nil, fmt.Errorf("%w: no claims for %s in this node's store (import some with `lebowski claims import`, or wait for peers)", ErrNotFound, what)
 	}
+	trust, err := s.Trust()
+	if err != nil {
+		return nil, err
+	}
+	// Rank by distinct trusted, non-equivocating builders first: unvetted
+	// keys are free to create, so a flood of them for another recipe must
+	// not displace the recipe trusted builders agree on (docs/SECURITY.md).
+	votes := make(map[string]int, len(kept))
+	for _, rc := range kept {
+		seen := map[string]bool{}
+		for _, c := range rc.Claims {
+			if l := trust.Level(c.Builder); (l == consensus.Trusted || l == consensus.Ultimate) && !trust.Equivocating(c.Builder) {
+				seen[c.Builder] = true
+			}
+		}
+		votes[rc.Recipe.RecipeID] = len(seen)
+	}
 	sort.SliceStable(kept, func(i, j int) bool {
 		a, b := kept[i].Recipe, kept[j].Recipe
+		if va, vb := votes[a.RecipeID], votes[b.RecipeID]; va != vb {
+			return va > vb
+		}
 		if a.Builders != b.Builders {
 			return a.Builders > b.Builders
 		}
@@ -136,10 +156,6 @@ func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string, all
 	})
 	if !all {
 		kept = kept[:1]
-	}
-	trust, err := s.Trust()
-	if err != nil {
-		return nil, err
 	}
 	res := &InfoResult{Package: pkg}
 	for _, rc := range kept {
