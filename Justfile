@@ -33,7 +33,12 @@ E2E_CACHE := env_var_or_default("LEBOWSKI_DEV_DIR", "/var/lib/lebowski-dev")
 test: deps lint
     go test -count=1 -timeout 30m ./...
     LEBOWSKI_E2E=1 LEBOWSKI_NET=1 LEBOWSKI_DEV_DIR={{E2E_CACHE}} LEBOWSKI_TEST_CACHE={{E2E_CACHE}} go test -count=1 -p 1 -timeout 80m -run 'E2E|Real' ./builder/... ./cmd/...
+    just drill
     just fuzz 5s
+
+# attack and failure drills across network namespaces (needs root; docs/SECURITY.md)
+drill:
+    LEBOWSKI_DRILL=1 go test -count=1 -v -timeout 15m ./integration/drills/
 
 # run every fuzz target for DURATION each
 fuzz DURATION="30s":

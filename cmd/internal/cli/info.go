@@ -57,6 +57,10 @@ func notFoundAsMismatch(g *globals, err error) error {
 	return err
 }
 
+// maxUnvettedRows bounds the builder table per group: a flood of fresh keys
+// must not bury the trusted builders (--json has them all).
+const maxUnvettedRows = 10
+
 // renderRecipe prints the seed's info layout.
 func renderRecipe(w io.Writer, ri node.RecipeInfo, now time.Time) {
 	r, rep := ri.Recipe, ri.Report
@@ -131,7 +135,11 @@ func renderRecipe(w io.Writer, ri node.RecipeInfo, now time.Time) {
 		for _, b := range gr.Trusted {
 			row(b, agrees)
 		}
-		for _, b := range gr.Unvetted {
+		for i, b := range gr.Unvetted {
+			if i == maxUnvettedRows {
+				fmt.Fprintf(tw, "  … %d more unvetted keys\t\t\t%s\t\t\n", len(gr.Unvetted)-i, agrees)
+				break
+			}
 			row(b, agrees)
 		}
 	}

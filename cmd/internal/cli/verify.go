@@ -155,7 +155,11 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			if err != nil {
 				return err
 			}
-			vr, err := b.Verify(ctx, node.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum})
+			vreq := node.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum}
+			if op != nil {
+				vreq.OpinionCID = op.CID() // only claims about this exact opinion content count
+			}
+			vr, err := b.Verify(ctx, vreq)
 			done()
 			if err != nil {
 				return err

@@ -49,6 +49,8 @@ type Daemon struct {
 	rbErr    error
 	rb       *node.Rebuilder
 
+	ready chan struct{} // closed when the network and the API are up
+
 	mu      sync.Mutex
 	subs    map[string]*opinions.Opinion // "pkg/name" → opinion
 	queue   chan buildJob
@@ -80,7 +82,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger, opts ...Option) (*D
 	if cfg.OpinionsDir == "" {
 		cfg.OpinionsDir = node.DefaultOpinionsDir()
 	}
-	d := &Daemon{cfg: cfg, layout: node.Layout{Dir: cfg.DataDir}, log: log, events: newBroker(),
+	d := &Daemon{cfg: cfg, layout: node.Layout{Dir: cfg.DataDir}, log: log, events: newBroker(), ready: make(chan struct{}),
 		subs: map[string]*opinions.Opinion{}, pending: map[string]bool{}, running: map[string]time.Time{}}
 	for _, o := range opts {
 		o(d)
@@ -174,6 +176,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return msrv.Shutdown(sctx)
 		})
 	}
+	close(d.ready)
 	if *d.cfg.Builds.Enabled {
 		for i := 0; i < d.cfg.Builds.Concurrency; i++ {
 			g.Go(func() error { d.buildWorker(gctx); return nil })
@@ -382,6 +385,10 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	data, _ := json.Marshal(map[string]any{"status": res.Status, "artifacts": res.Artifacts})
 	d.events.publish(node.Event{Time: time.Now(), Type: "build-finished", Package: o.Package, Opinion: o.Name, ClaimID: claim.ID, Data: data})
 }
+
+// Ready is closed once the network and the local API are up; after it,
+// Status, Peers and the API may be used.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // Status implements node.DaemonOps.
 func (d *Daemon) Status(context.Context) (*node.Status, error) {

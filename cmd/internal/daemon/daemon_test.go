@@ -102,7 +102,13 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 		ctx, cancel := context.WithCancel(context.Background())
 		td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dirs[i]}
 		go func() { td.done <- d.Run(ctx) }()
-		require.Eventually(t, func() bool { return d.net != nil && fileExists(node.Layout{Dir: dirs[i]}.Socket()) }, 20*time.Second, 50*time.Millisecond)
+		select {
+		case <-d.Ready():
+		case err := <-td.done:
+			t.Fatalf("daemon %d stopped: %v", i, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("daemon %d not ready after 20s", i)
+		}
 		if i == 0 {
 			st, err := d.Status(context.Background())
 			require.NoError(t, err)
@@ -123,8 +129,6 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 	}
 	return out
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 	ds := startDaemons(t, 3, nil)
@@ -180,7 +184,10 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	require.True(t, rep.Conflict, "a trusted dissent is a conflict")
 	require.NotEmpty(t, rep.Dissenters)
 	evil := ds[2].fb
-	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: ds[2].d.subs["hello/o3"]})
+	ds[2].d.mu.Lock()
+	op := ds[2].d.subs["hello/o3"]
+	ds[2].d.mu.Unlock()
+	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: op})
 	vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})
 	require.NoError(t, err)
 	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)

@@ -201,9 +201,13 @@ type VerifyRequest struct {
 	BinaryPackage string `json:"binary_package"` // for messages
 	DebianVersion string `json:"debian_version"`
 	Opinion       string `json:"opinion"` // name; "" = vanilla
-	RecipeID      string `json:"recipe_id,omitempty"`
-	FileName      string `json:"file_name"`
-	SHA256        string `json:"sha256"`
+	// OpinionCID, when set, restricts the verdict to recipes built from
+	// exactly this opinion content: claims about a tampered opinion of the
+	// same name never decide (docs/SECURITY.md).
+	OpinionCID string `json:"opinion_cid,omitempty"`
+	RecipeID   string `json:"recipe_id,omitempty"`
+	FileName   string `json:"file_name"`
+	SHA256     string `json:"sha256"`
 }
 
 // VerifyResult is the verdict and its evidence.
@@ -221,24 +225,27 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult,
 	if op == "" {
 		op = "vanilla"
 	}
-	info, err := s.Info(ctx, req.Package, req.DebianVersion, op, req.RecipeID != "")
+	info, err := s.Info(ctx, req.Package, req.DebianVersion, op, req.RecipeID != "" || req.OpinionCID != "")
 	if errors.Is(err, ErrNotFound) {
 		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{err.Error()}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	ri := &info.Recipes[0]
-	if req.RecipeID != "" {
-		ri = nil
-		for i := range info.Recipes {
-			if info.Recipes[i].Recipe.RecipeID == req.RecipeID {
-				ri = &info.Recipes[i]
-			}
+	var ri *RecipeInfo
+	for i := range info.Recipes { // best-attested first
+		r := &info.Recipes[i]
+		if (req.RecipeID == "" || r.Recipe.RecipeID == req.RecipeID) && (req.OpinionCID == "" || r.Recipe.Opinion.CID == req.OpinionCID) {
+			ri = r
+			break
 		}
-		if ri == nil {
-			return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{"no claims for recipe " + req.RecipeID}}, nil
+	}
+	if ri == nil {
+		why := "no claims for recipe " + req.RecipeID
+		if req.OpinionCID != "" {
+			why = fmt.Sprintf("no claims for %s built from opinion %s with content %s (claims under that name use other opinion content)", req.Package, op, req.OpinionCID)
 		}
+		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{why}}, nil
 	}
 	v, reasons := ri.Report.VerdictFor(req.SHA256, req.FileName, s.opts())
 	out := &VerifyResult{Verdict: v, Reasons: reasons, Recipe: ri}
