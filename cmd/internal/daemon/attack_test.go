@@ -409,6 +409,20 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 		vr.Verdict, vr.Recipe.Recipe.RecipeID[:12], vr.Recipe.Recipe.Opinion.CID, helloO3(t).CID())
 	vr = verify(t, c, hex64("tampered o3"))
 	t.Logf("verify of the tampered recipe's hash: %s", vr.Verdict)
+
+	// What `lebowski verify` sends: the local opinion's CID pins the recipe,
+	// so the tampered claims cannot decide, however many trusted keys sign.
+	name := honestResult(t).Artifacts[0].Name
+	pinned := func(sha string) *node.VerifyResult {
+		vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", OpinionCID: helloO3(t).CID(), FileName: name, SHA256: sha})
+		require.NoError(t, err)
+		return vr
+	}
+	vr = pinned(honest)
+	require.Equal(t, consensus.Safe, vr.Verdict, vr.Reasons)
+	require.Equal(t, helloO3(t).CID(), vr.Recipe.Recipe.Opinion.CID)
+	vr = pinned(hex64("tampered o3"))
+	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
 }
 
 // TestAttackTwoCompromisedOfFive: two of five trusted builders publish a
