@@ -176,6 +176,12 @@ var (
 	reFile    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,254}$`)
 )
 
+// ValidPackageName reports whether s is a Debian source package name as
+// claims, opinions, topics and the CLI accept it: lower-case alphanumerics
+// and + . -, starting alphanumeric, 2 to 63 characters. The one definition
+// every layer uses.
+func ValidPackageName(s string) bool { return rePkg.MatchString(s) }
+
 // ErrInvalidStatement wraps every statement validation failure.
 var ErrInvalidStatement = errors.New("invalid statement")
 

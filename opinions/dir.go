@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // LoadDir loads every opinion root/<package>/<name>.yaml. Other files,
@@ -73,7 +75,7 @@ func Find(root, ref string, opts ...Option) (*Opinion, error) {
 	if !qualified {
 		pkg, name = "", ref
 	}
-	if !reName.MatchString(name) || (qualified && !rePackage.MatchString(pkg)) {
+	if !reName.MatchString(name) || (qualified && !attest.ValidPackageName(pkg)) {
 		return nil, fmt.Errorf("opinions: find %q: %w: want package/name, e.g. hello/o3", ref, ErrInvalid)
 	}
 	if qualified {

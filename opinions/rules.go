@@ -30,7 +30,6 @@ var (
 	// <debver>~<name>+<revision>, and a '-' there would move the split
 	// between upstream version and Debian revision.
 	reName      = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-	rePackage   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,62}$`)
 	reSuite     = regexp.MustCompile(`^[a-z]{2,20}(-[a-z]{2,20})?$`)
 	reVersion   = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:-]*$`)
 	reSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -222,7 +221,7 @@ func (l *loader) validate() {
 	}
 	if has("package") {
 		switch {
-		case !rePackage.MatchString(o.Package):
+		case !attest.ValidPackageName(o.Package):
 			l.addAt("package", fmt.Sprintf("%q is not a Debian source package name", o.Package),
 				"2 to 63 characters: lower-case letters, digits, '+', '-', '.', starting with a letter or digit")
 		case o.Package != dirName:

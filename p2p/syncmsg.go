@@ -3,6 +3,8 @@ package p2p
 import (
 	"fmt"
 	"regexp"
+
+	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // Sync protocol limits (docs/NETWORK.md).
@@ -67,7 +69,7 @@ func (r *SyncRequest) Validate() error {
 			return fmt.Errorf("%w: digests request takes no arguments", ErrProtocol)
 		}
 	case OpIDs:
-		if !rePkgName.MatchString(r.Package) {
+		if !attest.ValidPackageName(r.Package) {
 			return fmt.Errorf("%w: ids request: package %q is malformed", ErrProtocol, r.Package)
 		}
 		if r.After != "" && !reClaimID.MatchString(r.After) {
@@ -111,7 +113,7 @@ func (r *SyncResponse) Validate(req *SyncRequest) error {
 			return fmt.Errorf("%w: %d digests (max %d)", ErrProtocol, len(r.Digests), MaxDigests)
 		}
 		for pkg, d := range r.Digests {
-			if !rePkgName.MatchString(pkg) || d.Count < 0 || !reHexHash.MatchString(d.Hash) {
+			if !attest.ValidPackageName(pkg) || d.Count < 0 || !reHexHash.MatchString(d.Hash) {
 				return fmt.Errorf("%w: malformed digest for package %q", ErrProtocol, pkg)
 			}
 		}

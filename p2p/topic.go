@@ -17,7 +17,6 @@ const (
 )
 
 var (
-	rePkgName     = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,62}$`)
 	reOpinionName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 )
 
@@ -27,7 +26,7 @@ func TopicFor(pkg, opinion string) (string, error) {
 	if opinion == "" {
 		opinion = VanillaOpinion
 	}
-	if !rePkgName.MatchString(pkg) {
+	if !attest.ValidPackageName(pkg) {
 		return "", fmt.Errorf("%w: package %q is not a Debian source package name", ErrBadTopic, pkg)
 	}
 	if !reOpinionName.MatchString(opinion) {

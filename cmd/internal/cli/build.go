@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -21,8 +20,6 @@ import (
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/store"
 )
-
-var rePackage = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,62}$`)
 
 type buildFlags struct {
 	opinion   string
@@ -155,7 +152,7 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			pkg := args[0]
-			if !rePackage.MatchString(pkg) {
+			if !attest.ValidPackageName(pkg) {
 				return usageErr("%q is not a Debian source package name", pkg)
 			}
 			op, err := g.loadOpinion(pkg, f.opinion)
