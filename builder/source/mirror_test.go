@@ -19,6 +19,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/ulikunitz/xz"
 )
 
 // A fake Debian mirror for tests: a throwaway archive key, a signed
@@ -233,7 +235,14 @@ func (m *fakeMirror) build() {
 	src := []byte(sources.String())
 	idx := map[string][]byte{"main/source/Sources": src}
 	if m.cfg.xzOnly {
-		idx["main/source/Sources.xz"] = []byte("not really xz")
+		var xb bytes.Buffer
+		xw, err := xz.NewWriter(&xb)
+		if err != nil {
+			panic(err)
+		}
+		xw.Write(src)
+		xw.Close()
+		idx["main/source/Sources.xz"] = xb.Bytes()
 	} else if !m.cfg.noGzip {
 		var gz bytes.Buffer
 		zw := gzip.NewWriter(&gz)
