@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
@@ -40,7 +39,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err := id.Save(l.BuilderKey(), force); err != nil {
 				return envErr(err)
 			}
-			svc, done, err := g.localServiceIfFree()
+			svc, done, err := g.localService()
 			if err == nil {
 				defer done()
 				if _, err := svc.ImportKey(id.PublicKey(), store.TrustOwn, "key gen"); err != nil {
@@ -192,15 +191,6 @@ func report(g *globals, id *attest.Identity, created bool) error {
 		g.printf("builder key %s already exists (use --force to replace it)\n", id.Fingerprint())
 	}
 	return nil
-}
-
-// localServiceIfFree opens the local store unless a daemon holds it.
-func (g *globals) localServiceIfFree() (*node.Service, func(), error) {
-	svc, done, err := g.localService()
-	if err != nil {
-		return nil, nil, err
-	}
-	return svc, done, nil
 }
 
 func readFileOrStdin(f string) ([]byte, error) {

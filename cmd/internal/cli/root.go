@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/node"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
@@ -116,13 +117,13 @@ you whether a .deb is safe to install. Nobody has to be trusted.`,
 			}
 			g.log = slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
 			if g.dataDir == "" {
-				g.dataDir = DefaultDataDir()
+				g.dataDir = node.DefaultDataDir()
 			}
 			if g.opinionsDir == "" {
-				g.opinionsDir = DefaultOpinionsDir()
+				g.opinionsDir = node.DefaultOpinionsDir()
 			}
 			if g.socket == "" {
-				g.socket = SocketPath(g.dataDir)
+				g.socket = g.layout().Socket()
 			}
 			return nil
 		},
