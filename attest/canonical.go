@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Fast canonical encoders. canonicalJSON (marshal, decode generically,
@@ -21,10 +23,10 @@ import (
 // silently lose a field.
 
 type canonOpinion struct {
-	CID    string `json:"cid"`
-	Commit string `json:"commit,omitempty"`
-	Name   string `json:"name"`
-	Purity Purity `json:"purity"`
+	CID    string       `json:"cid"`
+	Commit string       `json:"commit,omitempty"`
+	Name   string       `json:"name"`
+	Purity vocab.Purity `json:"purity"`
 }
 
 type canonArtifact struct {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // FuzzVerify feeds arbitrary bytes to Verify, with a keyring holding the
@@ -92,7 +94,7 @@ func FuzzParsePublicKey(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !reFpr.MatchString(Fingerprint(e)) {
+		if vocab.CheckFingerprint(Fingerprint(e)) != nil {
 			t.Fatalf("parsed key has malformed fingerprint %q", Fingerprint(e))
 		}
 		_, _ = ArmorPublicKey(e)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Test identities are generated once per test binary: Ed25519 key
@@ -37,7 +38,7 @@ func testIdentities(tb testing.TB) (a, b *Identity) {
 // testStatement is a valid success statement (RecipeID filled in).
 func testStatement() *Statement {
 	s := &Statement{Type: TypeRebuildV1, Package: "hello", Version: "2.10-3~o3+1", DebianVersion: "2.10-3", Suite: "bookworm", Arch: "amd64",
-		Opinion:            OpinionRef{Name: "o3", CID: "bafkreiabc", Commit: "abc123", Purity: PurityPureCompilation},
+		Opinion:            OpinionRef{Name: "o3", CID: "bafkreiabc", Commit: "abc123", Purity: vocab.PurityPureCompilation},
 		DebianSourceSHA256: strings.Repeat("01", 32),
 		ContainerDigest:    "sha256:" + strings.Repeat("02", 32),
 		Result:             ResultSuccess,

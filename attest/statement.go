@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // TypeRebuildV1 is the only statement type this version understands.
@@ -27,31 +29,13 @@ const (
 	ResultUnreproducible Result = "unreproducible"
 )
 
-// Purity of an opinion, from most to least trustworthy.
-type Purity string
-
-const (
-	PurityPureCompilation Purity = "pure-compilation"
-	PurityConfigureOnly   Purity = "configure-only"
-	PurityPatches         Purity = "patches"
-)
-
-// Valid reports whether p is one of the known purities.
-func (p Purity) Valid() bool {
-	switch p {
-	case PurityPureCompilation, PurityConfigureOnly, PurityPatches:
-		return true
-	}
-	return false
-}
-
 // OpinionRef names the opinion a build applied. An empty Name and CID mean
 // a vanilla (unmodified) Debian build.
 type OpinionRef struct {
-	Name   string `json:"name"`
-	CID    string `json:"cid"`
-	Commit string `json:"commit,omitempty"`
-	Purity Purity `json:"purity"`
+	Name   string       `json:"name"`
+	CID    string       `json:"cid"`
+	Commit string       `json:"commit,omitempty"`
+	Purity vocab.Purity `json:"purity"`
 }
 
 // Artifact is one output file and its hash.
@@ -166,21 +150,11 @@ const (
 	MaxStringField = 512
 )
 
-var (
-	reHex64   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	reDigest  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	rePkg     = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{1,62}$`)
-	reVersion = regexp.MustCompile(`^[A-Za-z0-9.+~:-]{1,128}$`)
-	reWord    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	reFpr     = regexp.MustCompile(`^[0-9A-F]{40}$|^[0-9A-F]{64}$`)
-	reFile    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,254}$`)
-)
-
-// ValidPackageName reports whether s is a Debian source package name as
-// claims, opinions, topics and the CLI accept it: lower-case alphanumerics
-// and + . -, starting alphanumeric, 2 to 63 characters. The one definition
-// every layer uses.
-func ValidPackageName(s string) bool { return rePkg.MatchString(s) }
+// ValidDigest reports whether s is a container digest: sha256:<64 hex>.
+func ValidDigest(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	return ok && vocab.IsSHA256Hex(h)
+}
 
 // ErrInvalidStatement wraps every statement validation failure.
 var ErrInvalidStatement = errors.New("invalid statement")
@@ -193,30 +167,38 @@ func invalid(format string, a ...any) error {
 // the recipe fields. now and skew bound the timestamp (future claims are
 // rejected); a zero now skips the time check.
 func (s *Statement) Validate(now time.Time, skew time.Duration) error {
-	switch {
-	case s.Type != TypeRebuildV1:
+	if s.Type != TypeRebuildV1 {
 		return invalid("unknown type %q (want %q)", s.Type, TypeRebuildV1)
-	case !rePkg.MatchString(s.Package):
-		return invalid("package %q is not a Debian source package name", s.Package)
-	case !reVersion.MatchString(s.Version):
-		return invalid("version %q is not a Debian version", s.Version)
-	case !reVersion.MatchString(s.DebianVersion):
-		return invalid("debian_version %q is not a Debian version", s.DebianVersion)
-	case !reWord.MatchString(s.Suite):
-		return invalid("suite %q is malformed", s.Suite)
-	case !reWord.MatchString(s.Arch):
-		return invalid("arch %q is malformed", s.Arch)
-	case s.Opinion.Name != "" && !reWord.MatchString(s.Opinion.Name):
-		return invalid("opinion name %q is malformed", s.Opinion.Name)
+	}
+	for _, c := range []struct {
+		field string
+		err   error
+	}{
+		{"package", vocab.CheckPackage(s.Package)},
+		{"version", vocab.CheckVersion(s.Version)},
+		{"debian_version", vocab.CheckVersion(s.DebianVersion)},
+		{"suite", vocab.CheckSuite(s.Suite)},
+		{"arch", vocab.CheckArch(s.Arch)},
+	} {
+		if c.err != nil {
+			return invalid("%s: %v", c.field, c.err)
+		}
+	}
+	if s.Opinion.Name != "" {
+		if err := vocab.CheckOpinionName(s.Opinion.Name); err != nil {
+			return invalid("opinion.name: %v", err)
+		}
+	}
+	switch {
 	case len(s.Opinion.CID) > MaxStringField || len(s.Opinion.Commit) > MaxStringField:
 		return invalid("opinion cid/commit too long")
 	case s.Opinion.Purity != "" && !s.Opinion.Purity.Valid():
 		return invalid("opinion purity %q is unknown", s.Opinion.Purity)
-	case !reHex64.MatchString(s.DebianSourceSHA256):
+	case !vocab.IsSHA256Hex(s.DebianSourceSHA256):
 		return invalid("debian_source_sha256 %q is not 64 lower-case hex digits", s.DebianSourceSHA256)
-	case !reDigest.MatchString(s.ContainerDigest):
+	case !ValidDigest(s.ContainerDigest):
 		return invalid("container_digest %q is not sha256:<64 hex>", s.ContainerDigest)
-	case !reFpr.MatchString(s.Builder):
+	case vocab.CheckFingerprint(s.Builder) != nil:
 		return invalid("builder %q is not an upper-case OpenPGP fingerprint", s.Builder)
 	case len(s.PeerID) > 128 || len(s.BuildinfoCID) > MaxStringField || len(s.LogCID) > MaxStringField:
 		return invalid("peer_id or cid field too long")
@@ -238,10 +220,10 @@ func (s *Statement) Validate(now time.Time, skew time.Duration) error {
 	}
 	seen := make(map[string]bool, len(s.Artifacts))
 	for i, a := range s.Artifacts {
-		if !reFile.MatchString(a.Name) {
-			return invalid("artifacts[%d].name %q is not a plain file name", i, a.Name)
+		if err := vocab.CheckFileName(a.Name); err != nil {
+			return invalid("artifacts[%d].name: %v", i, err)
 		}
-		if !reHex64.MatchString(a.SHA256) {
+		if !vocab.IsSHA256Hex(a.SHA256) {
 			return invalid("artifacts[%d].sha256 %q is not 64 lower-case hex digits", i, a.SHA256)
 		}
 		if seen[a.Name] {

@@ -50,7 +50,7 @@ func TestValidate(t *testing.T) {
 		{desc: "too many artifacts", mutate: func(s *Statement) { s.Artifacts = nArtifacts(MaxArtifacts + 1) }, wantErr: "artifacts (max"},
 		{desc: "success without artifacts", mutate: func(s *Statement) { s.Artifacts = nil }, wantErr: "success without artifacts"},
 		{desc: "unknown result", mutate: func(s *Statement) { s.Result = "maybe" }, wantErr: "result"},
-		{desc: "artifact name with slash", mutate: func(s *Statement) { s.Artifacts[0].Name = "../x.deb" }, wantErr: "plain file name"},
+		{desc: "artifact name with slash", mutate: func(s *Statement) { s.Artifacts[0].Name = "../x.deb" }, wantErr: "file name"},
 		{desc: "artifact bad hash", mutate: func(s *Statement) { s.Artifacts[1].SHA256 = "sha256:" + hex("05") }, wantErr: "artifacts[1].sha256"},
 		{desc: "duplicate artifact names", mutate: func(s *Statement) { s.Artifacts[1].Name = s.Artifacts[0].Name }, wantErr: "repeated"},
 		{desc: "recipe_id mismatch", mutate: func(s *Statement) { s.RecipeID = hex("ff") }, wantErr: "recipe_id"},

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"pault.ag/go/debian/dependency"
 )
 
@@ -46,7 +47,7 @@ func ResolveBuildDepends(fields []string, arch string) ([]string, error) {
 				if i := strings.IndexByte(name, ':'); i >= 0 {
 					name = name[:i]
 				}
-				if !reDebPkg.MatchString(name) {
+				if !vocab.IsPackage(name) {
 					return nil, fmt.Errorf("resolve build-depends: %q is not a Debian package name", truncate(name, 80))
 				}
 				out = append(out, name)

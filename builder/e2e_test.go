@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
@@ -108,7 +109,7 @@ func artifactKey(res *Result) string {
 
 func helloOpinion(t *testing.T, name string, mut func(o *opinions.Opinion)) *opinions.Opinion {
 	o := &opinions.Opinion{
-		Name: name, Package: "hello", Summary: "test opinion " + name, Purity: attest.PurityPureCompilation,
+		Name: name, Package: "hello", Summary: "test opinion " + name, Purity: vocab.PurityPureCompilation,
 		Debian: opinions.Debian{Suite: "bookworm", Version: "2.10-3"}, Revision: 1, Dir: t.TempDir(),
 	}
 	if mut != nil {
@@ -169,7 +170,7 @@ func TestE2EHelloPatch(t *testing.T) {
 	b := newE2EBuilder(t)
 	patch, err := os.ReadFile("../opinions/hello/greeting/greeting.patch")
 	require.NoError(t, err)
-	o := helloOpinion(t, "greeting", func(o *opinions.Opinion) { o.Purity = attest.PurityPatches })
+	o := helloOpinion(t, "greeting", func(o *opinions.Opinion) { o.Purity = vocab.PurityPatches })
 	require.NoError(t, os.WriteFile(filepath.Join(o.Dir, "greeting.patch"), patch, 0o644))
 	sum := sha256.Sum256(patch)
 	o.Patches = []opinions.Patch{{Path: "greeting.patch", SHA256: hex.EncodeToString(sum[:])}}
@@ -191,7 +192,7 @@ func TestE2EHelloPatch(t *testing.T) {
 	require.Contains(t, string(res.Log), "applied opinion patch lebowski-01-greeting.patch")
 
 	// A patch that does not apply is a clear refusal with the log.
-	bad := helloOpinion(t, "bad", func(o *opinions.Opinion) { o.Purity = attest.PurityPatches })
+	bad := helloOpinion(t, "bad", func(o *opinions.Opinion) { o.Purity = vocab.PurityPatches })
 	badPatch := bytes.ReplaceAll(patch, []byte("Hello, world!"), []byte("Hello, nobody!"))
 	require.NoError(t, os.WriteFile(filepath.Join(bad.Dir, "bad.patch"), badPatch, 0o644))
 	bs := sha256.Sum256(badPatch)
@@ -281,7 +282,7 @@ func TestE2EImageDigestStable(t *testing.T) {
 func TestE2EConfigureOnlyPV(t *testing.T) {
 	b := newE2EBuilder(t)
 	o := &opinions.Opinion{
-		Name: "nonls", Package: "pv", Summary: "pv without NLS", Purity: attest.PurityConfigureOnly,
+		Name: "nonls", Package: "pv", Summary: "pv without NLS", Purity: vocab.PurityConfigureOnly,
 		Debian: opinions.Debian{Suite: "bookworm", Version: "1.6.20-1"}, Revision: 1, Dir: t.TempDir(),
 		Build: opinions.Build{ConfigureArgs: []string{"--disable-nls"}},
 	}

@@ -16,12 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // DefaultMirror is the Debian mirror images are made from.
@@ -72,14 +73,9 @@ func (m *Manifest) normalize() {
 	}
 }
 
-var (
-	reDebPkg = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]{0,99}$`)
-	reSuite  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-)
-
 // Validate checks that every field is safe to hand to mmdebstrap.
 func (m Manifest) Validate() error {
-	if !reSuite.MatchString(m.Suite) {
+	if vocab.CheckSuite(m.Suite) != nil {
 		return fmt.Errorf("%w: manifest suite %q is not a suite name", ErrImage, m.Suite)
 	}
 	u, err := url.Parse(m.Mirror)
@@ -90,7 +86,7 @@ func (m Manifest) Validate() error {
 		return fmt.Errorf("%w: manifest lists no packages", ErrImage)
 	}
 	for _, p := range m.Packages {
-		if !reDebPkg.MatchString(p) {
+		if !vocab.IsPackage(p) {
 			return fmt.Errorf("%w: manifest package %q is not a Debian package name", ErrImage, p)
 		}
 	}
@@ -443,7 +439,7 @@ func ParseDpkgStatus(b []byte) ([]string, error) {
 		if status != "install ok installed" {
 			continue
 		}
-		if !reDebPkg.MatchString(pkg) || !reDebVersion.MatchString(ver) {
+		if !vocab.IsPackage(pkg) || !vocab.IsVersion(ver) {
 			return nil, fmt.Errorf("%w: dpkg status: bad package %q version %q", ErrImage, truncate(pkg, 80), truncate(ver, 80))
 		}
 		out = append(out, pkg+" (= "+ver+")")
@@ -451,8 +447,6 @@ func ParseDpkgStatus(b []byte) ([]string, error) {
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }
-
-var reDebVersion = regexp.MustCompile(`^[A-Za-z0-9.+~:-]{1,128}$`)
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

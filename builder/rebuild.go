@@ -12,12 +12,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
 )
 
@@ -149,11 +149,11 @@ func (b *PodmanBuilder) normalize(req Request) (Request, error) {
 		req.Arch = DefaultArch
 	}
 	switch {
-	case !reDebPkg.MatchString(req.Package):
+	case !vocab.IsPackage(req.Package):
 		return req, fmt.Errorf("%w: package %q is not a Debian source package name", ErrInvalidRequest, truncate(req.Package, 80))
-	case req.Version != "" && !reDebVer.MatchString(req.Version):
+	case req.Version != "" && !vocab.IsVersion(req.Version):
 		return req, fmt.Errorf("%w: version %q is not a Debian version", ErrInvalidRequest, truncate(req.Version, 80))
-	case !reSuite.MatchString(req.Suite):
+	case vocab.CheckSuite(req.Suite) != nil:
 		return req, fmt.Errorf("%w: suite %q is malformed", ErrInvalidRequest, truncate(req.Suite, 80))
 	case req.Arch != DefaultArch:
 		return req, fmt.Errorf("%w: arch %q: only native amd64 builds are supported", ErrInvalidRequest, truncate(req.Arch, 80))
@@ -315,7 +315,7 @@ func readSmall(path string) string {
 // prepareWork lays out the host work dir mounted at /build: src/ (the .dsc
 // and its files), lebowski/run.sh, lebowski/patches/, lebowski/changelog.entry.
 func (b *PodmanBuilder) prepareWork(work string, req Request, src *source.Source, op *appliedOpinion) error {
-	if !reFile.MatchString(src.DscName) {
+	if vocab.CheckFileName(src.DscName) != nil {
 		return fmt.Errorf("build %s: source .dsc name %q is not a plain file name", req.Package, src.DscName)
 	}
 	for _, d := range []string{"src", "lebowski/patches", "out"} {
@@ -328,7 +328,7 @@ func (b *PodmanBuilder) prepareWork(work string, req Request, src *source.Source
 		files = append(files, f.Name)
 	}
 	for _, name := range files {
-		if !reFile.MatchString(name) {
+		if vocab.CheckFileName(name) != nil {
 			return fmt.Errorf("build %s: source file name %q is not a plain file name", req.Package, name)
 		}
 		if err := copyFile(filepath.Join(src.Dir, name), filepath.Join(work, "src", name)); err != nil {
@@ -352,8 +352,6 @@ func (b *PodmanBuilder) prepareWork(work string, req Request, src *source.Source
 	}
 	return nil
 }
-
-var reFile = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,254}$`)
 
 func copyFile(from, to string) error {
 	in, err := os.Open(from)
@@ -423,7 +421,7 @@ func (b *PodmanBuilder) collect(work string, img *Image, op *appliedOpinion, res
 	var buildinfos []string
 	for _, e := range ents {
 		name := e.Name()
-		if !e.Type().IsRegular() || !reFile.MatchString(name) {
+		if !e.Type().IsRegular() || vocab.CheckFileName(name) != nil {
 			continue
 		}
 		switch {

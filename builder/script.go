@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
@@ -42,8 +43,6 @@ const (
 var (
 	reFlag        = regexp.MustCompile(`^[A-Za-z0-9_.,:=+/@%-]+$`)
 	reFeatureList = regexp.MustCompile(`^[+-][a-z]+(,[+-][a-z]+)*$`)
-	reOpinionName = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-	reDebVer      = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:-]{0,127}$`)
 )
 
 // appliedOpinion is an opinion re-checked by the builder: what goes into
@@ -76,8 +75,8 @@ func checkOpinion(o *opinions.Opinion, pkg, version, suite string) (*appliedOpin
 	if o == nil {
 		return nil, nil
 	}
-	if !reOpinionName.MatchString(o.Name) {
-		return nil, unsafeErr("opinion name %q is not [a-z0-9]{1,64}", truncate(o.Name, 80))
+	if err := vocab.CheckOpinionName(o.Name); err != nil {
+		return nil, unsafeErr("%v", err)
 	}
 	if o.Package != pkg {
 		return nil, unsafeErr("opinion %s is for package %q, not %q", o.Name, truncate(o.Package, 80), pkg)
@@ -88,14 +87,11 @@ func checkOpinion(o *opinions.Opinion, pkg, version, suite string) (*appliedOpin
 	if o.Debian.Suite != "" && o.Debian.Suite != suite {
 		return nil, unsafeErr("opinion %s is for suite %s, not %s", o.Name, truncate(o.Debian.Suite, 40), suite)
 	}
-	if o.Revision < 0 || o.Revision > 999999 {
-		return nil, unsafeErr("opinion %s revision %d out of range", o.Name, o.Revision)
+	bv := vocab.BinaryVersion{Debian: version, Opinion: o.Name, Revision: o.Revision}
+	if err := bv.Check(); err != nil {
+		return nil, unsafeErr("opinion %s: binary version: %v", o.Name, err)
 	}
-	a := &appliedOpinion{name: o.Name, cid: o.CID(), revision: o.Revision, sourceDateEpoch: o.SourceDateEpoch}
-	a.binaryVersion = version + "~" + o.Name + "+" + strconv.Itoa(o.Revision)
-	if !reDebVer.MatchString(a.binaryVersion) {
-		return nil, unsafeErr("binary version %q is not a Debian version", truncate(a.binaryVersion, 140))
-	}
+	a := &appliedOpinion{name: o.Name, cid: o.CID(), revision: o.Revision, sourceDateEpoch: o.SourceDateEpoch, binaryVersion: bv.String()}
 	a.summary = oneLineText(o.Summary, 200)
 	for _, f := range []struct {
 		field string

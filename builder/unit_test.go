@@ -17,13 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
 func baseOpinion(t *testing.T) *opinions.Opinion {
 	return &opinions.Opinion{
-		Name: "o3", Package: "hello", Summary: "hello -O3", Purity: attest.PurityPureCompilation,
+		Name: "o3", Package: "hello", Summary: "hello -O3", Purity: vocab.PurityPureCompilation,
 		Debian: opinions.Debian{Suite: "bookworm", Version: "2.10-3"}, Revision: 2, Dir: t.TempDir(),
 	}
 }
@@ -113,7 +114,7 @@ func TestCheckOpinionPatches(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			o := baseOpinion(t)
-			o.Purity = attest.PurityPatches
+			o.Purity = vocab.PurityPatches
 			o.Patches = []opinions.Patch{tc.setup(t, o.Dir)}
 			a, err := checkOpinion(o, "hello", "2.10-3", "bookworm")
 			if tc.want != "" {
@@ -335,7 +336,7 @@ func FuzzResolveBuildDepends(f *testing.F) {
 			return
 		}
 		for _, p := range got {
-			if !reDebPkg.MatchString(p) {
+			if !vocab.IsPackage(p) {
 				t.Fatalf("resolved %q is not a package name", p)
 			}
 		}
@@ -343,12 +344,12 @@ func FuzzResolveBuildDepends(f *testing.F) {
 }
 
 func TestParseDpkgStatus(t *testing.T) {
-	status := "Package: b\nStatus: install ok installed\nVersion: 1:2.0-1\nDescription: x\n continued: line\n\n" +
-		"Package: a\nStatus: deinstall ok config-files\nVersion: 1\n\n" +
-		"Package: c\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3~rc1\n"
+	status := "Package: bb\nStatus: install ok installed\nVersion: 1:2.0-1\nDescription: x\n continued: line\n\n" +
+		"Package: aa\nStatus: deinstall ok config-files\nVersion: 1\n\n" +
+		"Package: cc\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3~rc1\n"
 	got, err := ParseDpkgStatus([]byte(status))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"b (= 1:2.0-1)", "c (= 3~rc1)"}, got)
+	assert.Equal(t, []string{"bb (= 1:2.0-1)", "cc (= 3~rc1)"}, got)
 	_, err = ParseDpkgStatus([]byte("Package: x\nStatus: install ok installed\nVersion: 1 ;rm\n"))
 	require.ErrorIs(t, err, ErrImage)
 	_, err = ParseDpkgStatus([]byte("garbage line\n"))

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/p2p"
 )
 
@@ -236,7 +237,7 @@ func statement(pkg, opinion string, seq int) *attest.Statement {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", pkg, opinion, seq)))
 	return &attest.Statement{
 		Type: attest.TypeRebuildV1, Package: pkg, Version: "1.0-1", DebianVersion: "1.0-1", Suite: "bookworm", Arch: "amd64",
-		Opinion:            attest.OpinionRef{Name: opinion, CID: "bafkreitest", Purity: attest.PurityPureCompilation},
+		Opinion:            attest.OpinionRef{Name: opinion, CID: "bafkreitest", Purity: vocab.PurityPureCompilation},
 		DebianSourceSHA256: "0000000000000000000000000000000000000000000000000000000000000001",
 		ContainerDigest:    "sha256:0000000000000000000000000000000000000000000000000000000000000002",
 		Result:             attest.ResultSuccess,

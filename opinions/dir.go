@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // LoadDir loads every opinion root/<package>/<name>.yaml. Other files,
@@ -75,7 +75,7 @@ func Find(root, ref string, opts ...Option) (*Opinion, error) {
 	if !qualified {
 		pkg, name = "", ref
 	}
-	if !reName.MatchString(name) || (qualified && !attest.ValidPackageName(pkg)) {
+	if vocab.CheckOpinionName(name) != nil || (qualified && !vocab.IsPackage(pkg)) {
 		return nil, fmt.Errorf("opinions: find %q: %w: want package/name, e.g. hello/o3", ref, ErrInvalid)
 	}
 	if qualified {

@@ -179,7 +179,7 @@ func TestGitCommit(t *testing.T) {
 	if o, err = Load(path); err != nil || o.Commit != "" {
 		t.Errorf("modified: commit %q err %v, want empty", o.Commit, err)
 	}
-	if o.Ref().CID != o.CID() || o.Ref().Name != "o3" {
+	if o.Ref().String() != "hello/o3" {
 		t.Errorf("Ref() = %+v", o.Ref())
 	}
 }

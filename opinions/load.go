@@ -15,9 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"gopkg.in/yaml.v3"
-
-	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // Limits on the files the loader reads.
@@ -396,7 +395,7 @@ func (l *loader) walk(root *yaml.Node) {
 		{key: "purity", required: true, decode: func(p string, v *yaml.Node) {
 			var s string
 			l.str(&s)(p, v)
-			o.Purity = attest.Purity(s)
+			o.Purity = vocab.Purity(s)
 		}},
 		{key: "debian", required: true, decode: func(p string, v *yaml.Node) {
 			l.mapping(p, v, []field{
@@ -406,8 +405,8 @@ func (l *loader) walk(root *yaml.Node) {
 		}},
 		{key: "revision", required: true, decode: func(p string, v *yaml.Node) {
 			if i, ok := l.integer(p, v); ok {
-				if i < 1 || i > maxRevision {
-					l.add(v, p, fmt.Sprintf("revision %d is out of range 1..%d", i, maxRevision), "start at 1 and add 1 for every change to the opinion")
+				if i < 1 || i > vocab.MaxRevision {
+					l.add(v, p, fmt.Sprintf("revision %d is out of range 1..%d", i, vocab.MaxRevision), "start at 1 and add 1 for every change to the opinion")
 					delete(l.pos, p)
 					return
 				}

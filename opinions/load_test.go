@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 const badDir = "testdata/bad/hello"
@@ -143,13 +143,13 @@ func TestLoadRealOpinions(t *testing.T) {
 	tests := []struct {
 		desc    string
 		path    string
-		purity  attest.Purity
+		purity  vocab.Purity
 		version string
 		binary  string
 	}{
-		{"pure-compilation -O3", "hello/o3.yaml", attest.PurityPureCompilation, "2.10-3", "2.10-3~o3+1"},
-		{"patches: greeting", "hello/greeting.yaml", attest.PurityPatches, "2.10-3", "2.10-3~greeting+1"},
-		{"configure-only: pv without NLS", "pv/nonls.yaml", attest.PurityConfigureOnly, "1.6.20-1", "1.6.20-1~nonls+1"},
+		{"pure-compilation -O3", "hello/o3.yaml", vocab.PurityPureCompilation, "2.10-3", "2.10-3~o3+1"},
+		{"patches: greeting", "hello/greeting.yaml", vocab.PurityPatches, "2.10-3", "2.10-3~greeting+1"},
+		{"configure-only: pv without NLS", "pv/nonls.yaml", vocab.PurityConfigureOnly, "1.6.20-1", "1.6.20-1~nonls+1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestLoadRealOpinions(t *testing.T) {
 			if o.Purity != tc.purity || o.Debian.Version != tc.version || o.Debian.Suite != "bookworm" {
 				t.Errorf("got purity %s version %s suite %s", o.Purity, o.Debian.Version, o.Debian.Suite)
 			}
-			if got := o.BinaryVersion(); got != tc.binary {
+			if got := o.BinaryVersion().String(); got != tc.binary {
 				t.Errorf("BinaryVersion() = %s, want %s", got, tc.binary)
 			}
 			if o.Path != tc.path || o.Dir != filepath.Dir(tc.path) {

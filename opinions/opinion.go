@@ -4,21 +4,19 @@
 package opinions
 
 import (
-	"strconv"
-
-	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Opinion is a decoded and validated opinion file.
 type Opinion struct {
-	Name     string        `yaml:"name" json:"name"`
-	Package  string        `yaml:"package" json:"package"`
-	Summary  string        `yaml:"summary" json:"summary"`
-	Purity   attest.Purity `yaml:"purity" json:"purity"`
-	Debian   Debian        `yaml:"debian" json:"debian"`
-	Revision int           `yaml:"revision" json:"revision"`
-	Build    Build         `yaml:"build" json:"build"`
-	Patches  []Patch       `yaml:"patches" json:"patches"`
+	Name     string       `yaml:"name" json:"name"`
+	Package  string       `yaml:"package" json:"package"`
+	Summary  string       `yaml:"summary" json:"summary"`
+	Purity   vocab.Purity `yaml:"purity" json:"purity"`
+	Debian   Debian       `yaml:"debian" json:"debian"`
+	Revision int          `yaml:"revision" json:"revision"`
+	Build    Build        `yaml:"build" json:"build"`
+	Patches  []Patch      `yaml:"patches" json:"patches"`
 	// SourceDateEpoch overrides the default (date of the last
 	// debian/changelog entry) when set.
 	SourceDateEpoch *int64 `yaml:"source_date_epoch" json:"source_date_epoch"`
@@ -56,16 +54,13 @@ type Patch struct {
 }
 
 // BinaryVersion is the version of the packages built under the opinion:
-// <debian version>~<name>+<revision> (sorts just below Debian's own build,
-// so an opinion build never shadows a Debian security update).
-func (o *Opinion) BinaryVersion() string {
-	return o.Debian.Version + "~" + o.Name + "+" + strconv.Itoa(o.Revision)
+// <debian version>~<name>+<revision> (vocab.BinaryVersion).
+func (o *Opinion) BinaryVersion() vocab.BinaryVersion {
+	return vocab.BinaryVersion{Debian: o.Debian.Version, Opinion: o.Name, Revision: o.Revision}
 }
 
-// Ref is the opinion as named in an attestation (CID computed by the loader).
-func (o *Opinion) Ref() attest.OpinionRef {
-	return attest.OpinionRef{Name: o.Name, CID: o.CID(), Commit: o.Commit, Purity: o.Purity}
-}
+// Ref is "package/name".
+func (o *Opinion) Ref() vocab.Ref { return vocab.Ref{Package: o.Package, Opinion: o.Name} }
 
 // CID is the opinion's content identifier (CIDv1, raw codec, sha2-256 of
 // Canonical()). Implemented in canonical.go.

@@ -13,26 +13,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"pault.ag/go/debian/version"
-
-	"github.com/lebowski-dist/lebowski/attest"
 )
 
-const (
-	maxRevision   = 999999
-	maxEpoch      = 253402300799 // 9999-12-31T23:59:59Z
-	maxVersionLen = 128
-)
+const maxEpoch = 253402300799 // 9999-12-31T23:59:59Z
 
 var (
-	// reName: no '-' (nor any other character Debian versions treat
-	// specially), because the name becomes part of the binary version
-	// <debver>~<name>+<revision>, and a '-' there would move the split
-	// between upstream version and Debian revision.
-	reName      = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-	reSuite     = regexp.MustCompile(`^[a-z]{2,20}(-[a-z]{2,20})?$`)
-	reVersion   = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~:-]*$`)
-	reSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	rePatchPath = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$`)
 	reConfArg   = regexp.MustCompile(`^--(enable|disable|with|without)-([A-Za-z0-9][A-Za-z0-9_.+-]*)(=(.*))?$`)
 )
@@ -211,8 +198,8 @@ func (l *loader) validate() {
 
 	if has("name") {
 		switch {
-		case !reName.MatchString(o.Name):
-			l.addAt("name", fmt.Sprintf("name %q must be 1 to 64 lower-case letters and digits", o.Name),
+		case vocab.CheckOpinionName(o.Name) != nil:
+			l.addAt("name", fmt.Sprintf("name must be 1 to %d lower-case letters and digits: %v", vocab.MaxOpinionNameLen, vocab.CheckOpinionName(o.Name)),
 				"the name becomes part of the binary version <debver>~<name>+<revision>, where '-' and other punctuation would change how versions sort")
 		case o.Name != stem:
 			l.addAt("name", fmt.Sprintf("name %q differs from the file name %q", o.Name, base),
@@ -221,9 +208,9 @@ func (l *loader) validate() {
 	}
 	if has("package") {
 		switch {
-		case !attest.ValidPackageName(o.Package):
+		case !vocab.IsPackage(o.Package):
 			l.addAt("package", fmt.Sprintf("%q is not a Debian source package name", o.Package),
-				"2 to 63 characters: lower-case letters, digits, '+', '-', '.', starting with a letter or digit")
+				fmt.Sprintf("2 to %d characters: lower-case letters, digits, '+', '-', '.', starting with a letter or digit", vocab.MaxPackageLen))
 		case o.Package != dirName:
 			l.addAt("package", fmt.Sprintf("package %q differs from the directory name %q", o.Package, dirName),
 				fmt.Sprintf("keep the file at opinions/%s/%s", o.Package, base))
@@ -240,7 +227,7 @@ func (l *loader) validate() {
 			l.addAt("summary", "summary must be one line of printable text", "remove newlines and control characters")
 		}
 	}
-	if has("debian.suite") && !reSuite.MatchString(o.Debian.Suite) {
+	if has("debian.suite") && vocab.CheckSuite(o.Debian.Suite) != nil {
 		l.addAt("debian.suite", fmt.Sprintf("suite %q is not a Debian suite name", o.Debian.Suite), "use the code name, e.g. bookworm")
 	}
 	if has("debian.version") {
@@ -278,26 +265,22 @@ func (l *loader) validate() {
 
 func (l *loader) checkVersion(o *Opinion) {
 	v := o.Debian.Version
-	if len(v) > maxVersionLen || !reVersion.MatchString(v) {
-		l.addAt("debian.version", fmt.Sprintf("%q is not a Debian version", v), "copy it from apt-cache showsrc <package>, e.g. 2.10-3")
+	if err := vocab.CheckVersion(v); err != nil {
+		l.addAt("debian.version", fmt.Sprintf("not a Debian version: %v", err), "copy it from apt-cache showsrc <package>, e.g. 2.10-3")
 		return
 	}
-	parsed, err := version.Parse(v)
-	if err == nil && strings.Contains(v, "-") && parsed.Revision == "" {
-		err = fmt.Errorf("empty Debian revision after '-'")
-	}
-	if err != nil {
-		l.addAt("debian.version", fmt.Sprintf("%q is not a Debian version: %v", v, err), "copy it from apt-cache showsrc <package>, e.g. 2.10-3")
-		return
-	}
-	if o.Name == "" || o.Revision < 1 || !reName.MatchString(o.Name) {
-		return
+	bv := o.BinaryVersion()
+	if vocab.CheckOpinionName(o.Name) != nil || o.Revision < 1 {
+		return // reported on name and revision
 	}
 	// The binary version must be Debian's version with a suffix that sorts
-	// below it, so an opinion build never shadows Debian's own.
-	bin, err := version.Parse(o.BinaryVersion())
-	if err != nil || bin.Epoch != parsed.Epoch || bin.Version != parsed.Version || version.Compare(bin, parsed) >= 0 {
-		l.addAt("debian.version", fmt.Sprintf("binary version %q would not sort just below %q", o.BinaryVersion(), v),
+	// below it, so an opinion build never shadows Debian's own, and it must
+	// parse back into the same parts (verify reads it from the .deb).
+	parsed, _ := version.Parse(v)
+	bin, err := version.Parse(bv.String())
+	back, ok := vocab.ParseBinaryVersion(bv.String())
+	if err != nil || !ok || back != bv || bin.Epoch != parsed.Epoch || bin.Version != parsed.Version || version.Compare(bin, parsed) >= 0 {
+		l.addAt("debian.version", fmt.Sprintf("binary version %q would not sort just below %q", bv, v),
 			"use a name of lower-case letters and digits only")
 	}
 }
@@ -449,7 +432,7 @@ func (l *loader) checkPatches(patches []Patch, has func(string) bool) {
 	for i, pt := range patches {
 		base := fmt.Sprintf("patches[%d]", i)
 		pp, sp := base+".path", base+".sha256"
-		if has(sp) && !reSHA256.MatchString(pt.SHA256) {
+		if has(sp) && !vocab.IsSHA256Hex(pt.SHA256) {
 			l.addAt(sp, fmt.Sprintf("%q is not a sha256 (64 lower-case hex digits)", pt.SHA256), "compute it with sha256sum")
 		}
 		if !has(pp) {
@@ -471,7 +454,7 @@ func (l *loader) checkPatches(patches []Patch, has func(string) bool) {
 		}
 		sum := sha256.Sum256(data)
 		actual := hex.EncodeToString(sum[:])
-		if has(sp) && reSHA256.MatchString(pt.SHA256) && actual != pt.SHA256 {
+		if has(sp) && vocab.IsSHA256Hex(pt.SHA256) && actual != pt.SHA256 {
 			l.addAt(sp, fmt.Sprintf("sha256 mismatch for %s: opinion says %s, file has %s", pt.Path, pt.SHA256, actual),
 				"if you changed the patch on purpose, set the new sha256 and raise revision")
 		}
@@ -625,14 +608,14 @@ func hunkCount(s string) int {
 }
 
 // derivedPurity is the purity the content implies, with the reason.
-func derivedPurity(o *Opinion) (attest.Purity, string) {
+func derivedPurity(o *Opinion) (vocab.Purity, string) {
 	switch {
 	case len(o.Patches) > 0:
-		return attest.PurityPatches, "has patches"
+		return vocab.PurityPatches, "has patches"
 	case len(o.Build.ConfigureArgs) > 0:
-		return attest.PurityConfigureOnly, "has configure_args"
+		return vocab.PurityConfigureOnly, "has configure_args"
 	}
-	return attest.PurityPureCompilation, "has no patches or configure_args"
+	return vocab.PurityPureCompilation, "has no patches or configure_args"
 }
 
 func (l *loader) checkPurity(o *Opinion) {

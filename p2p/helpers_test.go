@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 func testIdentity(t testing.TB) *attest.Identity {
@@ -25,7 +26,7 @@ func testClaim(t testing.TB, id *attest.Identity, pkg, opinion string, i int) *a
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", pkg, opinion, i)))
 	s := &attest.Statement{
 		Type: attest.TypeRebuildV1, Package: pkg, Version: "1.0-1", DebianVersion: "1.0-1", Suite: "bookworm", Arch: "amd64",
-		Opinion:            attest.OpinionRef{Name: opinion, CID: "bafkreitest", Purity: attest.PurityPureCompilation},
+		Opinion:            attest.OpinionRef{Name: opinion, CID: "bafkreitest", Purity: vocab.PurityPureCompilation},
 		DebianSourceSHA256: "0000000000000000000000000000000000000000000000000000000000000001",
 		ContainerDigest:    "sha256:0000000000000000000000000000000000000000000000000000000000000002",
 		Result:             attest.ResultSuccess,

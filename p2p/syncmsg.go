@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Sync protocol limits (docs/NETWORK.md).
@@ -69,7 +69,7 @@ func (r *SyncRequest) Validate() error {
 			return fmt.Errorf("%w: digests request takes no arguments", ErrProtocol)
 		}
 	case OpIDs:
-		if !attest.ValidPackageName(r.Package) {
+		if !vocab.IsPackage(r.Package) {
 			return fmt.Errorf("%w: ids request: package %q is malformed", ErrProtocol, r.Package)
 		}
 		if r.After != "" && !reClaimID.MatchString(r.After) {
@@ -113,7 +113,7 @@ func (r *SyncResponse) Validate(req *SyncRequest) error {
 			return fmt.Errorf("%w: %d digests (max %d)", ErrProtocol, len(r.Digests), MaxDigests)
 		}
 		for pkg, d := range r.Digests {
-			if !attest.ValidPackageName(pkg) || d.Count < 0 || !reHexHash.MatchString(d.Hash) {
+			if !vocab.IsPackage(pkg) || d.Count < 0 || !reHexHash.MatchString(d.Hash) {
 				return fmt.Errorf("%w: malformed digest for package %q", ErrProtocol, pkg)
 			}
 		}

@@ -2,10 +2,10 @@ package p2p
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Topic names.
@@ -13,26 +13,24 @@ const (
 	// TopicPrefix starts every opinion topic: TopicPrefix + "<package>/<name>".
 	TopicPrefix = "/lebowski/1/opinion/"
 	// VanillaOpinion is the opinion name of unmodified Debian builds.
-	VanillaOpinion = "vanilla"
-)
-
-var (
-	reOpinionName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	VanillaOpinion = vocab.Vanilla
 )
 
 // TopicFor returns the gossipsub topic of an opinion of a source package.
-// An empty opinion name means a vanilla build.
+// An empty opinion name (or "vanilla") means a vanilla build.
 func TopicFor(pkg, opinion string) (string, error) {
-	if opinion == "" {
-		opinion = VanillaOpinion
+	if opinion == VanillaOpinion {
+		opinion = ""
 	}
-	if !attest.ValidPackageName(pkg) {
-		return "", fmt.Errorf("%w: package %q is not a Debian source package name", ErrBadTopic, pkg)
+	if err := vocab.CheckPackage(pkg); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadTopic, err)
 	}
-	if !reOpinionName.MatchString(opinion) {
-		return "", fmt.Errorf("%w: opinion name %q is malformed (lower-case letters, digits, '-')", ErrBadTopic, opinion)
+	if opinion != "" {
+		if err := vocab.CheckOpinionName(opinion); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrBadTopic, err)
+		}
 	}
-	return TopicPrefix + pkg + "/" + opinion, nil
+	return TopicPrefix + vocab.Ref{Package: pkg, Opinion: opinion}.String(), nil
 }
 
 // ClaimTopic is the topic a claim is published on.
@@ -68,10 +66,9 @@ func TopicFromSpec(spec string) (string, error) {
 		}
 		return spec, nil
 	}
-	pkg, opinion, _ := strings.Cut(spec, "/")
-	t, err := TopicFor(pkg, opinion)
+	r, err := vocab.ParseRef(spec)
 	if err != nil {
-		return "", fmt.Errorf("subscription %q: %w (want <package>/<opinion>)", spec, err)
+		return "", fmt.Errorf("%w: subscription: %w", ErrBadTopic, err)
 	}
-	return t, nil
+	return TopicPrefix + r.String(), nil
 }

@@ -22,6 +22,8 @@ func TestTopicFromSpec(t *testing.T) {
 		{"full topic without opinion", "/lebowski/1/opinion/hello", "", false},
 		{"empty", "", "", false},
 		{"shell chars", "hello/$(id)", "", false},
+		{"hyphenated opinion (breaks the binary version)", "pv/no-nls", "", false},
+		{"reserved opinion name", "hello/bpo12", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // mustOpenStore opens a fresh store in t.TempDir(), closed at cleanup.
@@ -88,7 +89,7 @@ func statement(sp spec) *attest.Statement {
 	st := &attest.Statement{
 		Type: attest.TypeRebuildV1, Package: sp.pkg, Version: sp.debver + "~o3+1", DebianVersion: sp.debver,
 		Suite: "bookworm", Arch: "amd64",
-		Opinion:            attest.OpinionRef{Name: "o3", CID: "bafkreio3", Purity: attest.PurityPureCompilation},
+		Opinion:            attest.OpinionRef{Name: "o3", CID: "bafkreio3", Purity: vocab.PurityPureCompilation},
 		DebianSourceSHA256: hex64("dsc", sp.pkg, sp.debver),
 		ContainerDigest:    "sha256:" + hex64("image", sp.recipe),
 		Result:             sp.result,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Claim is one verified claim as the node holds it.
@@ -38,7 +39,7 @@ type Options struct {
 	MinTrusted int
 	// Purity, when valid, overrides the purity declared in the claims (the
 	// caller holds the opinion file whose CID is in the recipe).
-	Purity attest.Purity
+	Purity vocab.Purity
 	// RecipeID selects the recipe when claims span several; "" picks the
 	// recipe with the most trusted keys (then the smallest ID).
 	RecipeID string
@@ -115,15 +116,15 @@ func (g *Group) nameOfHash(h string) (string, bool) {
 
 // Report is the consensus view of one recipe.
 type Report struct {
-	RecipeID      string        `json:"recipe_id"`
-	Package       string        `json:"package"`
-	Version       string        `json:"version"`
-	DebianVersion string        `json:"debian_version"`
-	Suite         string        `json:"suite"`
-	Arch          string        `json:"arch"`
-	Opinion       string        `json:"opinion,omitempty"` // opinion name; "" = vanilla
-	Purity        attest.Purity `json:"purity,omitempty"`  // "" with Vanilla, or undeclared
-	Vanilla       bool          `json:"vanilla"`
+	RecipeID      string       `json:"recipe_id"`
+	Package       string       `json:"package"`
+	Version       string       `json:"version"`
+	DebianVersion string       `json:"debian_version"`
+	Suite         string       `json:"suite"`
+	Arch          string       `json:"arch"`
+	Opinion       string       `json:"opinion,omitempty"` // opinion name; "" = vanilla
+	Purity        vocab.Purity `json:"purity,omitempty"`  // "" with Vanilla, or undeclared
+	Vanilla       bool         `json:"vanilla"`
 	// Groups are sorted most trusted keys first, then most unvetted keys,
 	// then by artifact key.
 	Groups []Group `json:"groups"`
@@ -441,13 +442,13 @@ func pickRecipe(entries []entry, trust TrustSource) string {
 }
 
 // purityRank orders purities from most to least pure; "" (undeclared) is last.
-func purityRank(p attest.Purity) int {
+func purityRank(p vocab.Purity) int {
 	switch p {
-	case attest.PurityPureCompilation:
+	case vocab.PurityPureCompilation:
 		return 0
-	case attest.PurityConfigureOnly:
+	case vocab.PurityConfigureOnly:
 		return 1
-	case attest.PurityPatches:
+	case vocab.PurityPatches:
 		return 2
 	}
 	return 3
@@ -456,12 +457,12 @@ func purityRank(p attest.Purity) int {
 // pickPurity returns the recipe's purity: opt.Purity when valid, else the
 // least pure purity declared by a counted trusted claim (any result), else
 // by any counted claim. The note explains overrides and disagreements.
-func pickPurity(counted []*entry, level func(string) TrustLevel, opt Options) (attest.Purity, string) {
+func pickPurity(counted []*entry, level func(string) TrustLevel, opt Options) (vocab.Purity, string) {
 	if opt.Purity.Valid() {
 		return opt.Purity, "purity from the opinion file"
 	}
-	seen := map[attest.Purity]bool{}
-	var worst attest.Purity
+	seen := map[vocab.Purity]bool{}
+	var worst vocab.Purity
 	pick := func(trustedOnly bool) {
 		for _, e := range counted {
 			if trustedOnly && !level(e.fpr).votes() {

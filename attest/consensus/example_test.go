@@ -6,6 +6,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 func Example() {
@@ -15,7 +16,7 @@ func Example() {
 		s := &attest.Statement{
 			Type: attest.TypeRebuildV1, Package: "hello", Version: "2.10-3~o3+1", DebianVersion: "2.10-3",
 			Suite: "bookworm", Arch: "amd64", RecipeID: "3f2a…", Result: attest.ResultSuccess,
-			Opinion:   attest.OpinionRef{Name: "o3", CID: "bafy…", Purity: attest.PurityPureCompilation},
+			Opinion:   attest.OpinionRef{Name: "o3", CID: "bafy…", Purity: vocab.PurityPureCompilation},
 			Artifacts: []attest.Artifact{deb}, Builder: builder, PeerID: peer, Timestamp: now.Add(-2 * time.Hour),
 		}
 		return consensus.Claim{ID: builder, Statement: s, Received: now}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // fuzzClaims decodes fuzz bytes into claims: 5 bytes a claim (key, result
@@ -47,7 +48,7 @@ func fuzzClaims(data []byte) ([]Claim, StaticTrust) {
 		}
 		w := pure
 		if b[1] >= 248 {
-			w = world{purity: attest.PurityPatches}
+			w = world{purity: vocab.PurityPatches}
 		}
 		claims = append(claims, w.claim(sp))
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // now is the evaluation time of every test.
@@ -31,12 +32,12 @@ func debHash(v string) string { return sum(v + "/deb") }
 
 // world is the recipe every test claim is about.
 type world struct {
-	purity  attest.Purity
+	purity  vocab.Purity
 	vanilla bool
 	cid     string // opinion CID, part of the recipe; "" = "bafyo3"
 }
 
-var pure = world{purity: attest.PurityPureCompilation}
+var pure = world{purity: vocab.PurityPureCompilation}
 
 // base returns a statement for the world's recipe without result fields.
 func (w world) base() attest.Statement {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Property tests: each runs propCases random claim sets from a fixed seed,
@@ -35,9 +36,9 @@ func newRandCase(seed uint64) *randCase {
 	case 0:
 		rc.w = world{vanilla: true}
 	case 1:
-		rc.w = world{purity: attest.PurityConfigureOnly}
+		rc.w = world{purity: vocab.PurityConfigureOnly}
 	case 2:
-		rc.w = world{purity: attest.PurityPatches}
+		rc.w = world{purity: vocab.PurityPatches}
 	case 3:
 		rc.w = world{} // undeclared
 	default:
@@ -203,7 +204,7 @@ func TestPropertyTrustedFailureNeverRaises(t *testing.T) {
 // Property 3: any number (0..1000) of unvetted keys cannot turn a non-SAFE
 // verdict into SAFE. In fact they change neither the score nor any verdict.
 func TestPropertyUnvettedCannotMakeSafe(t *testing.T) {
-	other := world{purity: attest.PurityPatches, cid: "bafyother"}
+	other := world{purity: vocab.PurityPatches, cid: "bafyother"}
 	for seed := range uint64(propCases) {
 		rc := newRandCase(seed)
 		before := rc.eval(rc.claims)

@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Score constants. docs/TRUST.md explains each one; change them together
@@ -90,11 +90,11 @@ func recency(age time.Duration, known bool) float64 {
 }
 
 // purityFactor is P. vanilla means a build without an opinion.
-func purityFactor(p attest.Purity, vanilla bool) float64 {
+func purityFactor(p vocab.Purity, vanilla bool) float64 {
 	switch {
-	case vanilla || p == attest.PurityPureCompilation:
+	case vanilla || p == vocab.PurityPureCompilation:
 		return PurityFactorPure
-	case p == attest.PurityConfigureOnly:
+	case p == vocab.PurityConfigureOnly:
 		return PurityFactorConfigure
 	}
 	return PurityFactorPatches
@@ -111,7 +111,7 @@ func failures(n, f int) float64 {
 // computeScore fills the factor fields of c from its counts (only when
 // there is a consensus) and returns the final score: 0 without a consensus, the raw product capped at
 // DissentCap when any trusted key dissents, rounded to one decimal.
-func computeScore(c *Components, consensus bool, purity attest.Purity, vanilla bool) float64 {
+func computeScore(c *Components, consensus bool, purity vocab.Purity, vanilla bool) float64 {
 	if !consensus {
 		return 0 // factors stay zero: there is nothing to weigh
 	}

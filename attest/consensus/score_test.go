@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 func TestComponentFunctions(t *testing.T) {
@@ -35,9 +36,9 @@ func TestComponentFunctions(t *testing.T) {
 		{"recency at the horizon is the floor", recency(RecencyHorizon, true), RecencyFloor},
 		{"recency after the horizon is the floor", recency(10*RecencyHorizon, true), RecencyFloor},
 		{"unknown age counts at the floor", recency(0, false), RecencyFloor},
-		{"pure compilation", purityFactor(attest.PurityPureCompilation, false), 1},
-		{"configure-only", purityFactor(attest.PurityConfigureOnly, false), 0.9},
-		{"patches", purityFactor(attest.PurityPatches, false), 0.75},
+		{"pure compilation", purityFactor(vocab.PurityPureCompilation, false), 1},
+		{"configure-only", purityFactor(vocab.PurityConfigureOnly, false), 0.9},
+		{"patches", purityFactor(vocab.PurityPatches, false), 0.75},
 		{"undeclared counts as patches", purityFactor("", false), 0.75},
 		{"vanilla counts as pure", purityFactor("", true), 1},
 		{"no failures", failures(3, 0), 1},
@@ -52,8 +53,8 @@ func TestComponentFunctions(t *testing.T) {
 }
 
 func TestScoreTable(t *testing.T) {
-	patches := world{purity: attest.PurityPatches}
-	configure := world{purity: attest.PurityConfigureOnly}
+	patches := world{purity: vocab.PurityPatches}
+	configure := world{purity: vocab.PurityConfigureOnly}
 	undeclared := world{}
 	vanilla := world{vanilla: true}
 	oneOp := trusting(seq(1, 10)...)
@@ -96,7 +97,7 @@ func TestScoreTable(t *testing.T) {
 		{desc: "patches", claims: agreeing(patches, 1, 3, time.Hour), trust: trusting(1, 2, 3), want: 4.7, consensus: true, reason: "purity patches ×0.75"},
 		{desc: "undeclared purity counts as patches", claims: agreeing(undeclared, 1, 3, time.Hour), trust: trusting(1, 2, 3), want: 4.7, consensus: true, reason: "purity not declared"},
 		{desc: "vanilla build counts as pure", claims: agreeing(vanilla, 1, 3, time.Hour), trust: trusting(1, 2, 3), want: 6.3, consensus: true, reason: "vanilla Debian build"},
-		{desc: "option purity overrides the claims", claims: agreeing(pure, 1, 3, time.Hour), trust: trusting(1, 2, 3), opt: Options{Purity: attest.PurityPatches}, want: 4.7, consensus: true, reason: "purity from the opinion file"},
+		{desc: "option purity overrides the claims", claims: agreeing(pure, 1, 3, time.Hour), trust: trusting(1, 2, 3), opt: Options{Purity: vocab.PurityPatches}, want: 4.7, consensus: true, reason: "purity from the opinion file"},
 		{desc: "claims disagreeing on purity use the least pure", trust: trusting(1, 2, 3), want: 5.7, consensus: true, reason: "claims disagree on purity",
 			claims: append(agreeing(pure, 1, 2, time.Hour), configure.claim(spec{key: 3}))},
 		{desc: "48.5 days old", claims: agreeing(pure, 1, 3, 48*24*time.Hour+12*time.Hour), trust: trusting(1, 2, 3), want: 5.5, consensus: true, reason: "newest agreeing claim 48d ago — recency ×0.88"},
@@ -150,7 +151,7 @@ func TestScoreTable(t *testing.T) {
 		{desc: "malformed claims are dropped", trust: trusting(1, 2, 3), want: 6.3, consensus: true, reason: "2 malformed claims ignored",
 			claims: append(agreeing(pure, 1, 3, time.Hour), Claim{ID: "nil"}, Claim{ID: "noart", Statement: &attest.Statement{Builder: fpr(1), Result: attest.ResultSuccess}})},
 		{desc: "claims for another recipe are dropped", trust: trusting(1, 2, 3), want: 6.3, consensus: true, reason: "2 claims for other recipes ignored",
-			claims: append(agreeing(pure, 1, 3, time.Hour), agreeing(world{purity: attest.PurityPatches, cid: "bafyother"}, 1, 2, time.Hour)...)},
+			claims: append(agreeing(pure, 1, 3, time.Hour), agreeing(world{purity: vocab.PurityPatches, cid: "bafyother"}, 1, 2, time.Hour)...)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -188,7 +189,7 @@ func TestEvaluateReportContents(t *testing.T) {
 	assert.Equal(t, pure.base().RecipeID, r.RecipeID)
 	assert.Equal(t, "hello", r.Package)
 	assert.Equal(t, "o3", r.Opinion)
-	assert.Equal(t, attest.PurityPureCompilation, r.Purity)
+	assert.Equal(t, vocab.PurityPureCompilation, r.Purity)
 	assert.Equal(t, []string{fpr(5), fpr(8)}, r.Equivocators)
 	require.Len(t, r.Groups, 2)
 	assert.Len(t, r.Groups[0].Trusted, 3)
@@ -208,7 +209,7 @@ func TestEvaluateReportContents(t *testing.T) {
 }
 
 func TestEvaluateAll(t *testing.T) {
-	patches := world{purity: attest.PurityPatches, cid: "bafyother"}
+	patches := world{purity: vocab.PurityPatches, cid: "bafyother"}
 	claims := append(agreeing(pure, 1, 3, time.Hour), agreeing(patches, 1, 2, time.Hour)...)
 	claims = append(claims, Claim{ID: "nil"})
 	rs := EvaluateAll(claims, trusting(1, 2, 3), Options{Now: now})
@@ -221,7 +222,7 @@ func TestEvaluateAll(t *testing.T) {
 }
 
 func TestPickRecipeIgnoresUnvetted(t *testing.T) {
-	patches := world{purity: attest.PurityPatches, cid: "bafyother"}
+	patches := world{purity: vocab.PurityPatches, cid: "bafyother"}
 	// Pure has 2 trusted keys; patches has 1 trusted and 500 unvetted.
 	claims := agreeing(pure, 1, 2, time.Hour)
 	claims = append(claims, patches.claim(spec{key: 3}))

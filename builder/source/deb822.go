@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
-	"pault.ag/go/debian/version"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Parsers for the deb822 texts this package reads: Release (after its
@@ -381,26 +380,12 @@ func joinRelations(fields ...string) string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-var (
-	packageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-	suiteNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$`)
-	versionRE     = regexp.MustCompile(`^[A-Za-z0-9.+~:-]+$`)
-	fileNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~_-]*$`)
-)
+var ()
 
-func validPackageName(s string) bool { return len(s) <= 200 && packageNameRE.MatchString(s) }
-func validSuite(s string) bool       { return len(s) <= 100 && suiteNameRE.MatchString(s) }
-func validFileName(s string) bool    { return len(s) <= 255 && fileNameRE.MatchString(s) }
-
-func validVersion(s string) error {
-	if s == "" || len(s) > 200 || !versionRE.MatchString(s) {
-		return fmt.Errorf("bad version %q", truncate(s, 80))
-	}
-	if _, err := version.Parse(s); err != nil {
-		return fmt.Errorf("bad version %q: %v", truncate(s, 80), err)
-	}
-	return nil
-}
+func validPackageName(s string) bool { return vocab.IsPackage(s) }
+func validSuite(s string) bool       { return vocab.CheckSuite(s) == nil }
+func validFileName(s string) bool    { return vocab.CheckFileName(s) == nil }
+func validVersion(s string) error    { return vocab.CheckVersion(s) }
 
 // validDirectory accepts the pool path of a Sources entry: relative,
 // clean, no "..".
@@ -412,7 +397,7 @@ func validDirectory(s string) error {
 		return fmt.Errorf("Directory %q is not a clean relative path", truncate(s, 80))
 	}
 	for _, seg := range strings.Split(s, "/") {
-		if seg == ".." || !fileNameRE.MatchString(seg) {
+		if seg == ".." || !validFileName(seg) {
 			return fmt.Errorf("Directory %q has a bad segment %q", truncate(s, 80), truncate(seg, 40))
 		}
 	}

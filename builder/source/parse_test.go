@@ -156,7 +156,7 @@ func TestParseSourcesEntry(t *testing.T) {
 		{desc: "file name with slash", in: strings.Replace(base, "hello_2.10.orig.tar.gz", "../x.tar.gz", 1), wantErr: "bad file name"},
 		{desc: "no .dsc", in: strings.Replace(base, "hello_2.10-3.dsc", "hello_2.10-3.txt", 1), wantErr: "0 .dsc files"},
 		{desc: "duplicate file", in: strings.Replace(base, "hello_2.10.orig.tar.gz", "hello_2.10-3.dsc", 1), wantErr: "twice"},
-		{desc: "bad version", in: strings.Replace(base, "2.10-3\n", "2.10 3\n", 1), wantErr: "bad version"},
+		{desc: "bad version", in: strings.Replace(base, "2.10-3\n", "2.10 3\n", 1), wantErr: "invalid version"},
 		{desc: "bad package", in: strings.Replace(base, "Package: hello", "Package: Hello!", 1), wantErr: "bad Package"},
 		{desc: "no checksums", in: "Package: hello\nVersion: 1\nDirectory: pool/x\n", wantErr: "no Checksums-Sha256"},
 	}

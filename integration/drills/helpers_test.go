@@ -132,9 +132,9 @@ func helloO3(t *testing.T) *opinions.Opinion {
 // statement is a success claim for hello/o3 (the real opinion CID) about
 // the recipe with the given source hash, reporting artifact hash sha.
 func statement(o *opinions.Opinion, src, sha, peerID string, ts time.Time) *attest.Statement {
-	return &attest.Statement{Type: attest.TypeRebuildV1, Package: "hello", Version: o.BinaryVersion(), DebianVersion: o.Debian.Version,
-		Suite: o.Debian.Suite, Arch: "amd64", Opinion: o.Ref(), DebianSourceSHA256: src, ContainerDigest: "sha256:" + sum("drill image"),
-		Result: attest.ResultSuccess, Artifacts: []attest.Artifact{{Name: "hello_" + o.BinaryVersion() + "_amd64.deb", SHA256: sha}},
+	return &attest.Statement{Type: attest.TypeRebuildV1, Package: "hello", Version: o.BinaryVersion().String(), DebianVersion: o.Debian.Version,
+		Suite: o.Debian.Suite, Arch: "amd64", Opinion: attest.OpinionRef{Name: o.Name, CID: o.CID(), Purity: o.Purity}, DebianSourceSHA256: src, ContainerDigest: "sha256:" + sum("drill image"),
+		Result: attest.ResultSuccess, Artifacts: []attest.Artifact{{Name: "hello_" + o.BinaryVersion().String() + "_amd64.deb", SHA256: sha}},
 		PeerID: peerID, Timestamp: ts}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
@@ -152,7 +153,7 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			pkg := args[0]
-			if !attest.ValidPackageName(pkg) {
+			if !vocab.IsPackage(pkg) {
 				return usageErr("%q is not a Debian source package name", pkg)
 			}
 			op, err := g.loadOpinion(pkg, f.opinion)

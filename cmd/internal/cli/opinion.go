@@ -52,7 +52,7 @@ func newOpinionCmd(g *globals) *cobra.Command {
 				return usageErr("%v", err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"opinion": o, "cid": o.CID(), "binary_version": o.BinaryVersion(), "path": o.Path, "commit": o.Commit})
+				return g.printJSON(map[string]any{"opinion": o, "cid": o.CID(), "binary_version": o.BinaryVersion().String(), "path": o.Path, "commit": o.Commit})
 			}
 			g.printf("%s/%s: %s\n", o.Package, o.Name, o.Summary)
 			g.printf("  file:           %s\n  cid:            %s\n", o.Path, o.CID())
@@ -99,7 +99,7 @@ func newOpinionCmd(g *globals) *cobra.Command {
 				}
 				rows := []row{}
 				for _, o := range all {
-					rows = append(rows, row{o.Package + "/" + o.Name, o.Summary, string(o.Purity), o.BinaryVersion(), o.CID()})
+					rows = append(rows, row{o.Package + "/" + o.Name, o.Summary, string(o.Purity), o.BinaryVersion().String(), o.CID()})
 				}
 				return g.printJSON(rows)
 			}

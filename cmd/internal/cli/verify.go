@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/node"
 	"github.com/lebowski-dist/lebowski/opinions"
@@ -26,8 +26,6 @@ type debInfo struct {
 	Package, Version, Source, Arch string
 	DebianVersion, Opinion         string
 }
-
-var reOpinionVersion = regexp.MustCompile(`^(.+)~([a-z0-9][a-z0-9-]{0,63})\+([0-9]+)$`)
 
 func readDeb(path string) (*debInfo, error) {
 	out, err := exec.Command("dpkg-deb", "--showformat=${Package}\n${Version}\n${Source}\n${Architecture}\n", "--show", path).Output()
@@ -53,8 +51,8 @@ func readDeb(path string) (*debInfo, error) {
 		d.Source = d.Source[:i]
 	}
 	d.DebianVersion = d.Version
-	if m := reOpinionVersion.FindStringSubmatch(d.Version); m != nil {
-		d.DebianVersion, d.Opinion = m[1], m[2]
+	if bv, ok := vocab.ParseBinaryVersion(d.Version); ok {
+		d.DebianVersion, d.Opinion = bv.Debian, bv.Opinion
 	}
 	return d, nil
 }
@@ -137,7 +135,7 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			}
 			if op != nil {
 				out.Opinion = op.Name
-				if op.BinaryVersion() != deb.Version {
+				if op.BinaryVersion().String() != deb.Version {
 					add(false, "Opinion definition", fmt.Sprintf("%s/%s gives version %s, the file is %s", op.Package, op.Name, op.BinaryVersion(), deb.Version))
 					return g.decide(&out, consensus.DoNotInstall, "the file's version does not match the opinion")
 				}

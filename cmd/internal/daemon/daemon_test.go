@@ -37,7 +37,7 @@ func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Re
 	if f.evil {
 		content += " with a backdoor"
 	}
-	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion())
+	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion().String())
 	dir, err := os.MkdirTemp("", "fakebuild-")
 	if err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Re
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		return nil, err
 	}
-	return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion(), Status: attest.ResultSuccess,
+	return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion().String(), Status: attest.ResultSuccess,
 		Artifacts: []builder.Output{{Name: name, SHA256: hex64(content), Path: path}}, Log: []byte("fake build log")}, nil
 }
 

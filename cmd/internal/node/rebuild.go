@@ -103,7 +103,7 @@ func SignResult(id *attest.Identity, peerID string, op *opinions.Opinion, res *b
 		Artifacts:          []attest.Artifact{},
 	}
 	if op != nil {
-		stmt.Opinion = op.Ref()
+		stmt.Opinion = attest.OpinionRef{Name: op.Name, CID: op.CID(), Commit: op.Commit, Purity: op.Purity}
 	}
 	if res.Status == attest.ResultSuccess {
 		for _, a := range res.Artifacts {
