@@ -15,8 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // PayloadTypeV1 is the media type of a v1 statement inside an envelope.
@@ -80,13 +79,7 @@ func (e *Envelope) WithoutKey() *Envelope {
 
 // ClaimID is the CIDv1 (raw codec, sha2-256) of the canonical envelope
 // without its Key (the key is a transport hint, not part of the claim).
-func ClaimID(canonical []byte) string {
-	sum, err := mh.Sum(canonical, mh.SHA2_256, -1)
-	if err != nil {
-		panic(err) // sha2-256 is always available
-	}
-	return cid.NewCidV1(cid.Raw, sum).String()
-}
+func ClaimID(canonical []byte) string { return vocab.CID(canonical) }
 
 // DecodeEnvelope parses an encoded envelope strictly: size limit, no
 // unknown fields, no trailing data.

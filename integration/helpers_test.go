@@ -20,6 +20,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
 
 // Topics every test node subscribes to.
@@ -29,7 +30,7 @@ var testTopics = []string{"hello/o3", "hello", "nginx/http3"}
 // can be restarted with the same identity and state.
 type tnode struct {
 	*p2p.Node
-	store *p2p.MemStore
+	store *p2ptest.MemStore
 	sk    crypto.PrivKey
 	cfg   p2p.Config
 	opts  []p2p.Option
@@ -47,7 +48,7 @@ func nodeConfig() p2p.Config {
 	}
 }
 
-func startNode(tb testing.TB, st *p2p.MemStore, sk crypto.PrivKey, cfg p2p.Config, opts ...p2p.Option) *tnode {
+func startNode(tb testing.TB, st *p2ptest.MemStore, sk crypto.PrivKey, cfg p2p.Config, opts ...p2p.Option) *tnode {
 	tb.Helper()
 	if sk == nil && cfg.IdentityPath == "" {
 		var err error
@@ -57,7 +58,7 @@ func startNode(tb testing.TB, st *p2p.MemStore, sk crypto.PrivKey, cfg p2p.Confi
 		}
 	}
 	if st == nil {
-		st = p2p.NewMemStore()
+		st = p2ptest.NewMemStore()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
 
 // Claims published by a few nodes of a sparse 12-node network reach every
@@ -218,7 +219,7 @@ func TestRestartKeepsStateAndReconnects(t *testing.T) {
 	cfg.IdentityPath = keyPath
 	cfg.BootstrapPeers = []string{hub[0].Addrs()[0].String()}
 	cfg.ReconnectInterval = 200 * time.Millisecond
-	st := p2p.NewMemStore()
+	st := p2ptest.NewMemStore()
 	n1 := startNode(t, st, nil, cfg)
 	id := n1.ID()
 	eventually(t, 30*time.Second, "bootstrap connection", func() bool { return len(n1.Peers()) > 0 })

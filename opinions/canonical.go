@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
-	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // CanonicalType names the canonical encoding; it is part of the encoded
@@ -67,10 +66,4 @@ func (o *Opinion) Canonical() []byte {
 
 // CID is the opinion's content identifier: CIDv1, raw codec, sha2-256
 // multihash of Canonical(), in its default string form (base32, "bafkrei…").
-func (o *Opinion) CID() string {
-	sum, err := mh.Sum(o.Canonical(), mh.SHA2_256, -1)
-	if err != nil { // sha2-256 is always registered
-		panic("opinions: multihash: " + err.Error())
-	}
-	return cid.NewCidV1(cid.Raw, sum).String()
-}
+func (o *Opinion) CID() string { return vocab.CID(o.Canonical()) }

@@ -7,11 +7,10 @@ import (
 	"io"
 	"time"
 
-	"github.com/ipfs/go-cid"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	mh "github.com/multiformats/go-multihash"
 )
 
 // BlobProtocol serves content-addressed blobs.
@@ -34,29 +33,18 @@ type BlobResponse struct {
 	Size  int64  `json:"size,omitempty"`
 }
 
-// ParseBlobCID parses a CID and requires a sha2-256 multihash, the only
-// hash the blob protocol accepts.
-func ParseBlobCID(s string) (cid.Cid, error) {
-	if len(s) > 256 {
-		return cid.Undef, fmt.Errorf("%w: cid too long", ErrProtocol)
+// parseBlobCID checks a requested CID (vocab.ParseCID: CIDv1, raw,
+// sha2-256, canonical form), the only kind the blob protocol serves.
+func parseBlobCID(s string) (string, error) {
+	if _, err := vocab.ParseCID(s); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
-	c, err := cid.Decode(s)
-	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: cid %q: %w", ErrProtocol, s, err)
-	}
-	if c.Prefix().MhType != mh.SHA2_256 {
-		return cid.Undef, fmt.Errorf("%w: cid %s does not use sha2-256", ErrProtocol, s)
-	}
-	return c, nil
+	return s, nil
 }
 
 // checkBlob verifies that data hashes to c.
-func checkBlob(c cid.Cid, data []byte) error {
-	got, err := c.Prefix().Sum(data)
-	if err != nil {
-		return fmt.Errorf("hash blob: %w", err)
-	}
-	if !got.Equals(c) {
+func checkBlob(c string, data []byte) error {
+	if got := vocab.CID(data); got != c {
 		return fmt.Errorf("%w: want %s, got %s", ErrBlobMismatch, c, got)
 	}
 	return nil
@@ -93,7 +81,7 @@ func (n *Node) handleBlob(s network.Stream) {
 		}
 		_ = s.Close()
 	}
-	c, err := ParseBlobCID(req.CID)
+	c, err := parseBlobCID(req.CID)
 	if err != nil {
 		reply(BlobResponse{Error: err.Error()}, nil)
 		return
@@ -102,7 +90,7 @@ func (n *Node) handleBlob(s network.Stream) {
 		reply(BlobResponse{Error: "not found"}, nil)
 		return
 	}
-	data, ok, err := n.deps.Blobs.GetBlob(c.String())
+	data, ok, err := n.deps.Blobs.GetBlob(c)
 	switch {
 	case err != nil:
 		n.log.Error("blob: get", "cid", c, "err", err)
@@ -119,7 +107,7 @@ func (n *Node) handleBlob(s network.Stream) {
 // FetchBlob asks peer p for the blob with CID cidStr, checks the bytes
 // against the CID and, if the node has a BlobStore, stores them.
 func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte, error) {
-	c, err := ParseBlobCID(cidStr)
+	c, err := parseBlobCID(cidStr)
 	if err != nil {
 		return nil, fmt.Errorf("fetch blob: %w", err)
 	}
@@ -131,7 +119,7 @@ func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte,
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	_ = s.SetDeadline(time.Now().Add(blobIOTimeout))
-	if err := writeMsg(s, BlobRequest{CID: c.String()}, maxBlobHeader); err != nil {
+	if err := writeMsg(s, BlobRequest{CID: c}, maxBlobHeader); err != nil {
 		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, err)
 	}
 	_ = s.CloseWrite()

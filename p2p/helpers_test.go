@@ -12,6 +12,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
 
 func testIdentity(t testing.TB) *attest.Identity {
@@ -38,7 +39,7 @@ func testClaim(t testing.TB, id *attest.Identity, pkg, opinion string, i int) *a
 	return c
 }
 
-func testNode(t testing.TB, st *MemStore, cfg Config, opts ...Option) *Node {
+func testNode(t testing.TB, st *p2ptest.MemStore, cfg Config, opts ...Option) *Node {
 	t.Helper()
 	if cfg.ListenAddrs == nil {
 		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}

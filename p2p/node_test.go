@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
 
 func TestLoadOrCreateIdentity(t *testing.T) {
@@ -45,9 +47,9 @@ func TestNewConfigErrors(t *testing.T) {
 		deps Deps
 	}{
 		{"no store", Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}, Deps{}},
-		{"bad subscription", Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"Bad Topic"}}, Deps{Claims: NewMemStore()}},
-		{"bootstrap without peer id", Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: []string{"/ip4/127.0.0.1/tcp/4001"}}, Deps{Claims: NewMemStore()}},
-		{"bad listen addr", Config{ListenAddrs: []string{"not-an-addr"}}, Deps{Claims: NewMemStore()}},
+		{"bad subscription", Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"Bad Topic"}}, Deps{Claims: p2ptest.NewMemStore()}},
+		{"bootstrap without peer id", Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: []string{"/ip4/127.0.0.1/tcp/4001"}}, Deps{Claims: p2ptest.NewMemStore()}},
+		{"bad listen addr", Config{ListenAddrs: []string{"not-an-addr"}}, Deps{Claims: p2ptest.NewMemStore()}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -62,16 +64,16 @@ func TestNewConfigErrors(t *testing.T) {
 
 func TestPersistentPeerID(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peer.key")
-	n1 := testNode(t, NewMemStore(), Config{IdentityPath: path})
+	n1 := testNode(t, p2ptest.NewMemStore(), Config{IdentityPath: path})
 	id := n1.ID()
 	require.NoError(t, n1.Close())
-	n2 := testNode(t, NewMemStore(), Config{IdentityPath: path})
+	n2 := testNode(t, p2ptest.NewMemStore(), Config{IdentityPath: path})
 	assert.Equal(t, id, n2.ID())
 }
 
 func TestPublishReachesSubscriber(t *testing.T) {
 	bid := testIdentity(t)
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	var mu sync.Mutex
 	var got []peer.ID
 	a := testNode(t, sa, Config{Subscribe: []string{"hello/o3"}})
@@ -108,7 +110,7 @@ func TestPublishReachesSubscriber(t *testing.T) {
 
 func TestSyncWith(t *testing.T) {
 	ids := []*attest.Identity{testIdentity(t), testIdentity(t)}
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	ctx := context.Background()
 	var first *attest.Claim
 	for i := 0; i < 1200; i++ { // more than one batch
@@ -147,7 +149,7 @@ func TestSyncWith(t *testing.T) {
 
 func TestSyncAll(t *testing.T) {
 	id := testIdentity(t)
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	ctx := context.Background()
 	for i := 0; i < 30; i++ {
 		_, err := sa.Ingest(ctx, testClaim(t, id, "zlib", "", i))
@@ -161,7 +163,7 @@ func TestSyncAll(t *testing.T) {
 }
 
 func TestBlob(t *testing.T) {
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	a := testNode(t, sa, Config{})
 	b := testNode(t, sb, Config{MaxBlobSize: 1 << 20})
 	ctx := context.Background()
@@ -171,8 +173,7 @@ func TestBlob(t *testing.T) {
 	require.NoError(t, err)
 	big, err := sa.PutBlob(make([]byte, 2<<20))
 	require.NoError(t, err)
-	missing, err := BlobCID([]byte("nobody has this"))
-	require.NoError(t, err)
+	missing := vocab.CID([]byte("nobody has this"))
 
 	got, err := b.FetchBlob(ctx, a.ID(), c)
 	require.NoError(t, err)
@@ -189,16 +190,14 @@ func TestBlob(t *testing.T) {
 	assert.ErrorIs(t, err, ErrProtocol)
 
 	// A server holding wrong bytes under a CID is caught on arrival.
-	sa.mu.Lock()
-	sa.blobs[c] = []byte("tampered")
-	sa.mu.Unlock()
+	sa.SetBlobUnchecked(c, []byte("tampered"))
 	_, err = b.FetchBlob(ctx, a.ID(), c)
 	assert.ErrorIs(t, err, ErrBlobMismatch)
 }
 
 func TestBlockUnblock(t *testing.T) {
-	a := testNode(t, NewMemStore(), Config{})
-	b := testNode(t, NewMemStore(), Config{})
+	a := testNode(t, p2ptest.NewMemStore(), Config{})
+	b := testNode(t, p2ptest.NewMemStore(), Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, a.Connect(ctx, b.AddrInfo()))
@@ -216,9 +215,9 @@ func TestBlockUnblock(t *testing.T) {
 }
 
 func TestBootstrapReconnect(t *testing.T) {
-	a := testNode(t, NewMemStore(), Config{})
+	a := testNode(t, p2ptest.NewMemStore(), Config{})
 	boot := a.Addrs()[0].String()
-	b := testNode(t, NewMemStore(), Config{BootstrapPeers: []string{boot}, ReconnectInterval: 200 * time.Millisecond})
+	b := testNode(t, p2ptest.NewMemStore(), Config{BootstrapPeers: []string{boot}, ReconnectInterval: 200 * time.Millisecond})
 	eventually(t, 20*time.Second, "bootstrap connection", func() bool { return len(b.Peers()) == 1 })
 	require.NoError(t, b.Host().Network().ClosePeer(a.ID()))
 	eventually(t, 20*time.Second, "reconnection", func() bool { return len(b.Peers()) == 1 })
@@ -229,7 +228,7 @@ func TestBootstrapReconnect(t *testing.T) {
 // ones and counts the forgery.
 func TestSyncRejectsForgedClaims(t *testing.T) {
 	id := testIdentity(t)
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	ctx := context.Background()
 	var good []*attest.Claim
 	for i := 0; i < 3; i++ {
@@ -241,9 +240,7 @@ func TestSyncRejectsForgedClaims(t *testing.T) {
 	forged := testClaim(t, id, "hello", "o3", 99)
 	_, err = sa.Ingest(ctx, forged)
 	require.NoError(t, err)
-	sa.mu.Lock()
-	sa.raw[forged.ID] = bytes.Replace(forged.Raw, []byte(`"signature":"`), []byte(`"signature":"x`), 1)
-	sa.mu.Unlock()
+	sa.SetRawUnchecked(forged.ID, bytes.Replace(forged.Raw, []byte(`"signature":"`), []byte(`"signature":"x`), 1))
 
 	a := testNode(t, sa, Config{})
 	b := testNode(t, sb, Config{Subscribe: []string{"hello/o3"}})
@@ -266,7 +263,7 @@ func TestSyncRejectsForgedClaims(t *testing.T) {
 // peer and deliver gossip (the DHT is used for topic peer discovery).
 func TestDHTEnabled(t *testing.T) {
 	bid := testIdentity(t)
-	sa, sb := NewMemStore(), NewMemStore()
+	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	a := testNode(t, sa, Config{DHT: true, Subscribe: []string{"hello/o3"}})
 	b := testNode(t, sb, Config{DHT: true, Subscribe: []string{"hello/o3"}, BootstrapPeers: []string{a.Addrs()[0].String()}})
 	eventually(t, 30*time.Second, "mesh via bootstrap", func() bool { return len(a.MeshPeers("hello/o3")) == 1 })

@@ -2,16 +2,13 @@ package p2p
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"sort"
 
 	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // ClaimStore is what the network layer needs from the node's claim store.
 // The bbolt store (package store) is adapted to it by the daemon; MemStore
-// is an in-memory implementation for tests.
+// (p2p/p2ptest) is an in-memory implementation for tests.
 //
 // Stored claims are the keyless canonical envelopes (attest.Claim.Raw). To
 // let peers that have never seen a builder verify claims received through
@@ -33,33 +30,9 @@ type ClaimStore interface {
 	// ClaimIDs returns the IDs of the claims about one source package,
 	// sorted ascending (byte order).
 	ClaimIDs(pkg string) ([]string, error)
-	// Digests returns, per source package, the number of claims and a hash
-	// of their sorted IDs (see DigestOf). Peers compare digests to find
-	// packages that differ; a store using another hash only costs extra ID
-	// list exchanges, never wrong results.
-	Digests() (map[string]Digest, error)
-}
-
-// Digest summarises the claims a node holds about one source package.
-type Digest struct {
-	Count int    `json:"count"`
-	Hash  string `json:"hash"`
-}
-
-// DigestOf computes the digest of a set of claim IDs: the hex sha256 of the
-// IDs sorted ascending, each followed by "\n". ids is not modified.
-func DigestOf(ids []string) Digest {
-	s := ids
-	if !sort.StringsAreSorted(s) {
-		s = append([]string(nil), ids...)
-		sort.Strings(s)
-	}
-	h := sha256.New()
-	for _, id := range s {
-		h.Write([]byte(id))
-		h.Write([]byte{'\n'})
-	}
-	return Digest{Count: len(s), Hash: hex.EncodeToString(h.Sum(nil))}
+	// Digests returns the attest.SetDigest of the claims held about each
+	// source package. Peers compare digests to find packages that differ.
+	Digests() (map[string]attest.SetDigest, error)
 }
 
 // BlobStore serves and keeps content-addressed blobs (buildinfo, build

@@ -110,10 +110,14 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 	st := n.deps.Claims
 	switch req.Op {
 	case OpDigests:
-		d, err := st.Digests()
+		sd, err := st.Digests()
 		if err != nil {
 			n.log.Error("sync: digests", "err", err)
 			return internal, nil
+		}
+		d := make(map[string]Digest, len(sd))
+		for pkg, v := range sd {
+			d[pkg] = wireDigest(v)
 		}
 		if len(d) > MaxDigests {
 			// Serve the first MaxDigests packages; a client sees the rest
@@ -126,9 +130,6 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 			for _, k := range keys[MaxDigests:] {
 				delete(d, k)
 			}
-		}
-		if d == nil {
-			d = map[string]Digest{}
 		}
 		return &SyncResponse{Digests: d}, nil
 	case OpIDs:
@@ -342,7 +343,7 @@ func (n *Node) SyncWith(ctx context.Context, p peer.ID) (stats SyncStats, err er
 }
 
 // interest reports whether packages should be synced: nil means all.
-func (n *Node) interest(local map[string]Digest) map[string]bool {
+func (n *Node) interest(local map[string]attest.SetDigest) map[string]bool {
 	if n.cfg.SyncAll {
 		return nil
 	}
@@ -374,7 +375,7 @@ func (n *Node) runSync(ctx context.Context, c *syncConn, stats *SyncStats) error
 	want := n.interest(local)
 	pkgs := make([]string, 0, len(remote.Digests))
 	for pkg, d := range remote.Digests {
-		if (want == nil || want[pkg]) && d.Count > 0 && local[pkg] != d {
+		if (want == nil || want[pkg]) && d.Count > 0 && wireDigest(local[pkg]) != d {
 			pkgs = append(pkgs, pkg)
 		}
 	}

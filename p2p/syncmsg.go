@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
@@ -39,6 +40,15 @@ const (
 
 var reClaimID = regexp.MustCompile(`^b[a-z2-7]{8,120}$`)
 var reHexHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Digest is an attest.SetDigest on the wire: the claim count and the
+// hash in hex.
+type Digest struct {
+	Count int    `json:"count"`
+	Hash  string `json:"hash"`
+}
+
+func wireDigest(d attest.SetDigest) Digest { return Digest{Count: int(d.Count), Hash: d.HexHash()} }
 
 // SyncRequest is one request on a /lebowski/sync/1 stream.
 type SyncRequest struct {

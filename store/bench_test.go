@@ -59,7 +59,7 @@ func benchVerifiedIngest(b *testing.B, delay time.Duration) {
 	}
 	s := mustOpenStore(b, WithMaxDelay(delay))
 	for _, k := range keys {
-		if _, err := s.PutKey(k.PublicKey(), TrustUnvetted, "bench"); err != nil {
+		if _, err := s.PutKey(k.PublicKey(), attest.TrustUnvetted, "bench"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -391,7 +391,7 @@ func BenchmarkVerifiedIngestBatch(b *testing.B) {
 	}
 	s := mustOpenStore(b)
 	for _, k := range keys {
-		if _, err := s.PutKey(k.PublicKey(), TrustUnvetted, "bench"); err != nil {
+		if _, err := s.PutKey(k.PublicKey(), attest.TrustUnvetted, "bench"); err != nil {
 			b.Fatal(err)
 		}
 	}

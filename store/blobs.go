@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,10 +20,7 @@ const (
 )
 
 // BlobCID is the CIDv1 (raw codec, sha2-256) of data, as for claims.
-func BlobCID(data []byte) string {
-	sum, _ := mh.Sum(data, mh.SHA2_256, -1) // sha2-256 always exists
-	return cid.NewCidV1(cid.Raw, sum).String()
-}
+func BlobCID(data []byte) string { return vocab.CID(data) }
 
 // PutBlob stores data content-addressed and returns its CID. Blobs larger
 // than the inline limit (1 MiB) are written atomically to a file

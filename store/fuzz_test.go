@@ -19,8 +19,8 @@ func FuzzDecodeRecords(f *testing.F) {
 	akey, _ := hex.DecodeString(st.ArtifactKey())
 	f.Add(encodeSummary(st, akey, fk))
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0})
-	f.Add(Digest{Count: 3}.encode())
-	ki, _ := json.Marshal(KeyInfo{Fingerprint: "0123456789ABCDEF0123456789ABCDEF01234567", Trust: TrustTrusted, PublicKey: []byte{1}})
+	f.Add(encodeDigest(Digest{Count: 3}))
+	ki, _ := json.Marshal(KeyInfo{Fingerprint: "0123456789ABCDEF0123456789ABCDEF01234567", Trust: attest.TrustTrusted, PublicKey: []byte{1}})
 	f.Add(ki)
 	rs, _ := json.Marshal(RecipeSummary{RecipeID: st.RecipeID, Package: "hello", Claims: 2})
 	f.Add(rs)
@@ -53,7 +53,7 @@ func FuzzDecodeRecords(f *testing.F) {
 			t.Fatalf("summary error does not wrap ErrCorrupt: %v", err)
 		}
 		if d, err := decodeDigest(b); err == nil {
-			if string(d.encode()) != string(b) {
+			if string(encodeDigest(d)) != string(b) {
 				t.Fatal("digest round trip")
 			}
 		}

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -108,7 +107,7 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 }
 
 // VerifyAndIngest verifies wire envelopes with attest.Verify (keys from the
-// store, else the embedded key, which is then stored with TrustUnknown) and
+// store, else the embedded key, which is then stored with attest.TrustUnknown) and
 // ingests the valid ones. Results are in input order; a wire that fails
 // verification has StatusRejected and an Err wrapping attest.ErrInvalid.
 func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, wires ...[]byte) ([]IngestResult, error) {
@@ -258,7 +257,7 @@ func (w *txWriter) finish() error {
 		}
 	}
 	for pkg, d := range w.digs {
-		if err := w.digests.Put([]byte(pkg), d.encode()); err != nil {
+		if err := w.digests.Put([]byte(pkg), encodeDigest(*d)); err != nil {
 			return err
 		}
 	}
@@ -463,11 +462,7 @@ func (w *txWriter) updateDigest(pkg, id string) error {
 		d = &v
 		w.digs[pkg] = d
 	}
-	h := sha256.Sum256([]byte(id))
-	for i := range d.Hash {
-		d.Hash[i] ^= h[i]
-	}
-	d.Count++
+	d.Add(id)
 	return nil
 }
 
@@ -509,7 +504,7 @@ func (w *txWriter) updateKey(id, fpr string, ch *checked, proof *Proof) error {
 			// from the stored proofs.
 			return nil
 		}
-		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: TrustUnknown, Source: "claim " + id, FirstSeen: w.now}
+		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: attest.TrustUnknown, Source: "claim " + id, FirstSeen: w.now}
 	}
 	if proof != nil {
 		ki.Equivocating = true

@@ -13,40 +13,15 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 )
 
-// Trust is the local operator's trust in a builder key.
-type Trust string
-
-const (
-	// TrustUnknown: learned from a claim's envelope, never looked at.
-	TrustUnknown Trust = "unknown"
-	// TrustUnvetted: imported by the operator without vouching for it.
-	TrustUnvetted Trust = "unvetted"
-	// TrustTrusted: the operator vouches for the key.
-	TrustTrusted Trust = "trusted"
-	// TrustOwn: this node's own builder key.
-	TrustOwn Trust = "own"
-	// TrustDistrusted: the operator rejects the key; its claims count for nothing.
-	TrustDistrusted Trust = "distrusted"
-)
-
-// Valid reports whether t is a known level.
-func (t Trust) Valid() bool {
-	switch t {
-	case TrustUnknown, TrustUnvetted, TrustTrusted, TrustOwn, TrustDistrusted:
-		return true
-	}
-	return false
-}
-
 // KeyInfo is a `keys` record.
 type KeyInfo struct {
-	Fingerprint  string    `json:"fingerprint"`
-	PublicKey    []byte    `json:"public_key"` // binary transferable public key
-	Trust        Trust     `json:"trust"`
-	Source       string    `json:"source"` // where it came from: "claim <id>", "import <file>", …
-	FirstSeen    time.Time `json:"first_seen"`
-	Equivocating bool      `json:"equivocating"`
-	Note         string    `json:"note,omitempty"`
+	Fingerprint  string       `json:"fingerprint"`
+	PublicKey    []byte       `json:"public_key"` // binary transferable public key
+	Trust        attest.Trust `json:"trust"`
+	Source       string       `json:"source"` // where it came from: "claim <id>", "import <file>", …
+	FirstSeen    time.Time    `json:"first_seen"`
+	Equivocating bool         `json:"equivocating"`
+	Note         string       `json:"note,omitempty"`
 }
 
 func decodeKeyInfo(v []byte) (KeyInfo, error) {
@@ -56,7 +31,7 @@ func decodeKeyInfo(v []byte) (KeyInfo, error) {
 	if err := d.Decode(&k); err != nil {
 		return k, fmt.Errorf("%w: key record: %v", ErrCorrupt, err)
 	}
-	if !k.Trust.Valid() {
+	if !k.Trust.Stored() {
 		return k, fmt.Errorf("%w: key record: trust %q", ErrCorrupt, k.Trust)
 	}
 	if _, err := fprKey(k.Fingerprint); err != nil {
@@ -76,12 +51,12 @@ func serializeKey(e *openpgp.Entity) ([]byte, error) {
 // PutKey stores a builder's public key (binary or armored) with a trust
 // level. An existing record keeps FirstSeen and the equivocation flag; its
 // key bytes, trust and source are replaced.
-func (s *Store) PutKey(pub []byte, trust Trust, source string) (KeyInfo, error) {
+func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, error) {
 	if s.cfg.readOnly {
 		return KeyInfo{}, fmt.Errorf("put key: %w", ErrReadOnly)
 	}
-	if !trust.Valid() {
-		return KeyInfo{}, fmt.Errorf("put key: trust level %q unknown (want unknown, unvetted, trusted, own or distrusted)", trust)
+	if !trust.Stored() {
+		return KeyInfo{}, fmt.Errorf("put key: %w %q (want unknown, unvetted, trusted, own or distrusted)", attest.ErrInvalidTrust, trust)
 	}
 	e, err := attest.ParsePublicKey(pub)
 	if err != nil {
@@ -151,12 +126,12 @@ func (s *Store) GetKey(fpr string) (KeyInfo, error) {
 }
 
 // SetTrust changes a stored key's trust level and note.
-func (s *Store) SetTrust(fpr string, trust Trust, note string) error {
+func (s *Store) SetTrust(fpr string, trust attest.Trust, note string) error {
 	if s.cfg.readOnly {
 		return fmt.Errorf("set trust: %w", ErrReadOnly)
 	}
-	if !trust.Valid() {
-		return fmt.Errorf("set trust: trust level %q unknown (want unknown, unvetted, trusted, own or distrusted)", trust)
+	if !trust.Stored() {
+		return fmt.Errorf("set trust: %w %q (want unknown, unvetted, trusted, own or distrusted)", attest.ErrInvalidTrust, trust)
 	}
 	fk, err := fprKey(fpr)
 	if err != nil {

@@ -357,8 +357,8 @@ func (s *Store) Equivocations(fpr string) ([]Proof, error) {
 	return out, nil
 }
 
-// PackageDigests returns the digest of every package (for /lebowski/sync/1).
-func (s *Store) PackageDigests() (map[string]Digest, error) {
+// Digests returns the digest of every package (for /lebowski/sync/1).
+func (s *Store) Digests() (map[string]Digest, error) {
 	out := make(map[string]Digest)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktDigests).ForEach(func(k, v []byte) error {

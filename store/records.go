@@ -225,13 +225,10 @@ func decodeRecipeSummary(v []byte) (RecipeSummary, error) {
 	return r, nil
 }
 
-// Digest summarises the claim IDs a node holds for one package: Count and
-// the XOR of sha256(claim ID) over them. Two nodes holding the same set have
-// equal digests; it is updated incrementally on ingest.
-type Digest struct {
-	Count uint64   `json:"count"`
-	Hash  [32]byte `json:"hash"`
-}
+// Digest is the per-package digest kept in the `digests` bucket
+// (attest.SetDigest: count and XOR of sha256(claim ID)), stored as 8 bytes
+// big-endian count + 32 bytes hash.
+type Digest = attest.SetDigest
 
 func decodeDigest(v []byte) (Digest, error) {
 	var d Digest
@@ -243,7 +240,7 @@ func decodeDigest(v []byte) (Digest, error) {
 	return d, nil
 }
 
-func (d Digest) encode() []byte {
+func encodeDigest(d Digest) []byte {
 	out := binary.BigEndian.AppendUint64(make([]byte, 0, 40), d.Count)
 	return append(out, d.Hash[:]...)
 }

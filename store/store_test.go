@@ -334,7 +334,7 @@ func TestEquivocationWithoutKeyMaterial(t *testing.T) {
 	require.Equal(t, StatusEquivocation, res[0].Status)
 	_, err := s.GetKey(a.Fingerprint())
 	require.ErrorIs(t, err, ErrNotFound)
-	ki, err := s.PutKey(a.PublicKey(), TrustUnvetted, "import test")
+	ki, err := s.PutKey(a.PublicKey(), attest.TrustUnvetted, "import test")
 	require.NoError(t, err)
 	assert.True(t, ki.Equivocating, "PutKey picks up earlier proofs")
 }
@@ -349,7 +349,7 @@ func TestKeysAndTrust(t *testing.T) {
 
 	ka, err := s.GetKey(a.Fingerprint())
 	require.NoError(t, err)
-	assert.Equal(t, TrustUnknown, ka.Trust, "keys learned from claims start unknown")
+	assert.Equal(t, attest.TrustUnknown, ka.Trust, "keys learned from claims start unknown")
 	assert.Equal(t, "claim "+claim.ID, ka.Source)
 	assert.True(t, ka.FirstSeen.Equal(now))
 
@@ -358,14 +358,15 @@ func TestKeysAndTrust(t *testing.T) {
 	tests := []struct {
 		desc    string
 		pub     []byte
-		trust   Trust
+		trust   attest.Trust
 		wantErr bool
 	}{
-		{"binary key, trusted", c.PublicKey(), TrustTrusted, false},
-		{"armored key, own", []byte(armored), TrustOwn, false},
-		{"unknown trust level", c.PublicKey(), Trust("best"), true},
-		{"garbage key", []byte("not a key"), TrustTrusted, true},
-		{"empty key", nil, TrustTrusted, true},
+		{"binary key, trusted", c.PublicKey(), attest.TrustTrusted, false},
+		{"armored key, own", []byte(armored), attest.TrustOwn, false},
+		{"unknown trust level", c.PublicKey(), attest.Trust("best"), true},
+		{"derived level is never stored", c.PublicKey(), attest.TrustCertified, true},
+		{"garbage key", []byte("not a key"), attest.TrustTrusted, true},
+		{"empty key", nil, attest.TrustTrusted, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -383,19 +384,19 @@ func TestKeysAndTrust(t *testing.T) {
 
 	later := now.Add(time.Hour)
 	now = later
-	_, err = s.PutKey(a.PublicKey(), TrustTrusted, "operator")
+	_, err = s.PutKey(a.PublicKey(), attest.TrustTrusted, "operator")
 	require.NoError(t, err)
 	ka, err = s.GetKey(a.Fingerprint())
 	require.NoError(t, err)
-	assert.Equal(t, TrustTrusted, ka.Trust)
+	assert.Equal(t, attest.TrustTrusted, ka.Trust)
 	assert.True(t, ka.FirstSeen.Equal(now.Add(-time.Hour)), "first seen kept")
 
-	require.NoError(t, s.SetTrust(a.Fingerprint(), TrustDistrusted, "equivocated on irc"))
+	require.NoError(t, s.SetTrust(a.Fingerprint(), attest.TrustDistrusted, "equivocated on irc"))
 	ka, err = s.GetKey(a.Fingerprint())
 	require.NoError(t, err)
-	assert.Equal(t, TrustDistrusted, ka.Trust)
+	assert.Equal(t, attest.TrustDistrusted, ka.Trust)
 	assert.Equal(t, "equivocated on irc", ka.Note)
-	assert.ErrorIs(t, s.SetTrust(strings.Repeat("B", 40), TrustTrusted, ""), ErrNotFound)
+	assert.ErrorIs(t, s.SetTrust(strings.Repeat("B", 40), attest.TrustTrusted, ""), ErrNotFound)
 	assert.Error(t, s.SetTrust(a.Fingerprint(), "meh", ""))
 
 	all, err := s.Keys()
@@ -531,9 +532,9 @@ func TestDigestsIncremental(t *testing.T) {
 	}
 	mustIngest(t, s2, rev...)
 
-	d1, err := s1.PackageDigests()
+	d1, err := s1.Digests()
 	require.NoError(t, err)
-	d2, err := s2.PackageDigests()
+	d2, err := s2.Digests()
 	require.NoError(t, err)
 	assert.Equal(t, recomputeDigests(t, s1), d1, "incremental = recomputed")
 	assert.Equal(t, d1, d2, "order independent")
@@ -543,7 +544,7 @@ func TestDigestsIncremental(t *testing.T) {
 	// One more claim changes exactly one package's digest.
 	extra := mustSign(t, keys[0], spec{pkg: "less", recipe: 9})
 	mustIngest(t, s2, extra)
-	d3, err := s2.PackageDigests()
+	d3, err := s2.Digests()
 	require.NoError(t, err)
 	assert.Equal(t, d1["hello"], d3["hello"])
 	assert.NotEqual(t, d1["less"], d3["less"])
@@ -661,7 +662,7 @@ func TestReadOnly(t *testing.T) {
 	assert.ErrorIs(t, err, ErrReadOnly)
 	_, err = ro.PutBlob([]byte("x"))
 	assert.ErrorIs(t, err, ErrReadOnly)
-	_, err = ro.PutKey(a.PublicKey(), TrustTrusted, "")
+	_, err = ro.PutKey(a.PublicKey(), attest.TrustTrusted, "")
 	assert.ErrorIs(t, err, ErrReadOnly)
 	assert.ErrorIs(t, ro.MarkOwn(c.ID), ErrReadOnly)
 }
@@ -759,5 +760,5 @@ func TestVerifyAndIngest(t *testing.T) {
 	assert.ErrorIs(t, res[0].Err, attest.ErrInvalid)
 	ki, err := s.GetKey(a.Fingerprint())
 	require.NoError(t, err)
-	assert.Equal(t, TrustUnknown, ki.Trust)
+	assert.Equal(t, attest.TrustUnknown, ki.Trust)
 }

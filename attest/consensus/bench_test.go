@@ -11,11 +11,11 @@ import (
 // benchClaims returns n claims for one recipe: 60% of keys trusted across
 // 8 operators, 90% agree, 5% another hash, 5% failed or unreproducible.
 func benchClaims(n int) ([]Claim, StaticTrust) {
-	tr := StaticTrust{Levels: map[string]TrustLevel{}, Operators: map[string]string{}}
+	tr := StaticTrust{Levels: map[string]attest.Trust{}, Operators: map[string]string{}}
 	claims := make([]Claim, 0, n)
 	for i := 1; i <= n; i++ {
 		if i%5 < 3 {
-			tr.Levels[fpr(i)] = Trusted
+			tr.Levels[fpr(i)] = attest.TrustTrusted
 		}
 		tr.Operators[fpr(i)] = fmt.Sprintf("op%d", i%8)
 		sp := spec{key: i, age: time.Duration(i) * time.Hour}

@@ -58,7 +58,7 @@ func (o Options) withDefaults() Options {
 // BuilderClaim is the one counted claim of one builder key.
 type BuilderClaim struct {
 	Fingerprint string        `json:"fingerprint"`
-	Level       TrustLevel    `json:"level"`
+	Level       attest.Trust  `json:"level"`
 	Operator    string        `json:"operator,omitempty"` // from TrustSource
 	PeerID      string        `json:"peer_id,omitempty"`
 	ClaimID     string        `json:"claim_id"`
@@ -69,7 +69,7 @@ type BuilderClaim struct {
 }
 
 // Trusted reports whether the claim's key votes.
-func (b BuilderClaim) Trusted() bool { return b.Level.votes() }
+func (b BuilderClaim) Trusted() bool { return b.Level.Votes() }
 
 // operatorKey is the identity used for diversity: the TrustSource operator
 // when known, else the libp2p peer ID, else the key itself.
@@ -220,11 +220,11 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 	if r.RecipeID == "" {
 		r.RecipeID = pickRecipe(entries, trust)
 	}
-	levels := map[string]TrustLevel{}
-	level := func(fpr string) TrustLevel {
+	levels := map[string]attest.Trust{}
+	level := func(fpr string) attest.Trust {
 		l, ok := levels[fpr]
 		if !ok {
-			l = trust.Level(fpr).normalize()
+			l = trust.Level(fpr).Normalize()
 			levels[fpr] = l
 		}
 		return l
@@ -237,7 +237,7 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 			otherRecipe++
 			continue
 		}
-		if level(e.fpr) == Distrusted {
+		if level(e.fpr) == attest.TrustDistrusted {
 			distrusted++
 			continue
 		}
@@ -425,7 +425,7 @@ func pickRecipe(entries []entry, trust TrustSource) string {
 		}
 		v, ok := lv[e.fpr]
 		if !ok {
-			v = trust.Level(e.fpr).normalize().votes() && !trust.Equivocating(e.fpr)
+			v = trust.Level(e.fpr).Normalize().Votes() && !trust.Equivocating(e.fpr)
 			lv[e.fpr] = v
 		}
 		if v {
@@ -457,7 +457,7 @@ func purityRank(p vocab.Purity) int {
 // pickPurity returns the recipe's purity: opt.Purity when valid, else the
 // least pure purity declared by a counted trusted claim (any result), else
 // by any counted claim. The note explains overrides and disagreements.
-func pickPurity(counted []*entry, level func(string) TrustLevel, opt Options) (vocab.Purity, string) {
+func pickPurity(counted []*entry, level func(string) attest.Trust, opt Options) (vocab.Purity, string) {
 	if opt.Purity.Valid() {
 		return opt.Purity, "purity from the opinion file"
 	}
@@ -465,7 +465,7 @@ func pickPurity(counted []*entry, level func(string) TrustLevel, opt Options) (v
 	var worst vocab.Purity
 	pick := func(trustedOnly bool) {
 		for _, e := range counted {
-			if trustedOnly && !level(e.fpr).votes() {
+			if trustedOnly && !level(e.fpr).Votes() {
 				continue
 			}
 			if e.s.Opinion.CID == "" {

@@ -22,8 +22,8 @@ func Example() {
 		return consensus.Claim{ID: builder, Statement: s, Received: now}
 	}
 	claims := []consensus.Claim{claim("AAAA", "12D3KooWa"), claim("BBBB", "12D3KooWb"), claim("CCCC", "12D3KooWc"), claim("EEEE", "12D3KooWe")}
-	trust := consensus.StaticTrust{Levels: map[string]consensus.TrustLevel{
-		"AAAA": consensus.Trusted, "BBBB": consensus.Trusted, "CCCC": consensus.Trusted, // EEEE is unvetted
+	trust := consensus.StaticTrust{Levels: map[string]attest.Trust{
+		"AAAA": attest.TrustTrusted, "BBBB": attest.TrustTrusted, "CCCC": attest.TrustTrusted, // EEEE is unvetted
 	}}
 	opt := consensus.Options{Now: now}
 

@@ -14,7 +14,7 @@ import (
 // fuzzClaims decodes fuzz bytes into claims: 5 bytes a claim (key, result
 // and variant, age in days, operator, peer). Key 0 has a nil statement.
 func fuzzClaims(data []byte) ([]Claim, StaticTrust) {
-	tr := StaticTrust{Levels: map[string]TrustLevel{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}
+	tr := StaticTrust{Levels: map[string]attest.Trust{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}
 	var claims []Claim
 	for len(data) >= 5 {
 		b := data[:5]
@@ -25,10 +25,10 @@ func fuzzClaims(data []byte) ([]Claim, StaticTrust) {
 			continue
 		}
 		f := fpr(key)
-		tr.Levels[f] = []TrustLevel{Unvetted, Trusted, Trusted, Ultimate}[key%4]
+		tr.Levels[f] = []attest.Trust{attest.TrustUnvetted, attest.TrustTrusted, attest.TrustTrusted, attest.TrustOwn}[key%4]
 		switch key {
 		case 23:
-			tr.Levels[f] = Distrusted
+			tr.Levels[f] = attest.TrustDistrusted
 		case 22:
 			tr.Equivocators[f] = true
 		}

@@ -102,9 +102,9 @@ func (w world) claims(specs ...spec) []Claim {
 // trusting returns a StaticTrust where keys ids are Trusted, each with its
 // own operator "op<i>" unless ops overrides it.
 func trusting(ids ...int) StaticTrust {
-	t := StaticTrust{Levels: map[string]TrustLevel{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}
+	t := StaticTrust{Levels: map[string]attest.Trust{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}
 	for _, i := range ids {
-		t.Levels[fpr(i)] = Trusted
+		t.Levels[fpr(i)] = attest.TrustTrusted
 		t.Operators[fpr(i)] = fmt.Sprintf("op%d", i)
 	}
 	return t

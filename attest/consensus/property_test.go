@@ -31,7 +31,7 @@ type randCase struct {
 
 func newRandCase(seed uint64) *randCase {
 	rng := rand.New(rand.NewPCG(seed, 0x1eb0))
-	rc := &randCase{rng: rng, trust: StaticTrust{Levels: map[string]TrustLevel{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}}
+	rc := &randCase{rng: rng, trust: StaticTrust{Levels: map[string]attest.Trust{}, Equivocators: map[string]bool{}, Operators: map[string]string{}}}
 	switch rng.IntN(5) {
 	case 0:
 		rc.w = world{vanilla: true}
@@ -48,11 +48,11 @@ func newRandCase(seed uint64) *randCase {
 	for k := 1; k <= nKeys; k++ {
 		switch x := rng.IntN(100); {
 		case x < 50:
-			rc.trust.Levels[fpr(k)] = Trusted
+			rc.trust.Levels[fpr(k)] = attest.TrustTrusted
 		case x < 55:
-			rc.trust.Levels[fpr(k)] = Ultimate
+			rc.trust.Levels[fpr(k)] = attest.TrustOwn
 		case x < 60:
-			rc.trust.Levels[fpr(k)] = Distrusted
+			rc.trust.Levels[fpr(k)] = attest.TrustDistrusted
 		}
 		if rng.IntN(20) == 0 {
 			rc.trust.Equivocators[fpr(k)] = true
@@ -93,10 +93,10 @@ func (rc *randCase) randSpec(key int, peer string) spec {
 }
 
 // newKey registers a fresh key at level l with a random operator and peer.
-func (rc *randCase) newKey(l TrustLevel) (int, string) {
+func (rc *randCase) newKey(l attest.Trust) (int, string) {
 	k := rc.nextID
 	rc.nextID++
-	if l != Unvetted {
+	if l != attest.TrustUnvetted {
 		rc.trust.Levels[fpr(k)] = l
 	}
 	switch rc.rng.IntN(3) {
@@ -136,7 +136,7 @@ func TestPropertyAgreeingTrustedNeverLowers(t *testing.T) {
 	for seed := range uint64(propCases) {
 		rc := newRandCase(seed)
 		before := rc.eval(rc.claims)
-		for _, level := range []TrustLevel{Trusted, Ultimate} {
+		for _, level := range []attest.Trust{attest.TrustTrusted, attest.TrustOwn} {
 			k, peer := rc.newKey(level)
 			sp := spec{key: k, peer: peer, age: rc.randAge()}
 			switch {
@@ -166,7 +166,7 @@ func TestPropertyTrustedDissentNeverRaises(t *testing.T) {
 		rc := newRandCase(seed)
 		before := rc.eval(rc.claims)
 		for range 3 {
-			k, peer := rc.newKey(Trusted)
+			k, peer := rc.newKey(attest.TrustTrusted)
 			sp := spec{key: k, peer: peer, age: rc.randAge(), result: attest.ResultUnreproducible}
 			if before.Consensus != nil && rc.rng.IntN(3) > 0 {
 				sp.result = ""
@@ -193,7 +193,7 @@ func TestPropertyTrustedFailureNeverRaises(t *testing.T) {
 	for seed := range uint64(propCases) {
 		rc := newRandCase(seed)
 		before := rc.eval(rc.claims)
-		k, peer := rc.newKey(Trusted)
+		k, peer := rc.newKey(attest.TrustTrusted)
 		after := rc.eval(with(rc.claims, rc.w.claim(spec{key: k, peer: peer, age: rc.randAge(), result: attest.ResultFailed})))
 		if after.Score > before.Score {
 			t.Fatalf("seed %d: trusted failure raised the score %.1f → %.1f", seed, before.Score, after.Score)
@@ -215,7 +215,7 @@ func TestPropertyUnvettedCannotMakeSafe(t *testing.T) {
 		}
 		claims := with(rc.claims)
 		for range n {
-			k, peer := rc.newKey(Unvetted)
+			k, peer := rc.newKey(attest.TrustUnvetted)
 			sp := rc.randSpec(k, peer)
 			if rc.rng.IntN(2) == 0 {
 				sp.variant = "EVIL" // a coordinated Sybil hash
@@ -260,7 +260,7 @@ func TestPropertyEquivocatorsCountZero(t *testing.T) {
 		claims := with(rc.claims)
 		var added []string
 		for range 1 + rc.rng.IntN(3) {
-			level := []TrustLevel{Trusted, Ultimate, Unvetted}[rc.rng.IntN(3)]
+			level := []attest.Trust{attest.TrustTrusted, attest.TrustOwn, attest.TrustUnvetted}[rc.rng.IntN(3)]
 			k, peer := rc.newKey(level)
 			added = append(added, fpr(k))
 			if rc.rng.IntN(2) == 0 {

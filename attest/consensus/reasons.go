@@ -62,7 +62,7 @@ func reasons(r *Report, opt Options, purityNote string, malformed, otherRecipe, 
 		g := r.Consensus
 		own := ""
 		for _, b := range g.Trusted {
-			if b.Level == Ultimate {
+			if b.Level == attest.TrustOwn {
 				own = ", including your own build"
 			}
 		}

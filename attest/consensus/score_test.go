@@ -64,7 +64,7 @@ func TestScoreTable(t *testing.T) {
 	noOps := trusting(1, 2, 3)
 	noOps.Operators = nil
 	withOwn := trusting(1, 2, 3)
-	withOwn.Levels[fpr(1)] = Ultimate
+	withOwn.Levels[fpr(1)] = attest.TrustOwn
 
 	tests := []struct {
 		desc      string
@@ -146,7 +146,7 @@ func TestScoreTable(t *testing.T) {
 		{desc: "the same claim twice counts once", trust: trusting(1, 2, 3), want: 6.3, consensus: true,
 			claims: append(agreeing(pure, 1, 3, time.Hour), agreeing(pure, 1, 3, time.Hour)...)},
 		{desc: "distrusted keys are dropped", want: 4.4, consensus: true, reason: "1 claim by distrusted keys ignored",
-			trust:  func() StaticTrust { t := trusting(1, 2, 3); t.Levels[fpr(3)] = Distrusted; return t }(),
+			trust:  func() StaticTrust { t := trusting(1, 2, 3); t.Levels[fpr(3)] = attest.TrustDistrusted; return t }(),
 			claims: agreeing(pure, 1, 3, time.Hour)},
 		{desc: "malformed claims are dropped", trust: trusting(1, 2, 3), want: 6.3, consensus: true, reason: "2 malformed claims ignored",
 			claims: append(agreeing(pure, 1, 3, time.Hour), Claim{ID: "nil"}, Claim{ID: "noart", Statement: &attest.Statement{Builder: fpr(1), Result: attest.ResultSuccess}})},
@@ -200,7 +200,7 @@ func TestEvaluateReportContents(t *testing.T) {
 	require.Len(t, r.Dissenters, 1)
 	assert.Equal(t, fpr(4), r.Dissenters[0].Fingerprint)
 	require.Len(t, r.Failed, 1)
-	assert.Equal(t, Unvetted, r.Failed[0].Level)
+	assert.Equal(t, attest.TrustUnvetted, r.Failed[0].Level)
 	assert.True(t, r.Conflict)
 	assert.Equal(t, 3.0, r.Score)
 	for i := 1; i < len(r.Groups[0].Trusted); i++ {
@@ -234,36 +234,10 @@ func TestPickRecipeIgnoresUnvetted(t *testing.T) {
 	assert.Equal(t, 1, r.Components.TrustedAgree)
 }
 
-func TestTrustLevel(t *testing.T) {
-	tests := []struct {
-		desc  string
-		level TrustLevel
-		str   string
-		norm  TrustLevel
-		votes bool
-	}{
-		{"distrusted", Distrusted, "distrusted", Distrusted, false},
-		{"unvetted", Unvetted, "unvetted", Unvetted, false},
-		{"trusted", Trusted, "trusted", Trusted, true},
-		{"ultimate", Ultimate, "ultimate", Ultimate, true},
-		{"unknown high value is unvetted", TrustLevel(7), "TrustLevel(7)", Unvetted, false},
-		{"unknown low value is unvetted", TrustLevel(-5), "TrustLevel(-5)", Unvetted, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.desc, func(t *testing.T) {
-			assert.Equal(t, tc.str, tc.level.String())
-			assert.Equal(t, tc.norm, tc.level.normalize())
-			assert.Equal(t, tc.votes, tc.level.normalize().votes())
-			b, err := tc.level.MarshalText()
-			require.NoError(t, err)
-			assert.Equal(t, tc.str, string(b))
-		})
-	}
-	var l TrustLevel
-	assert.ErrorIs(t, l.UnmarshalText([]byte("root")), ErrInvalidTrustLevel)
+func TestUnknownTrustLevelDoesNotVote(t *testing.T) {
 	// An unknown level from a TrustSource must not vote.
 	tr := trusting(1, 2, 3)
-	tr.Levels[fpr(3)] = TrustLevel(9)
+	tr.Levels[fpr(3)] = attest.Trust("root")
 	r := Evaluate(agreeing(pure, 1, 3, time.Hour), tr, Options{Now: now})
 	assert.Equal(t, 2, r.Components.TrustedAgree)
 }

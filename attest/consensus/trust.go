@@ -1,79 +1,18 @@
 package consensus
 
 import (
-	"errors"
-	"fmt"
 	"strings"
+
+	"github.com/lebowski-dist/lebowski/attest"
 )
 
-// TrustLevel is how far the local operator trusts a builder key. The caller
-// (the daemon's keyring) computes it: a key is Trusted when the operator
-// lists it, or when it is certified by a trusted key within K hops.
-type TrustLevel int
-
-const (
-	// Distrusted keys (revoked, or explicitly distrusted by the operator)
-	// are dropped before anything else: their claims are not even listed.
-	Distrusted TrustLevel = -1
-	// Unvetted keys are listed (groups, failed, unreproducible) but count
-	// for nothing in the score, the consensus or the verdict.
-	Unvetted TrustLevel = 0
-	// Trusted keys each have one vote per recipe.
-	Trusted TrustLevel = 1
-	// Ultimate is the node's own key. It votes exactly like Trusted (one
-	// vote); the level only marks "your own build" in reports.
-	Ultimate TrustLevel = 2
-)
-
-// String returns "distrusted", "unvetted", "trusted" or "ultimate".
-func (l TrustLevel) String() string {
-	switch l {
-	case Distrusted:
-		return "distrusted"
-	case Trusted:
-		return "trusted"
-	case Ultimate:
-		return "ultimate"
-	case Unvetted:
-		return "unvetted"
-	}
-	return fmt.Sprintf("TrustLevel(%d)", int(l))
-}
-
-// MarshalText makes levels readable in --json output.
-func (l TrustLevel) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
-
-// UnmarshalText parses what MarshalText writes.
-func (l *TrustLevel) UnmarshalText(b []byte) error {
-	for _, v := range []TrustLevel{Distrusted, Unvetted, Trusted, Ultimate} {
-		if string(b) == v.String() {
-			*l = v
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: trust level %q (want distrusted, unvetted, trusted or ultimate)", ErrInvalidTrustLevel, b)
-}
-
-// ErrInvalidTrustLevel is returned when decoding an unknown trust level.
-var ErrInvalidTrustLevel = errors.New("consensus: invalid trust level")
-
-// normalize maps unknown values to Unvetted, the level that cannot do harm.
-func (l TrustLevel) normalize() TrustLevel {
-	switch l {
-	case Distrusted, Trusted, Ultimate:
-		return l
-	}
-	return Unvetted
-}
-
-// votes reports whether a key of this level counts in the score.
-func (l TrustLevel) votes() bool { return l == Trusted || l == Ultimate }
-
-// TrustSource is the operator's view of builder keys. Fingerprints are
-// upper-case hex, as in attest.Statement.Builder.
+// TrustSource is the operator's view of builder keys (the node's trust
+// view: keys the operator trusts, keys certified by them within K hops,
+// equivocators). Fingerprints are upper-case hex, as in
+// attest.Statement.Builder.
 type TrustSource interface {
-	// Level is the key's trust level.
-	Level(fingerprint string) TrustLevel
+	// Level is the key's trust level; unknown values count as unvetted.
+	Level(fingerprint string) attest.Trust
 	// Equivocating reports whether the key is known (e.g. from a stored
 	// equivocation proof for any recipe) to have signed conflicting claims.
 	Equivocating(fingerprint string) bool
@@ -85,13 +24,18 @@ type TrustSource interface {
 // StaticTrust is a map-backed TrustSource. Nil maps are fine; keys are
 // looked up upper-cased.
 type StaticTrust struct {
-	Levels       map[string]TrustLevel
+	Levels       map[string]attest.Trust
 	Equivocators map[string]bool
 	Operators    map[string]string
 }
 
-// Level returns the listed level, Unvetted for unlisted keys.
-func (s StaticTrust) Level(fpr string) TrustLevel { return s.Levels[strings.ToUpper(fpr)] }
+// Level returns the listed level, unvetted for unlisted keys.
+func (s StaticTrust) Level(fpr string) attest.Trust {
+	if l, ok := s.Levels[strings.ToUpper(fpr)]; ok {
+		return l
+	}
+	return attest.TrustUnvetted
+}
 
 // Equivocating reports whether the key is listed as an equivocator.
 func (s StaticTrust) Equivocating(fpr string) bool { return s.Equivocators[strings.ToUpper(fpr)] }
@@ -102,6 +46,6 @@ func (s StaticTrust) Operator(fpr string) string { return s.Operators[strings.To
 // noTrust is used when Evaluate gets a nil TrustSource: everyone is unvetted.
 type noTrust struct{}
 
-func (noTrust) Level(string) TrustLevel  { return Unvetted }
-func (noTrust) Equivocating(string) bool { return false }
-func (noTrust) Operator(string) string   { return "" }
+func (noTrust) Level(string) attest.Trust { return attest.TrustUnvetted }
+func (noTrust) Equivocating(string) bool  { return false }
+func (noTrust) Operator(string) string    { return "" }

@@ -196,3 +196,38 @@ func FuzzVersion(f *testing.F) {
 		}
 	})
 }
+
+func TestCID(t *testing.T) {
+	data := []byte("hello")
+	c := CID(data)
+	if !strings.HasPrefix(c, "bafkrei") {
+		t.Fatalf("CID = %q, want a raw sha2-256 CIDv1", c)
+	}
+	sum, err := ParseCID(c)
+	if err != nil || CIDOfSHA256(sum) != c {
+		t.Fatalf("ParseCID(%q) = %x, %v", c, sum, err)
+	}
+	h := "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" // sha256("hello")
+	if got, err := CIDOfSHA256Hex(h); err != nil || got != c {
+		t.Fatalf("CIDOfSHA256Hex = %q, %v; want %q", got, err, c)
+	}
+	for _, bad := range []string{"", "bafy", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", strings.Repeat("b", 200),
+		"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", strings.ToUpper(c)} {
+		if _, err := ParseCID(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseCID(%q): err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := CIDOfSHA256Hex("xyz"); err == nil {
+		t.Fatal("CIDOfSHA256Hex accepted a bad hash")
+	}
+}
+
+func FuzzParseCID(f *testing.F) {
+	f.Add(CID([]byte("x")))
+	f.Add("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
+	f.Fuzz(func(t *testing.T, s string) {
+		if sum, err := ParseCID(s); err == nil && CIDOfSHA256(sum) != s {
+			t.Fatalf("ParseCID(%q) accepted a non-canonical form", s)
+		}
+	})
+}

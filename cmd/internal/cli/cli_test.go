@@ -179,4 +179,3 @@ func TestCLIKeyGenExport(t *testing.T) {
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, `"trust": "trusted"`)
 }
-

@@ -42,7 +42,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 			svc, done, err := g.localService()
 			if err == nil {
 				defer done()
-				if _, err := svc.ImportKey(id.PublicKey(), store.TrustOwn, "key gen"); err != nil {
+				if _, err := svc.ImportKey(id.PublicKey(), attest.TrustOwn, "key gen"); err != nil {
 					return envErr(err)
 				}
 			}
@@ -83,8 +83,8 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "Import public keys (armored or binary; - for stdin)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t := store.Trust(importTrust)
-			if t != store.TrustUnvetted && t != store.TrustTrusted && t != store.TrustDistrusted {
+			t := attest.Trust(importTrust)
+			if t != attest.TrustUnvetted && t != attest.TrustTrusted && t != attest.TrustDistrusted {
 				return usageErr("--trust %q: want unvetted, trusted or distrusted", importTrust)
 			}
 			b, done, err := g.backend(cmd.Context())
@@ -124,11 +124,11 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "Set how far you trust a builder key (default: trusted)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			level := store.TrustTrusted
+			level := attest.TrustTrusted
 			if len(args) == 2 {
-				level = store.Trust(args[1])
+				level = attest.Trust(args[1])
 			}
-			if level != store.TrustUnvetted && level != store.TrustTrusted && level != store.TrustDistrusted {
+			if level != attest.TrustUnvetted && level != attest.TrustTrusted && level != attest.TrustDistrusted {
 				return usageErr("trust level %q: want trusted, unvetted or distrusted", level)
 			}
 			fpr := strings.ToUpper(strings.ReplaceAll(args[0], " ", ""))

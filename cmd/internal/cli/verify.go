@@ -332,7 +332,7 @@ func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opini
 		sum := hex.EncodeToString(s[:])
 		for _, gr := range ri.Report.Groups {
 			for _, bc := range append(append([]consensus.BuilderClaim{}, gr.Trusted...), gr.Unvetted...) {
-				if bc.Level == consensus.Ultimate {
+				if bc.Level == attest.TrustOwn {
 					if h, ok := artifactHash(gr.Artifacts, wantName); ok && h == sum {
 						r := attest.Recipe{Source: ri.Recipe.Package, DebianVersion: ri.Recipe.DebianVersion, Suite: ri.Recipe.Suite, Arch: ri.Recipe.Arch, OpinionCID: ri.Recipe.Opinion.CID, SourceSHA256: ri.Recipe.SourceSHA256, ImageDigest: ri.Recipe.ImageDigest}
 						return &builder.Output{Name: wantName, SHA256: sum, Path: p, Size: int64(len(data))}, &r

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 
 	"github.com/lebowski-dist/lebowski/attest"
@@ -26,18 +25,6 @@ func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bo
 	out := make([]bool, len(res))
 	for i, r := range res {
 		out[i] = r.Status == store.StatusNew || r.Status == store.StatusEquivocation
-	}
-	return out, nil
-}
-
-func (s storeAdapter) Digests() (map[string]p2p.Digest, error) {
-	d, err := s.Store.PackageDigests()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]p2p.Digest, len(d))
-	for pkg, v := range d {
-		out[pkg] = p2p.Digest{Count: int(v.Count), Hash: hex.EncodeToString(v.Hash[:])}
 	}
 	return out, nil
 }

@@ -37,7 +37,6 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/node"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 var o3Once struct {
@@ -257,7 +256,7 @@ func TestAttackEquivocation(t *testing.T) {
 	ids := newIdentities(t, 1)
 	x := ids[0]
 	for _, td := range ds {
-		_, err := dial(t, td).ImportKey(ctx, x.PublicKey(), store.TrustTrusted, "drill")
+		_, err := dial(t, td).ImportKey(ctx, x.PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
 	}
 	a := signFor(t, x, "equivocator", honest, time.Now(), nil)
@@ -315,7 +314,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	require.NoError(t, err)
 	ids := newIdentities(t, 1)
 	for _, td := range ds {
-		_, err := dial(t, td).ImportKey(ctx, ids[0].PublicKey(), store.TrustTrusted, "drill")
+		_, err := dial(t, td).ImportKey(ctx, ids[0].PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
 	}
 
@@ -372,7 +371,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	tampered := make([]*attest.Claim, 0, 5)
 	fakeIDs := newIdentities(t, 5)
 	for i, id := range fakeIDs {
-		_, err := c.ImportKey(ctx, id.PublicKey(), store.TrustTrusted, "drill")
+		_, err := c.ImportKey(ctx, id.PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
 		tampered = append(tampered, signFor(t, id, "tp"+strconv.Itoa(i), hex64("tampered o3"), time.Now(), func(r *builder.Result, o *opinions.Opinion) {
 			o.Build.CFlags.Append = []string{"-O3", "-fno-stack-protector"}

@@ -103,7 +103,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger, opts ...Option) (*D
 		return nil, err
 	}
 	d.st = st
-	if _, err := st.PutKey(id.PublicKey(), store.TrustOwn, "own key"); err != nil {
+	if _, err := st.PutKey(id.PublicKey(), attest.TrustOwn, "own key"); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -26,18 +26,18 @@ type Backend interface {
 	ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult, error)
 	Claims(ctx context.Context, pkg string) ([]ClaimRow, error)
 	Keys(ctx context.Context) ([]store.KeyInfo, error)
-	ImportKey(ctx context.Context, pub []byte, trust store.Trust, source string) (store.KeyInfo, error)
-	SetTrust(ctx context.Context, fpr string, trust store.Trust, note string) error
+	ImportKey(ctx context.Context, pub []byte, trust attest.Trust, source string) (store.KeyInfo, error)
+	SetTrust(ctx context.Context, fpr string, trust attest.Trust, note string) error
 }
 
 // Local adapts a Service to Backend.
 type Local struct{ *Service }
 
 func (l Local) Keys(context.Context) ([]store.KeyInfo, error) { return l.Service.Keys() }
-func (l Local) ImportKey(_ context.Context, pub []byte, t store.Trust, src string) (store.KeyInfo, error) {
+func (l Local) ImportKey(_ context.Context, pub []byte, t attest.Trust, src string) (store.KeyInfo, error) {
 	return l.Service.ImportKey(pub, t, src)
 }
-func (l Local) SetTrust(_ context.Context, fpr string, t store.Trust, note string) error {
+func (l Local) SetTrust(_ context.Context, fpr string, t attest.Trust, note string) error {
 	return l.Service.SetTrust(fpr, t, note)
 }
 
@@ -125,9 +125,9 @@ func NewHandler(b Backend, d DaemonOps) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			Key    []byte      `json:"key"`
-			Trust  store.Trust `json:"trust"`
-			Source string      `json:"source"`
+			Key    []byte       `json:"key"`
+			Trust  attest.Trust `json:"trust"`
+			Source string       `json:"source"`
 		}
 		if err := readJSON(r, &req); err != nil {
 			reply(w, nil, err)
@@ -138,9 +138,9 @@ func NewHandler(b Backend, d DaemonOps) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/keys/trust", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			Fingerprint string      `json:"fingerprint"`
-			Trust       store.Trust `json:"trust"`
-			Note        string      `json:"note"`
+			Fingerprint string       `json:"fingerprint"`
+			Trust       attest.Trust `json:"trust"`
+			Note        string       `json:"note"`
 		}
 		if err := readJSON(r, &req); err != nil {
 			reply(w, nil, err)
@@ -320,12 +320,12 @@ func (c *Client) Keys(ctx context.Context) ([]store.KeyInfo, error) {
 	var out []store.KeyInfo
 	return out, c.do(ctx, http.MethodGet, "/v1/keys", nil, &out)
 }
-func (c *Client) ImportKey(ctx context.Context, pub []byte, t store.Trust, src string) (store.KeyInfo, error) {
+func (c *Client) ImportKey(ctx context.Context, pub []byte, t attest.Trust, src string) (store.KeyInfo, error) {
 	var out store.KeyInfo
 	body := map[string]any{"key": pub, "trust": t, "source": src}
 	return out, c.do(ctx, http.MethodPost, "/v1/keys", body, &out)
 }
-func (c *Client) SetTrust(ctx context.Context, fpr string, t store.Trust, note string) error {
+func (c *Client) SetTrust(ctx context.Context, fpr string, t attest.Trust, note string) error {
 	return c.do(ctx, http.MethodPost, "/v1/keys/trust", map[string]any{"fingerprint": fpr, "trust": t, "note": note}, nil)
 }
 func (c *Client) Status(ctx context.Context) (*Status, error) {

@@ -145,7 +145,7 @@ func Attest(ctx context.Context, st *store.Store, id *attest.Identity, peerID st
 			}
 		}
 	}
-	if _, err := st.PutKey(id.PublicKey(), store.TrustOwn, "own key"); err != nil {
+	if _, err := st.PutKey(id.PublicKey(), attest.TrustOwn, "own key"); err != nil {
 		return nil, fmt.Errorf("attest: own key: %w", err)
 	}
 	r, err := st.Ingest(ctx, claim)

@@ -45,7 +45,7 @@ func (s *Service) opts() consensus.Options {
 // storeTrust is the operator's trust: keys marked in the store, keys
 // listed in the configuration, and this node's own key.
 type storeTrust struct {
-	levels map[string]consensus.TrustLevel
+	levels map[string]attest.Trust
 	equiv  map[string]bool
 }
 
@@ -55,15 +55,15 @@ func (s *Service) Trust() (consensus.TrustSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := storeTrust{levels: map[string]consensus.TrustLevel{}, equiv: map[string]bool{}}
+	t := storeTrust{levels: map[string]attest.Trust{}, equiv: map[string]bool{}}
 	for _, k := range keys {
 		switch k.Trust {
-		case store.TrustTrusted:
-			t.levels[k.Fingerprint] = consensus.Trusted
-		case store.TrustOwn:
-			t.levels[k.Fingerprint] = consensus.Ultimate
-		case store.TrustDistrusted:
-			t.levels[k.Fingerprint] = consensus.Distrusted
+		case attest.TrustTrusted:
+			t.levels[k.Fingerprint] = attest.TrustTrusted
+		case attest.TrustOwn:
+			t.levels[k.Fingerprint] = attest.TrustOwn
+		case attest.TrustDistrusted:
+			t.levels[k.Fingerprint] = attest.TrustDistrusted
 		}
 		if k.Equivocating {
 			t.equiv[k.Fingerprint] = true
@@ -71,17 +71,17 @@ func (s *Service) Trust() (consensus.TrustSource, error) {
 	}
 	for _, f := range s.Trusted {
 		f = strings.ToUpper(f)
-		if t.levels[f] != consensus.Distrusted {
-			t.levels[f] = consensus.Trusted
+		if t.levels[f] != attest.TrustDistrusted {
+			t.levels[f] = attest.TrustTrusted
 		}
 	}
 	if s.Own != "" {
-		t.levels[s.Own] = consensus.Ultimate
+		t.levels[s.Own] = attest.TrustOwn
 	}
 	return t, nil
 }
 
-func (t storeTrust) Level(f string) consensus.TrustLevel { return t.levels[f] }
+func (t storeTrust) Level(f string) attest.Trust { return t.levels[f] }
 func (t storeTrust) Equivocating(f string) bool          { return t.equiv[f] }
 func (t storeTrust) Operator(string) string              { return "" }
 
@@ -138,7 +138,7 @@ func (s *Service) Info(ctx context.Context, pkg, debVersion, opinion string, all
 	for _, rc := range kept {
 		seen := map[string]bool{}
 		for _, c := range rc.Claims {
-			if l := trust.Level(c.Builder); (l == consensus.Trusted || l == consensus.Ultimate) && !trust.Equivocating(c.Builder) {
+			if l := trust.Level(c.Builder); (l == attest.TrustTrusted || l == attest.TrustOwn) && !trust.Equivocating(c.Builder) {
 				seen[c.Builder] = true
 			}
 		}
@@ -326,8 +326,8 @@ func (s *Service) Keys() ([]store.KeyInfo, error) {
 	for i := range keys {
 		keys[i].PublicKey = nil
 		for _, f := range s.Trusted {
-			if strings.EqualFold(f, keys[i].Fingerprint) && keys[i].Trust != store.TrustDistrusted && keys[i].Trust != store.TrustOwn {
-				keys[i].Trust = store.TrustTrusted
+			if strings.EqualFold(f, keys[i].Fingerprint) && keys[i].Trust != attest.TrustDistrusted && keys[i].Trust != attest.TrustOwn {
+				keys[i].Trust = attest.TrustTrusted
 				keys[i].Note = strings.TrimSpace(keys[i].Note + " (trusted by config)")
 			}
 		}
@@ -336,11 +336,11 @@ func (s *Service) Keys() ([]store.KeyInfo, error) {
 }
 
 // ImportKey stores a public key (armored or binary) with a trust level.
-func (s *Service) ImportKey(pub []byte, trust store.Trust, source string) (store.KeyInfo, error) {
+func (s *Service) ImportKey(pub []byte, trust attest.Trust, source string) (store.KeyInfo, error) {
 	return s.Store.PutKey(pub, trust, source)
 }
 
 // SetTrust changes a key's trust.
-func (s *Service) SetTrust(fpr string, trust store.Trust, note string) error {
+func (s *Service) SetTrust(fpr string, trust attest.Trust, note string) error {
 	return s.Store.SetTrust(strings.ToUpper(fpr), trust, note)
 }

@@ -1,4 +1,8 @@
-package p2p
+// Package p2ptest holds test doubles for the network layer: MemStore, an
+// in-memory claim and blob store with the methods p2p.ClaimStore and
+// p2p.BlobStore ask for. It does not import p2p, so p2p's own tests can use
+// it too.
+package p2ptest
 
 import (
 	"context"
@@ -7,10 +11,9 @@ import (
 	"sync"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // MemStore is an in-memory ClaimStore and BlobStore, safe for concurrent
@@ -19,7 +22,7 @@ type MemStore struct {
 	mu     sync.RWMutex
 	raw    map[string][]byte          // claim id → canonical keyless envelope
 	byPkg  map[string]map[string]bool // package → claim ids
-	digest map[string]*Digest         // cached digests, nil entry = dirty
+	digest map[string]attest.SetDigest
 	keys   map[string]*openpgp.Entity // fingerprint → key
 	blobs  map[string][]byte          // cid → bytes
 	sorted map[string][]string        // cached sorted ids per package
@@ -30,17 +33,12 @@ func NewMemStore() *MemStore {
 	return &MemStore{
 		raw:    make(map[string][]byte),
 		byPkg:  make(map[string]map[string]bool),
-		digest: make(map[string]*Digest),
+		digest: make(map[string]attest.SetDigest),
 		keys:   make(map[string]*openpgp.Entity),
 		blobs:  make(map[string][]byte),
 		sorted: make(map[string][]string),
 	}
 }
-
-var (
-	_ ClaimStore = (*MemStore)(nil)
-	_ BlobStore  = (*MemStore)(nil)
-)
 
 // Lookup implements attest.KeyLookup.
 func (s *MemStore) Lookup(fpr string) *openpgp.Entity {
@@ -56,7 +54,7 @@ func (s *MemStore) PutKey(e *openpgp.Entity) {
 	s.mu.Unlock()
 }
 
-// Ingest implements ClaimStore.
+// Ingest implements p2p.ClaimStore.
 func (s *MemStore) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memstore ingest: %w", err)
@@ -77,7 +75,9 @@ func (s *MemStore) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool,
 			s.byPkg[pkg] = make(map[string]bool)
 		}
 		s.byPkg[pkg][c.ID] = true
-		delete(s.digest, pkg)
+		d := s.digest[pkg]
+		d.Add(c.ID)
+		s.digest[pkg] = d
 		delete(s.sorted, pkg)
 		if c.Signer != nil {
 			fpr := attest.Fingerprint(c.Signer)
@@ -90,7 +90,7 @@ func (s *MemStore) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool,
 	return added, nil
 }
 
-// Has implements ClaimStore.
+// Has implements p2p.ClaimStore.
 func (s *MemStore) Has(id string) (bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -98,7 +98,7 @@ func (s *MemStore) Has(id string) (bool, error) {
 	return ok, nil
 }
 
-// GetRaw implements ClaimStore.
+// GetRaw implements p2p.ClaimStore.
 func (s *MemStore) GetRaw(id string) ([]byte, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -125,7 +125,7 @@ func (s *MemStore) AllIDs() []string {
 	return ids
 }
 
-// ClaimIDs implements ClaimStore.
+// ClaimIDs implements p2p.ClaimStore.
 func (s *MemStore) ClaimIDs(pkg string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,24 +145,18 @@ func (s *MemStore) sortedLocked(pkg string) []string {
 	return ids
 }
 
-// Digests implements ClaimStore.
-func (s *MemStore) Digests() (map[string]Digest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]Digest, len(s.byPkg))
-	for pkg := range s.byPkg {
-		d := s.digest[pkg]
-		if d == nil {
-			v := DigestOf(s.sortedLocked(pkg))
-			d = &v
-			s.digest[pkg] = d
-		}
-		out[pkg] = *d
+// Digests implements p2p.ClaimStore.
+func (s *MemStore) Digests() (map[string]attest.SetDigest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]attest.SetDigest, len(s.digest))
+	for pkg, d := range s.digest {
+		out[pkg] = d
 	}
 	return out, nil
 }
 
-// GetBlob implements BlobStore.
+// GetBlob implements p2p.BlobStore.
 func (s *MemStore) GetBlob(c string) ([]byte, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -170,23 +164,27 @@ func (s *MemStore) GetBlob(c string) ([]byte, bool, error) {
 	return b, ok, nil
 }
 
-// PutBlob implements BlobStore.
+// PutBlob implements p2p.BlobStore.
 func (s *MemStore) PutBlob(data []byte) (string, error) {
-	c, err := BlobCID(data)
-	if err != nil {
-		return "", err
-	}
+	c := vocab.CID(data)
 	s.mu.Lock()
 	s.blobs[c] = append([]byte(nil), data...)
 	s.mu.Unlock()
 	return c, nil
 }
 
-// BlobCID is the CIDv1 (raw codec, sha2-256) of data, as a string.
-func BlobCID(data []byte) (string, error) {
-	sum, err := mh.Sum(data, mh.SHA2_256, -1)
-	if err != nil {
-		return "", fmt.Errorf("blob cid: %w", err)
-	}
-	return cid.NewCidV1(cid.Raw, sum).String(), nil
+// SetBlobUnchecked stores data under any CID, without checking: a lying
+// peer for tests of the blob protocol's checks.
+func (s *MemStore) SetBlobUnchecked(c string, data []byte) {
+	s.mu.Lock()
+	s.blobs[c] = append([]byte(nil), data...)
+	s.mu.Unlock()
+}
+
+// SetRawUnchecked replaces a stored claim's envelope bytes without
+// checking: a lying peer for tests of the sync protocol's checks.
+func (s *MemStore) SetRawUnchecked(id string, raw []byte) {
+	s.mu.Lock()
+	s.raw[id] = append([]byte(nil), raw...)
+	s.mu.Unlock()
 }
