@@ -199,16 +199,39 @@ func usable(c Claim) string {
 // Evaluate derives the consensus, score and reasons for one recipe from
 // claims. Claims should all be about one recipe; see Options.RecipeID and
 // EvaluateAll otherwise. A nil trust treats every key as unvetted.
+//
+// It runs in named steps: sift usable claims, pick the recipe, keep its
+// claims by key, give each key one vote, describe the recipe, group the
+// votes by artifact set, decide consensus and conflict, then purity,
+// score and reasons.
 func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 	if trust == nil {
 		trust = noTrust{}
 	}
 	opt = opt.withDefaults()
-	var r Report
-	var malformed int
+	entries, malformed := sift(claims)
+	r := Report{RecipeID: opt.RecipeID}
+	if r.RecipeID == "" {
+		r.RecipeID = pickRecipe(entries, trust)
+	}
+	lv := newLevels(trust)
+	sel := selectRecipe(entries, r.RecipeID, lv)
+	r.Ignored = malformed + sel.otherRecipe + sel.distrusted
+	v := oneVotePerKey(sel.byKey, trust)
+	r.Equivocators = v.equivocators()
+	describeRecipe(&r, v.counted, sel.byKey)
+	groupVotes(&r, v.counted, lv, trust)
+	decide(&r)
+	var purityNote string
+	r.Purity, purityNote = pickPurity(v.counted, lv.of, opt)
+	r.Score = score(&r, opt)
+	r.Reasons = reasons(&r, opt, purityNote, malformed, sel.otherRecipe, sel.distrusted, v.detected, v.flagged)
+	return r
+}
 
-	// 1. Keep usable claims and pick the recipe.
-	entries := make([]entry, 0, len(claims))
+// sift keeps the usable claims and counts the others.
+func sift(claims []Claim) (entries []entry, malformed int) {
+	entries = make([]entry, 0, len(claims))
 	for _, c := range claims {
 		if usable(c) != "" {
 			malformed++
@@ -216,46 +239,73 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 		}
 		entries = append(entries, entry{c: c, s: c.Statement, fpr: strings.ToUpper(strings.TrimSpace(c.Statement.Builder))})
 	}
-	r.RecipeID = opt.RecipeID
-	if r.RecipeID == "" {
-		r.RecipeID = pickRecipe(entries, trust)
+	return entries, malformed
+}
+
+// levels memoises the trust source's (normalized) levels.
+type levels struct {
+	trust TrustSource
+	m     map[string]attest.Trust
+}
+
+func newLevels(t TrustSource) *levels { return &levels{trust: t, m: map[string]attest.Trust{}} }
+
+func (l *levels) of(fpr string) attest.Trust {
+	v, ok := l.m[fpr]
+	if !ok {
+		v = l.trust.Level(fpr).Normalize()
+		l.m[fpr] = v
 	}
-	levels := map[string]attest.Trust{}
-	level := func(fpr string) attest.Trust {
-		l, ok := levels[fpr]
-		if !ok {
-			l = trust.Level(fpr).Normalize()
-			levels[fpr] = l
-		}
-		return l
-	}
-	var otherRecipe, distrusted int
-	byKey := map[string][]*entry{}
+	return v
+}
+
+// selection is the picked recipe's claims by key, and what was dropped.
+type selection struct {
+	byKey                   map[string][]*entry
+	otherRecipe, distrusted int
+}
+
+// selectRecipe keeps the claims about recipeID from keys that are not
+// distrusted, grouped by key.
+func selectRecipe(entries []entry, recipeID string, lv *levels) selection {
+	sel := selection{byKey: map[string][]*entry{}}
 	for i := range entries {
 		e := &entries[i]
-		if e.s.RecipeID != r.RecipeID {
-			otherRecipe++
-			continue
+		switch {
+		case e.s.RecipeID != recipeID:
+			sel.otherRecipe++
+		case lv.of(e.fpr) == attest.TrustDistrusted:
+			sel.distrusted++
+		default:
+			if e.s.Result == attest.ResultSuccess {
+				e.akey = e.s.ArtifactKey()
+			}
+			sel.byKey[e.fpr] = append(sel.byKey[e.fpr], e)
 		}
-		if level(e.fpr) == attest.TrustDistrusted {
-			distrusted++
-			continue
-		}
-		if e.s.Result == attest.ResultSuccess {
-			e.akey = e.s.ArtifactKey()
-		}
-		byKey[e.fpr] = append(byKey[e.fpr], e)
 	}
-	r.Ignored = malformed + otherRecipe + distrusted
+	return sel
+}
 
-	// 2. One vote per key: drop equivocators, keep each key's newest claim.
+// votes is each key's one vote: its newest claim, unless the key
+// equivocates (detected here, or flagged by the trust source).
+type votes struct {
+	counted           []*entry // sorted by fingerprint
+	detected, flagged []string
+}
+
+func (v votes) equivocators() []string {
+	out := append(append([]string{}, v.detected...), v.flagged...)
+	sort.Strings(out)
+	return out
+}
+
+func oneVotePerKey(byKey map[string][]*entry, trust TrustSource) votes {
 	fprs := make([]string, 0, len(byKey))
 	for f := range byKey {
 		fprs = append(fprs, f)
 	}
 	sort.Strings(fprs)
-	var counted []*entry
-	var detected, flagged []string
+	var v votes
 	for _, f := range fprs {
 		es := byKey[f]
 		akeys := map[string]bool{}
@@ -270,17 +320,19 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 		}
 		switch {
 		case len(akeys) > 1:
-			detected = append(detected, f)
+			v.detected = append(v.detected, f)
 		case trust.Equivocating(f):
-			flagged = append(flagged, f)
+			v.flagged = append(v.flagged, f)
 		default:
-			counted = append(counted, best)
+			v.counted = append(v.counted, best)
 		}
 	}
-	r.Equivocators = append(append([]string{}, detected...), flagged...)
-	sort.Strings(r.Equivocators)
+	return v
+}
 
-	// 3. Report metadata from the newest counted claim (any claim if none).
+// describeRecipe fills the report's package fields from the newest counted
+// claim (any claim of the recipe if none counts).
+func describeRecipe(r *Report, counted []*entry, byKey map[string][]*entry) {
 	var rep *entry
 	for _, e := range counted {
 		if rep == nil || newer(e, rep) {
@@ -296,18 +348,22 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 			}
 		}
 	}
-	if rep != nil {
-		s := rep.s
-		r.Package, r.Version, r.DebianVersion, r.Suite, r.Arch = s.Package, s.Version, s.DebianVersion, s.Suite, s.Arch
-		r.Opinion = s.Opinion.Name
-		r.Vanilla = s.Opinion.CID == "" // the opinion CID is part of the recipe
+	if rep == nil {
+		return
 	}
+	s := rep.s
+	r.Package, r.Version, r.DebianVersion, r.Suite, r.Arch = s.Package, s.Version, s.DebianVersion, s.Suite, s.Arch
+	r.Opinion = s.Opinion.Name
+	r.Vanilla = s.Opinion.CID == "" // the opinion CID is part of the recipe
+}
 
-	// 4. Groups, failed, unreproducible.
+// groupVotes sorts the counted votes into artifact groups (most trusted
+// keys first), failed and unreproducible.
+func groupVotes(r *Report, counted []*entry, lv *levels, trust TrustSource) {
 	groups := map[string]*Group{}
 	for _, e := range counted {
 		bc := BuilderClaim{
-			Fingerprint: e.fpr, Level: level(e.fpr), PeerID: e.s.PeerID, ClaimID: e.c.ID,
+			Fingerprint: e.fpr, Level: lv.of(e.fpr), PeerID: e.s.PeerID, ClaimID: e.c.ID,
 			Result: e.s.Result, ArtifactKey: e.akey, Timestamp: e.s.Timestamp, Received: e.c.Received,
 		}
 		if bc.Trusted() {
@@ -361,8 +417,11 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 		return a.ArtifactKey < b.ArtifactKey
 	})
 	// counted is sorted by fingerprint, so members and lists already are.
+}
 
-	// 5. Consensus, dissent, conflict.
+// decide sets the consensus (the group with strictly the most trusted
+// keys), the trusted dissenters and whether trusted keys conflict.
+func decide(r *Report) {
 	trustedGroups := 0
 	for i := range r.Groups {
 		if len(r.Groups[i].Trusted) > 0 {
@@ -386,12 +445,10 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 	}
 	sort.Slice(r.Dissenters, func(i, j int) bool { return r.Dissenters[i].Fingerprint < r.Dissenters[j].Fingerprint })
 	r.Conflict = tie || (r.Consensus != nil && len(r.Dissenters) > 0)
+}
 
-	// 6. Purity.
-	var purityNote string
-	r.Purity, purityNote = pickPurity(counted, level, opt)
-
-	// 7. Score.
+// score fills the components and returns the 0–10 score.
+func score(r *Report, opt Options) float64 {
 	c := &r.Components
 	if r.Consensus != nil {
 		c.TrustedAgree = len(r.Consensus.Trusted)
@@ -407,51 +464,85 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 			c.TrustedFail++
 		}
 	}
-	r.Score = computeScore(c, r.Consensus != nil, r.Purity, r.Vanilla)
-
-	r.Reasons = reasons(&r, opt, purityNote, malformed, otherRecipe, distrusted, detected, flagged)
-	return r
+	return computeScore(c, r.Consensus != nil, r.Purity, r.Vanilla)
 }
 
-// pickRecipe returns the recipe with the most distinct trusted keys, then
-// the smallest ID. Unvetted keys do not influence the choice.
+// pickRecipe returns the best-ranked recipe among the claims (Rank).
 func pickRecipe(entries []entry, trust TrustSource) string {
-	keys := map[string]map[string]bool{}
-	lv := map[string]bool{}
+	idx := map[string]int{}
+	var rs []RecipeVotes
 	for _, e := range entries {
-		id := e.s.RecipeID
-		if keys[id] == nil {
-			keys[id] = map[string]bool{}
-		}
-		v, ok := lv[e.fpr]
+		i, ok := idx[e.s.RecipeID]
 		if !ok {
-			v = trust.Level(e.fpr).Normalize().Votes() && !trust.Equivocating(e.fpr)
-			lv[e.fpr] = v
+			i = len(rs)
+			idx[e.s.RecipeID] = i
+			rs = append(rs, RecipeVotes{RecipeID: e.s.RecipeID})
 		}
-		if v {
-			keys[id][e.fpr] = true
-		}
-	}
-	best, bestN := "", -1
-	for id, ks := range keys {
-		if n := len(ks); n > bestN || (n == bestN && id < best) {
-			best, bestN = id, n
+		rs[i].Builders = append(rs[i].Builders, e.fpr)
+		if e.s.Timestamp.After(rs[i].Newest) {
+			rs[i].Newest = e.s.Timestamp
 		}
 	}
-	return best
+	if len(rs) == 0 {
+		return ""
+	}
+	Rank(rs, trust)
+	return rs[0].RecipeID
 }
 
-// purityRank orders purities from most to least pure; "" (undeclared) is last.
-func purityRank(p vocab.Purity) int {
-	switch p {
-	case vocab.PurityPureCompilation:
-		return 0
-	case vocab.PurityConfigureOnly:
-		return 1
-	case vocab.PurityPatches:
-		return 2
+// RecipeVotes is what ranking needs to know of one recipe.
+type RecipeVotes struct {
+	RecipeID string
+	Builders []string  // fingerprints of the keys with a claim about it (repeats are fine)
+	Newest   time.Time // newest claim
+}
+
+// Rank sorts recipes best-attested first: most distinct trusted,
+// non-equivocating keys; then most distinct keys; then the newest claim;
+// then the smallest recipe ID, so the order never depends on the input's.
+// It is the one ranking of recipes: Evaluate uses it to pick a recipe, the
+// node to choose which recipe `info` and `verify` show. Unvetted keys are
+// free to create, so they only break ties between recipes with as many
+// trusted votes.
+func Rank(rs []RecipeVotes, trust TrustSource) {
+	if trust == nil {
+		trust = noTrust{}
 	}
-	return 3
+	type key struct{ trusted, all int }
+	keys := make(map[string]key, len(rs))
+	votes := map[string]bool{}
+	for _, r := range rs {
+		seen := map[string]bool{}
+		var k key
+		for _, f := range r.Builders {
+			if seen[f] {
+				continue
+			}
+			seen[f] = true
+			k.all++
+			v, ok := votes[f]
+			if !ok {
+				v = trust.Level(f).Normalize().Votes() && !trust.Equivocating(f)
+				votes[f] = v
+			}
+			if v {
+				k.trusted++
+			}
+		}
+		keys[r.RecipeID] = k
+	}
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := keys[rs[i].RecipeID], keys[rs[j].RecipeID]
+		switch {
+		case a.trusted != b.trusted:
+			return a.trusted > b.trusted
+		case a.all != b.all:
+			return a.all > b.all
+		case !rs[i].Newest.Equal(rs[j].Newest):
+			return rs[i].Newest.After(rs[j].Newest)
+		}
+		return rs[i].RecipeID < rs[j].RecipeID
+	})
 }
 
 // pickPurity returns the recipe's purity: opt.Purity when valid, else the
@@ -475,7 +566,7 @@ func pickPurity(counted []*entry, level func(string) attest.Trust, opt Options) 
 			if !p.Valid() {
 				p = ""
 			}
-			if len(seen) == 0 || purityRank(p) > purityRank(worst) {
+			if len(seen) == 0 || p.Rank() > worst.Rank() {
 				worst = p
 			}
 			seen[p] = true
