@@ -3,6 +3,7 @@ package attest
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -155,4 +156,35 @@ func issuer(sig *packet.Signature, trusted map[string]*openpgp.Entity, all KeyLo
 		}
 	}
 	return nil
+}
+
+// Certifiers lists the fingerprints that claim to have certified one of
+// e's user IDs (third-party certification signatures carrying an issuer
+// fingerprint), sorted and without repeats. The signatures are NOT
+// verified: this is an index hint for finding candidates quickly;
+// CertifiedWithin does the cryptographic check.
+func Certifiers(e *openpgp.Entity) []string {
+	if e == nil || e.PrimaryKey == nil {
+		return nil
+	}
+	self := Fingerprint(e)
+	seen := map[string]bool{}
+	var out []string
+	for _, id := range e.Identities {
+		if id == nil {
+			continue
+		}
+		for _, sig := range id.Signatures {
+			if sig == nil || !isCertification(sig.SigType) || len(sig.IssuerFingerprint) == 0 {
+				continue
+			}
+			fpr := fmt.Sprintf("%X", sig.IssuerFingerprint)
+			if fpr != self && !seen[fpr] {
+				seen[fpr] = true
+				out = append(out, fpr)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -23,10 +23,11 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder/source"
 )
 
 // DefaultMirror is the Debian mirror images are made from.
-const DefaultMirror = "http://deb.debian.org/debian"
+const DefaultMirror = source.DefaultMirror
 
 // DefaultImageEpoch is the SOURCE_DATE_EPOCH images are made with
 // (2023-06-10, the bookworm release). It fixes file times in the rootfs.

@@ -188,6 +188,7 @@ func (s *Store) writer() {
 
 func (s *Store) commit(batch []*ingestReq) error {
 	var keyUpdates []string
+	keysChanged := false
 	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
@@ -201,12 +202,16 @@ func (s *Store) commit(batch []*ingestReq) error {
 			}
 		}
 		keyUpdates = w.flagged
+		keysChanged = w.keysChanged
 		return w.finish()
 	})
 	if err != nil {
 		// Results computed inside an aborted transaction are void.
 		s.log.Error("ingest commit failed", "claims", countClaims(batch), "err", err)
 		return fmt.Errorf("commit: %w", err)
+	}
+	if keysChanged {
+		s.keysVersion.Add(1)
 	}
 	if len(keyUpdates) > 0 {
 		s.log.Warn("equivocating builder keys flagged", "fingerprints", keyUpdates)
@@ -230,6 +235,7 @@ type txWriter struct {
 	claims, byRecipe, byPackage, byBuilder, byArtifact *bolt.Bucket
 	keys, equiv, digests, meta                         *bolt.Bucket
 	newClaims, newRecipes                              uint64
+	keysChanged                                        bool
 	flagged                                            []string
 	// written once per transaction by finish
 	recipes map[string]*RecipeSummary // by_package key → summary
@@ -280,6 +286,7 @@ func rejected(id string, format string, a ...any) IngestResult {
 type checked struct {
 	ck, rk, fk, akey []byte
 	pub              []byte
+	certifiers       []string
 	artifacts        [][]byte
 	value            []byte // `claims` value
 	summary          []byte // `by_recipe` value
@@ -333,6 +340,7 @@ func checkClaim(c *attest.Claim) (*checked, IngestResult) {
 		h, _ := hex.DecodeString(a.SHA256) // Validate checked it
 		ch.artifacts = append(ch.artifacts, h)
 	}
+	ch.certifiers = attest.Certifiers(c.Signer)
 	if c.Envelope != nil && len(c.Envelope.Key) > 0 {
 		ch.pub = c.Envelope.Key
 	} else if c.Signer != nil {
@@ -504,10 +512,11 @@ func (w *txWriter) updateKey(id, fpr string, ch *checked, proof *Proof) error {
 			// from the stored proofs.
 			return nil
 		}
-		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: attest.TrustUnknown, Source: "claim " + id, FirstSeen: w.now}
+		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: attest.TrustUnknown, Source: "claim " + id, FirstSeen: w.now, Certifiers: ch.certifiers}
 	}
 	if proof != nil {
 		ki.Equivocating = true
 	}
+	w.keysChanged = true
 	return putKeyInfo(w.keys, ch.fk, ki)
 }

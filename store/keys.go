@@ -22,6 +22,9 @@ type KeyInfo struct {
 	FirstSeen    time.Time    `json:"first_seen"`
 	Equivocating bool         `json:"equivocating"`
 	Note         string       `json:"note,omitempty"`
+	// Certifiers are the fingerprints that claim to certify the key
+	// (attest.Certifiers: unverified, an index for the trust view).
+	Certifiers []string `json:"certifiers,omitempty"`
 }
 
 func decodeKeyInfo(v []byte) (KeyInfo, error) {
@@ -84,6 +87,7 @@ func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, 
 			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
 		}
 		ki.PublicKey, ki.Trust, ki.Source = bin, trust, source
+		ki.Certifiers = attest.Certifiers(e)
 		out = ki
 		return putKeyInfo(b, fk, ki)
 	})
@@ -93,6 +97,7 @@ func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, 
 	s.keyMu.Lock()
 	s.keyCache[fpr] = e
 	s.keyMu.Unlock()
+	s.keysVersion.Add(1)
 	return out, nil
 }
 
@@ -157,6 +162,7 @@ func (s *Store) updateKey(fk []byte, fpr string, f func(*KeyInfo)) error {
 	if err != nil {
 		return fmt.Errorf("update key %s: %w", fpr, err)
 	}
+	s.keysVersion.Add(1)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -107,7 +108,15 @@ type Store struct {
 
 	keyMu    sync.RWMutex
 	keyCache map[string]*openpgp.Entity
+	// keysVersion changes whenever the keys bucket does (KeysVersion).
+	keysVersion atomic.Uint64
 }
+
+// KeysVersion is a counter that changes whenever a key record is written
+// (imported, trust changed, learned from a claim, flagged as
+// equivocating) by this process. Readers cache what they derive from the
+// keys (the node's trust view) and rebuild it when the version moves.
+func (s *Store) KeysVersion() uint64 { return s.keysVersion.Load() }
 
 type config struct {
 	log           *slog.Logger

@@ -1,0 +1,228 @@
+// Package config is a node's configuration: the Config struct read from
+// YAML and flags, its defaults (each written once, here), its validation
+// and the layout of the data directory. The daemon and the CLI both load
+// it; every other package receives values, never reads files or flags
+// itself (kubo's config/ package plays this part).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/p2p"
+)
+
+// Defaults that are not another package's: the rest (mirror, listen
+// addresses, sync interval, score threshold) come from the package that
+// owns them.
+const (
+	DefaultTrustHops    = 1
+	DefaultBuildTimeout = time.Hour
+	DefaultConcurrency  = 1
+	DefaultQueue        = 64
+	DefaultLogLevel     = "info"
+	DefaultLogFormat    = "text"
+	MaxTrustHops        = 5
+)
+
+// ErrInvalid wraps every configuration problem (exit 2).
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is a node's configuration (YAML file + flags). Every field is
+// optional; Defaults fills in what is missing.
+type Config struct {
+	DataDir     string   `yaml:"data_dir"`
+	OpinionsDir string   `yaml:"opinions_dir"`
+	CacheDir    string   `yaml:"cache_dir"` // sources + images; nodes on one machine may share it
+	Listen      []string `yaml:"listen"`    // libp2p multiaddrs
+	Bootstrap   []string `yaml:"bootstrap"` // /ip4/…/tcp/…/p2p/<id>
+	MDNS        *bool    `yaml:"mdns"`
+	DHT         bool     `yaml:"dht"`
+	Subscribe   []string `yaml:"subscribe"`    // package/opinion
+	TrustedKeys []string `yaml:"trusted_keys"` // OpenPGP fingerprints
+	// TrustHops is how many OpenPGP certification hops from a trusted key
+	// still make a key trusted (0: only keys trusted directly).
+	TrustHops   *int          `yaml:"trust_hops"`
+	Threshold   float64       `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
+	MinTrusted  int           `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
+	APISocket   string        `yaml:"api_socket"`
+	MetricsAddr string        `yaml:"metrics_addr"` // opt-in, e.g. 127.0.0.1:9464
+	Mirror      string        `yaml:"mirror"`
+	SyncEvery   time.Duration `yaml:"sync_interval"`
+	Builds      BuildConfig   `yaml:"builds"`
+	LogLevel    string        `yaml:"log_level"`  // debug|info|warn|error
+	LogFormat   string        `yaml:"log_format"` // text|json
+}
+
+// BuildConfig bounds rebuilds.
+type BuildConfig struct {
+	Enabled     *bool         `yaml:"enabled"`     // default true
+	Concurrency int           `yaml:"concurrency"` // default 1
+	Queue       int           `yaml:"queue"`       // default 64
+	Timeout     time.Duration `yaml:"timeout"`     // default 1h; a timeout is signed as a failed build
+	PodmanURL   string        `yaml:"podman_url"`  // default: start a private podman service
+}
+
+// Load reads the configuration of the node at dataDir ("" = DefaultDataDir):
+// the file at path, or <data-dir>/config.yaml when path is "" (which may
+// be missing). Unknown keys are errors. Flags are applied by the caller,
+// then Defaults and Validate.
+func Load(dataDir, path string) (*Config, error) {
+	if dataDir == "" {
+		dataDir = DefaultDataDir()
+	}
+	optional := path == ""
+	if optional {
+		path = Layout{Dir: dataDir}.Config()
+	}
+	c := &Config{}
+	b, err := os.ReadFile(path)
+	switch {
+	case err != nil && optional && errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	default:
+		d := yaml.NewDecoder(bytes.NewReader(b))
+		d.KnownFields(true)
+		if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
+		}
+	}
+	if c.DataDir == "" || !optional {
+		c.DataDir = dataDir
+	}
+	return c, nil
+}
+
+// Defaults fills in unset fields.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.OpinionsDir == "" {
+		c.OpinionsDir = DefaultOpinionsDir()
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = c.Layout().DefaultCache()
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = append([]string(nil), p2p.DefaultListenAddrs...)
+	}
+	if c.MDNS == nil {
+		c.MDNS = ptr(true)
+	}
+	if c.TrustHops == nil {
+		c.TrustHops = ptr(DefaultTrustHops)
+	}
+	if c.Threshold == 0 {
+		c.Threshold = consensus.DefaultThreshold
+	}
+	if c.MinTrusted == 0 {
+		c.MinTrusted = consensus.DefaultMinTrusted
+	}
+	if c.Mirror == "" {
+		c.Mirror = source.DefaultMirror
+	}
+	if c.SyncEvery == 0 {
+		c.SyncEvery = p2p.DefaultSyncInterval
+	}
+	if c.Builds.Enabled == nil {
+		c.Builds.Enabled = ptr(true)
+	}
+	if c.Builds.Concurrency == 0 {
+		c.Builds.Concurrency = DefaultConcurrency
+	}
+	if c.Builds.Queue == 0 {
+		c.Builds.Queue = DefaultQueue
+	}
+	if c.Builds.Timeout == 0 {
+		c.Builds.Timeout = DefaultBuildTimeout
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = DefaultLogFormat
+	}
+	for i, k := range c.TrustedKeys {
+		c.TrustedKeys[i] = vocab.NormalizeFingerprint(k)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Validate reports every problem in the config at once; each wraps
+// ErrInvalid.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...))
+	}
+	for _, s := range c.Subscribe {
+		if _, err := vocab.ParseRef(s); err != nil {
+			add("subscribe: %v", err)
+		}
+	}
+	for _, k := range c.TrustedKeys {
+		if err := vocab.CheckFingerprint(k); err != nil {
+			add("trusted_keys: %v", err)
+		}
+	}
+	if c.Builds.Concurrency < 0 || c.Builds.Concurrency > 16 {
+		add("builds.concurrency: %d not in 1..16", c.Builds.Concurrency)
+	}
+	if c.Builds.Queue < 0 || c.Builds.Queue > 10000 {
+		add("builds.queue: %d not in 1..10000", c.Builds.Queue)
+	}
+	if c.Builds.Timeout < 0 {
+		add("builds.timeout: %s is negative", c.Builds.Timeout)
+	}
+	if c.Threshold < 0 || c.Threshold > 10 {
+		add("threshold: %v not in 0..10", c.Threshold)
+	}
+	if c.MinTrusted < 0 {
+		add("min_trusted: %d is negative", c.MinTrusted)
+	}
+	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
+		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		add("log_level: %q is not debug|info|warn|error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		add("log_format: %q is not text|json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// Layout is the data directory of this configuration.
+func (c *Config) Layout() Layout { return Layout{Dir: c.DataDir} }
+
+// Socket is the local API socket: api_socket, or <data-dir>/lebowskid.sock.
+func (c *Config) Socket() string {
+	if c.APISocket != "" {
+		return c.APISocket
+	}
+	return c.Layout().Socket()
+}
+
+// Hops is TrustHops with its default.
+func (c *Config) Hops() int {
+	if c.TrustHops == nil {
+		return DefaultTrustHops
+	}
+	return *c.TrustHops
+}

@@ -1,0 +1,251 @@
+// Package core is the node's one API: every read and write a user or the
+// daemon performs, in the shape of kubo's coreiface. API is the
+// interface; Node implements it in-process over the store (what the CLI
+// uses when no daemon runs, and what the daemon serves); package
+// core/rpc implements it over the daemon's unix socket; package
+// core/coretest runs one test suite against both.
+//
+// Data flows one way: a build (builder.Result) becomes a signed claim
+// (RecordBuild), claims are gossiped and stored (ImportClaims, the
+// network), the store's claims become consensus (attest/consensus) and a
+// verdict (Info, Verify).
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// API is what a node offers. Errors wrap ErrNotFound (nothing matched:
+// exit 1 or 2 by command), ErrInvalid (bad input: exit 2), ErrOffline (the
+// operation needs a running daemon), or describe an environment failure.
+type API interface {
+	// Info evaluates the recipes of a package.
+	Info(ctx context.Context, q InfoQuery) (*InfoResult, error)
+	// Verify gives the consensus verdict on a file hash.
+	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
+	// Claims lists stored claims.
+	Claims(ctx context.Context, q ClaimsQuery) ([]ClaimRow, error)
+	// ImportClaims verifies and stores wire envelopes.
+	ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult, error)
+	// RecordBuild signs a build with the node's key (buildinfo and log
+	// CIDs included), keeps it as the node's own, ingests it once and
+	// publishes it. The blobs it names must have been put first (Record
+	// does both).
+	RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, error)
+
+	// Keys lists known builder keys with their effective trust.
+	Keys(ctx context.Context) ([]KeyInfo, error)
+	// Key returns one key with its public key material.
+	Key(ctx context.Context, fingerprint string) (*KeyInfo, error)
+	// ImportKey stores a public key (armored or binary) with a trust level.
+	ImportKey(ctx context.Context, pub []byte, trust attest.Trust, source string) (*KeyInfo, error)
+	// SetTrust changes how far the operator trusts a stored key.
+	SetTrust(ctx context.Context, fingerprint string, trust attest.Trust, note string) error
+
+	// PutBlob keeps content-addressed bytes and returns their CID.
+	PutBlob(ctx context.Context, data []byte) (string, error)
+	// GetBlob returns the bytes of a blob held by this node.
+	GetBlob(ctx context.Context, cid string) ([]byte, error)
+
+	// Status describes the node.
+	Status(ctx context.Context) (*Status, error)
+	// Peers lists connected peers (ErrOffline without a network).
+	Peers(ctx context.Context) ([]PeerInfo, error)
+	// Subscribe follows (on) or stops following an opinion topic
+	// "package/opinion" and returns the subscriptions.
+	Subscribe(ctx context.Context, ref string, on bool) ([]string, error)
+	// Events streams what happens on the node until ctx ends.
+	Events(ctx context.Context) (<-chan Event, error)
+}
+
+// Sentinels.
+var (
+	// ErrNotFound: nothing in the store matched.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the request is malformed (bad name, bad claim, bad
+	// trust level).
+	ErrInvalid = errors.New("invalid request")
+	// ErrOffline: the operation needs a running lebowskid.
+	ErrOffline = errors.New("needs a running lebowskid")
+	// ErrNoIdentity: the node has no builder key.
+	ErrNoIdentity = errors.New("no builder key")
+)
+
+// InputError marks bad input: it matches ErrInvalid and unwraps to its
+// cause.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string   { return e.Err.Error() }
+func (e *InputError) Unwrap() []error { return []error{ErrInvalid, e.Err} }
+
+// Invalid wraps err as bad input.
+func Invalid(err error) error { return &InputError{Err: err} }
+
+// IsInvalid reports bad input from this package or the vocabulary.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) || errors.Is(err, vocab.ErrInvalid) }
+
+// IsNotFound reports "nothing matched" from this package or the store.
+func IsNotFound(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, store.ErrNotFound)
+}
+
+// InfoQuery selects the recipes of a package.
+type InfoQuery struct {
+	Package       string `json:"package"`
+	DebianVersion string `json:"version,omitempty"` // "" = all
+	// Opinion is a name, "vanilla" for unmodified builds, "" for all.
+	Opinion string `json:"opinion,omitempty"`
+	// OpinionCID, when set, keeps only recipes built from exactly this
+	// opinion content.
+	OpinionCID string `json:"opinion_cid,omitempty"`
+	// All evaluates every recipe, not only the best-attested one.
+	All bool `json:"all,omitempty"`
+}
+
+// RecipeInfo is the consensus view of one recipe.
+type RecipeInfo struct {
+	Recipe store.RecipeSummary `json:"recipe"`
+	Report consensus.Report    `json:"report"`
+	Bar    string              `json:"bar"`
+	Own    bool                `json:"own_build"` // this node built it
+}
+
+// InfoResult answers Info.
+type InfoResult struct {
+	Package string       `json:"package"`
+	Recipes []RecipeInfo `json:"recipes"`
+}
+
+// VerifyRequest asks for the verdict on one file.
+type VerifyRequest struct {
+	Package       string `json:"package"`        // source package
+	BinaryPackage string `json:"binary_package"` // for messages
+	DebianVersion string `json:"debian_version"`
+	Opinion       string `json:"opinion"` // name; "" or "vanilla" = vanilla
+	// OpinionCID, when set, restricts the verdict to recipes built from
+	// exactly this opinion content: claims about a tampered opinion of the
+	// same name never decide (docs/SECURITY.md).
+	OpinionCID string `json:"opinion_cid,omitempty"`
+	RecipeID   string `json:"recipe_id,omitempty"`
+	FileName   string `json:"file_name"`
+	SHA256     string `json:"sha256"`
+}
+
+// VerifyResult is the verdict and its evidence.
+type VerifyResult struct {
+	Verdict consensus.Verdict `json:"verdict"`
+	Reasons []string          `json:"reasons"`
+	Recipe  *RecipeInfo       `json:"recipe,omitempty"`
+	// Expected is the consensus hash for the file name, if any.
+	Expected string `json:"expected,omitempty"`
+}
+
+// ClaimsQuery selects claims to list.
+type ClaimsQuery struct {
+	Package string `json:"package,omitempty"` // "" = all packages
+}
+
+// ClaimRow is one claim in a listing.
+type ClaimRow struct {
+	store.StoredClaim
+	Package string `json:"package"`
+	Version string `json:"version"`
+	Opinion string `json:"opinion,omitempty"`
+}
+
+// ImportResult is the outcome of importing one claim.
+type ImportResult struct {
+	ID     string `json:"id,omitempty"`
+	Status string `json:"status"` // new, duplicate, equivocation, rejected
+	Error  string `json:"error,omitempty"`
+}
+
+// BuildRecord is a finished build, as RecordBuild signs it. Blobs it names
+// (buildinfo, log, and every artifact by the CID of its sha256) must be
+// held by the node.
+type BuildRecord struct {
+	Recipe        attest.Recipe     `json:"recipe"`
+	BinaryVersion string            `json:"binary_version"`
+	Opinion       attest.OpinionRef `json:"opinion"` // zero for a vanilla build
+	Status        attest.Result     `json:"status"`
+	FailReason    string            `json:"fail_reason,omitempty"`
+	Artifacts     []attest.Artifact `json:"artifacts"`
+	BuildinfoCID  string            `json:"buildinfo_cid,omitempty"`
+	LogCID        string            `json:"log_cid,omitempty"`
+}
+
+// RecordResult is the claim RecordBuild signed.
+type RecordResult struct {
+	ID        string `json:"id"`
+	Wire      []byte `json:"wire"` // the signed envelope, with the signer key
+	Published bool   `json:"published"`
+}
+
+// KeyInfo is a builder key with the node's effective trust.
+type KeyInfo struct {
+	Fingerprint string `json:"fingerprint"`
+	// Trust is the effective level: the operator's choice, the config's
+	// trusted_keys, the node's own key, or "certified" through
+	// certifications within trust_hops.
+	Trust attest.Trust `json:"trust"`
+	// Stored is the level kept in the store (what `key trust` sets).
+	Stored attest.Trust `json:"stored_trust"`
+	// Via is the certification path from a trusted key, for certified keys.
+	Via          []string  `json:"via,omitempty"`
+	Source       string    `json:"source"`
+	FirstSeen    time.Time `json:"first_seen"`
+	Equivocating bool      `json:"equivocating"`
+	Note         string    `json:"note,omitempty"`
+	// PublicKey is the binary transferable public key (Key only).
+	PublicKey []byte `json:"public_key,omitempty"`
+}
+
+// PeerInfo is one connected peer.
+type PeerInfo struct {
+	ID        string    `json:"id"`
+	Addrs     []string  `json:"addrs"`
+	Topics    []string  `json:"topics,omitempty"`
+	Score     float64   `json:"score"`
+	Connected time.Time `json:"connected,omitempty"`
+}
+
+// Status describes the node.
+type Status struct {
+	Online        bool      `json:"online"` // a daemon with a network
+	PeerID        string    `json:"peer_id,omitempty"`
+	Builder       string    `json:"builder,omitempty"`
+	Addrs         []string  `json:"addrs,omitempty"`
+	Subscriptions []string  `json:"subscriptions"`
+	Peers         int       `json:"peers"`
+	Claims        int       `json:"claims"`
+	QueuedBuilds  int       `json:"queued_builds"`
+	RunningBuilds []string  `json:"running_builds"`
+	Started       time.Time `json:"started,omitempty"`
+	Version       string    `json:"version"`
+}
+
+// Event types.
+const (
+	EventClaim         = "claim"          // a claim was stored (own or a peer's)
+	EventBuildStarted  = "build-started"  // the daemon started a rebuild
+	EventBuildFinished = "build-finished" // a rebuild finished (Data: status, artifacts)
+)
+
+// Event is one item of the node's event stream.
+type Event struct {
+	Time    time.Time       `json:"time"`
+	Type    string          `json:"type"`
+	Package string          `json:"package,omitempty"`
+	Opinion string          `json:"opinion,omitempty"`
+	ClaimID string          `json:"claim_id,omitempty"`
+	From    string          `json:"from,omitempty"` // peer ID, "self" for own claims, "import" for imports
+	Data    json.RawMessage `json:"data,omitempty"`
+}

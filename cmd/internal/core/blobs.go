@@ -1,0 +1,35 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// MaxBlob bounds one blob put through the API.
+const MaxBlob = 512 << 20
+
+// PutBlob keeps data content-addressed and returns its CID.
+func (n *Node) PutBlob(ctx context.Context, data []byte) (string, error) {
+	if len(data) > MaxBlob {
+		return "", Invalid(fmt.Errorf("blob of %d bytes (max %d)", len(data), MaxBlob))
+	}
+	return n.st.PutBlob(data)
+}
+
+// GetBlob returns a blob this node holds.
+func (n *Node) GetBlob(ctx context.Context, cid string) ([]byte, error) {
+	if _, err := vocab.ParseCID(cid); err != nil {
+		return nil, Invalid(err)
+	}
+	b, err := n.st.GetBlob(cid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: blob %s is not held by this node", ErrNotFound, cid)
+	}
+	return b, err
+}
+
+func (n *Node) hasBlob(cid string) (bool, error) { return n.st.HasBlob(cid) }

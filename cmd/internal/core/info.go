@@ -1,0 +1,181 @@
+package core
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// Info evaluates the recipes of a package. Recipes are ranked from their
+// index summaries with consensus.Rank (no claim is decoded for that);
+// only the best one is evaluated — decoding its claims — unless q.All.
+func (n *Node) Info(ctx context.Context, q InfoQuery) (*InfoResult, error) {
+	if err := vocab.CheckPackage(q.Package); err != nil {
+		return nil, Invalid(err)
+	}
+	if q.DebianVersion != "" {
+		if err := vocab.CheckVersion(q.DebianVersion); err != nil {
+			return nil, Invalid(err)
+		}
+	}
+	if q.Opinion != "" && q.Opinion != vocab.Vanilla {
+		if err := vocab.CheckOpinionName(q.Opinion); err != nil {
+			return nil, Invalid(err)
+		}
+	}
+	rcs, err := n.st.ByPackage(q.Package, q.DebianVersion)
+	if err != nil {
+		return nil, err
+	}
+	kept := rcs[:0]
+	for _, rc := range rcs {
+		if opinionMatches(rc.Recipe, q) {
+			kept = append(kept, rc)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("%w: no claims for %s in this node's store (import some with `lebowski claims import`, or wait for peers)", ErrNotFound, describeQuery(q))
+	}
+	trust, err := n.trust()
+	if err != nil {
+		return nil, err
+	}
+	kept = rank(kept, trust)
+	if !q.All {
+		kept = kept[:1]
+	}
+	res := &InfoResult{Package: q.Package}
+	for _, rc := range kept {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ri, err := n.evaluate(rc, trust)
+		if err != nil {
+			return nil, err
+		}
+		res.Recipes = append(res.Recipes, ri)
+	}
+	return res, nil
+}
+
+func describeQuery(q InfoQuery) string {
+	what := q.Package
+	if q.DebianVersion != "" {
+		what += " " + q.DebianVersion
+	}
+	if q.Opinion != "" {
+		what += " (opinion " + q.Opinion + ")"
+	}
+	if q.OpinionCID != "" {
+		what += " built from opinion content " + q.OpinionCID
+	}
+	return what
+}
+
+func opinionMatches(r store.RecipeSummary, q InfoQuery) bool {
+	if q.OpinionCID != "" && r.Opinion.CID != q.OpinionCID {
+		return false
+	}
+	switch q.Opinion {
+	case "":
+		return true
+	case vocab.Vanilla:
+		return r.Opinion.Name == ""
+	}
+	return r.Opinion.Name == q.Opinion
+}
+
+// rank orders recipes with consensus.Rank: unvetted keys are free to
+// create, so a flood of them for another recipe must not displace the
+// recipe trusted builders agree on (docs/SECURITY.md).
+func rank(rcs []store.RecipeClaims, trust consensus.TrustSource) []store.RecipeClaims {
+	votes := make([]consensus.RecipeVotes, len(rcs))
+	byID := make(map[string]store.RecipeClaims, len(rcs))
+	for i, rc := range rcs {
+		v := consensus.RecipeVotes{RecipeID: rc.Recipe.RecipeID, Newest: rc.Recipe.Newest}
+		for _, c := range rc.Claims {
+			v.Builders = append(v.Builders, c.Builder)
+		}
+		votes[i] = v
+		byID[rc.Recipe.RecipeID] = rc
+	}
+	consensus.Rank(votes, trust)
+	out := make([]store.RecipeClaims, len(votes))
+	for i, v := range votes {
+		out[i] = byID[v.RecipeID]
+	}
+	return out
+}
+
+// evaluate decodes a recipe's claims and runs consensus on them.
+func (n *Node) evaluate(rc store.RecipeClaims, trust consensus.TrustSource) (RecipeInfo, error) {
+	ids := make([]string, len(rc.Claims))
+	own := false
+	for i, c := range rc.Claims {
+		ids[i] = c.ID
+		if n.id != nil && c.Builder == n.id.Fingerprint() {
+			own = true
+		}
+	}
+	full, err := n.st.GetMany(ids)
+	if err != nil {
+		return RecipeInfo{}, err
+	}
+	cl := make([]consensus.Claim, 0, len(full))
+	for _, c := range full {
+		if c != nil {
+			cl = append(cl, consensus.Claim{ID: c.ID, Statement: c.Statement})
+		}
+	}
+	o := n.options()
+	o.RecipeID = rc.Recipe.RecipeID
+	rep := consensus.Evaluate(cl, trust, o)
+	return RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own}, nil
+}
+
+// Verify gives the consensus verdict for a file hash: SAFE TO INSTALL
+// only when the recipe's trusted consensus reports exactly this hash for
+// this file name.
+func (n *Node) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error) {
+	if !vocab.IsSHA256Hex(req.SHA256) {
+		return nil, Invalid(fmt.Errorf("sha256 %q is not 64 lower-case hex digits", req.SHA256))
+	}
+	if err := vocab.CheckFileName(req.FileName); err != nil {
+		return nil, Invalid(err)
+	}
+	op := req.Opinion
+	if op == "" {
+		op = vocab.Vanilla
+	}
+	q := InfoQuery{Package: req.Package, DebianVersion: req.DebianVersion, Opinion: op, OpinionCID: req.OpinionCID, All: req.RecipeID != ""}
+	info, err := n.Info(ctx, q)
+	if IsNotFound(err) {
+		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{err.Error()}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ri *RecipeInfo
+	for i := range info.Recipes { // best-attested first
+		if r := &info.Recipes[i]; req.RecipeID == "" || r.Recipe.RecipeID == req.RecipeID {
+			ri = r
+			break
+		}
+	}
+	if ri == nil {
+		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{"no claims for recipe " + req.RecipeID}}, nil
+	}
+	v, reasons := ri.Report.VerdictFor(req.SHA256, req.FileName, n.options())
+	out := &VerifyResult{Verdict: v, Reasons: reasons, Recipe: ri}
+	if g := ri.Report.Consensus; g != nil {
+		for _, a := range g.Artifacts {
+			if a.Name == req.FileName {
+				out.Expected = a.SHA256
+			}
+		}
+	}
+	return out, nil
+}

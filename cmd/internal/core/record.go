@@ -1,0 +1,155 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/opinions"
+)
+
+// OpinionRef names an opinion in a claim (zero for a vanilla build).
+func OpinionRef(o *opinions.Opinion) attest.OpinionRef {
+	if o == nil {
+		return attest.OpinionRef{}
+	}
+	return attest.OpinionRef{Name: o.Name, CID: o.CID(), Commit: o.Commit, Purity: o.Purity}
+}
+
+// Record turns a build into a claim on the node behind api: it keeps the
+// artifacts, buildinfo and log as blobs, then RecordBuild signs, stores and
+// publishes the claim. It is the one path from builder.Result to claim,
+// used by `lebowski build`, `lebowski verify` and the daemon alike, with or
+// without a running daemon.
+func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opinion) (*RecordResult, error) {
+	rec := BuildRecord{
+		Recipe: res.Recipe, BinaryVersion: res.BinaryVersion, Opinion: OpinionRef(op),
+		Status: res.Status, FailReason: res.FailReason, Artifacts: []attest.Artifact{},
+	}
+	if res.Status == attest.ResultSuccess {
+		for _, a := range res.Artifacts {
+			data, err := os.ReadFile(a.Path)
+			if err != nil {
+				return nil, fmt.Errorf("record build: read artifact %s: %w", a.Name, err)
+			}
+			c, err := api.PutBlob(ctx, data)
+			if err != nil {
+				return nil, fmt.Errorf("record build: keep artifact %s: %w", a.Name, err)
+			}
+			if want, _ := vocab.CIDOfSHA256Hex(a.SHA256); c != want {
+				return nil, fmt.Errorf("record build: artifact %s changed on disk since the build (sha256 %s expected)", a.Path, a.SHA256)
+			}
+			rec.Artifacts = append(rec.Artifacts, attest.Artifact{Name: a.Name, SHA256: a.SHA256})
+		}
+	}
+	var err error
+	if len(res.Buildinfo) > 0 {
+		if rec.BuildinfoCID, err = api.PutBlob(ctx, res.Buildinfo); err != nil {
+			return nil, fmt.Errorf("record build: keep buildinfo: %w", err)
+		}
+	}
+	if len(res.Log) > 0 {
+		if rec.LogCID, err = api.PutBlob(ctx, res.Log); err != nil {
+			return nil, fmt.Errorf("record build: keep build log: %w", err)
+		}
+	}
+	return api.RecordBuild(ctx, rec)
+}
+
+// RecordBuild signs the build with the node's key, stores the claim once,
+// marks it as the node's own and publishes it when online.
+func (n *Node) RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, error) {
+	if n.id == nil {
+		return nil, fmt.Errorf("record build: %w on this node: run `lebowski key gen`", ErrNoIdentity)
+	}
+	stmt := &attest.Statement{
+		Type: attest.TypeRebuildV1, Package: b.Recipe.Source, Version: b.BinaryVersion, DebianVersion: b.Recipe.DebianVersion,
+		Suite: b.Recipe.Suite, Arch: b.Recipe.Arch, Opinion: b.Opinion,
+		DebianSourceSHA256: b.Recipe.SourceSHA256, ContainerDigest: b.Recipe.ImageDigest, RecipeID: b.Recipe.ID(),
+		Result: b.Status, Artifacts: b.Artifacts, BuildinfoCID: b.BuildinfoCID, LogCID: b.LogCID,
+		Builder: n.id.Fingerprint(), Timestamp: n.now(),
+	}
+	if stmt.Artifacts == nil {
+		stmt.Artifacts = []attest.Artifact{}
+	}
+	if b.Opinion.CID != b.Recipe.OpinionCID {
+		return nil, Invalid(fmt.Errorf("record build: opinion CID %q differs from the recipe's %q", b.Opinion.CID, b.Recipe.OpinionCID))
+	}
+	if n.net != nil {
+		stmt.PeerID = n.net.PeerID()
+	}
+	if err := stmt.Validate(n.now(), attest.DefaultSkew); err != nil {
+		return nil, Invalid(fmt.Errorf("record build: %w", err))
+	}
+	if err := n.checkBlobs(b); err != nil {
+		return nil, err
+	}
+	if err := n.ensureOwnKey(); err != nil {
+		return nil, err
+	}
+	claim, err := attest.Sign(n.id, stmt)
+	if err != nil {
+		return nil, fmt.Errorf("record build: sign: %w", err)
+	}
+	r, err := n.st.Ingest(ctx, claim)
+	if err != nil {
+		return nil, fmt.Errorf("record build: %w", err)
+	}
+	if r[0].Err != nil {
+		return nil, fmt.Errorf("record build: store own claim: %w", r[0].Err)
+	}
+	if err := n.st.MarkOwn(claim.ID); err != nil {
+		return nil, fmt.Errorf("record build: %w", err)
+	}
+	wire, err := claim.Wire()
+	if err != nil {
+		return nil, fmt.Errorf("record build: %w", err)
+	}
+	out := &RecordResult{ID: claim.ID, Wire: wire}
+	n.Emit(Event{Type: EventClaim, Package: stmt.Package, Opinion: stmt.Opinion.Name, ClaimID: claim.ID, From: "self"})
+	if n.net != nil {
+		if err := n.net.Publish(ctx, claim); err != nil {
+			n.log.Warn("publish own claim", "claim", claim.ID, "err", err)
+		} else {
+			out.Published = true
+		}
+	}
+	return out, nil
+}
+
+// checkBlobs makes sure the node holds every blob the claim will name, so
+// peers can fetch them knowing only the claim.
+func (n *Node) checkBlobs(b BuildRecord) error {
+	need := map[string]string{}
+	if b.Status == attest.ResultSuccess {
+		for _, a := range b.Artifacts {
+			c, err := vocab.CIDOfSHA256Hex(a.SHA256)
+			if err != nil {
+				return Invalid(fmt.Errorf("record build: artifact %s: %w", a.Name, err))
+			}
+			need[c] = "artifact " + a.Name
+		}
+	}
+	for c, what := range map[string]string{b.BuildinfoCID: "buildinfo", b.LogCID: "build log"} {
+		if c == "" {
+			continue
+		}
+		if _, err := vocab.ParseCID(c); err != nil {
+			return Invalid(fmt.Errorf("record build: %s: %w", what, err))
+		}
+		need[c] = what
+	}
+	for c, what := range need {
+		ok, err := n.hasBlob(c)
+		if err != nil {
+			return fmt.Errorf("record build: %w", err)
+		}
+		if !ok {
+			return Invalid(fmt.Errorf("record build: the %s (blob %s) is not held by this node: put it first (core.Record does)", what, c))
+		}
+	}
+	return nil
+}

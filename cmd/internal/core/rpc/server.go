@@ -1,0 +1,183 @@
+// Package rpc carries the core API over the daemon's unix socket as
+// HTTP+JSON: Handler serves a core.API, Client implements core.API by
+// calling it (kubo's client/rpc plays this part). docs/CLI.md lists the
+// endpoints.
+package rpc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+)
+
+// Limits on request bodies.
+const (
+	maxJSON = 64 << 20
+	maxBlob = core.MaxBlob
+)
+
+// Error kinds on the wire, mapped to core's sentinels by the client.
+const (
+	kindNotFound   = "not_found"
+	kindInvalid    = "invalid"
+	kindOffline    = "offline"
+	kindNoIdentity = "no_identity"
+	kindInternal   = "internal"
+)
+
+// apiError is the JSON error body.
+type apiError struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind"`
+}
+
+// Handler serves api over HTTP+JSON.
+func Handler(api core.API) http.Handler {
+	mux := http.NewServeMux()
+	q := func(r *http.Request, k string) string { return r.URL.Query().Get(k) }
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Info(r.Context(), core.InfoQuery{Package: q(r, "package"), DebianVersion: q(r, "version"),
+			Opinion: q(r, "opinion"), OpinionCID: q(r, "opinion_cid"), All: q(r, "all") == "true"})
+		reply(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/verify", jsonIn(func(r *http.Request, req core.VerifyRequest) (any, error) {
+		return api.Verify(r.Context(), req)
+	}))
+	mux.HandleFunc("GET /v1/claims", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Claims(r.Context(), core.ClaimsQuery{Package: q(r, "package")})
+		reply(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/claims", jsonIn(func(r *http.Request, wires [][]byte) (any, error) {
+		return api.ImportClaims(r.Context(), wires)
+	}))
+	mux.HandleFunc("POST /v1/builds", jsonIn(func(r *http.Request, b core.BuildRecord) (any, error) {
+		return api.RecordBuild(r.Context(), b)
+	}))
+	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Keys(r.Context())
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/keys/{fpr}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Key(r.Context(), r.PathValue("fpr"))
+		reply(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/keys", jsonIn(func(r *http.Request, req importKey) (any, error) {
+		return api.ImportKey(r.Context(), req.Key, req.Trust, req.Source)
+	}))
+	mux.HandleFunc("POST /v1/keys/trust", jsonIn(func(r *http.Request, req setTrust) (any, error) {
+		return map[string]bool{"ok": true}, api.SetTrust(r.Context(), req.Fingerprint, req.Trust, req.Note)
+	}))
+	mux.HandleFunc("POST /v1/blobs", func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBlob))
+		if err != nil {
+			reply(w, nil, core.Invalid(fmt.Errorf("blob body: %w", err)))
+			return
+		}
+		c, err := api.PutBlob(r.Context(), data)
+		reply(w, map[string]string{"cid": c}, err)
+	})
+	mux.HandleFunc("GET /v1/blobs/{cid}", func(w http.ResponseWriter, r *http.Request) {
+		data, err := api.GetBlob(r.Context(), r.PathValue("cid"))
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(data)
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Status(r.Context())
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Peers(r.Context())
+		reply(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/subscriptions", jsonIn(func(r *http.Request, req subscribe) (any, error) {
+		return api.Subscribe(r.Context(), req.Ref, req.On)
+	}))
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		ch, err := api.Events(r.Context())
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		fl, _ := w.(http.Flusher)
+		if fl != nil {
+			fl.Flush()
+		}
+		enc := json.NewEncoder(w)
+		for ev := range ch {
+			if enc.Encode(ev) != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, fmt.Errorf("%w: no endpoint %s %s", core.ErrNotFound, r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type importKey struct {
+	Key    []byte       `json:"key"`
+	Trust  attest.Trust `json:"trust"`
+	Source string       `json:"source"`
+}
+
+type setTrust struct {
+	Fingerprint string       `json:"fingerprint"`
+	Trust       attest.Trust `json:"trust"`
+	Note        string       `json:"note"`
+}
+
+type subscribe struct {
+	Ref string `json:"ref"`
+	On  bool   `json:"on"`
+}
+
+// jsonIn decodes a JSON body strictly into T and replies with fn's result.
+func jsonIn[T any](fn func(*http.Request, T) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var v T
+		d := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSON))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&v); err != nil {
+			reply(w, nil, core.Invalid(fmt.Errorf("request body: %w", err)))
+			return
+		}
+		res, err := fn(r, v)
+		reply(w, res, err)
+	}
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code, kind := http.StatusInternalServerError, kindInternal
+		switch {
+		case core.IsNotFound(err):
+			code, kind = http.StatusNotFound, kindNotFound
+		case core.IsInvalid(err), errors.Is(err, attest.ErrInvalid):
+			code, kind = http.StatusBadRequest, kindInvalid
+		case errors.Is(err, core.ErrOffline):
+			code, kind = http.StatusServiceUnavailable, kindOffline
+		case errors.Is(err, core.ErrNoIdentity):
+			code, kind = http.StatusConflict, kindNoIdentity
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(apiError{Error: err.Error(), Kind: kind})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}

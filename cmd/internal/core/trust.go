@@ -1,0 +1,130 @@
+package core
+
+import (
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// trustView is the operator's trust in builder keys as consensus sees it:
+// the levels kept in the store, the config's trusted_keys, the node's own
+// key, and keys certified by voting keys within trust_hops. It is cached
+// until the store's keys change (store.KeysVersion).
+type trustView struct {
+	levels map[string]attest.Trust
+	equiv  map[string]bool
+	via    map[string][]string // certified key → certifying path from a trusted key
+}
+
+var _ consensus.TrustSource = (*trustView)(nil)
+
+func (t *trustView) Level(f string) attest.Trust {
+	if l, ok := t.levels[f]; ok {
+		return l
+	}
+	return attest.TrustUnvetted
+}
+func (t *trustView) Equivocating(f string) bool { return t.equiv[f] }
+func (t *trustView) Operator(string) string     { return "" }
+
+// votes reports a non-equivocating key whose level votes.
+func (t *trustView) votes(f string) bool { return t.Level(f).Votes() && !t.equiv[f] }
+
+// trust returns the current trust view, rebuilt only when the store's
+// keys changed since the last call.
+func (n *Node) trust() (*trustView, error) {
+	n.trustMu.Lock()
+	defer n.trustMu.Unlock()
+	ver := n.st.KeysVersion()
+	if n.trustCache != nil && n.trustVer == ver {
+		return n.trustCache, nil
+	}
+	keys, err := n.st.Keys()
+	if err != nil {
+		return nil, err
+	}
+	t := n.buildTrust(keys)
+	n.trustCache, n.trustVer = t, ver
+	return t, nil
+}
+
+func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
+	t := &trustView{levels: map[string]attest.Trust{}, equiv: map[string]bool{}, via: map[string][]string{}}
+	for _, k := range keys {
+		t.levels[k.Fingerprint] = k.Trust.Normalize()
+		if k.Equivocating {
+			t.equiv[k.Fingerprint] = true
+		}
+	}
+	for _, f := range n.trusted {
+		if t.levels[f] != attest.TrustDistrusted {
+			t.levels[f] = attest.TrustTrusted
+		}
+	}
+	if n.id != nil {
+		t.levels[n.id.Fingerprint()] = attest.TrustOwn
+	}
+	n.certify(t, keys)
+	return t
+}
+
+// certify marks keys certified (OpenPGP certification signatures, checked
+// cryptographically by attest.CertifiedWithin) by a voting key, hop by hop
+// up to n.hops. Candidates come from the store's certifier index, so the
+// cost grows with the certified keys, not with all keys; unvetted keys
+// never create trust, a distrusted key is never certified, and cycles end
+// because a key is certified at most once.
+func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
+	if n.hops <= 0 {
+		return
+	}
+	byCertifier := map[string][]string{}
+	for _, k := range keys {
+		if t.Level(k.Fingerprint).Votes() || t.levels[k.Fingerprint] == attest.TrustDistrusted {
+			continue
+		}
+		for _, c := range k.Certifiers {
+			byCertifier[c] = append(byCertifier[c], k.Fingerprint)
+		}
+	}
+	if len(byCertifier) == 0 {
+		return
+	}
+	var frontier []string
+	for f := range t.levels {
+		if t.votes(f) {
+			frontier = append(frontier, f)
+		}
+	}
+	for hop := 1; hop <= n.hops && len(frontier) > 0; hop++ {
+		var next []string
+		for _, certifier := range frontier {
+			cands := byCertifier[certifier]
+			if len(cands) == 0 {
+				continue
+			}
+			signer := n.st.Lookup(certifier)
+			if signer == nil {
+				continue
+			}
+			trusted := map[string]*openpgp.Entity{certifier: signer}
+			for _, f := range cands {
+				if t.Level(f).Votes() {
+					continue // already trusted or certified at a shorter distance
+				}
+				target := n.st.Lookup(f)
+				if target == nil || !attest.CertifiedWithin(target, trusted, nil, 1) {
+					continue
+				}
+				t.levels[f] = attest.TrustCertified
+				t.via[f] = append(append([]string(nil), t.via[certifier]...), certifier)
+				if !t.equiv[f] {
+					next = append(next, f)
+				}
+			}
+		}
+		frontier = next
+	}
+}
