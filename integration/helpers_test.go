@@ -60,8 +60,7 @@ func startNode(tb testing.TB, st *p2ptest.MemStore, sk crypto.PrivKey, cfg p2p.C
 	if st == nil {
 		st = p2ptest.NewMemStore()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := context.Background() // the node's lifetime: Close (at cleanup) ends it
 	all := []p2p.Option{p2p.WithScoreInspectPeriod(200 * time.Millisecond)}
 	if sk != nil {
 		all = append(all, p2p.WithPrivateKey(sk))
@@ -251,6 +250,10 @@ func publish(tb testing.TB, n *tnode, c *attest.Claim) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// A node stores its claim once, then gossips it (as core.RecordBuild does).
+	if _, err := n.store.Ingest(ctx, c); err != nil {
+		tb.Fatalf("store before publish: %v", err)
+	}
 	if err := n.Publish(ctx, c); err != nil {
 		tb.Fatalf("publish: %v", err)
 	}

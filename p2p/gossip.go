@@ -169,8 +169,10 @@ func (n *Node) TopicPeers(spec string) []peer.ID {
 	return ts.topic.ListPeers()
 }
 
-// Publish stores a claim locally (acknowledged by the store) and then
-// publishes it on its opinion topic, joining the topic if needed.
+// Publish gossips a claim on its opinion topic, joining the topic if
+// needed. It does not store the claim: the caller has stored it already
+// (core.Node.RecordBuild ingests a node's own claim exactly once), and the
+// node's own messages are not ingested again when they come back.
 func (n *Node) Publish(ctx context.Context, c *attest.Claim) error {
 	name, err := ClaimTopic(c)
 	if err != nil {
@@ -182,9 +184,6 @@ func (n *Node) Publish(ctx context.Context, c *attest.Claim) error {
 	}
 	if len(wire) > attest.MaxEnvelopeSize {
 		return fmt.Errorf("publish %s: %w: %d bytes (max %d)", c.ID, attest.ErrOversize, len(wire), attest.MaxEnvelopeSize)
-	}
-	if _, err := n.deps.Claims.Ingest(ctx, c); err != nil {
-		return fmt.Errorf("publish %s: store: %w", c.ID, err)
 	}
 	n.mu.Lock()
 	ts, err := n.joinLocked(name)

@@ -47,8 +47,7 @@ func testNode(t testing.TB, st *p2ptest.MemStore, cfg Config, opts ...Option) *N
 	if cfg.SyncInterval == 0 {
 		cfg.SyncInterval = -1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := context.Background() // the node's lifetime: Close (at cleanup) ends it
 	n, err := New(ctx, cfg, Deps{Claims: st, Blobs: st}, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = n.Close() })

@@ -74,7 +74,9 @@ type topicState struct {
 // New starts a node: the libp2p host listening on cfg.ListenAddrs,
 // gossipsub with claim validation, the sync and blob protocol handlers,
 // subscriptions from cfg.Subscribe, bootstrap connections and optional
-// mDNS and DHT discovery. Close stops it.
+// mDNS and DHT discovery. Every goroutine it starts ends when ctx ends or
+// Close is called; Close also releases the host and waits for them, so
+// the caller that owns ctx owns the node's lifetime.
 func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, error) {
 	if deps.Claims == nil {
 		return nil, fmt.Errorf("p2p new: %w: Deps.Claims is required", ErrConfig)
@@ -118,7 +120,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 	if deps.Keys != nil {
 		n.keys = chainKeys{deps.Keys, deps.Claims}
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.ctx, n.cancel = context.WithCancel(ctx)
 
 	cm, err := connmgr.NewConnManager(64, 256, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -38,4 +39,26 @@ func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return b, true, nil
+}
+
+// network lets the core node use the libp2p node.
+type network struct{ n *p2p.Node }
+
+var _ core.Network = network{}
+
+func (w network) PeerID() string  { return w.n.ID().String() }
+func (w network) Addrs() []string { return addrStrings(w.n) }
+func (w network) Publish(ctx context.Context, c *attest.Claim) error {
+	return w.n.Publish(ctx, c)
+}
+func (w network) Peers() []core.PeerInfo {
+	var out []core.PeerInfo
+	for _, p := range w.n.Peers() {
+		pi := core.PeerInfo{ID: p.ID.String(), Topics: p.Topics, Score: p.Score, Connected: p.ConnectedSince}
+		for _, a := range p.Addrs {
+			pi.Addrs = append(pi.Addrs, a.String())
+		}
+		out = append(out, pi)
+	}
+	return out
 }

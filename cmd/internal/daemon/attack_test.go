@@ -32,9 +32,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 )
@@ -73,9 +76,13 @@ func signFor(t *testing.T, id *attest.Identity, peerID, sha string, ts time.Time
 	if mod != nil {
 		mod(res, o)
 	}
-	c, err := node.SignResult(id, peerID, o, res, ts, nil)
-	require.NoError(t, err)
-	return c
+	st := &attest.Statement{Type: attest.TypeRebuildV1, Package: res.Recipe.Source, Version: res.BinaryVersion, DebianVersion: res.Recipe.DebianVersion,
+		Suite: res.Recipe.Suite, Arch: res.Recipe.Arch, Opinion: core.OpinionRef(o), DebianSourceSHA256: res.Recipe.SourceSHA256,
+		ContainerDigest: res.Recipe.ImageDigest, RecipeID: res.Recipe.ID(), Result: res.Status, PeerID: peerID, Timestamp: ts}
+	for _, a := range res.Artifacts {
+		st.Artifacts = append(st.Artifacts, attest.Artifact{Name: a.Name, SHA256: a.SHA256})
+	}
+	return attesttest.Sign(t, id, st)
 }
 
 func wireOf(t *testing.T, c *attest.Claim) []byte {
@@ -85,9 +92,9 @@ func wireOf(t *testing.T, c *attest.Claim) []byte {
 	return w
 }
 
-func dial(t *testing.T, td *testDaemon) *node.Client {
+func dial(t *testing.T, td *testDaemon) *rpc.Client {
 	t.Helper()
-	c, err := node.Dial(context.Background(), node.Layout{Dir: td.dir}.Socket())
+	c, err := rpc.Dial(context.Background(), config.Layout{Dir: td.dir}.Socket())
 	require.NoError(t, err)
 	return c
 }
@@ -100,7 +107,7 @@ func waitConsensus(t *testing.T, ds []*testDaemon, want int) {
 	for i, td := range ds {
 		c := dial(t, td)
 		require.Eventually(t, func() bool {
-			info, err := c.Info(ctx, "hello", "", "o3", false)
+			info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 			return err == nil && info.Recipes[0].Report.Consensus != nil && len(info.Recipes[0].Report.Consensus.Trusted) == want
 		}, 60*time.Second, 100*time.Millisecond, "%d/%d consensus at node %d", want, want, i)
 	}
@@ -145,10 +152,10 @@ func sybilKeys(t *testing.T) []*attest.Identity {
 	return sybilOnce.ids
 }
 
-func verify(t *testing.T, c *node.Client, sha string) *node.VerifyResult {
+func verify(t *testing.T, c *rpc.Client, sha string) *core.VerifyResult {
 	t.Helper()
 	name := honestResult(t).Artifacts[0].Name
-	vr, err := c.Verify(context.Background(), node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: name, SHA256: sha})
+	vr, err := c.Verify(context.Background(), core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: name, SHA256: sha})
 	require.NoError(t, err)
 	return vr
 }
@@ -199,7 +206,7 @@ func TestAttackSybilFlood(t *testing.T) {
 		require.Contains(t, []consensus.Verdict{consensus.DoNotInstall, consensus.Unverified}, vr.Verdict, "node %d, malicious hash: %v", i, vr.Reasons)
 		t.Logf("node %d: honest %s, malicious %s", i, consensus.Safe, vr.Verdict)
 
-		info, err := c.Info(ctx, "hello", "", "o3", false)
+		info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		require.NoError(t, err)
 		rep := info.Recipes[0].Report
 		require.Len(t, rep.Consensus.Trusted, 3)
@@ -238,7 +245,7 @@ func TestAttackSybilFloodOtherRecipe(t *testing.T) {
 	require.Equal(t, consensus.Safe, vr.Verdict, "honest hash after a flood for another recipe: %v", vr.Reasons)
 	vr = verify(t, c, evil)
 	require.NotEqual(t, consensus.Safe, vr.Verdict, vr.Reasons)
-	info, err := c.Info(ctx, "hello", "", "o3", false)
+	info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 	require.NoError(t, err)
 	require.NotNil(t, info.Recipes[0].Report.Consensus, "info shows the trusted recipe, not the flood's")
 	require.Len(t, info.Recipes[0].Report.Consensus.Trusted, 3)
@@ -286,7 +293,7 @@ func TestAttackEquivocation(t *testing.T) {
 			}
 		}
 		require.True(t, flagged, "node %d flags the key in its key list", i)
-		info, err := dial(t, td).Info(ctx, "hello", "", "o3", false)
+		info, err := dial(t, td).Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		require.NoError(t, err)
 		rep := info.Recipes[0].Report
 		require.Contains(t, rep.Equivocators, x.Fingerprint(), "node %d", i)
@@ -384,9 +391,9 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "new", res[0].Status, "a tampered opinion CID is a valid claim about another recipe")
 	}
-	info, err := c.Info(ctx, "hello", "", "o3", true)
+	info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3", All: true})
 	require.NoError(t, err)
-	var real, other *node.RecipeInfo
+	var real, other *core.RecipeInfo
 	for i := range info.Recipes {
 		switch info.Recipes[i].Recipe.Opinion.CID {
 		case helloO3(t).CID():
@@ -412,8 +419,8 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	// What `lebowski verify` sends: the local opinion's CID pins the recipe,
 	// so the tampered claims cannot decide, however many trusted keys sign.
 	name := honestResult(t).Artifacts[0].Name
-	pinned := func(sha string) *node.VerifyResult {
-		vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", OpinionCID: helloO3(t).CID(), FileName: name, SHA256: sha})
+	pinned := func(sha string) *core.VerifyResult {
+		vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", OpinionCID: helloO3(t).CID(), FileName: name, SHA256: sha})
 		require.NoError(t, err)
 		return vr
 	}
@@ -431,10 +438,10 @@ func TestAttackTwoCompromisedOfFive(t *testing.T) {
 	ds := startDaemons(t, 5, map[int]bool{1: true, 3: true})
 	ctx := context.Background()
 	c := dial(t, ds[0])
-	var info *node.InfoResult
+	var info *core.InfoResult
 	require.Eventually(t, func() bool {
 		var err error
-		info, err = c.Info(ctx, "hello", "", "o3", false)
+		info, err = c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		return err == nil && info.Recipes[0].Recipe.Builders == 5
 	}, 60*time.Second, 100*time.Millisecond)
 	rep := info.Recipes[0].Report
@@ -570,7 +577,7 @@ func TestAttackGossipGarbage(t *testing.T) {
 }
 
 // apiScore is the gossipsub score the daemon reports for p (GET /v1/peers).
-func apiScore(t *testing.T, c *node.Client, p peer.ID) (float64, bool) {
+func apiScore(t *testing.T, c *rpc.Client, p peer.ID) (float64, bool) {
 	t.Helper()
 	peers, err := c.Peers(context.Background())
 	require.NoError(t, err)
@@ -591,10 +598,10 @@ func randString(n int) string {
 // --- local API and metrics ------------------------------------------------
 
 // startOne starts a single daemon whose config mod may change.
-func startOne(t *testing.T, mod func(*Config)) *testDaemon {
+func startOne(t *testing.T, mod func(*config.Config)) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := &Config{DataDir: dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
+	cfg := &config.Config{DataDir: dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
 	f := false
 	cfg.MDNS = &f
 	if mod != nil {
@@ -608,7 +615,7 @@ func startOne(t *testing.T, mod func(*Config)) *testDaemon {
 	go func() { td.done <- d.Run(ctx) }()
 	sock := cfg.APISocket
 	if sock == "" {
-		sock = node.Layout{Dir: dir}.Socket()
+		sock = config.Layout{Dir: dir}.Socket()
 	}
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("unix", sock)
@@ -681,11 +688,11 @@ func TestAttackAPISocketRefusesOtherUsers(t *testing.T) {
 	}
 
 	def := startOne(t, nil)
-	defSock := node.Layout{Dir: def.dir}.Socket()
+	defSock := config.Layout{Dir: def.dir}.Socket()
 	open := filepath.Join(pub, "api")
 	require.NoError(t, os.Mkdir(open, 0o755))
 	openSock := filepath.Join(open, "lebowskid.sock")
-	startOne(t, func(c *Config) { c.APISocket = openSock })
+	startOne(t, func(c *config.Config) { c.APISocket = openSock })
 	fi, err := os.Stat(openSock)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -805,7 +812,7 @@ func TestAttackMetricsPortOptIn(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	base = tcpListeners(t)
-	td2 := startOne(t, func(c *Config) { c.MetricsAddr = addr })
+	td2 := startOne(t, func(c *config.Config) { c.MetricsAddr = addr })
 	want := libp2pTCP(t, td2)
 	want[addr] = true
 	require.Equal(t, want, newSince(), "libp2p plus exactly the configured metrics address")

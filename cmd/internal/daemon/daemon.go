@@ -1,5 +1,6 @@
-// Package daemon is lebowskid: it composes the store, the builder, the
-// libp2p node and the local API, and runs them until it is told to stop.
+// Package daemon is lebowskid: it composes the store, the core node, the
+// builder, the libp2p node and the local API, and runs them under one
+// errgroup until it is told to stop.
 package daemon
 
 import (
@@ -21,8 +22,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
+	"github.com/lebowski-dist/lebowski/cmd/internal/version"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
@@ -30,29 +35,24 @@ import (
 
 // Daemon is one running lebowskid.
 type Daemon struct {
-	cfg     *Config
-	layout  node.Layout
+	cfg     *config.Config
 	log     *slog.Logger
 	id      *attest.Identity
 	st      *store.Store
-	svc     *node.Service
+	node    *core.Node
 	net     *p2p.Node
-	events  *broker
 	metrics *metrics
-	started time.Time
 
-	// BuildEnv is how rebuilds run; Builder, when set, replaces the real
-	// podman builder (tests).
-	buildEnv node.BuildEnv
-	builder  builder.Builder
-	rbOnce   sync.Once
-	rbErr    error
-	rb       *node.Rebuilder
+	// builder, when set, replaces the real podman builder (tests).
+	builder builder.Builder
+	rbOnce  sync.Once
+	rbErr   error
+	rb      *builder.Rebuilder
 
 	ready chan struct{} // closed when the network and the API are up
 
 	mu      sync.Mutex
-	subs    map[string]*opinions.Opinion // "pkg/name" → opinion
+	subs    map[string]*opinions.Opinion // "pkg/name" → opinion (nil for vanilla)
 	queue   chan buildJob
 	pending map[string]bool // dedupe key: pkg/opinion-cid
 	running map[string]time.Time
@@ -60,7 +60,8 @@ type Daemon struct {
 
 type buildJob struct {
 	key    string
-	op     *opinions.Opinion
+	pkg    string
+	op     *opinions.Opinion // nil: vanilla
 	reason string
 }
 
@@ -70,64 +71,51 @@ type Option func(*Daemon)
 // WithBuilder replaces the podman builder (tests, fake builds).
 func WithBuilder(b builder.Builder) Option { return func(d *Daemon) { d.builder = b } }
 
-// New opens the store and identity and prepares the daemon; Run starts it.
-func New(ctx context.Context, cfg *Config, log *slog.Logger, opts ...Option) (*Daemon, error) {
+// New checks the config, opens the identity and the store; Run starts
+// the daemon.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Daemon, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = node.DefaultDataDir()
-	}
-	if cfg.OpinionsDir == "" {
-		cfg.OpinionsDir = node.DefaultOpinionsDir()
-	}
-	d := &Daemon{cfg: cfg, layout: node.Layout{Dir: cfg.DataDir}, log: log, events: newBroker(), ready: make(chan struct{}),
+	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}),
 		subs: map[string]*opinions.Opinion{}, pending: map[string]bool{}, running: map[string]time.Time{}}
 	for _, o := range opts {
 		o(d)
 	}
-	if err := d.layout.Ensure(); err != nil {
+	l := cfg.Layout()
+	if err := l.Ensure(); err != nil {
 		return nil, err
 	}
-	id, created, err := d.layout.LoadIdentity(true, "Lebowski builder")
+	id, created, err := core.LoadIdentity(l, true, "Lebowski builder")
 	if err != nil {
 		return nil, err
 	}
 	if created {
-		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", d.layout.BuilderKey())
+		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(d.layout.StoreDB(), store.WithLogger(log.With("sub", "store")))
+	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")))
 	if err != nil {
 		return nil, err
 	}
 	d.st = st
-	if _, err := st.PutKey(id.PublicKey(), attest.TrustOwn, "own key"); err != nil {
-		st.Close()
-		return nil, err
-	}
-	d.svc = &node.Service{Store: st, Own: id.Fingerprint(), Trusted: cfg.TrustedKeys, Threshold: cfg.Threshold, Log: log}
-	d.buildEnv = node.BuildEnv{Layout: d.layout, CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, PodmanURL: cfg.Builds.PodmanURL, Timeout: cfg.Builds.Timeout, Log: log.With("sub", "builder")}
 	d.queue = make(chan buildJob, cfg.Builds.Queue)
 	d.metrics = newMetrics()
 	return d, nil
 }
 
-// Run starts every subsystem and blocks until ctx ends or one fails, then
-// shuts down within a deadline.
+// Run starts every subsystem under one errgroup and blocks until ctx ends
+// or one fails, then shuts down within a deadline.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.st.Close()
-	d.started = time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	topics := append([]string(nil), d.cfg.Subscribe...)
 	n, err := p2p.New(ctx, p2p.Config{
-		IdentityPath:   d.layout.PeerKey(),
+		IdentityPath:   d.cfg.Layout().PeerKey(),
 		ListenAddrs:    d.cfg.Listen,
 		BootstrapPeers: d.cfg.Bootstrap,
-		Subscribe:      topics,
 		MDNS:           *d.cfg.MDNS,
 		DHT:            d.cfg.DHT,
 		SyncInterval:   d.cfg.SyncEvery,
@@ -139,10 +127,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.net = n
 	defer n.Close()
-	d.svc.Log.Info("lebowskid started", "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
+	d.node = core.New(d.st, core.WithIdentity(d.id), core.WithConfig(d.cfg), core.WithLogger(d.log),
+		core.WithNetwork(network{n}), core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()))
+	defer d.node.Close()
+	d.log.Info("lebowskid started", "version", version.String(), "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
 
 	for _, s := range d.cfg.Subscribe {
-		if err := d.addSubscription(s, false); err != nil {
+		r, _ := vocab.ParseRef(s) // Validate checked it
+		if err := d.Subscribe(ctx, r, true); err != nil {
 			d.log.Error("subscription", "topic", s, "err", err)
 		}
 	}
@@ -152,29 +144,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("api: %w", err)
-		}
-		return nil
-	})
+	serve(g, gctx, "api", srv, ln)
 	if d.cfg.MetricsAddr != "" {
 		msrv, mln, err := d.metrics.listen(d.cfg.MetricsAddr, d)
 		if err != nil {
 			return err
 		}
-		g.Go(func() error {
-			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-			defer c()
-			return msrv.Shutdown(sctx)
-		})
+		serve(g, gctx, "metrics", msrv, mln)
 	}
 	close(d.ready)
 	if *d.cfg.Builds.Enabled {
@@ -185,10 +161,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		d.events.close()
-		return srv.Shutdown(sctx)
+		d.node.Close() // ends event streams so the API server can stop
+		return nil
 	})
 	err = g.Wait()
 	if d.rb != nil {
@@ -198,6 +172,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// serve runs srv on ln in g and shuts it down (10 s deadline) when ctx ends.
+func serve(g *errgroup.Group, ctx context.Context, name string, srv *http.Server, ln net.Listener) {
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		return srv.Shutdown(sctx)
+	})
 }
 
 func addrStrings(n *p2p.Node) []string {
@@ -213,10 +203,7 @@ func addrStrings(n *p2p.Node) []string {
 }
 
 func (d *Daemon) listenAPI() (*http.Server, net.Listener, error) {
-	sock := d.cfg.APISocket
-	if sock == "" {
-		sock = d.layout.Socket()
-	}
+	sock := d.cfg.Socket()
 	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		c.Close()
 		return nil, nil, fmt.Errorf("api: another lebowskid answers on %s", sock)
@@ -235,42 +222,82 @@ func (d *Daemon) listenAPI() (*http.Server, net.Listener, error) {
 		ln.Close()
 		return nil, nil, fmt.Errorf("api: %w", err)
 	}
-	srv := &http.Server{Handler: node.NewHandler(node.Local{Service: d.svc}, d), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: rpc.Handler(d.node), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	return srv, ln, nil
 }
 
-// addSubscription loads the opinion of "pkg/name", subscribes the topic
-// and queues a rebuild if this node has no own claim for it.
-func (d *Daemon) addSubscription(spec string, joinTopic bool) error {
-	if !reSub.MatchString(spec) {
-		return &node.InputError{Err: fmt.Errorf("subscription %q is not <package>/<opinion>", spec)}
-	}
-	o, err := opinions.Find(d.cfg.OpinionsDir, spec)
-	if err != nil {
-		return &node.InputError{Err: fmt.Errorf("subscription %s: %w", spec, err)}
-	}
-	if joinTopic {
-		if err := d.net.Subscribe(spec); err != nil {
-			return err
+// Subscribe implements core.Subscriber: it loads the opinion of ref,
+// joins its topic and queues a rebuild if this node has no own claim for
+// the opinion's current content; off leaves the topic.
+func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
+	spec := ref.String()
+	if !on {
+		d.mu.Lock()
+		_, ok := d.subs[spec]
+		delete(d.subs, spec)
+		d.mu.Unlock()
+		if !ok {
+			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
 		}
+		return d.net.Unsubscribe(spec)
+	}
+	var o *opinions.Opinion
+	if ref.Opinion != "" {
+		var err error
+		if o, err = opinions.Find(d.cfg.OpinionsDir, spec); err != nil {
+			return core.Invalid(fmt.Errorf("subscription %s: %w", spec, err))
+		}
+	}
+	if err := d.net.Subscribe(spec); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	d.subs[spec] = o
 	d.mu.Unlock()
-	d.maybeQueue(o, "subscribed")
+	d.maybeQueue(ref.Package, o, "subscribed")
 	return nil
+}
+
+// Subscriptions implements core.Subscriber.
+func (d *Daemon) Subscriptions() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.subs))
+	for s := range d.subs {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Queued implements core.BuildQueue.
+func (d *Daemon) Queued() int { return len(d.queue) }
+
+// Running implements core.BuildQueue.
+func (d *Daemon) Running() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.running))
+	for k := range d.running {
+		out = append(out, k)
+	}
+	return out
 }
 
 // hasOwn reports whether this node already signed a claim for the
 // opinion's current content (any recipe: rebuilding would give our recipe
-// again).
-func (d *Daemon) hasOwn(o *opinions.Opinion) bool {
-	rcs, err := d.st.ByPackage(o.Package, o.Debian.Version)
+// again); for a vanilla build, any own vanilla claim of the package.
+func (d *Daemon) hasOwn(pkg string, o *opinions.Opinion) bool {
+	ver, cid := "", ""
+	if o != nil {
+		ver, cid = o.Debian.Version, o.CID()
+	}
+	rcs, err := d.st.ByPackage(pkg, ver)
 	if err != nil {
-		d.log.Warn("reading own claims", "package", o.Package, "err", err)
+		d.log.Warn("reading own claims", "package", pkg, "err", err)
 		return false
 	}
-	own, cid := d.id.Fingerprint(), o.CID()
+	own := d.id.Fingerprint()
 	for _, rc := range rcs {
 		if rc.Recipe.Opinion.CID != cid {
 			continue
@@ -284,11 +311,18 @@ func (d *Daemon) hasOwn(o *opinions.Opinion) bool {
 	return false
 }
 
-func (d *Daemon) maybeQueue(o *opinions.Opinion, reason string) {
-	if !*d.cfg.Builds.Enabled || d.hasOwn(o) {
+func jobKey(pkg string, o *opinions.Opinion) string {
+	if o == nil {
+		return pkg + "/" + vocab.Vanilla
+	}
+	return pkg + "/" + o.CID()
+}
+
+func (d *Daemon) maybeQueue(pkg string, o *opinions.Opinion, reason string) {
+	if !*d.cfg.Builds.Enabled || d.hasOwn(pkg, o) {
 		return
 	}
-	key := o.Package + "/" + o.CID()
+	key := jobKey(pkg, o)
 	d.mu.Lock()
 	if d.pending[key] {
 		d.mu.Unlock()
@@ -297,28 +331,36 @@ func (d *Daemon) maybeQueue(o *opinions.Opinion, reason string) {
 	d.pending[key] = true
 	d.mu.Unlock()
 	select {
-	case d.queue <- buildJob{key: key, op: o, reason: reason}:
+	case d.queue <- buildJob{key: key, pkg: pkg, op: o, reason: reason}:
 		d.metrics.queue.Inc()
-		d.log.Info("rebuild queued", "package", o.Package, "opinion", o.Name, "reason", reason)
+		d.log.Info("rebuild queued", "package", pkg, "opinion", opinionName(o), "reason", reason)
 	default:
 		d.mu.Lock()
 		delete(d.pending, key)
 		d.mu.Unlock()
-		d.log.Warn("rebuild queue full; dropping", "package", o.Package, "opinion", o.Name)
+		d.log.Warn("rebuild queue full; dropping", "package", pkg, "opinion", opinionName(o))
 	}
 }
 
-// onClaim is called for every verified claim received from a peer.
+func opinionName(o *opinions.Opinion) string {
+	if o == nil {
+		return vocab.Vanilla
+	}
+	return o.Name
+}
+
+// onClaim is called for every verified claim a peer sent that was new to
+// the store.
 func (d *Daemon) onClaim(c *attest.Claim, from peer.ID) {
 	st := c.Statement
 	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
-	d.events.publish(node.Event{Time: time.Now(), Type: "claim", Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
-	spec := st.Package + "/" + st.Opinion.Name
+	d.node.Emit(core.Event{Type: core.EventClaim, Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
+	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()
-	o := d.subs[spec]
+	o, ok := d.subs[spec]
 	d.mu.Unlock()
-	if o != nil && o.CID() == st.Opinion.CID {
-		d.maybeQueue(o, "peer claim "+c.ID)
+	if ok && (o == nil && st.Opinion.CID == "" || o != nil && o.CID() == st.Opinion.CID) {
+		d.maybeQueue(st.Package, o, "peer claim "+c.ID)
 	}
 }
 
@@ -327,7 +369,9 @@ func (d *Daemon) rebuilder(ctx context.Context) (builder.Builder, error) {
 		return d.builder, nil
 	}
 	d.rbOnce.Do(func() {
-		d.rb, d.rbErr = d.buildEnv.OpenBuilder(ctx)
+		l := d.cfg.Layout()
+		d.rb, d.rbErr = builder.Open(ctx, builder.Env{WorkDir: l.BuildDir(), CacheDir: d.cfg.CacheDir, Mirror: d.cfg.Mirror,
+			PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")})
 	})
 	return d.rb, d.rbErr
 }
@@ -355,8 +399,8 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	d.mu.Lock()
 	d.running[job.key] = time.Now()
 	d.mu.Unlock()
-	log := d.log.With("package", o.Package, "opinion", o.Name)
-	d.events.publish(node.Event{Time: time.Now(), Type: "build-started", Package: o.Package, Opinion: o.Name})
+	log := d.log.With("package", job.pkg, "opinion", opinionName(o))
+	d.node.Emit(core.Event{Type: core.EventBuildStarted, Package: job.pkg, Opinion: opinionName(o)})
 	b, err := d.rebuilder(ctx)
 	if err != nil {
 		log.Error("cannot build: builder unavailable", "err", err)
@@ -365,7 +409,7 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	}
 	start := time.Now()
 	log.Info("rebuilding", "reason", job.reason)
-	res, err := b.Build(ctx, builder.Request{Package: o.Package, Opinion: o})
+	res, err := b.Build(ctx, builder.Request{Package: job.pkg, Opinion: o})
 	if err != nil {
 		log.Error("rebuild refused or environment error", "err", err)
 		d.metrics.builds.WithLabelValues("error").Inc()
@@ -373,121 +417,19 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	}
 	d.metrics.builds.WithLabelValues(string(res.Status)).Inc()
 	d.metrics.buildSeconds.Observe(time.Since(start).Seconds())
-	claim, err := node.Attest(ctx, d.st, d.id, d.net.ID().String(), o, res, time.Now())
+	rec, err := core.Record(ctx, d.node, res, o)
 	if err != nil {
-		log.Error("signing the build result", "err", err)
+		log.Error("recording the build result", "err", err)
 		return
 	}
-	if err := d.net.Publish(ctx, claim); err != nil {
-		log.Warn("publish", "claim", claim.ID, "err", err)
-	}
-	log.Info("rebuilt and published", "status", res.Status, "claim", claim.ID, "seconds", int(time.Since(start).Seconds()), "artifacts", len(res.Artifacts))
+	log.Info("rebuilt and published", "status", res.Status, "claim", rec.ID, "published", rec.Published, "seconds", int(time.Since(start).Seconds()), "artifacts", len(res.Artifacts))
 	data, _ := json.Marshal(map[string]any{"status": res.Status, "artifacts": res.Artifacts})
-	d.events.publish(node.Event{Time: time.Now(), Type: "build-finished", Package: o.Package, Opinion: o.Name, ClaimID: claim.ID, Data: data})
+	d.node.Emit(core.Event{Type: core.EventBuildFinished, Package: job.pkg, Opinion: opinionName(o), ClaimID: rec.ID, Data: data})
 }
 
 // Ready is closed once the network and the local API are up; after it,
-// Status, Peers and the API may be used.
+// Node may be used.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
-// Status implements node.DaemonOps.
-func (d *Daemon) Status(context.Context) (*node.Status, error) {
-	st := &node.Status{PeerID: d.net.ID().String(), Builder: d.id.Fingerprint(), Addrs: addrStrings(d.net), Started: d.started, Peers: len(d.net.Peers())}
-	d.mu.Lock()
-	for s := range d.subs {
-		st.Subscriptions = append(st.Subscriptions, s)
-	}
-	for k := range d.running {
-		st.RunningBuilds = append(st.RunningBuilds, k)
-	}
-	d.mu.Unlock()
-	sort.Strings(st.Subscriptions)
-	st.QueuedBuilds = len(d.queue)
-	if s, err := d.st.Stats(); err == nil {
-		st.Claims = int(s.Claims)
-	}
-	return st, nil
-}
-
-// Peers implements node.DaemonOps.
-func (d *Daemon) Peers(context.Context) ([]node.PeerInfo, error) {
-	var out []node.PeerInfo
-	for _, p := range d.net.Peers() {
-		pi := node.PeerInfo{ID: p.ID.String(), Topics: p.Topics, Score: p.Score, Connected: p.ConnectedSince}
-		for _, a := range p.Addrs {
-			pi.Addrs = append(pi.Addrs, a.String())
-		}
-		out = append(out, pi)
-	}
-	return out, nil
-}
-
-// Subscribe implements node.DaemonOps.
-func (d *Daemon) Subscribe(ctx context.Context, spec string, on bool) ([]string, error) {
-	if on {
-		if err := d.addSubscription(spec, true); err != nil {
-			return nil, err
-		}
-	} else {
-		d.mu.Lock()
-		delete(d.subs, spec)
-		d.mu.Unlock()
-		if err := d.net.Unsubscribe(spec); err != nil {
-			return nil, &node.InputError{Err: err}
-		}
-	}
-	st, _ := d.Status(ctx)
-	return st.Subscriptions, nil
-}
-
-// Events implements node.DaemonOps.
-func (d *Daemon) Events(ctx context.Context) (<-chan node.Event, func()) { return d.events.subscribe() }
-
-// broker fans events out to API subscribers; slow ones miss events.
-type broker struct {
-	mu     sync.Mutex
-	subs   map[chan node.Event]bool
-	closed bool
-}
-
-func newBroker() *broker { return &broker{subs: map[chan node.Event]bool{}} }
-
-func (b *broker) subscribe() (<-chan node.Event, func()) {
-	ch := make(chan node.Event, 64)
-	b.mu.Lock()
-	if b.closed {
-		close(ch)
-	} else {
-		b.subs[ch] = true
-	}
-	b.mu.Unlock()
-	return ch, func() {
-		b.mu.Lock()
-		if b.subs[ch] {
-			delete(b.subs, ch)
-			close(ch)
-		}
-		b.mu.Unlock()
-	}
-}
-
-func (b *broker) publish(ev node.Event) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.subs {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
-}
-
-func (b *broker) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	for ch := range b.subs {
-		close(ch)
-		delete(b.subs, ch)
-	}
-}
+// Node is the daemon's core node (after Ready).
+func (d *Daemon) Node() *core.Node { return d.node }

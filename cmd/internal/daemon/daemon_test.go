@@ -17,7 +17,9 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
@@ -78,15 +80,14 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 	dirs := make([]string, n)
 	for i := range n {
 		dirs[i] = t.TempDir()
-		l := node.Layout{Dir: dirs[i]}
-		id, _, err := l.LoadIdentity(true, fmt.Sprintf("node %d", i))
+		id, _, err := core.LoadIdentity(config.Layout{Dir: dirs[i]}, true, fmt.Sprintf("node %d", i))
 		require.NoError(t, err)
 		ids[i] = id
 	}
 	var out []*testDaemon
 	var boot []string
 	for i := range n {
-		cfg := &Config{DataDir: dirs[i], OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+		cfg := &config.Config{DataDir: dirs[i], OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
 			Subscribe: []string{"hello/o3"}, Bootstrap: boot, SyncEvery: 2 * time.Second}
 		f := false
 		cfg.MDNS = &f
@@ -110,7 +111,7 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 			t.Fatalf("daemon %d not ready after 20s", i)
 		}
 		if i == 0 {
-			st, err := d.Status(context.Background())
+			st, err := d.Node().Status(context.Background())
 			require.NoError(t, err)
 			boot = st.Addrs[:1]
 		}
@@ -133,11 +134,11 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 	ds := startDaemons(t, 3, nil)
 	ctx := context.Background()
-	c, err := node.Dial(ctx, node.Layout{Dir: ds[0].dir}.Socket())
+	c, err := rpc.Dial(ctx, config.Layout{Dir: ds[0].dir}.Socket())
 	require.NoError(t, err)
-	var info *node.InfoResult
+	var info *core.InfoResult
 	require.Eventually(t, func() bool {
-		info, err = c.Info(ctx, "hello", "", "o3", false)
+		info, err = c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		return err == nil && info.Recipes[0].Report.Consensus != nil && len(info.Recipes[0].Report.Consensus.Trusted) == 3
 	}, 60*time.Second, 200*time.Millisecond, "3/3 consensus at node 0")
 	rep := info.Recipes[0].Report
@@ -147,10 +148,10 @@ func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 		require.Equal(t, int32(1), d.fb.builds.Load(), "node %d builds exactly once (no rebuild loop on peer claims)", i)
 	}
 	a := rep.Consensus.Artifacts[0]
-	vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: a.SHA256})
+	vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: a.SHA256})
 	require.NoError(t, err)
 	require.Equal(t, consensus.Safe, vr.Verdict, vr.Reasons)
-	vr, err = c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: hex64("tampered")})
+	vr, err = c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: hex64("tampered")})
 	require.NoError(t, err)
 	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
 
@@ -173,11 +174,11 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	// Node 2 publishes a hash from a build with an injected change.
 	ds := startDaemons(t, 4, map[int]bool{2: true})
 	ctx := context.Background()
-	c, err := node.Dial(ctx, node.Layout{Dir: ds[0].dir}.Socket())
+	c, err := rpc.Dial(ctx, config.Layout{Dir: ds[0].dir}.Socket())
 	require.NoError(t, err)
-	var info *node.InfoResult
+	var info *core.InfoResult
 	require.Eventually(t, func() bool {
-		info, err = c.Info(ctx, "hello", "", "o3", false)
+		info, err = c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		return err == nil && len(info.Recipes[0].Report.Groups) == 2 && info.Recipes[0].Recipe.Builders == 4
 	}, 60*time.Second, 200*time.Millisecond)
 	rep := info.Recipes[0].Report
@@ -188,7 +189,7 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	op := ds[2].d.subs["hello/o3"]
 	ds[2].d.mu.Unlock()
 	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: op})
-	vr, err := c.Verify(ctx, node.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})
+	vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})
 	require.NoError(t, err)
 	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
 }
@@ -196,8 +197,8 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 func TestDaemonRestartKeepsState(t *testing.T) {
 	ds := startDaemons(t, 1, nil)
 	ctx := context.Background()
-	sock := node.Layout{Dir: ds[0].dir}.Socket()
-	c, err := node.Dial(ctx, sock)
+	sock := config.Layout{Dir: ds[0].dir}.Socket()
+	c, err := rpc.Dial(ctx, sock)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		st, err := c.Status(ctx)
@@ -209,7 +210,7 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 	require.NoError(t, <-ds[0].done)
 	ds[0].done <- nil // for the cleanup
 
-	cfg := &Config{DataDir: ds[0].dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
+	cfg := &config.Config{DataDir: ds[0].dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
 	f := false
 	cfg.MDNS = &f
 	fb := &fakeBuilder{}
@@ -219,8 +220,8 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(rctx) }()
 	defer func() { cancel(); require.NoError(t, <-done) }()
-	var c2 *node.Client
-	require.Eventually(t, func() bool { c2, err = node.Dial(ctx, sock); return err == nil }, 20*time.Second, 50*time.Millisecond)
+	var c2 *rpc.Client
+	require.Eventually(t, func() bool { c2, err = rpc.Dial(ctx, sock); return err == nil }, 20*time.Second, 50*time.Millisecond)
 	after, err := c2.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, before.PeerID, after.PeerID, "persisted libp2p identity")
@@ -232,45 +233,7 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 
 func TestSocketIsPrivate(t *testing.T) {
 	ds := startDaemons(t, 1, nil)
-	fi, err := os.Stat(node.Layout{Dir: ds[0].dir}.Socket())
+	fi, err := os.Stat(config.Layout{Dir: ds[0].dir}.Socket())
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-}
-
-func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		desc string
-		cfg  Config
-		ok   bool
-	}{
-		{"defaults", Config{}, true},
-		{"bad subscription", Config{Subscribe: []string{"hello"}}, false},
-		{"shell in subscription", Config{Subscribe: []string{"hello/$(x)"}}, false},
-		{"bad fingerprint", Config{TrustedKeys: []string{"abc"}}, false},
-		{"threshold out of range", Config{Threshold: 11}, false},
-		{"bad log level", Config{LogLevel: "loud"}, false},
-	} {
-		t.Run(tc.desc, func(t *testing.T) {
-			c := tc.cfg
-			c.Defaults()
-			err := c.Validate()
-			if tc.ok {
-				require.NoError(t, err)
-			} else {
-				require.Error(t, err)
-			}
-		})
-	}
-}
-
-func TestLoadConfigStrict(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "c.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("subscribe: [hello/o3]\nunknown_key: 1\n"), 0o600))
-	_, err := LoadConfig(p, false)
-	require.ErrorContains(t, err, "unknown_key")
-	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"), true)
-	require.NoError(t, err)
-	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"), false)
-	require.Error(t, err)
 }

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/version"
+	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/spf13/cobra"
-
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
 )
 
 // Main runs lebowskid with args and returns its exit code: 0 after a clean
@@ -23,7 +26,7 @@ func Main(args []string) int {
 	var (
 		cfgPath  string
 		dataDir  string
-		flagCfg  Config
+		flagCfg  config.Config
 		noBuild  bool
 		mdns     bool
 		noMDNS   bool
@@ -35,25 +38,20 @@ func Main(args []string) int {
 		Long: `lebowskid subscribes to opinion topics, rebuilds those packages in podman,
 signs hash attestations, gossips them over libp2p, stores peers' claims and
 derives consensus locally. Configuration: a YAML file (--config, default
-<data-dir>/config.yaml) overridden by flags. See docs/DAEMON.md.`,
+<data-dir>/config.yaml) overridden by flags. See docs/DAEMON.md.
+
+Exit codes: 0 stopped cleanly, 2 bad flags or configuration, 3 could not
+start or failed while running.`,
+		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dataDir == "" {
-				dataDir = node.DefaultDataDir()
-			}
-			path := cfgPath
-			optional := false
-			if path == "" {
-				path, optional = node.Layout{Dir: dataDir}.Config(), true
-			}
-			cfg, err := LoadConfig(path, optional)
+			cfg, err := config.Load(dataDir, cfgPath)
 			if err != nil {
 				exitCode = 2
 				return err
 			}
-			cfg.DataDir = dataDir
 			f := cmd.Flags()
 			if f.Changed("listen") {
 				cfg.Listen = flagCfg.Listen
@@ -117,27 +115,30 @@ derives consensus locally. Configuration: a YAML file (--config, default
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfgPath, "config", "", "YAML config file (default <data-dir>/config.yaml if present)")
-	fl.StringVar(&dataDir, "data-dir", os.Getenv("LEBOWSKI_DATA_DIR"), "data directory (keys, store, socket)")
-	fl.StringSliceVar(&flagCfg.Listen, "listen", nil, "libp2p listen multiaddrs (default /ip4/0.0.0.0/tcp/4001 and udp/4001/quic-v1)")
+	fl.StringVar(&dataDir, "data-dir", "", "data directory: keys, store, socket (default $LEBOWSKI_DATA_DIR, $XDG_DATA_HOME/lebowski or ~/.local/share/lebowski)")
+	fl.StringSliceVar(&flagCfg.Listen, "listen", nil, fmt.Sprintf("libp2p listen multiaddrs (default %s)", strings.Join(p2p.DefaultListenAddrs, ",")))
 	fl.StringSliceVar(&flagCfg.Bootstrap, "bootstrap", nil, "bootstrap peers: /ip4/…/tcp/…/p2p/<peer id>")
 	fl.StringSliceVar(&flagCfg.Subscribe, "subscribe", nil, "opinion topics to follow and rebuild: package/opinion")
 	fl.StringSliceVar(&flagCfg.TrustedKeys, "trust", nil, "trusted builder fingerprints (added to the config's)")
 	fl.StringVar(&flagCfg.OpinionsDir, "opinions", "", "opinions directory")
 	fl.StringVar(&flagCfg.APISocket, "api-socket", "", "local API unix socket (default <data-dir>/lebowskid.sock)")
 	fl.StringVar(&flagCfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here (e.g. 127.0.0.1:9464); off by default")
-	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror")
-	fl.StringVar(&flagCfg.CacheDir, "cache-dir", "", "sources and images cache (may be shared by nodes on one machine)")
+	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror (default "+source.DefaultMirror+")")
+	fl.StringVar(&flagCfg.CacheDir, "cache-dir", "", "sources and images cache (default <data-dir>/cache; may be shared by nodes on one machine)")
 	fl.StringVar(&flagCfg.Builds.PodmanURL, "podman-url", "", "podman API URL (default: start a private service)")
-	fl.IntVar(&flagCfg.Builds.Concurrency, "concurrency", 1, "concurrent rebuilds")
-	fl.DurationVar(&flagCfg.SyncEvery, "sync-interval", 0, "periodic catch-up with peers")
+	fl.IntVar(&flagCfg.Builds.Concurrency, "concurrency", config.DefaultConcurrency, "concurrent rebuilds")
+	fl.DurationVar(&flagCfg.SyncEvery, "sync-interval", 0, fmt.Sprintf("periodic catch-up with peers (default %s)", p2p.DefaultSyncInterval))
 	fl.BoolVar(&noBuild, "no-build", false, "never rebuild (only gossip and store claims)")
 	fl.BoolVar(&mdns, "mdns", false, "enable mDNS LAN discovery")
 	fl.BoolVar(&noMDNS, "no-mdns", false, "disable mDNS LAN discovery")
 	fl.BoolVar(&flagCfg.DHT, "dht", false, "enable the Kademlia DHT for topic peer discovery")
-	fl.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error")
-	fl.StringVar(&flagCfg.LogFormat, "log-format", "", "text or json")
+	fl.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error (default "+config.DefaultLogLevel+")")
+	fl.StringVar(&flagCfg.LogFormat, "log-format", "", "text or json (default "+config.DefaultLogFormat+")")
 	cmd.SetArgs(args)
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { exitCode = 2; return err })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		exitCode = 2
+		return fmt.Errorf("%w (see lebowskid --help)", err)
+	})
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "lebowskid: %v\n", err)
 		if exitCode == 0 {
@@ -151,7 +152,7 @@ derives consensus locally. Configuration: a YAML file (--config, default
 	return 0
 }
 
-func newLogger(cfg *Config) *slog.Logger {
+func newLogger(cfg *config.Config) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}

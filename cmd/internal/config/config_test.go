@@ -1,0 +1,112 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/p2p"
+)
+
+func TestValidate(t *testing.T) {
+	hops := func(n int) *int { return &n }
+	for _, tc := range []struct {
+		desc string
+		cfg  Config
+		ok   bool
+		want string
+	}{
+		{"defaults", Config{}, true, ""},
+		{"vanilla subscription", Config{Subscribe: []string{"hello"}}, true, ""},
+		{"upper-case subscription", Config{Subscribe: []string{"Hello/o3"}}, false, "subscribe"},
+		{"hyphenated opinion", Config{Subscribe: []string{"pv/no-nls"}}, false, "subscribe"},
+		{"shell in subscription", Config{Subscribe: []string{"hello/$(x)"}}, false, "subscribe"},
+		{"bad fingerprint", Config{TrustedKeys: []string{"abc"}}, false, "trusted_keys"},
+		{"lower-case fingerprint is normalised", Config{TrustedKeys: []string{strings.Repeat("ab", 20)}}, true, ""},
+		{"threshold out of range", Config{Threshold: 11}, false, "threshold"},
+		{"trust hops out of range", Config{TrustHops: hops(9)}, false, "trust_hops"},
+		{"zero trust hops", Config{TrustHops: hops(0)}, true, ""},
+		{"negative timeout", Config{Builds: BuildConfig{Timeout: -time.Second}}, false, "builds.timeout"},
+		{"bad log level", Config{LogLevel: "loud"}, false, "log_level"},
+		{"bad log format", Config{LogFormat: "xml"}, false, "log_format"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := tc.cfg
+			c.DataDir = t.TempDir()
+			c.Defaults()
+			err := c.Validate()
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrInvalid))
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestDefaultsWrittenOnce(t *testing.T) {
+	c := Config{DataDir: t.TempDir()}
+	c.Defaults()
+	assert.Equal(t, source.DefaultMirror, c.Mirror)
+	assert.Equal(t, p2p.DefaultListenAddrs, c.Listen)
+	assert.Equal(t, p2p.DefaultSyncInterval, c.SyncEvery)
+	assert.Equal(t, consensus.DefaultThreshold, c.Threshold)
+	assert.Equal(t, consensus.DefaultMinTrusted, c.MinTrusted)
+	assert.Equal(t, DefaultTrustHops, c.Hops())
+	assert.Equal(t, filepath.Join(c.DataDir, "cache"), c.CacheDir)
+	assert.Equal(t, filepath.Join(c.DataDir, "lebowskid.sock"), c.Socket())
+	c.APISocket = "/run/x.sock"
+	assert.Equal(t, "/run/x.sock", c.Socket())
+	// Defaults never overwrite what is set.
+	zero := 0
+	d := Config{DataDir: "/d", Mirror: "http://m", TrustHops: &zero, Threshold: 7}
+	d.Defaults()
+	assert.Equal(t, "http://m", d.Mirror)
+	assert.Equal(t, 0, d.Hops())
+	assert.Equal(t, 7.0, d.Threshold)
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("subscribe: [hello/o3]\nunknown_key: 1\n"), 0o600))
+	_, err := Load(dir, p)
+	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorContains(t, err, "unknown_key")
+
+	// The data dir's config.yaml is optional; an explicit --config is not.
+	c, err := Load(dir, "")
+	require.NoError(t, err)
+	assert.Equal(t, dir, c.DataDir)
+	_, err = Load(dir, filepath.Join(dir, "missing.yaml"))
+	require.ErrorIs(t, err, ErrInvalid)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("trust_hops: 0\nmirror: http://mirror.example/debian\n"), 0o600))
+	c, err = Load(dir, "")
+	require.NoError(t, err)
+	c.Defaults()
+	assert.Equal(t, 0, c.Hops())
+	assert.Equal(t, "http://mirror.example/debian", c.Mirror)
+}
+
+func TestLayoutCheckExists(t *testing.T) {
+	l := Layout{Dir: filepath.Join(t.TempDir(), "typo")}
+	err := l.CheckExists()
+	require.ErrorIs(t, err, ErrNoNode)
+	assert.Contains(t, err.Error(), "lebowski key gen")
+	_, statErr := os.Stat(l.Dir)
+	assert.True(t, os.IsNotExist(statErr), "checking creates nothing")
+	require.NoError(t, l.Ensure())
+	require.NoError(t, os.WriteFile(l.StoreDB(), nil, 0o600))
+	require.NoError(t, l.CheckExists())
+}
