@@ -213,6 +213,13 @@ func (s *Store) commit(batch []*ingestReq) error {
 	if keysChanged {
 		s.keysVersion.Add(1)
 	}
+	for _, r := range batch {
+		for _, res := range r.res {
+			if int(res.Status) >= 0 && int(res.Status) < len(s.ingested) {
+				s.ingested[res.Status].Add(1)
+			}
+		}
+	}
 	if len(keyUpdates) > 0 {
 		s.log.Warn("equivocating builder keys flagged", "fingerprints", keyUpdates)
 	}

@@ -110,6 +110,20 @@ type Store struct {
 	keyCache map[string]*openpgp.Entity
 	// keysVersion changes whenever the keys bucket does (KeysVersion).
 	keysVersion atomic.Uint64
+	// ingested counts committed ingest results by Status (IngestCounts).
+	ingested [4]atomic.Uint64
+}
+
+// IngestCounts returns how many claims this process's Ingest calls
+// committed, by status ("new", "duplicate", "equivocation", "rejected"):
+// the metrics' and tests' view of work done, e.g. that a node ingests its
+// own claim once.
+func (s *Store) IngestCounts() map[string]uint64 {
+	out := make(map[string]uint64, len(s.ingested))
+	for st := range s.ingested {
+		out[Status(st).String()] = s.ingested[st].Load()
+	}
+	return out
 }
 
 // KeysVersion is a counter that changes whenever a key record is written

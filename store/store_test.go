@@ -762,3 +762,31 @@ func TestVerifyAndIngest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, attest.TrustUnknown, ki.Trust)
 }
+
+func TestKeysVersionCertifiersAndIngestCounts(t *testing.T) {
+	s := mustOpenStore(t)
+	ids := testKeys(t, 2)
+	v0 := s.KeysVersion()
+	c := mustSign(t, ids[0], spec{})
+	mustIngest(t, s, c)
+	v1 := s.KeysVersion()
+	assert.Greater(t, v1, v0, "a key learned from a claim moves the version")
+	mustIngest(t, s, c)
+	assert.Equal(t, v1, s.KeysVersion(), "a duplicate changes no key")
+	assert.Equal(t, uint64(1), s.IngestCounts()["new"])
+	assert.Equal(t, uint64(1), s.IngestCounts()["duplicate"])
+
+	// A certified key records its certifier; the version moves on import and trust.
+	target, err := attest.GenerateIdentity("certified", "")
+	require.NoError(t, err)
+	require.NoError(t, attest.Certify(ids[1], target.Entity))
+	arm, err := attest.ArmorPublicKey(target.Entity)
+	require.NoError(t, err)
+	ki, err := s.PutKey([]byte(arm), attest.TrustUnvetted, "test")
+	require.NoError(t, err)
+	assert.Equal(t, []string{ids[1].Fingerprint()}, ki.Certifiers)
+	v2 := s.KeysVersion()
+	assert.Greater(t, v2, v1)
+	require.NoError(t, s.SetTrust(target.Fingerprint(), attest.TrustTrusted, ""))
+	assert.Greater(t, s.KeysVersion(), v2)
+}

@@ -16,10 +16,9 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/source"
-	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/opinions"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 type buildFlags struct {
@@ -34,24 +33,28 @@ type buildFlags struct {
 }
 
 func (g *globals) addBuildFlags(cmd *cobra.Command, f *buildFlags) {
-	cmd.Flags().StringVar(&f.podmanURL, "podman-url", os.Getenv("LEBOWSKI_PODMAN_URL"), "podman API URL (default: start a private podman service)")
-	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", os.Getenv("LEBOWSKI_CACHE_DIR"), "where verified sources and build images are cached (default <data-dir>/cache)")
-	cmd.Flags().StringVar(&f.mirror, "mirror", "", "Debian mirror (default http://deb.debian.org/debian)")
-	cmd.Flags().DurationVar(&f.timeout, "timeout", 2*time.Hour, "wall-clock limit of one build")
+	cmd.Flags().StringVar(&f.podmanURL, "podman-url", os.Getenv("LEBOWSKI_PODMAN_URL"), "podman API URL (default: the config's builds.podman_url, else start a private podman service)")
+	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", os.Getenv("LEBOWSKI_CACHE_DIR"), "where verified sources and build images are cached (default the config's cache_dir, <data-dir>/cache)")
+	cmd.Flags().StringVar(&f.mirror, "mirror", "", "Debian mirror (default the config's mirror, "+source.DefaultMirror+")")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("wall-clock limit of one build; a timeout is signed as a failed build (default the config's builds.timeout, %s)", config.DefaultBuildTimeout))
 }
 
 // loadOpinion resolves --opinion for a package: "" or "vanilla" = none.
 func (g *globals) loadOpinion(pkg, name string) (*opinions.Opinion, error) {
-	if name == "" || name == "vanilla" {
+	if name == "" || name == vocab.Vanilla {
 		return nil, nil
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
 	}
 	ref := name
 	if !strings.Contains(ref, "/") {
 		ref = pkg + "/" + name
 	}
-	o, err := opinions.Find(g.opinionsDir, ref, opinions.WithGitCommit(true))
+	o, err := opinions.Find(cfg.OpinionsDir, ref, opinions.WithGitCommit(true))
 	if err != nil {
-		return nil, usageErr("%v (opinions dir %s; set --opinions)", err, g.opinionsDir)
+		return nil, usageErr("%v (opinions dir %s; set --opinions)", err, cfg.OpinionsDir)
 	}
 	if o.Package != pkg {
 		return nil, usageErr("opinion %s is for package %s, not %s", ref, o.Package, pkg)
@@ -84,17 +87,42 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func (g *globals) openRebuilder(ctx context.Context, f *buildFlags, progress func(string)) (*node.Rebuilder, error) {
-	env := node.BuildEnv{Layout: g.layout(), CacheDir: f.cacheDir, Mirror: f.mirror, PodmanURL: f.podmanURL, Timeout: f.timeout, Log: g.log, Progress: progress}
-	if env.Mirror == "" {
-		if cfg, err := daemon.LoadConfig(g.layout().Config(), true); err == nil {
-			env.Mirror = cfg.Mirror
+// rebuilder is what the commands need from the builder (tests swap a
+// fake in through globals.openBuilder).
+type rebuilder interface {
+	builder.Builder
+	PrepareImage(ctx context.Context, req builder.Request) (*builder.Image, error)
+	Close() error
+}
+
+// openRebuilder connects to podman with the config's settings, overridden
+// by the command's flags.
+func (g *globals) openRebuilder(ctx context.Context, f *buildFlags, progress func(string)) (rebuilder, error) {
+	if g.openBuilder != nil {
+		return g.openBuilder(ctx, f, progress)
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	l := cfg.Layout()
+	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, PodmanURL: cfg.Builds.PodmanURL,
+		Timeout: cfg.Builds.Timeout, Log: g.log, Progress: progress}
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&env.CacheDir, f.cacheDir}, {&env.Mirror, f.mirror}, {&env.PodmanURL, f.podmanURL}} {
+		if o.v != "" {
+			*o.dst = o.v
 		}
 	}
-	if err := g.layout().Ensure(); err != nil {
+	if f.timeout > 0 {
+		env.Timeout = f.timeout
+	}
+	if err := l.Ensure(); err != nil {
 		return nil, envErr(err)
 	}
-	rb, err := env.OpenBuilder(ctx)
+	rb, err := builder.Open(ctx, env)
 	if err != nil {
 		return nil, buildErr(err)
 	}
@@ -153,20 +181,12 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			pkg := args[0]
-			if !vocab.IsPackage(pkg) {
-				return usageErr("%q is not a Debian source package name", pkg)
+			if err := vocab.CheckPackage(pkg); err != nil {
+				return usageErr("%v", err)
 			}
 			op, err := g.loadOpinion(pkg, f.opinion)
 			if err != nil {
 				return err
-			}
-			l := g.layout()
-			id, created, err := l.LoadIdentity(true, "")
-			if err != nil {
-				return envErr(err)
-			}
-			if created {
-				fmt.Fprintf(g.errOut, "generated builder key %s\n", id.Fingerprint())
 			}
 			step := func(format string, a ...any) {
 				if !g.json {
@@ -193,7 +213,6 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 				out.Opinion = op.Name
 			}
 			status := res.Status
-			var diffCID string
 			if f.twice && res.Status == attest.ResultSuccess {
 				step("building a second time to check reproducibility")
 				first, err := keepArtifacts(res)
@@ -209,21 +228,17 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 				if !same {
 					status = attest.ResultUnreproducible
 					step("NOT reproducible: running diffoscope")
-					diffCID = g.diffFirst(ctx, first, res2.Artifacts)
-					out.DiffoscopeCID = diffCID
+					out.DiffoscopeCID = g.diffFirst(ctx, first, res2.Artifacts)
 				}
 			}
 			done()
 			res.Status = status
-			claim, err := g.recordClaim(ctx, id, op, res)
+			rec, err := g.record(ctx, res, op)
 			if err != nil {
 				return err
 			}
 			out.Seconds = time.Since(start).Seconds()
-			out.ClaimID = claim.ID
-			if wire, err := claim.Wire(); err == nil {
-				out.Claim = string(wire)
-			}
+			out.ClaimID, out.Claim = rec.ID, string(rec.Wire)
 			if g.json {
 				if err := g.printJSON(out); err != nil {
 					return err
@@ -324,7 +339,7 @@ func (g *globals) diffFirst(ctx context.Context, a, b []builder.Output) string {
 					fmt.Fprintf(g.errOut, "diffoscope: %v\n", err)
 					return ""
 				}
-				cid, err := g.putBlob(rep)
+				cid, err := g.putBlob(ctx, rep)
 				if err != nil {
 					fmt.Fprintf(g.errOut, "keeping diffoscope report: %v\n", err)
 					p := filepath.Join(os.TempDir(), "lebowski-diffoscope.txt")
@@ -338,41 +353,27 @@ func (g *globals) diffFirst(ctx context.Context, a, b []builder.Output) string {
 	return ""
 }
 
-func (g *globals) putBlob(b []byte) (string, error) {
-	svc, done, err := g.localService()
+func (g *globals) putBlob(ctx context.Context, b []byte) (string, error) {
+	api, done, err := g.api(ctx, write)
 	if err != nil {
 		return "", err
 	}
 	defer done()
-	return svc.Store.PutBlob(b)
+	return api.PutBlob(ctx, b)
 }
 
-// recordClaim signs the result into the local store, or, when lebowskid
-// holds the store, hands the signed claim to it.
-func (g *globals) recordClaim(ctx context.Context, id *attest.Identity, op *opinions.Opinion, res *builder.Result) (*attest.Claim, error) {
-	if c, err := node.Dial(ctx, g.socket); err == nil {
-		claim, err := node.SignResult(id, "", op, res, time.Now(), nil)
-		if err != nil {
-			return nil, err
-		}
-		wire, err := claim.Wire()
-		if err != nil {
-			return nil, err
-		}
-		r, err := c.ImportClaims(ctx, [][]byte{wire})
-		if err != nil {
-			return nil, err
-		}
-		if len(r) == 1 && r[0].Error != "" {
-			return nil, fmt.Errorf("lebowskid refused the claim: %s", r[0].Error)
-		}
-		return claim, nil
-	}
-	l := g.layout()
-	st, err := store.Open(l.StoreDB(), store.WithLogger(g.log))
+// record turns a build into this node's signed claim with core.Record:
+// through the running lebowskid when it answers, else into the local
+// store. Both paths give the same claim (buildinfo and log CIDs included).
+func (g *globals) record(ctx context.Context, res *builder.Result, op *opinions.Opinion) (*core.RecordResult, error) {
+	api, done, err := g.api(ctx, withKey)
 	if err != nil {
-		return nil, envErr(err)
+		return nil, err
 	}
-	defer st.Close()
-	return node.Attest(ctx, st, id, "", op, res, time.Now())
+	defer done()
+	rec, err := core.Record(ctx, api, res, op)
+	if err != nil {
+		return nil, fmt.Errorf("recording the build: %w", err)
+	}
+	return rec, nil
 }

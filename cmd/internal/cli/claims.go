@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/spf13/cobra"
 )
 
@@ -39,7 +40,7 @@ reported and skipped, the others are kept. Exit 2 if any claim was rejected.`,
 					return usageErr("%s: %v", f, err)
 				}
 			}
-			b, done, err := g.backend(cmd.Context())
+			b, done, err := g.api(cmd.Context(), write)
 			if err != nil {
 				return err
 			}
@@ -81,18 +82,18 @@ reported and skipped, the others are kept. Exit 2 if any claim was rejected.`,
 			if len(args) == 1 {
 				pkg = args[0]
 			}
-			b, done, err := g.backend(cmd.Context())
+			b, done, err := g.api(cmd.Context(), read)
 			if err != nil {
 				return err
 			}
 			defer done()
-			rows, err := b.Claims(cmd.Context(), pkg)
+			rows, err := b.Claims(cmd.Context(), core.ClaimsQuery{Package: pkg})
 			if err != nil {
 				return err
 			}
 			if g.json {
 				if rows == nil {
-					return g.printJSON([]any{})
+					rows = []core.ClaimRow{}
 				}
 				return g.printJSON(rows)
 			}

@@ -25,7 +25,7 @@ func run(t *testing.T, dataDir string, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	g := &globals{out: &out, errOut: &errOut}
 	root := newRoot(g)
-	root.SetArgs(append([]string{"--data-dir", dataDir, "--opinions", "../../../opinions", "--socket", filepath.Join(dataDir, "none.sock")}, args...))
+	root.SetArgs(append([]string{"--data-dir", dataDir, "--opinions", "../../../opinions"}, args...))
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	err := root.ExecuteContext(context.Background())
@@ -121,6 +121,14 @@ func TestCLIExitCodes(t *testing.T) {
 	badOpinion := filepath.Join(t.TempDir(), "hello", "x.yaml")
 	require.NoError(t, os.MkdirAll(filepath.Dir(badOpinion), 0o755))
 	require.NoError(t, os.WriteFile(badOpinion, []byte("name: x\npackage: hello\nbuild: {cflags: {append: [\"-O2;rm -rf /\"]}}\n"), 0o644))
+	typo := filepath.Join(t.TempDir(), "typo")
+	code, _, errOut := run(t, typo, "info", "hello")
+	require.Equal(t, ExitEnv, code, errOut)
+	require.Contains(t, errOut, "no Lebowski node")
+	_, statErr := os.Stat(typo)
+	require.True(t, os.IsNotExist(statErr), "a read command on a mistyped --data-dir creates nothing")
+	code, _, errOut = run(t, dd, "key", "gen")
+	require.Equal(t, ExitOK, code, errOut)
 	for _, tc := range []struct {
 		desc string
 		args []string
@@ -139,6 +147,13 @@ func TestCLIExitCodes(t *testing.T) {
 		{"verify a non-deb", []string{"verify", garbage}, ExitUsage, "not a readable .deb"},
 		{"peers without daemon", []string{"peers"}, ExitEnv, "not running"},
 		{"trust of an unknown key", []string{"key", "trust", "0123456789ABCDEF0123456789ABCDEF01234567"}, ExitUsage, ""},
+		{"trust level nobody can set", []string{"key", "trust", "0123456789ABCDEF0123456789ABCDEF01234567", "own"}, ExitUsage, "want trusted, unvetted or distrusted"},
+		{"group without subcommand", []string{"key"}, ExitUsage, "needs a subcommand"},
+		{"unknown subcommand", []string{"claims", "frob"}, ExitUsage, "unknown command \"frob\""},
+		{"usage errors point to --help", []string{"info", "--bogus"}, ExitUsage, "--help"},
+		{"an explicit socket must answer", []string{"--socket", filepath.Join(dd, "nobody.sock"), "info", "hello"}, ExitEnv, "lebowskid is not running"},
+		{"version", []string{"--version"}, ExitOK, "lebowski version"},
+		{"status without daemon", []string{"status"}, ExitOK, "not running"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			code, out, errOut := run(t, dd, tc.args...)

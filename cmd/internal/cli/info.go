@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest/consensus"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
 
 func newInfoCmd(g *globals) *cobra.Command {
@@ -21,12 +21,12 @@ func newInfoCmd(g *globals) *cobra.Command {
 		Short: "Trust score, consensus and builders of a package's rebuilds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, done, err := g.backend(cmd.Context())
+			b, done, err := g.api(cmd.Context(), read)
 			if err != nil {
 				return err
 			}
 			defer done()
-			res, err := b.Info(cmd.Context(), args[0], version, opinion, all)
+			res, err := b.Info(cmd.Context(), core.InfoQuery{Package: args[0], DebianVersion: version, Opinion: opinion, All: all})
 			if err != nil {
 				return notFoundAsMismatch(g, err)
 			}
@@ -50,7 +50,7 @@ func newInfoCmd(g *globals) *cobra.Command {
 }
 
 func notFoundAsMismatch(g *globals, err error) error {
-	if strings.Contains(err.Error(), node.ErrNotFound.Error()) {
+	if core.IsNotFound(err) {
 		fmt.Fprintf(g.errOut, "lebowski: %v\n", err)
 		return silent(ExitMismatch)
 	}
@@ -62,7 +62,7 @@ func notFoundAsMismatch(g *globals, err error) error {
 const maxUnvettedRows = 10
 
 // renderRecipe prints the seed's info layout.
-func renderRecipe(w io.Writer, ri node.RecipeInfo, now time.Time) {
+func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 	r, rep := ri.Recipe, ri.Report
 	op := "vanilla Debian build"
 	if r.Opinion.Name != "" {

@@ -9,7 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/store"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
 
 func newKeyCmd(g *globals) *cobra.Command {
@@ -21,7 +22,10 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "Generate this node's builder key (Ed25519) into the data dir",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l := g.layout()
+			l, err := g.layout()
+			if err != nil {
+				return err
+			}
 			if err := l.Ensure(); err != nil {
 				return envErr(err)
 			}
@@ -30,7 +34,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return envErr(err)
 				}
-				return report(g, id, false)
+				return g.reportKey(id, false)
 			}
 			id, err := attest.GenerateIdentity(name, "")
 			if err != nil {
@@ -39,38 +43,66 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err := id.Save(l.BuilderKey(), force); err != nil {
 				return envErr(err)
 			}
-			svc, done, err := g.localService()
-			if err == nil {
+			if c, err := g.dial(cmd.Context()); c != nil {
+				fmt.Fprintf(g.errOut, "lebowskid runs with this data dir: restart it to sign with the new key\n")
+			} else if err != nil {
+				return err
+			} else {
+				n, done, err := g.local(withKey)
+				if err != nil {
+					return err
+				}
 				defer done()
-				if _, err := svc.ImportKey(id.PublicKey(), attest.TrustOwn, "key gen"); err != nil {
+				if err := n.EnsureOwnKey(); err != nil {
 					return envErr(err)
 				}
 			}
-			return report(g, id, true)
+			return g.reportKey(id, true)
 		},
 	}
 	gen.Flags().StringVar(&name, "name", "Lebowski builder", "user ID name on the key")
 	gen.Flags().BoolVar(&force, "force", false, "replace an existing key (its claims stay signed by the old one)")
 
 	export := &cobra.Command{
-		Use:   "export",
-		Short: "Print this node's armored public key (give it to people who may trust you)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, _, err := g.layout().LoadIdentity(false, "")
-			if err != nil {
-				return envErr(err)
-			}
-			if g.json {
-				arm, err := id.ArmoredPublicKey()
+		Use:   "export [FINGERPRINT]",
+		Short: "Print a builder's armored public key: this node's (give it to people who may trust you) or any stored one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var fpr, arm string
+			if len(args) == 0 {
+				l, err := g.layout()
 				if err != nil {
 					return err
 				}
-				return g.printJSON(map[string]string{"fingerprint": id.Fingerprint(), "public_key": arm})
+				id, _, err := core.LoadIdentity(l, false, "")
+				if err != nil {
+					return envErr(err)
+				}
+				if arm, err = id.ArmoredPublicKey(); err != nil {
+					return err
+				}
+				fpr = id.Fingerprint()
+			} else {
+				api, done, err := g.api(cmd.Context(), read)
+				if err != nil {
+					return err
+				}
+				defer done()
+				k, err := api.Key(cmd.Context(), args[0])
+				if err != nil {
+					return notFoundIsUsage(err, "list known keys with `lebowski key list`")
+				}
+				e, err := attest.ParsePublicKey(k.PublicKey)
+				if err != nil {
+					return envErr(fmt.Errorf("stored key %s: %w", k.Fingerprint, err))
+				}
+				if arm, err = attest.ArmorPublicKey(e); err != nil {
+					return err
+				}
+				fpr = k.Fingerprint
 			}
-			arm, err := id.ArmoredPublicKey()
-			if err != nil {
-				return err
+			if g.json {
+				return g.printJSON(map[string]string{"fingerprint": fpr, "public_key": arm})
 			}
 			fmt.Fprint(g.out, arm)
 			return nil
@@ -83,16 +115,11 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "Import public keys (armored or binary; - for stdin)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t := attest.Trust(importTrust)
-			if t != attest.TrustUnvetted && t != attest.TrustTrusted && t != attest.TrustDistrusted {
-				return usageErr("--trust %q: want unvetted, trusted or distrusted", importTrust)
-			}
-			b, done, err := g.backend(cmd.Context())
+			t, err := attest.ParseOperatorTrust(importTrust)
 			if err != nil {
-				return err
+				return usageErr("--trust: %v", err)
 			}
-			defer done()
-			var infos []store.KeyInfo
+			var keys [][]byte
 			for _, f := range args {
 				data, err := readFileOrStdin(f)
 				if err != nil {
@@ -101,11 +128,20 @@ func newKeyCmd(g *globals) *cobra.Command {
 				if _, err := attest.ParsePublicKey(data); err != nil {
 					return usageErr("%s: %v", f, err)
 				}
-				ki, err := b.ImportKey(cmd.Context(), data, t, "import "+f)
+				keys = append(keys, data)
+			}
+			b, done, err := g.api(cmd.Context(), write)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var infos []core.KeyInfo
+			for i, data := range keys {
+				ki, err := b.ImportKey(cmd.Context(), data, t, "import "+args[i])
 				if err != nil {
 					return err
 				}
-				infos = append(infos, ki)
+				infos = append(infos, *ki)
 			}
 			if g.json {
 				return g.printJSON(infos)
@@ -126,13 +162,16 @@ func newKeyCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := attest.TrustTrusted
 			if len(args) == 2 {
-				level = attest.Trust(args[1])
+				var err error
+				if level, err = attest.ParseOperatorTrust(args[1]); err != nil {
+					return usageErr("%v", err)
+				}
 			}
-			if level != attest.TrustUnvetted && level != attest.TrustTrusted && level != attest.TrustDistrusted {
-				return usageErr("trust level %q: want trusted, unvetted or distrusted", level)
+			fpr := vocab.NormalizeFingerprint(args[0])
+			if err := vocab.CheckFingerprint(fpr); err != nil {
+				return usageErr("%v", err)
 			}
-			fpr := strings.ToUpper(strings.ReplaceAll(args[0], " ", ""))
-			b, done, err := g.backend(cmd.Context())
+			b, done, err := g.api(cmd.Context(), write)
 			if err != nil {
 				return err
 			}
@@ -154,7 +193,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "List known builder keys and their trust",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, done, err := g.backend(cmd.Context())
+			b, done, err := g.api(cmd.Context(), read)
 			if err != nil {
 				return err
 			}
@@ -165,14 +204,18 @@ func newKeyCmd(g *globals) *cobra.Command {
 			}
 			if g.json {
 				if keys == nil {
-					keys = []store.KeyInfo{}
+					keys = []core.KeyInfo{}
 				}
 				return g.printJSON(keys)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "FINGERPRINT\tTRUST\tEQUIVOCATING\tFIRST SEEN\tSOURCE")
 			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Fingerprint, k.Trust, k.Equivocating, k.FirstSeen.Format("2006-01-02 15:04"), k.Source)
+				trust := string(k.Trust)
+				if len(k.Via) > 0 {
+					trust += " via " + strings.Join(shortAll(k.Via, 8), " → ")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Fingerprint, trust, k.Equivocating, k.FirstSeen.Format("2006-01-02 15:04"), k.Source)
 			}
 			return tw.Flush()
 		},
@@ -181,12 +224,24 @@ func newKeyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func report(g *globals, id *attest.Identity, created bool) error {
+func shortAll(fprs []string, n int) []string {
+	out := make([]string, len(fprs))
+	for i, f := range fprs {
+		out[i] = short(f, n)
+	}
+	return out
+}
+
+func (g *globals) reportKey(id *attest.Identity, created bool) error {
+	l, err := g.layout()
+	if err != nil {
+		return err
+	}
 	if g.json {
-		return g.printJSON(map[string]any{"fingerprint": id.Fingerprint(), "created": created, "path": g.layout().BuilderKey()})
+		return g.printJSON(map[string]any{"fingerprint": id.Fingerprint(), "created": created, "path": l.BuilderKey()})
 	}
 	if created {
-		g.printf("generated builder key %s\n  private key: %s (0600)\n", id.Fingerprint(), g.layout().BuilderKey())
+		g.printf("generated builder key %s\n  private key: %s (0600)\n", id.Fingerprint(), l.BuilderKey())
 	} else {
 		g.printf("builder key %s already exists (use --force to replace it)\n", id.Fingerprint())
 	}
@@ -202,5 +257,8 @@ func readFileOrStdin(f string) ([]byte, error) {
 		return nil, err
 	}
 	defer fh.Close()
+	if fi, err := fh.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", f)
+	}
 	return readAllLimited(fh, 64<<20)
 }

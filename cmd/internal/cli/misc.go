@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 )
 
 func newDiffCmd(g *globals) *cobra.Command {
@@ -30,7 +32,7 @@ func newDiffCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			cid, perr := g.putBlob(rep)
+			cid, perr := g.putBlob(cmd.Context(), rep)
 			if g.json {
 				return g.printJSON(map[string]any{"identical": len(rep) == 0, "report_cid": cid, "report": string(rep)})
 			}
@@ -90,9 +92,13 @@ func newImageCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cache := lf.cacheDir
 			if cache == "" {
-				cache = g.layout().Dir + "/cache"
+				cfg, err := g.config()
+				if err != nil {
+					return err
+				}
+				cache = cfg.CacheDir
 			}
-			imgs, err := node.ListImages(cache)
+			imgs, err := builder.ListImages(cache)
 			if err != nil {
 				return envErr(err)
 			}
@@ -115,10 +121,15 @@ func newImageCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func (g *globals) daemon(cmd *cobra.Command) (*node.Client, error) {
-	c, err := node.Dial(cmd.Context(), g.socket)
+// daemon returns the running lebowskid's API; these commands need one.
+func (g *globals) daemon(cmd *cobra.Command) (core.API, error) {
+	c, err := g.dial(cmd.Context())
 	if err != nil {
-		return nil, envErr(fmt.Errorf("%w: start it with `lebowskid --data-dir %s`", err, g.dataDir))
+		return nil, err
+	}
+	if c == nil {
+		cfg, _ := g.config()
+		return nil, envErr(fmt.Errorf("%w: start it with `lebowskid --data-dir %s`", rpc.ErrNoDaemon, cfg.DataDir))
 	}
 	return c, nil
 }
@@ -143,7 +154,7 @@ func newPeersCmd(g *globals) *cobra.Command {
 			}
 			if g.json {
 				if peers == nil {
-					peers = []node.PeerInfo{}
+					peers = []core.PeerInfo{}
 				}
 				return g.printJSON(map[string]any{"self": st, "peers": peers})
 			}
@@ -202,4 +213,37 @@ func newSubscribeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&off, "off", false, "unsubscribe instead")
 	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Describe this node: builder key, daemon, peers, subscriptions, builds, claims",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, done, err := g.api(cmd.Context(), read)
+			if err != nil {
+				return err
+			}
+			defer done()
+			st, err := b.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(st)
+			}
+			state := "not running (answers come from the store)"
+			if st.Online {
+				state = fmt.Sprintf("running since %s, peer %s", st.Started.Format("2006-01-02 15:04:05"), st.PeerID)
+			}
+			builder := st.Builder
+			if builder == "" {
+				builder = "none (run `lebowski key gen`)"
+			}
+			g.printf("lebowskid:      %s\nbuilder key:    %s\nversion:        %s\nclaims:         %d\npeers:          %d\n", state, builder, st.Version, st.Claims, st.Peers)
+			g.printf("subscriptions:  %s\nbuilds:         %d queued, running %v\n", strings.Join(st.Subscriptions, ", "), st.QueuedBuilds, st.RunningBuilds)
+			return nil
+		},
+	}
 }

@@ -17,7 +17,11 @@ func newOpinionCmd(g *globals) *cobra.Command {
 		Short: "Check opinion files strictly (default: the whole opinions dir); exit 2 on any problem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				args = []string{g.opinionsDir}
+				cfg, err := g.config()
+				if err != nil {
+					return err
+				}
+				args = []string{cfg.OpinionsDir}
 			}
 			errs := opinions.Lint(args...)
 			if g.json {
@@ -47,7 +51,11 @@ func newOpinionCmd(g *globals) *cobra.Command {
 		Short: "Show an opinion with its CID and binary version",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := opinions.Find(g.opinionsDir, args[0])
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			o, err := opinions.Find(cfg.OpinionsDir, args[0])
 			if err != nil {
 				return usageErr("%v", err)
 			}
@@ -86,7 +94,11 @@ func newOpinionCmd(g *globals) *cobra.Command {
 		Short: "List the opinions in the opinions dir",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			all, err := opinions.LoadDir(g.opinionsDir)
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			all, err := opinions.LoadDir(cfg.OpinionsDir)
 			if err != nil && len(all) == 0 {
 				if errors.Is(err, opinions.ErrInvalid) {
 					return usageErr("%v", err)

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
-	"github.com/lebowski-dist/lebowski/store"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
 
 func readAllLimited(r io.Reader, max int64) ([]byte, error) {
@@ -23,11 +21,10 @@ func readAllLimited(r io.Reader, max int64) ([]byte, error) {
 
 // notFoundIsUsage maps "not found" to exit 2 with a hint.
 func notFoundIsUsage(err error, hint string) error {
-	if errors.Is(err, node.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
+	if core.IsNotFound(err) {
 		return usageErr("%v (%s)", err, hint)
 	}
-	var ie *node.InputError
-	if errors.As(err, &ie) {
+	if core.IsInvalid(err) {
 		return usageErr("%v", err)
 	}
 	return err

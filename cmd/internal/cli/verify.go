@@ -17,7 +17,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/node"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
@@ -80,7 +80,7 @@ type verifyOutput struct {
 	Expected  string             `json:"expected,omitempty"`
 	Decision  consensus.Verdict  `json:"decision"`
 	Reasons   []string           `json:"reasons"`
-	Consensus *node.VerifyResult `json:"consensus,omitempty"`
+	Consensus *core.VerifyResult `json:"consensus,omitempty"`
 }
 
 type check struct {
@@ -141,19 +141,23 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 				}
 				add(true, "Opinion definition", fmt.Sprintf("%s/%s (cid %s)", op.Package, op.Name, op.CID()))
 			} else if deb.Opinion != "" && f.opinion == "" {
-				return usageErr("%s looks built under opinion %q, which is not in %s; pass --opinion (or --opinion vanilla for a Debian version like 1.0-1~bpo12+1)", path, deb.Opinion, g.opinionsDir)
+				cfg, err := g.config()
+				if err != nil {
+					return err
+				}
+				return usageErr("%s looks built under opinion %q, which is not in %s; pass --opinion (or --opinion vanilla for a Debian version that only looks like one)", path, deb.Opinion, cfg.OpinionsDir)
 			} else {
 				deb.DebianVersion, deb.Opinion = deb.Version, ""
 			}
 			name := filepath.Base(path)
-			wantName := fmt.Sprintf("%s_%s_%s.deb", deb.Package, stripEpoch(deb.Version), deb.Arch)
+			wantName := fmt.Sprintf("%s_%s_%s.deb", deb.Package, vocab.StripEpoch(deb.Version), deb.Arch)
 
 			// The consensus of what others built.
-			b, done, err := g.backend(ctx)
+			b, done, err := g.api(ctx, read)
 			if err != nil {
 				return err
 			}
-			vreq := node.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum}
+			vreq := core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum}
 			if op != nil {
 				vreq.OpinionCID = op.CID() // only claims about this exact opinion content count
 			}
@@ -236,13 +240,6 @@ func matchWord(ok bool) string {
 	return "MISMATCH"
 }
 
-func stripEpoch(v string) string {
-	if i := strings.IndexByte(v, ':'); i >= 0 {
-		return v[i+1:]
-	}
-	return v
-}
-
 func (g *globals) decide(out *verifyOutput, v consensus.Verdict, reasons ...string) error {
 	out.Decision = v
 	out.Reasons = reasons
@@ -285,10 +282,8 @@ func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debInfo, op 
 		return nil, nil, buildErr(err)
 	}
 	done()
-	if id, _, err := g.layout().LoadIdentity(true, ""); err == nil {
-		if _, err := g.recordClaim(ctx, id, op, res); err != nil {
-			fmt.Fprintf(g.errOut, "warning: could not record the rebuild's claim: %v\n", err)
-		}
+	if _, err := g.record(ctx, res, op); err != nil {
+		fmt.Fprintf(g.errOut, "warning: could not record the rebuild's claim: %v\n", err)
 	}
 	r := res.Recipe
 	if res.Status != attest.ResultSuccess {
@@ -304,16 +299,20 @@ func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debInfo, op 
 
 // reuseOwn finds this node's earlier build output for the recipe.
 func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opinion, wantName string) (*builder.Output, *attest.Recipe) {
-	b, done, err := g.backend(ctx)
+	b, done, err := g.api(ctx, read)
 	if err != nil {
 		return nil, nil
 	}
 	defer done()
-	info, err := b.Info(ctx, deb.Source, deb.DebianVersion, opinionName(op), true)
+	info, err := b.Info(ctx, core.InfoQuery{Package: deb.Source, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), All: true})
 	if err != nil {
 		return nil, nil
 	}
-	bd := g.layout().BuildDir()
+	cfg, err := g.config()
+	if err != nil {
+		return nil, nil
+	}
+	bd := cfg.Layout().BuildDir()
 	for _, ri := range info.Recipes {
 		if op != nil && ri.Recipe.Opinion.CID != op.CID() {
 			continue

@@ -162,7 +162,15 @@ func LoadIdentity(l config.Layout, create bool, name string) (id *attest.Identit
 	return id, true, nil
 }
 
-// ensureOwnKey stores the node's own public key as TrustOwn once.
+// EnsureOwnKey stores the node's own public key as TrustOwn (once per
+// node; RecordBuild calls it too).
+func (n *Node) EnsureOwnKey() error {
+	if n.id == nil {
+		return ErrNoIdentity
+	}
+	return n.ensureOwnKey()
+}
+
 func (n *Node) ensureOwnKey() error {
 	n.ownReady.Do(func() {
 		ki, err := n.st.GetKey(n.id.Fingerprint())
