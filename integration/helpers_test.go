@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
@@ -133,7 +134,7 @@ func sparseConnect(tb testing.TB, nodes []*tnode, k int, rng *rand.Rand) {
 // before the meshes form would make delivery depend on timing.
 func waitReady(tb testing.TB, nodes []*tnode) {
 	tb.Helper()
-	eventually(tb, 60*time.Second, "gossipsub meshes", func() bool {
+	attesttest.Eventually(tb, 60*time.Second, "gossipsub meshes", func() bool {
 		for _, n := range nodes {
 			for _, topic := range testTopics {
 				tp := len(n.TopicPeers(topic))
@@ -144,17 +145,6 @@ func waitReady(tb testing.TB, nodes []*tnode) {
 		}
 		return true
 	})
-}
-
-func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // waitStored waits until every node stores every claim.
@@ -177,7 +167,7 @@ func waitStored(tb testing.TB, nodes []*tnode, claims []*attest.Claim, d time.Du
 			}
 		}
 	}()
-	eventually(tb, d, fmt.Sprintf("%d claims at %d nodes", len(claims), len(nodes)), func() bool {
+	attesttest.Eventually(tb, d, fmt.Sprintf("%d claims at %d nodes", len(claims), len(nodes)), func() bool {
 		for _, n := range nodes {
 			for _, c := range claims {
 				if !n.has(c.ID) {
@@ -189,30 +179,8 @@ func waitStored(tb testing.TB, nodes []*tnode, claims []*attest.Claim, d time.Du
 	})
 }
 
-var (
-	idsOnce sync.Once
-	idsErr  error
-	builder []*attest.Identity
-)
-
 // builders returns a few builder identities shared by all tests.
-func builders(tb testing.TB) []*attest.Identity {
-	tb.Helper()
-	idsOnce.Do(func() {
-		for i := 0; i < 4; i++ {
-			id, err := attest.GenerateIdentity(fmt.Sprintf("builder %d", i), fmt.Sprintf("b%d@example.org", i))
-			if err != nil {
-				idsErr = err
-				return
-			}
-			builder = append(builder, id)
-		}
-	})
-	if idsErr != nil {
-		tb.Fatal(idsErr)
-	}
-	return builder
-}
+func builders(tb testing.TB) []*attest.Identity { return attesttest.Identities(tb, 4) }
 
 var claimSeq struct {
 	sync.Mutex

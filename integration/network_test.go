@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
@@ -78,7 +79,7 @@ func TestPartitionHeals(t *testing.T) {
 		}
 	}
 	for _, a := range left {
-		eventually(t, 20*time.Second, "partition", func() bool {
+		attesttest.Eventually(t, 20*time.Second, "partition", func() bool {
 			for _, b := range right {
 				if len(a.Host().Network().ConnsToPeer(b.ID())) > 0 {
 					return false
@@ -149,7 +150,7 @@ func TestMisbehavingPeerIsRejected(t *testing.T) {
 	_, err = other.Subscribe()
 	require.NoError(t, err)
 	require.NoError(t, h.Connect(ctx, honest[0].AddrInfo()))
-	eventually(t, 30*time.Second, "evil peer scored", func() bool { _, ok := honest[0].PeerScore(h.ID()); return ok })
+	attesttest.Eventually(t, 30*time.Second, "evil peer scored", func() bool { _, ok := honest[0].PeerScore(h.ID()); return ok })
 
 	bs := builders(t)
 	good := newClaim(t, bs[0], "hello", "o3")
@@ -165,7 +166,7 @@ func TestMisbehavingPeerIsRejected(t *testing.T) {
 	// (the first ones may be dropped by the evil node's own router before
 	// its first heartbeat).
 	bad := [][]byte{forged, forgedSig, oversize, garbage}
-	eventually(t, 30*time.Second, "evil score below zero", func() bool {
+	attesttest.Eventually(t, 30*time.Second, "evil score below zero", func() bool {
 		for i, m := range bad {
 			m = append(m, byte(' '), byte('0'+i)) // new message ID each round
 			_ = topic.Publish(ctx, m)
@@ -222,7 +223,7 @@ func TestRestartKeepsStateAndReconnects(t *testing.T) {
 	st := p2ptest.NewMemStore()
 	n1 := startNode(t, st, nil, cfg)
 	id := n1.ID()
-	eventually(t, 30*time.Second, "bootstrap connection", func() bool { return len(n1.Peers()) > 0 })
+	attesttest.Eventually(t, 30*time.Second, "bootstrap connection", func() bool { return len(n1.Peers()) > 0 })
 	waitReady(t, append(hub, n1))
 
 	bs := builders(t)
@@ -238,7 +239,7 @@ func TestRestartKeepsStateAndReconnects(t *testing.T) {
 	n2 := startNode(t, st, nil, cfg)
 	assert.Equal(t, id, n2.ID(), "same identity file, same peer ID")
 	assert.True(t, n2.has(before.ID), "state kept across restart")
-	eventually(t, 30*time.Second, "reconnect", func() bool { return len(n2.Peers()) > 0 })
+	attesttest.Eventually(t, 30*time.Second, "reconnect", func() bool { return len(n2.Peers()) > 0 })
 	waitStored(t, []*tnode{n2}, []*attest.Claim{missed}, 30*time.Second)
 
 	// And it receives new gossip again.

@@ -11,15 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
 
 func testIdentity(t testing.TB) *attest.Identity {
 	t.Helper()
-	id, err := attest.GenerateIdentity("test builder", "builder@example.org")
-	require.NoError(t, err)
-	return id
+	return attesttest.Fresh(t, 1)[0]
 }
 
 func testClaim(t testing.TB, id *attest.Identity, pkg, opinion string, i int) *attest.Claim {
@@ -52,15 +51,4 @@ func testNode(t testing.TB, st *p2ptest.MemStore, cfg Config, opts ...Option) *N
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

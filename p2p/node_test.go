@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
@@ -84,20 +85,20 @@ func TestPublishReachesSubscriber(t *testing.T) {
 	}))
 	ctx := context.Background()
 	require.NoError(t, b.Connect(ctx, a.AddrInfo()))
-	eventually(t, 20*time.Second, "topic peers", func() bool { return len(a.TopicPeers("hello/o3")) == 1 })
+	attesttest.Eventually(t, 20*time.Second, "topic peers", func() bool { return len(a.TopicPeers("hello/o3")) == 1 })
 
 	c := testClaim(t, bid, "hello", "o3", 1)
 	// Gossipsub drops publishes before its first heartbeat with a new
 	// peer; wait until the publisher has scored the subscriber.
-	eventually(t, 20*time.Second, "first heartbeat", func() bool { _, ok := a.PeerScore(b.ID()); return ok })
+	attesttest.Eventually(t, 20*time.Second, "first heartbeat", func() bool { _, ok := a.PeerScore(b.ID()); return ok })
 	require.NoError(t, a.Publish(ctx, c))
 	has, _ := sa.Has(c.ID)
 	assert.False(t, has, "Publish does not store: the caller stored the claim once already")
 	time.Sleep(300 * time.Millisecond)
 	has, _ = sa.Has(c.ID)
 	assert.False(t, has, "the publisher's own message is not ingested when it comes back")
-	eventually(t, 20*time.Second, "claim at subscriber", func() bool { ok, _ := sb.Has(c.ID); return ok })
-	eventually(t, 5*time.Second, "OnClaim event", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	attesttest.Eventually(t, 20*time.Second, "claim at subscriber", func() bool { ok, _ := sb.Has(c.ID); return ok })
+	attesttest.Eventually(t, 5*time.Second, "OnClaim event", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
 	mu.Lock()
 	assert.Equal(t, a.ID(), got[0])
 	mu.Unlock()
@@ -134,7 +135,7 @@ func TestSyncWith(t *testing.T) {
 	require.NoError(t, b.Connect(ctx, a.AddrInfo()))
 	// The on-connect sync may already be running; SyncWith until it settles.
 	var st SyncStats
-	eventually(t, 30*time.Second, "sync", func() bool {
+	attesttest.Eventually(t, 30*time.Second, "sync", func() bool {
 		st, err = b.SyncWith(ctx, a.ID())
 		return err == nil && sb.Len() == 801
 	})
@@ -161,7 +162,7 @@ func TestSyncAll(t *testing.T) {
 	a := testNode(t, sa, Config{})
 	b := testNode(t, sb, Config{SyncAll: true})
 	require.NoError(t, b.Connect(ctx, a.AddrInfo()))
-	eventually(t, 30*time.Second, "on-connect sync", func() bool { return sb.Len() == 30 })
+	attesttest.Eventually(t, 30*time.Second, "on-connect sync", func() bool { return sb.Len() == 30 })
 	assert.Equal(t, sa.AllIDs(), sb.AllIDs())
 }
 
@@ -205,13 +206,13 @@ func TestBlockUnblock(t *testing.T) {
 	defer cancel()
 	require.NoError(t, a.Connect(ctx, b.AddrInfo()))
 	a.Block(b.ID())
-	eventually(t, 10*time.Second, "disconnect", func() bool { return len(a.Peers()) == 0 })
+	attesttest.Eventually(t, 10*time.Second, "disconnect", func() bool { return len(a.Peers()) == 0 })
 	assert.Error(t, a.Connect(ctx, b.AddrInfo()), "outbound dial to a blocked peer")
 	b.Host().Peerstore().AddAddrs(a.ID(), a.Host().Addrs(), time.Minute)
 	// The dialer may finish its handshake before the listener's gater
 	// drops the connection, so check the outcome, not the dial error.
 	_ = b.Connect(ctx, a.AddrInfo())
-	eventually(t, 10*time.Second, "inbound connection dropped", func() bool { return len(a.Peers()) == 0 && len(b.Peers()) == 0 })
+	attesttest.Eventually(t, 10*time.Second, "inbound connection dropped", func() bool { return len(a.Peers()) == 0 && len(b.Peers()) == 0 })
 	a.Unblock(b.ID())
 	require.NoError(t, a.Connect(ctx, b.AddrInfo()))
 	assert.Len(t, a.Peers(), 1)
@@ -221,9 +222,9 @@ func TestBootstrapReconnect(t *testing.T) {
 	a := testNode(t, p2ptest.NewMemStore(), Config{})
 	boot := a.Addrs()[0].String()
 	b := testNode(t, p2ptest.NewMemStore(), Config{BootstrapPeers: []string{boot}, ReconnectInterval: 200 * time.Millisecond})
-	eventually(t, 20*time.Second, "bootstrap connection", func() bool { return len(b.Peers()) == 1 })
+	attesttest.Eventually(t, 20*time.Second, "bootstrap connection", func() bool { return len(b.Peers()) == 1 })
 	require.NoError(t, b.Host().Network().ClosePeer(a.ID()))
-	eventually(t, 20*time.Second, "reconnection", func() bool { return len(b.Peers()) == 1 })
+	attesttest.Eventually(t, 20*time.Second, "reconnection", func() bool { return len(b.Peers()) == 1 })
 }
 
 // A lying sync peer: its store serves a claim whose payload was altered
@@ -249,7 +250,7 @@ func TestSyncRejectsForgedClaims(t *testing.T) {
 	b := testNode(t, sb, Config{Subscribe: []string{"hello/o3"}})
 	b.Host().Peerstore().AddAddrs(a.ID(), a.Host().Addrs(), time.Minute)
 	var st SyncStats
-	eventually(t, 20*time.Second, "sync", func() bool {
+	attesttest.Eventually(t, 20*time.Second, "sync", func() bool {
 		st, err = b.SyncWith(ctx, a.ID())
 		return err == nil
 	})
@@ -269,10 +270,10 @@ func TestDHTEnabled(t *testing.T) {
 	sa, sb := p2ptest.NewMemStore(), p2ptest.NewMemStore()
 	a := testNode(t, sa, Config{DHT: true, Subscribe: []string{"hello/o3"}})
 	b := testNode(t, sb, Config{DHT: true, Subscribe: []string{"hello/o3"}, BootstrapPeers: []string{a.Addrs()[0].String()}})
-	eventually(t, 30*time.Second, "mesh via bootstrap", func() bool { return len(a.MeshPeers("hello/o3")) == 1 })
+	attesttest.Eventually(t, 30*time.Second, "mesh via bootstrap", func() bool { return len(a.MeshPeers("hello/o3")) == 1 })
 	c := testClaim(t, bid, "hello", "o3", 1)
 	require.NoError(t, a.Publish(context.Background(), c))
-	eventually(t, 20*time.Second, "claim over DHT-enabled nodes", func() bool { ok, _ := sb.Has(c.ID); return ok })
+	attesttest.Eventually(t, 20*time.Second, "claim over DHT-enabled nodes", func() bool { ok, _ := sb.Has(c.ID); return ok })
 	require.NoError(t, b.Close())
 	require.NoError(t, a.Close())
 }

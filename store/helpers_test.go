@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
@@ -34,29 +34,9 @@ func mustOpenPath(t testing.TB, path string, opts ...Option) *Store {
 	return s
 }
 
-var (
-	keysOnce sync.Once
-	keyPool  []*attest.Identity
-)
-
-// testKeys returns n builder identities shared by all tests (key generation
-// is the slow part of a claim factory).
-func testKeys(t testing.TB, n int) []*attest.Identity {
-	t.Helper()
-	keysOnce.Do(func() {
-		for i := 0; i < 48; i++ {
-			id, err := attest.GenerateIdentity(fmt.Sprintf("builder %d", i), fmt.Sprintf("b%d@example.org", i))
-			if err != nil {
-				panic(err)
-			}
-			keyPool = append(keyPool, id)
-		}
-	})
-	if n > len(keyPool) {
-		t.Fatalf("testKeys: want %d keys, pool has %d", n, len(keyPool))
-	}
-	return keyPool[:n]
-}
+// testKeys returns n builder identities shared by all tests (key
+// generation is the slow part of a claim factory).
+func testKeys(t testing.TB, n int) []*attest.Identity { return attesttest.Identities(t, n) }
 
 func hex64(parts ...any) string {
 	h := sha256.Sum256([]byte(fmt.Sprint(parts...)))

@@ -40,16 +40,28 @@ func Identities(tb testing.TB, n int) []*attest.Identity {
 }
 
 // Fresh returns n new identities that no other test holds (Sybil keys,
-// keys that get certified or distrusted).
+// keys that get certified or distrusted), generated on 4 goroutines.
 func Fresh(tb testing.TB, n int) []*attest.Identity {
 	tb.Helper()
 	out := make([]*attest.Identity, n)
-	for i := range out {
-		id, err := attest.GenerateIdentity(fmt.Sprintf("fresh %d", i), "")
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				if out[i], errs[w] = attest.GenerateIdentity(fmt.Sprintf("fresh %d", i), ""); errs[w] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			tb.Fatalf("attesttest: generate identity: %v", err)
 		}
-		out[i] = id
 	}
 	return out
 }
@@ -129,7 +141,7 @@ func Wire(tb testing.TB, c *attest.Claim) []byte {
 	return w
 }
 
-// Eventually polls cond every 50 ms until it holds, and fails the test
+// Eventually polls cond every 20 ms until it holds, and fails the test
 // with what when d passes first. It returns how long it waited.
 func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	tb.Helper()
@@ -141,6 +153,6 @@ func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) t
 		if time.Since(start) > d {
 			tb.Fatalf("not within %s: %s", d, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }

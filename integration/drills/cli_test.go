@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
@@ -38,9 +39,9 @@ func TestDrillSybilInfo(t *testing.T) {
 	o := helloO3(t)
 	src := sum("drill source")
 	honest, evil := sum("honest deb"), sum("backdoored deb")
-	trusted := identities(t, 3)
+	trusted := attesttest.Fresh(t, 3)
 	start := time.Now()
-	sybils := identities(t, 1000)
+	sybils := attesttest.Fresh(t, 1000)
 	t.Logf("1000 keys in %s", time.Since(start).Round(time.Millisecond))
 	var fprs []string
 	for _, id := range trusted {
@@ -96,7 +97,7 @@ func headLines(s string, n int) string {
 func TestDrillFutureAndReplayCLI(t *testing.T) {
 	d := loopbackDaemon(t, nil)
 	o := helloO3(t)
-	ids := identities(t, 2)
+	ids := attesttest.Fresh(t, 2)
 	dir := t.TempDir()
 	good, err := attest.Sign(ids[0], statement(o, sum("s"), sum("d"), "p", time.Now().Add(-time.Hour)))
 	require.NoError(t, err)
@@ -289,7 +290,7 @@ func TestDrillMaliciousOpinions(t *testing.T) {
 	sock, conns := countingSocket(t)
 	dataDir := t.TempDir()
 	build := func(t *testing.T, name string) (int, string) {
-		code, out, errOut := run(t, "", time.Minute, cli, "--data-dir", dataDir, "--opinions", ops, "--socket", filepath.Join(dataDir, "none.sock"),
+		code, out, errOut := run(t, "", time.Minute, cli, "--data-dir", dataDir, "--opinions", ops,
 			"build", "hello", "--opinion", name, "--podman-url", "unix://"+sock)
 		return code, out + errOut
 	}
@@ -330,7 +331,7 @@ func TestDrillMaliciousOpinions(t *testing.T) {
 	})
 	t.Run("shell injection in the package argument", func(t *testing.T) {
 		before := conns.Load()
-		code, out, errOut := run(t, "", time.Minute, cli, "--data-dir", dataDir, "--opinions", ops, "--socket", filepath.Join(dataDir, "none.sock"),
+		code, out, errOut := run(t, "", time.Minute, cli, "--data-dir", dataDir, "--opinions", ops,
 			"build", "hello;touch "+sentinel, "--podman-url", "unix://"+sock)
 		t.Logf("vanilla build of %q: exit %d, podman connections %d: %s", "hello;touch …", code, conns.Load()-before, firstLine(out+errOut))
 		require.NoFileExists(t, sentinel)

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,33 +135,6 @@ func statement(o *opinions.Opinion, src, sha, peerID string, ts time.Time) *atte
 		Suite: o.Debian.Suite, Arch: "amd64", Opinion: attest.OpinionRef{Name: o.Name, CID: o.CID(), Purity: o.Purity}, DebianSourceSHA256: src, ContainerDigest: "sha256:" + sum("drill image"),
 		Result: attest.ResultSuccess, Artifacts: []attest.Artifact{{Name: "hello_" + o.BinaryVersion().String() + "_amd64.deb", SHA256: sha}},
 		PeerID: peerID, Timestamp: ts}
-}
-
-func identities(t *testing.T, n int) []*attest.Identity {
-	t.Helper()
-	out := make([]*attest.Identity, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 4 {
-				id, err := attest.GenerateIdentity("drill "+strconv.Itoa(i), "")
-				if err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-					return
-				}
-				out[i] = id
-			}
-		}()
-	}
-	wg.Wait()
-	require.NoError(t, firstErr)
-	return out
 }
 
 // uniqueClaims signs n claims, each about its own recipe (so no key ever
@@ -390,20 +362,6 @@ func (d *daemon) peers(t *testing.T) int {
 		return -1
 	}
 	return len(r.Peers)
-}
-
-// eventually polls cond every 250 ms until it holds or d passes, and
-// returns how long it took.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 func missing(have, want map[string]bool) []string {

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
@@ -93,7 +94,7 @@ func (c *cluster) start(t *testing.T) {
 	for _, d := range c.nodes {
 		d.start(t)
 	}
-	took := eventually(t, 60*time.Second, "every node connected to every other", func() bool {
+	took := attesttest.Eventually(t, 60*time.Second, "every node connected to every other", func() bool {
 		for _, d := range c.nodes {
 			if d.peers(t) < len(c.nodes)-1 {
 				return false
@@ -123,7 +124,7 @@ func waitConverged(t *testing.T, nodes []*daemon, want map[string]bool, d time.D
 			t.Logf("claim counts at the deadline: %v (want %d)", last, len(want))
 		}
 	}()
-	return eventually(t, d, what, func() bool {
+	return attesttest.Eventually(t, d, what, func() bool {
 		last = last[:0]
 		ok := true
 		for _, n := range nodes {
@@ -144,7 +145,7 @@ func TestDrillPartitionHeals(t *testing.T) {
 	c := newCluster(t, 4)
 	c.start(t)
 	dir := t.TempDir()
-	ids := identities(t, 8)
+	ids := attesttest.Fresh(t, 8)
 	before := uniqueClaims(t, ids, 20, "before")
 	majority := uniqueClaims(t, ids, 50, "majority")
 	minority := uniqueClaims(t, ids, 50, "minority")
@@ -194,7 +195,7 @@ func TestDrillKillDuringIngest(t *testing.T) {
 	c := newCluster(t, 3)
 	c.start(t)
 	dir := t.TempDir()
-	ids := identities(t, 16)
+	ids := attesttest.Fresh(t, 16)
 	start := time.Now()
 	const rounds, batches, per = 3, 4, 2000
 	all := uniqueClaims(t, ids, rounds*batches*per, "kill")

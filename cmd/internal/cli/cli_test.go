@@ -10,12 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 )
 
 // run executes the CLI in-process against dataDir and returns its exit
@@ -45,21 +44,10 @@ func sum(s string) string {
 // artifact hash unless bad) into a file, one envelope per line.
 func signedClaims(t *testing.T, dir string, n int, hash string) (string, []string) {
 	t.Helper()
-	var lines []string
-	var fprs []string
-	for i := range n {
-		id, err := attest.GenerateIdentity("b", "")
-		require.NoError(t, err)
-		st := &attest.Statement{Type: attest.TypeRebuildV1, Package: "hello", Version: "2.10-3~o3+1", DebianVersion: "2.10-3", Suite: "bookworm", Arch: "amd64",
-			Opinion:            attest.OpinionRef{Name: "o3", CID: "bafkreigugroqrvbwovxe3q4lbfh446qqxpq7sqrhouq2ufpwyvfmiynwru", Purity: vocab.PurityPureCompilation},
-			DebianSourceSHA256: sum("src"), ContainerDigest: "sha256:" + sum("img"), Result: attest.ResultSuccess,
-			Artifacts: []attest.Artifact{{Name: "hello_2.10-3~o3+1_amd64.deb", SHA256: hash}}, PeerID: "peer" + string(rune('a'+i)),
-			Timestamp: time.Now().Add(-time.Minute)}
-		c, err := attest.Sign(id, st)
-		require.NoError(t, err)
-		w, err := c.Wire()
-		require.NoError(t, err)
-		lines = append(lines, string(w))
+	var lines, fprs []string
+	for i, id := range attesttest.Fresh(t, n) {
+		c := attesttest.Claim(t, id, attesttest.Artifact(hash), func(s *attest.Statement) { s.PeerID = "peer" + string(rune('a'+i)) })
+		lines = append(lines, string(attesttest.Wire(t, c)))
 		fprs = append(fprs, id.Fingerprint())
 	}
 	p := filepath.Join(dir, "claims.jsonl")

@@ -113,31 +113,6 @@ func waitConsensus(t *testing.T, ds []*testDaemon, want int) {
 	}
 }
 
-func newIdentities(t *testing.T, n int) []*attest.Identity {
-	t.Helper()
-	out := make([]*attest.Identity, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 4 {
-				id, err := attest.GenerateIdentity("sybil "+strconv.Itoa(i), "")
-				if err != nil {
-					errs <- err
-					return
-				}
-				out[i] = id
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	require.NoError(t, <-errs)
-	return out
-}
-
 var sybilOnce struct {
 	sync.Once
 	ids []*attest.Identity
@@ -147,7 +122,7 @@ var sybilOnce struct {
 // (≈ 9 ms each on the 2-core CI machine).
 func sybilKeys(t *testing.T) []*attest.Identity {
 	t.Helper()
-	sybilOnce.Do(func() { sybilOnce.ids = newIdentities(t, 1000) })
+	sybilOnce.Do(func() { sybilOnce.ids = attesttest.Fresh(t, 1000) })
 	require.Len(t, sybilOnce.ids, 1000)
 	return sybilOnce.ids
 }
@@ -260,7 +235,7 @@ func TestAttackEquivocation(t *testing.T) {
 	waitConsensus(t, ds, 3)
 	ctx := context.Background()
 	honest := honestResult(t).Artifacts[0].SHA256
-	ids := newIdentities(t, 1)
+	ids := attesttest.Fresh(t, 1)
 	x := ids[0]
 	for _, td := range ds {
 		_, err := dial(t, td).ImportKey(ctx, x.PublicKey(), attest.TrustTrusted, "drill")
@@ -319,7 +294,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	honest := honestResult(t).Artifacts[0].SHA256
 	before, err := c.Status(ctx)
 	require.NoError(t, err)
-	ids := newIdentities(t, 1)
+	ids := attesttest.Fresh(t, 1)
 	for _, td := range ds {
 		_, err := dial(t, td).ImportKey(ctx, ids[0].PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
@@ -376,7 +351,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 
 	// Tampered opinion: name o3, but another CID (e.g. a modified o3.yaml).
 	tampered := make([]*attest.Claim, 0, 5)
-	fakeIDs := newIdentities(t, 5)
+	fakeIDs := attesttest.Fresh(t, 5)
 	for i, id := range fakeIDs {
 		_, err := c.ImportKey(ctx, id.PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
@@ -501,7 +476,7 @@ func TestAttackGossipGarbage(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // a gossipsub heartbeat: the daemon is in the evil mesh
 
 	// Templates: one valid claim to truncate and forge.
-	ids := newIdentities(t, 1)
+	ids := attesttest.Fresh(t, 1)
 	valid := signFor(t, ids[0], "evil", hex64("x"), time.Now(), nil)
 	vw := wireOf(t, valid)
 	forge := func() []byte {
@@ -570,7 +545,7 @@ func TestAttackGossipGarbage(t *testing.T) {
 		total, kinds, sent.Round(time.Millisecond), score, final, heapBefore>>20, heapAfter>>20, grow>>20)
 	require.Less(t, grow, int64(128<<20), "heap growth bounded")
 	// The daemon keeps working for honest input afterwards.
-	honestClaim := signFor(t, newIdentities(t, 1)[0], "late", hex64("y"), time.Now(), nil)
+	honestClaim := signFor(t, attesttest.Fresh(t, 1)[0], "late", hex64("y"), time.Now(), nil)
 	r, err := c.ImportClaims(ctx, [][]byte{wireOf(t, honestClaim)})
 	require.NoError(t, err)
 	require.Equal(t, "new", r[0].Status)

@@ -237,3 +237,22 @@ func TestSocketIsPrivate(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }
+
+func TestMainExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		args []string
+		code int
+	}{
+		{"version", []string{"--version"}, 0},
+		{"unknown flag", []string{"--bogus"}, 2},
+		{"stray argument", []string{"extra"}, 2},
+		{"bad config value", []string{"--data-dir", t.TempDir(), "--log-level", "loud"}, 2},
+		{"bad subscription", []string{"--data-dir", t.TempDir(), "--subscribe", "pv/no-nls"}, 2},
+		{"missing config file", []string{"--config", "/nonexistent/lebowski.yaml"}, 2},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			require.Equal(t, tc.code, Main(tc.args))
+		})
+	}
+}
