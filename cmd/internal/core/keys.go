@@ -56,12 +56,21 @@ func (n *Node) Key(ctx context.Context, fpr string) (*KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	ki, err := n.withTrust(k)
+	if err != nil {
+		return nil, err
+	}
+	ki.PublicKey = k.PublicKey
+	return ki, nil
+}
+
+// withTrust describes a stored key with the current trust view.
+func (n *Node) withTrust(k store.KeyInfo) (*KeyInfo, error) {
 	t, err := n.trust()
 	if err != nil {
 		return nil, err
 	}
 	ki := keyInfo(k, t)
-	ki.PublicKey = k.PublicKey
 	return &ki, nil
 }
 
@@ -77,12 +86,7 @@ func (n *Node) ImportKey(ctx context.Context, pub []byte, trust attest.Trust, so
 	if err != nil {
 		return nil, err
 	}
-	t, err := n.trust()
-	if err != nil {
-		return nil, err
-	}
-	ki := keyInfo(k, t)
-	return &ki, nil
+	return n.withTrust(k)
 }
 
 // SetTrust changes a stored key's operator trust level.
