@@ -166,7 +166,7 @@ func TestCIDFormat(t *testing.T) {
 	// Golden value: changing the canonical encoding changes every opinion's
 	// identity, which breaks every existing claim. Do it only on purpose
 	// (new CanonicalType) and update this line.
-	const golden = `{"build":{"build_options":[],"cflags":{"append":["-O3"]},"configure_args":[],"cxxflags":{"append":[]},"ldflags":{"append":[]}},"debian":{"suite":"bookworm","version":"2.10-3"},"name":"o3","package":"hello","patches":[],"purity":"pure-compilation","revision":1,"source_date_epoch":null,"summary":"hello built with -O3","type":"lebowski.opinion/v1"}`
+	const golden = `{"build":{"build_options":[],"cflags":{"append":["-O3"]},"configure_args":[],"cxxflags":{"append":[]},"ldflags":{"append":[]}},"debian":{"suite":"bookworm","version":"2.10-3"},"lock":null,"name":"o3","package":"hello","patches":[],"purity":"pure-compilation","revision":1,"source_date_epoch":null,"summary":"hello built with -O3","type":"lebowski.opinion/v2"}`
 	if string(o.Canonical()) != golden {
 		t.Errorf("canonical form changed:\n%s\nwant\n%s", o.Canonical(), golden)
 	}

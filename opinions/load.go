@@ -203,7 +203,37 @@ func parse(file string, data []byte) (o *Opinion, err error) {
 	out.normalize()
 	out.Path = file
 	out.Dir = l.dir
+	if err := out.loadLock(); err != nil {
+		return nil, err
+	}
 	return &out, nil
+}
+
+// loadLock reads <name>.lock beside the file, if there is one, and checks
+// that it pins this opinion's package, name, suite and version.
+func (o *Opinion) loadLock() error {
+	p := o.LockPath()
+	l, err := ReadLock(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return ErrorList{{File: p, Msg: err.Error(), Hint: "regenerate it with `lebowski opinion lock " + o.Package + "/" + o.Name + "`"}}
+	}
+	var bad []string
+	for _, c := range []struct{ field, lock, opinion string }{
+		{"package", l.Package, o.Package}, {"opinion", l.Opinion, o.Name},
+		{"suite", l.Suite, o.Debian.Suite}, {"source.version", l.Source.Version, o.Debian.Version},
+	} {
+		if c.lock != c.opinion {
+			bad = append(bad, fmt.Sprintf("%s is %q, the opinion says %q", c.field, c.lock, c.opinion))
+		}
+	}
+	if len(bad) > 0 {
+		return ErrorList{{File: p, Msg: "lock is for another recipe: " + strings.Join(bad, "; "), Hint: "regenerate it with `lebowski opinion lock " + o.Package + "/" + o.Name + "`"}}
+	}
+	o.Lock = l
+	return nil
 }
 
 func (l *loader) yamlError(err error) {
@@ -474,6 +504,7 @@ func (l *loader) crossCheck(data []byte) {
 	got.normalize()
 	want := l.o
 	want.normalize()
+	want.patchData = nil // read from the patch files, not from this file
 	if !reflect.DeepEqual(got, want) {
 		l.add(nil, "", "internal: strict decoder disagrees with the field walker", "please report this as a lebowski bug")
 	}

@@ -4,6 +4,8 @@
 package opinions
 
 import (
+	"path/filepath"
+
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
@@ -25,6 +27,17 @@ type Opinion struct {
 	Path   string `yaml:"-" json:"-"` // file the opinion was read from
 	Dir    string `yaml:"-" json:"-"` // directory patch paths are relative to
 	Commit string `yaml:"-" json:"-"` // git commit of the file, if known
+	// Lock pins the recipe's inputs: <name>.lock beside the file, nil
+	// when there is none. Covered by the CID.
+	Lock *Lock `yaml:"-" json:"-"`
+	// patchData holds each patch's bytes by path (checked against its
+	// sha256 by the loader); they travel in the bundle.
+	patchData map[string][]byte
+}
+
+// LockPath is where the opinion's lock lives: <name>.lock beside the file.
+func (o *Opinion) LockPath() string {
+	return filepath.Join(filepath.Dir(o.Path), o.Name+".lock")
 }
 
 // Debian names the exact Debian source the opinion applies to.

@@ -454,6 +454,10 @@ func (l *loader) checkPatches(patches []Patch, has func(string) bool) {
 		}
 		sum := sha256.Sum256(data)
 		actual := hex.EncodeToString(sum[:])
+		if l.o.patchData == nil {
+			l.o.patchData = map[string][]byte{}
+		}
+		l.o.patchData[pt.Path] = data
 		if has(sp) && vocab.IsSHA256Hex(pt.SHA256) && actual != pt.SHA256 {
 			l.addAt(sp, fmt.Sprintf("sha256 mismatch for %s: opinion says %s, file has %s", pt.Path, pt.SHA256, actual),
 				"if you changed the patch on purpose, set the new sha256 and raise revision")
