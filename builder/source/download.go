@@ -73,20 +73,41 @@ func (f *Fetcher) fetchBlob(ctx context.Context, name, url string, want checksum
 	if want.Size > limit {
 		return "", fmt.Errorf("fetch %s: %w: index says %d bytes, limit is %d", name, ErrTooLarge, want.Size, limit)
 	}
-	if p, err := f.cachedBlob(name, want); err == nil {
-		f.log.Debug("cache hit", "file", name, "sha256", want.SHA256)
+	if p, ok := f.cached(name, want); ok {
 		return p, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		// A corrupt cached blob is dropped and downloaded again.
+	}
+	return f.download(ctx, name, url, want)
+}
+
+// cached returns the path of an intact cached blob; a corrupt one is
+// dropped (and then fetched again by the caller).
+func (f *Fetcher) cached(name string, want checksum) (string, bool) {
+	p, err := f.cachedBlob(name, want)
+	if err == nil {
+		f.log.Debug("cache hit", "file", name, "sha256", want.SHA256)
+		return p, true
+	}
+	if !errors.Is(err, os.ErrNotExist) {
 		f.log.Warn("dropping corrupt cache entry", "file", name, "err", err)
 		_ = os.Remove(f.blobPath(want.SHA256))
 	}
+	return "", false
+}
+
+// download fetches url into the cache as want, checking size and sha256
+// while streaming.
+func (f *Fetcher) download(ctx context.Context, name, url string, want checksum) (string, error) {
 	resp, err := f.get(ctx, url)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer resp.Body.Close()
+	return f.storeStream(name, resp.Body, want)
+}
 
+// storeStream writes r into the cache as want: to a temporary file while
+// hashing, renamed into place only when both size and sha256 match.
+func (f *Fetcher) storeStream(name string, r io.Reader, want checksum) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "dl-*")
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", name, err)
@@ -100,7 +121,7 @@ func (f *Fetcher) fetchBlob(ctx context.Context, name, url string, want checksum
 	h := sha256.New()
 	pw := &progressWriter{name: name, total: want.Size, fn: f.progress}
 	// Read one byte more than expected so an over-long body is detected.
-	n, err := io.Copy(io.MultiWriter(tmp, h, pw), io.LimitReader(resp.Body, want.Size+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h, pw), io.LimitReader(r, want.Size+1))
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", name, err)
 	}
@@ -123,7 +144,7 @@ func (f *Fetcher) fetchBlob(ctx context.Context, name, url string, want checksum
 		return "", fmt.Errorf("fetch %s: %w", name, err)
 	}
 	tmp = nil
-	f.log.Info("downloaded", "file", name, "bytes", n, "sha256", want.SHA256)
+	f.log.Debug("stored", "file", name, "bytes", n, "sha256", want.SHA256)
 	return dst, nil
 }
 

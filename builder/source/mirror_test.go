@@ -142,6 +142,7 @@ type fakeMirror struct {
 	files  map[string][]byte // URL path (without leading /) → body
 	hits   map[string]int
 	pkgs   []*fakePkg
+	debs   []fakeDeb // binary packages: main/binary-amd64/Packages.xz and pool files
 	cfg    mirrorConfig
 	upload *openpgp.Entity // signs .dsc files (not in any keyring)
 }
@@ -250,6 +251,22 @@ func (m *fakeMirror) build() {
 		zw.Close()
 		idx["main/source/Sources.gz"] = gz.Bytes()
 	}
+	if len(m.debs) > 0 {
+		var pk strings.Builder
+		for _, d := range m.debs {
+			m.files[d.filename()] = d.data
+			fmt.Fprintf(&pk, "Package: %s\nVersion: %s\nArchitecture: %s\nFilename: %s\nSize: %d\nSHA256: %s\nDescription: fake\n\n",
+				d.name, d.version, d.arch, d.filename(), len(d.data), sha(d.data))
+		}
+		var xb bytes.Buffer
+		xw, err := xz.NewWriter(&xb)
+		if err != nil {
+			panic(err)
+		}
+		xw.Write([]byte(pk.String()))
+		xw.Close()
+		idx["main/binary-amd64/Packages.xz"] = xb.Bytes()
+	}
 	dists := "dists/" + testSuite + "/"
 	for n, b := range idx {
 		m.files[dists+n] = b
@@ -355,4 +372,14 @@ func (env *testEnv) newFetcher(t testing.TB, opts ...Option) *Fetcher {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// fakeDeb is a binary package of the fake archive (its "deb" is any bytes).
+type fakeDeb struct {
+	name, version, arch string
+	data                []byte
+}
+
+func (d fakeDeb) filename() string {
+	return "pool/main/" + d.name[:1] + "/" + d.name + "/" + d.name + "_" + d.version + "_" + d.arch + ".deb"
 }

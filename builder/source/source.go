@@ -41,6 +41,8 @@ type Source struct {
 	// debian_source_sha256.
 	DscSHA256 string
 	DscName   string // e.g. hello_2.10-3.dsc
+	// Directory is the package's pool directory, e.g. pool/main/h/hello.
+	Directory string
 	// Files lists the files named by the .dsc (orig and debian tarballs,
 	// signatures…), not the .dsc itself.
 	Files []File
@@ -82,6 +84,8 @@ type Fetcher struct {
 	now           func() time.Time
 	releaseMaxAge time.Duration
 	offline       bool
+	snapshot      string // base URL of a snapshot archive ("" = none)
+	peers         Peers  // nil = no peers
 
 	locks sync.Map // key → *sync.Mutex, serialises work on one suite / package
 }
@@ -246,7 +250,7 @@ func (f *Fetcher) Fetch(ctx context.Context, suite, pkg, ver string) (*Source, e
 			return src, nil
 		}
 	}
-	src, err := f.download(ctx, suite, entry, rel.Signer)
+	src, err := f.downloadSource(ctx, suite, entry, rel.Signer)
 	if err != nil {
 		return nil, fmt.Errorf("source: fetch %s/%s %s: %w", suite, pkg, entry.Version, err)
 	}
@@ -285,9 +289,9 @@ func checkArgs(suite, pkg, ver string) error {
 	return nil
 }
 
-// download fetches and checks the .dsc and its files for entry, records
+// downloadSource fetches and checks the .dsc and its files for entry, records
 // the index entry and builds the Dir.
-func (f *Fetcher) download(ctx context.Context, suite string, entry *sourcesEntry, signer string) (*Source, error) {
+func (f *Fetcher) downloadSource(ctx context.Context, suite string, entry *sourcesEntry, signer string) (*Source, error) {
 	unlock := f.lock("pkg/" + suite + "/" + entry.Package + "/" + entry.Version)
 	defer unlock()
 
@@ -338,7 +342,7 @@ func (f *Fetcher) assemble(ie *indexEntry, d *dsc, dscPath string, files []File)
 	}
 	return &Source{
 		Package: ie.Package, Version: ie.Version, Suite: ie.Suite,
-		DscPath: dscPath, DscSHA256: ie.Dsc.SHA256, DscName: ie.Dsc.Name,
+		DscPath: dscPath, DscSHA256: ie.Dsc.SHA256, DscName: ie.Dsc.Name, Directory: ie.Directory,
 		Files: files, Dir: dir,
 		BuildDepends: d.BuildDepends, BuildConflicts: d.BuildConflicts,
 		Format: d.Format, Architecture: d.Architecture,
