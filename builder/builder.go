@@ -17,6 +17,9 @@ type Request struct {
 	Arch    string // empty = host arch (amd64)
 	// Opinion to apply; nil builds vanilla Debian.
 	Opinion *opinions.Opinion
+	// Lock pins the inputs; nil uses the opinion's lock, or resolves one
+	// from the verified mirror.
+	Lock *opinions.Lock
 }
 
 // Output is one produced file.
@@ -39,6 +42,9 @@ type Result struct {
 	Buildinfo     []byte   // deb822 .buildinfo, with X-Lebowski-Opinion / X-Lebowski-Image
 	Log           []byte   // full build log
 	Installed     []string // Installed-Build-Depends of the image ("pkg (= ver)")
+	// Lock is the lock the build ran from (resolved now for a vanilla
+	// build or an unlocked opinion).
+	Lock *opinions.Lock
 }
 
 // Builder is the seam the daemon and CLI use; tests swap a fake in.

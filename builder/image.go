@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/opinions"
 )
 
 // DefaultMirror is the Debian mirror images are made from.
@@ -122,10 +124,14 @@ func (m Manifest) mmdebstrapArgs(out string) []string {
 	}
 }
 
-// Image is a build image: made from a manifest, imported into podman.
+// Image is a build image: made from a lock (or, for discovery, a
+// manifest), imported into podman.
 type Image struct {
 	Manifest     Manifest `json:"manifest"`
-	ManifestHash string   `json:"manifest_hash"`
+	ManifestHash string   `json:"manifest_hash,omitempty"`
+	// LockKey is the lock's ImageKey: the cache key of images made from
+	// locks.
+	LockKey string `json:"lock_key,omitempty"`
 	// Digest is sha256:<hex> of the rootfs tar = the image's only layer
 	// diff ID: the container_digest of claims.
 	Digest    string   `json:"digest"`
@@ -196,43 +202,44 @@ func (s *ImageStore) lock(key string) func() {
 	return l.Unlock
 }
 
-// Ensure returns the image for m: from the cache if its tar and record are
-// there (re-importing it if podman lost it), else made with mmdebstrap and
-// imported. The imported image's layer must equal the tar's digest.
-func (s *ImageStore) Ensure(ctx context.Context, m Manifest) (*Image, error) {
-	m.Packages = append([]string(nil), m.Packages...)
-	m.normalize()
-	if err := m.Validate(); err != nil {
+// EnsureLocked returns the image of a lock: from the cache (keyed by the
+// lock's image part) if its tar and record are there, re-importing it if
+// podman lost it; else made from exactly the locked .debs, which fetch
+// provides (checked against the lock's sha256 before use), and imported.
+// The imported image's layer must equal the tar's digest.
+func (s *ImageStore) EnsureLocked(ctx context.Context, l *opinions.Lock, fetch FetchDeb) (*Image, error) {
+	key := l.ImageKey()
+	defer s.lock(key)()
+	dir := filepath.Join(s.dir, key)
+	img, err := readImageRecord(filepath.Join(dir, "image.json"))
+	if err != nil {
+		s.log.Info("making build image from lock", "suite", l.Suite, "key", key, "packages", len(l.Image))
+		if img, err = s.makeLocked(ctx, l, fetch, dir); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.ready(ctx, img); err != nil {
 		return nil, err
 	}
-	h := m.Hash()
-	defer s.lock(h)()
-	dir := filepath.Join(s.dir, h)
-	recPath := filepath.Join(dir, "image.json")
-	img, err := readImageRecord(recPath)
-	if err != nil {
-		s.log.Info("making build image", "suite", m.Suite, "manifest", h[:12], "packages", len(m.Packages))
-		img, err = s.make(ctx, m, dir)
-		if err != nil {
-			return nil, err
-		}
-	}
+	return img, nil
+}
+
+// ready makes sure podman holds img under its reference with the right
+// layer, importing the cached tar when it does not.
+func (s *ImageStore) ready(ctx context.Context, img *Image) error {
 	ok, err := s.pm.ImageExists(ctx, img.Ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEnvironment, err)
+		return fmt.Errorf("%w: %v", ErrEnvironment, err)
 	}
 	if !ok {
-		if err := s.importTar(ctx, img); err != nil {
-			return nil, err
-		}
-	} else if layers, err := s.pm.ImageLayers(ctx, img.Ref); err != nil || len(layers) != 1 || layers[0] != img.Digest {
+		return s.importTar(ctx, img)
+	}
+	if layers, err := s.pm.ImageLayers(ctx, img.Ref); err != nil || len(layers) != 1 || layers[0] != img.Digest {
 		// The tag points at something else: re-import ours.
 		s.log.Warn("podman image does not match the cached tar; re-importing", "ref", img.Ref, "layers", layers, "want", img.Digest)
-		if err := s.importTar(ctx, img); err != nil {
-			return nil, err
-		}
+		return s.importTar(ctx, img)
 	}
-	return img, nil
+	return nil
 }
 
 func readImageRecord(path string) (*Image, error) {
@@ -267,51 +274,241 @@ func (s *ImageStore) importTar(ctx context.Context, img *Image) error {
 	return nil
 }
 
-func (s *ImageStore) make(ctx context.Context, m Manifest, dir string) (*Image, error) {
+// FetchDeb returns the path of a locked .deb whose bytes were checked
+// against the lock (source.Fetcher.FetchPinned behind it).
+type FetchDeb func(ctx context.Context, d opinions.LockDeb) (string, error)
+
+// maxDeb bounds one .deb of a lock.
+const maxDeb = 1 << 30
+
+// makeLocked makes the image of a lock: every locked .deb fetched by hash
+// into a flat repository (dpkg-scanpackages, a Release naming the suite),
+// mmdebstrap'ed from it with every package included, so apt has nothing
+// else to choose from. The rootfs must not depend on where the .debs came
+// from: apt's lists and caches are cleaned by mmdebstrap, and
+// /etc/apt/sources.list is written as the mirror line every node writes.
+func (s *ImageStore) makeLocked(ctx context.Context, l *opinions.Lock, fetch FetchDeb, dir string) (*Image, error) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	repo, err := os.MkdirTemp(s.dir, ".repo-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	defer os.RemoveAll(repo)
+	for i, d := range l.Image {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p, err := fetch(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("image: locked package %s %s (%s): %w", d.Name, d.Version, d.Filename, err)
+		}
+		if err := linkOrCopy(p, filepath.Join(repo, path.Base(d.Filename))); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrImage, err)
+		}
+		if s.progress != nil {
+			s.progress(fmt.Sprintf("package %d/%d %s", i+1, len(l.Image), d.Name))
+		}
+	}
+	if err := writeFlatRepo(ctx, repo, l); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
 	tarPath := filepath.Join(dir, "rootfs.tar")
 	tmp := filepath.Join(dir, "rootfs.tmp.tar")
 	_ = os.RemoveAll(tmp)
-	digest, err := BuildRootfs(ctx, m, tmp, s.log, s.progress)
+	digest, err := runMmdebstrap(ctx, lockedArgs(l, repo, tmp), l.ImageEpoch, s.log, s.progress, l.Suite+" (locked, "+strconv.Itoa(len(l.Image))+" packages)")
 	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, err
+	}
+	inst, err := installedFromTar(tmp)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, err
+	}
+	if err := sameAsLock(inst, l); err != nil {
 		_ = os.RemoveAll(tmp)
 		return nil, err
 	}
 	if err := os.Rename(tmp, tarPath); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	installed, err := installedFromTar(tarPath)
-	if err != nil {
-		return nil, err
-	}
-	name := m.Name
-	if name == "" {
-		name = "base"
-	}
 	img := &Image{
-		Manifest: m, ManifestHash: m.Hash(), Digest: digest, TarPath: tarPath, Installed: installed,
-		Ref: fmt.Sprintf("localhost/lebowski/%s-%s:%s", m.Suite, name, strings.TrimPrefix(digest, "sha256:")[:12]),
+		Manifest: Manifest{Suite: l.Suite, Packages: l.Packages(), SourceDateEpoch: l.ImageEpoch, Name: l.Package},
+		LockKey:  l.ImageKey(), Digest: digest, TarPath: tarPath, Installed: installedLines(inst),
+		Ref: fmt.Sprintf("localhost/lebowski/%s-%s:%s", l.Suite, l.Package, strings.TrimPrefix(digest, "sha256:")[:12]),
 	}
-	b, _ := json.MarshalIndent(img, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "image.json.tmp"), b, 0o644); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrImage, err)
-	}
-	if err := os.Rename(filepath.Join(dir, "image.json.tmp"), filepath.Join(dir, "image.json")); err != nil {
+	if err := writeJSONAtomic(filepath.Join(dir, "image.json"), img); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
 	return img, nil
 }
 
+// sameAsLock checks that the image holds exactly the locked packages.
+func sameAsLock(inst []source.Installed, l *opinions.Lock) error {
+	want := map[string]opinions.LockDeb{}
+	for _, d := range l.Image {
+		want[d.Name] = d
+	}
+	var diff []string
+	for _, p := range inst {
+		d, ok := want[p.Name]
+		switch {
+		case !ok:
+			diff = append(diff, "extra "+p.Name+" "+p.Version)
+		case d.Version != p.Version || (p.Arch != "" && d.Arch != p.Arch):
+			diff = append(diff, fmt.Sprintf("%s is %s (%s), lock says %s (%s)", p.Name, p.Version, p.Arch, d.Version, d.Arch))
+		}
+		delete(want, p.Name)
+	}
+	for n := range want {
+		diff = append(diff, "missing "+n)
+	}
+	if len(diff) > 0 {
+		slices.Sort(diff)
+		return fmt.Errorf("%w: the image made from the lock does not hold exactly the locked packages: %s", ErrImage, strings.Join(diff, "; "))
+	}
+	return nil
+}
+
+// writeFlatRepo writes Packages (dpkg-scanpackages) and a Release naming
+// the lock's suite (mmdebstrap selects essential and required packages of
+// that suite) into repo.
+func writeFlatRepo(ctx context.Context, repo string, l *opinions.Lock) error {
+	bin, err := exec.LookPath("dpkg-scanpackages")
+	if err != nil {
+		return fmt.Errorf("%w: dpkg-scanpackages not found: install it with `apt-get install dpkg-dev`", ErrEnvironment)
+	}
+	cmd := exec.CommandContext(ctx, bin, "-m", ".")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pk, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("%w: dpkg-scanpackages: %v: %s", ErrImage, err, truncate(stderr.String(), 400))
+	}
+	if err := os.WriteFile(filepath.Join(repo, "Packages"), pk, 0o644); err != nil {
+		return fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	sum := sha256.Sum256(pk)
+	rel := fmt.Sprintf("Origin: Lebowski\nLabel: Lebowski lock\nSuite: %s\nCodename: %s\nArchitectures: %s all\nDate: %s\nSHA256:\n %s %d Packages\n",
+		l.Suite, l.Suite, l.Arch, time.Unix(l.ImageEpoch, 0).UTC().Format(time.RFC1123), hex.EncodeToString(sum[:]), len(pk))
+	if err := os.WriteFile(filepath.Join(repo, "Release"), []byte(rel), 0o644); err != nil {
+		return fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	return nil
+}
+
+// lockedArgs are mmdebstrap's arguments for a lock's image: minbase with
+// every locked package included, from the flat repository at repo.
+func lockedArgs(l *opinions.Lock, repo, out string) []string {
+	return []string{
+		"--variant=minbase",
+		"--format=tar",
+		"--include=" + strings.Join(l.Packages(), ","),
+		"--customize-hook=rm \"$1\"/etc/resolv.conf",
+		"--customize-hook=rm \"$1\"/etc/hostname",
+		"--customize-hook=echo 'deb " + DefaultMirror + " " + l.Suite + " main' > \"$1\"/etc/apt/sources.list",
+		l.Suite, out, "deb [trusted=yes] copy://" + repo + " ./",
+	}
+}
+
+// Discover makes the rootfs of a manifest from the live mirror only to
+// read which packages it holds: the closure a lock pins. The tar is
+// thrown away; the answer is cached by manifest hash unless fresh.
+func (s *ImageStore) Discover(ctx context.Context, m Manifest, fresh bool) ([]source.Installed, error) {
+	m.Packages = append([]string(nil), m.Packages...)
+	m.normalize()
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	h := m.Hash()
+	defer s.lock("discover/" + h)()
+	cache := filepath.Join(s.dir, "discover", h+".json")
+	if !fresh {
+		var inst []source.Installed
+		if b, err := os.ReadFile(cache); err == nil && json.Unmarshal(b, &inst) == nil && len(inst) > 0 {
+			return inst, nil
+		}
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	tmp, err := os.MkdirTemp(s.dir, ".discover-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	defer os.RemoveAll(tmp)
+	s.log.Info("resolving the image closure from the mirror", "suite", m.Suite, "mirror", m.Mirror, "packages", len(m.Packages))
+	out := filepath.Join(tmp, "rootfs.tar")
+	if _, err := BuildRootfs(ctx, m, out, s.log, s.progress); err != nil {
+		return nil, err
+	}
+	inst, err := installedFromTar(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONAtomic(cache, inst); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	return inst, nil
+}
+
+func writeJSONAtomic(p string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+// linkOrCopy hard-links src to dst, or copies it across filesystems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // BuildRootfs runs mmdebstrap for m with SOURCE_DATE_EPOCH set, writing the
 // rootfs tar to out, and returns its digest sha256:<hex>. mmdebstrap output
-// goes to log (Info) and progress. The tar's mtime is set to the epoch so
-// that `podman import` gives a stable image ID too.
+// goes to log (Info) and progress.
 func BuildRootfs(ctx context.Context, m Manifest, out string, log *slog.Logger, progress func(string)) (string, error) {
 	if err := m.Validate(); err != nil {
 		return "", err
 	}
+	return runMmdebstrap(ctx, m.mmdebstrapArgs(out), m.SourceDateEpoch, log, progress, m.Suite+" ("+strings.Join(m.Packages, ",")+")")
+}
+
+// runMmdebstrap runs mmdebstrap with args (the tar path is the second to
+// last but one argument's business) and returns the digest of the tar it
+// wrote (the last path argument). The tar's mtime is set to the epoch so
+// that `podman import` gives a stable image ID too.
+func runMmdebstrap(ctx context.Context, args []string, epoch int64, log *slog.Logger, progress func(string), what string) (string, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -319,8 +516,9 @@ func BuildRootfs(ctx context.Context, m Manifest, out string, log *slog.Logger, 
 	if err != nil {
 		return "", fmt.Errorf("build image: %w: mmdebstrap not found: install it with `apt-get install mmdebstrap uidmap`", ErrEnvironment)
 	}
-	cmd := exec.CommandContext(ctx, bin, m.mmdebstrapArgs(out)...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(m.SourceDateEpoch, 10), "LC_ALL=C.UTF-8")
+	out := args[len(args)-2]
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10), "LC_ALL=C.UTF-8")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var tail lastLines
@@ -344,10 +542,10 @@ func BuildRootfs(ctx context.Context, m Manifest, out string, log *slog.Logger, 
 	pw.Close()
 	<-done
 	if err != nil {
-		return "", fmt.Errorf("%w: mmdebstrap %s (%s) failed: %v\n%s", ErrImage, m.Suite, strings.Join(m.Packages, ","), err, tail.String())
+		return "", fmt.Errorf("%w: mmdebstrap %s failed: %v\n%s", ErrImage, what, err, tail.String())
 	}
 	log.Info("rootfs made", "tar", out, "took", time.Since(start).Round(time.Second))
-	t := time.Unix(m.SourceDateEpoch, 0)
+	t := time.Unix(epoch, 0)
 	if err := os.Chtimes(out, t, t); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrImage, err)
 	}
@@ -382,8 +580,8 @@ func (t *lastLines) String() string { return strings.Join(t.l, "\n") }
 const maxStatusSize = 64 << 20
 
 // installedFromTar reads var/lib/dpkg/status from a rootfs tar and returns
-// the installed packages as "pkg (= version)".
-func installedFromTar(path string) ([]string, error) {
+// the installed packages.
+func installedFromTar(path string) ([]source.Installed, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
@@ -405,7 +603,7 @@ func installedFromTar(path string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: read dpkg status: %v", ErrImage, err)
 		}
-		return ParseDpkgStatus(b)
+		return parseDpkgStatus(b)
 	}
 }
 
@@ -413,9 +611,29 @@ func installedFromTar(path string) ([]string, error) {
 // Status is "install ok installed" as sorted "pkg (= version)" lines
 // (multi-arch qualifiers are dropped, as in .buildinfo).
 func ParseDpkgStatus(b []byte) ([]string, error) {
-	var out []string
+	inst, err := parseDpkgStatus(b)
+	if err != nil {
+		return nil, err
+	}
+	return installedLines(inst), nil
+}
+
+// installedLines formats packages as sorted "pkg (= version)" lines.
+func installedLines(inst []source.Installed) []string {
+	out := make([]string, 0, len(inst))
+	for _, p := range inst {
+		out = append(out, p.Name+" (= "+p.Version+")")
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// parseDpkgStatus returns the installed packages of a dpkg status file,
+// sorted by name.
+func parseDpkgStatus(b []byte) ([]source.Installed, error) {
+	var out []source.Installed
 	for _, para := range bytes.Split(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\n\n")) {
-		var pkg, ver, status string
+		var pkg, ver, arch, status string
 		for _, line := range strings.Split(string(para), "\n") {
 			if line == "" || line[0] == ' ' || line[0] == '\t' {
 				continue
@@ -430,6 +648,8 @@ func ParseDpkgStatus(b []byte) ([]string, error) {
 				pkg = v
 			case "version":
 				ver = v
+			case "architecture":
+				arch = v
 			case "status":
 				status = v
 			}
@@ -440,13 +660,13 @@ func ParseDpkgStatus(b []byte) ([]string, error) {
 		if status != "install ok installed" {
 			continue
 		}
-		if !vocab.IsPackage(pkg) || !vocab.IsVersion(ver) {
-			return nil, fmt.Errorf("%w: dpkg status: bad package %q version %q", ErrImage, truncate(pkg, 80), truncate(ver, 80))
+		if !vocab.IsPackage(pkg) || !vocab.IsVersion(ver) || (arch != "" && vocab.CheckArch(arch) != nil) {
+			return nil, fmt.Errorf("%w: dpkg status: bad package %q version %q arch %q", ErrImage, truncate(pkg, 80), truncate(ver, 80), truncate(arch, 40))
 		}
-		out = append(out, pkg+" (= "+ver+")")
+		out = append(out, source.Installed{Name: pkg, Version: ver, Arch: arch})
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	slices.SortFunc(out, func(a, b source.Installed) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 func truncate(s string, n int) string {

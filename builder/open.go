@@ -15,9 +15,13 @@ import (
 // Env says how a node rebuilds: where it keeps work and caches, how it
 // reaches the mirror and podman, and where progress goes.
 type Env struct {
-	WorkDir   string // per-run build outputs and the private podman service
-	CacheDir  string // verified sources and build images; nodes on one machine may share it
-	Mirror    string // "" = source.DefaultMirror
+	WorkDir  string // per-run build outputs and the private podman service
+	CacheDir string // verified sources and build images; nodes on one machine may share it
+	Mirror   string // "" = source.DefaultMirror
+	// Snapshot is a snapshot archive's base URL (fetch path 2); "" = none.
+	Snapshot string
+	// Peers fetches locked inputs from other nodes (fetch path 3); nil = none.
+	Peers     source.Peers
 	PodmanURL string // "" = start a private podman service
 	Timeout   time.Duration
 	Log       *slog.Logger
@@ -45,6 +49,12 @@ func Open(ctx context.Context, e Env) (*Rebuilder, error) {
 	if e.Mirror != "" {
 		sopts = append(sopts, source.WithMirror(e.Mirror))
 	}
+	if e.Snapshot != "" {
+		sopts = append(sopts, source.WithSnapshot(e.Snapshot))
+	}
+	if e.Peers != nil {
+		sopts = append(sopts, source.WithPeers(e.Peers))
+	}
 	if e.SourceProgress != nil {
 		sopts = append(sopts, source.WithProgress(e.SourceProgress))
 	}
@@ -57,7 +67,7 @@ func Open(ctx context.Context, e Env) (*Rebuilder, error) {
 		return nil, err
 	}
 	images := NewImageStore(e.CacheDir, pm, WithImageLogger(log), WithImageProgress(e.Progress))
-	opts := []Option{WithLogger(log), WithImages(images)}
+	opts := []Option{WithLogger(log), WithImages(images), WithMirror(e.Mirror)}
 	if e.Progress != nil {
 		opts = append(opts, WithProgress(e.Progress))
 	}
@@ -76,29 +86,20 @@ func Open(ctx context.Context, e Env) (*Rebuilder, error) {
 func (r *Rebuilder) Close() error { return r.pm.Close() }
 
 // PrepareImage makes (or finds) the build image of a request without
-// building: verified source → Build-Depends → manifest → image.
+// building: from the request's or the opinion's lock, or a lock resolved
+// now from the verified mirror.
 func (r *Rebuilder) PrepareImage(ctx context.Context, req Request) (*Image, error) {
-	suite, version := req.Suite, req.Version
-	if req.Opinion != nil {
-		if suite == "" {
-			suite = req.Opinion.Debian.Suite
+	lock := req.Lock
+	if lock == nil && req.Opinion != nil {
+		lock = req.Opinion.Lock
+	}
+	if lock == nil {
+		var err error
+		if lock, err = r.Resolve(ctx, req); err != nil {
+			return nil, err
 		}
-		if version == "" {
-			version = req.Opinion.Debian.Version
-		}
 	}
-	if suite == "" {
-		suite = DefaultSuite
-	}
-	src, err := r.Src.Fetch(ctx, suite, req.Package, version)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: fetch source: %w", req.Package, err)
-	}
-	deps, err := ResolveBuildDepends([]string{src.BuildDepends}, DefaultArch)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", req.Package, err)
-	}
-	return r.Images.Ensure(ctx, NewManifest(suite, req.Package, deps))
+	return r.Images.EnsureLocked(ctx, lock, r.fetchDeb(lock))
 }
 
 // ListImages reads the image records of a cache directory.

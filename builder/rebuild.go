@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,18 +20,24 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/opinions"
 )
 
-// SourceFetcher fetches a verified Debian source package;
-// *source.Fetcher implements it.
+// SourceFetcher fetches Debian inputs: a verified source package by
+// version (to resolve a lock), locked files by hash, and the verified
+// binary index; *source.Fetcher implements it.
 type SourceFetcher interface {
 	Fetch(ctx context.Context, suite, pkg, version string) (*source.Source, error)
+	FetchPinnedSource(ctx context.Context, ps source.PinnedSource, snapshot string) (*source.Source, error)
+	FetchPinned(ctx context.Context, p source.Pinned, snapshot string, limit int64) (path, origin string, err error)
+	ResolveBinaries(ctx context.Context, suite, arch string, want []source.Installed) (*source.Resolved, error)
 }
 
-// ImageEnsurer returns the build image for a manifest; *ImageStore
-// implements it.
+// ImageEnsurer makes build images from locks and discovers the closure a
+// lock pins; *ImageStore implements it.
 type ImageEnsurer interface {
-	Ensure(ctx context.Context, m Manifest) (*Image, error)
+	EnsureLocked(ctx context.Context, l *opinions.Lock, fetch FetchDeb) (*Image, error)
+	Discover(ctx context.Context, m Manifest, fresh bool) ([]source.Installed, error)
 }
 
 // ContainerRunner runs one sandboxed container; *Podman implements it.
@@ -60,6 +67,7 @@ type PodmanBuilder struct {
 	memory   int64
 	pids     int64
 	keepWork bool
+	mirror   string // discovery mirror ("" = DefaultMirror)
 }
 
 // Option configures a PodmanBuilder.
@@ -93,6 +101,10 @@ func WithImages(i ImageEnsurer) Option { return func(b *PodmanBuilder) { b.image
 
 // WithRunner replaces the container runner (tests).
 func WithRunner(r ContainerRunner) Option { return func(b *PodmanBuilder) { b.run = r } }
+
+// WithMirror sets the mirror locks are resolved from (discovery image);
+// images made from locks do not depend on it.
+func WithMirror(url string) Option { return func(b *PodmanBuilder) { b.mirror = url } }
 
 // WithKeepWork keeps the work directory of each build (debugging).
 func WithKeepWork(keep bool) Option { return func(b *PodmanBuilder) { b.keepWork = keep } }
@@ -161,13 +173,17 @@ func (b *PodmanBuilder) normalize(req Request) (Request, error) {
 	return req, nil
 }
 
-// Build fetches the verified source, ensures the image, and runs
-// dpkg-buildpackage -b in a sandboxed container under the opinion. A build
-// that ran and failed is a Result with Status failed; errors are refusals
-// (ErrUnsafeOpinion, ErrInvalidRequest, source verification) and
-// environment trouble. When the opinion does not apply to the source (a
-// patch fails) the error wraps ErrNotApplicable and the Result carries the
-// log.
+// Build rebuilds a recipe from its lock: the request's lock, else the
+// opinion's, else one resolved now from the verified mirror (a vanilla
+// build, or an opinion without a lock). The source and every .deb of the
+// image are fetched by hash (mirror, snapshot archive, peers) and checked
+// before use; then dpkg-buildpackage -b runs in a sandboxed container
+// under the opinion. A build that ran and failed is a Result with Status
+// failed; errors are refusals (ErrUnsafeOpinion, ErrInvalidRequest, a lock
+// for another recipe, an input no place has) and environment trouble,
+// all before any container starts. When the opinion does not apply to
+// the source (a patch fails) the error wraps ErrNotApplicable and the
+// Result carries the log.
 func (b *PodmanBuilder) Build(ctx context.Context, req Request) (*Result, error) {
 	req, err := b.normalize(req)
 	if err != nil {
@@ -180,26 +196,29 @@ func (b *PodmanBuilder) Build(ctx context.Context, req Request) (*Result, error)
 			return nil, err
 		}
 	}
-	src, err := b.src.Fetch(ctx, req.Suite, req.Package, req.Version)
-	if err != nil {
-		return nil, fmt.Errorf("build %s: fetch source: %w", req.Package, err)
+	lock := req.Lock
+	if lock == nil && req.Opinion != nil {
+		lock = req.Opinion.Lock
 	}
-	if req.Version == "" {
-		req.Version = src.Version
+	if lock == nil {
+		if lock, err = b.Resolve(ctx, req); err != nil {
+			return nil, err
+		}
 	}
-	if src.Version != req.Version || src.Package != req.Package {
-		return nil, fmt.Errorf("build %s %s: fetcher returned %s %s", req.Package, req.Version, src.Package, src.Version)
+	if err := lockFits(lock, req); err != nil {
+		return nil, err
 	}
+	req.Version = lock.Source.Version
 	if applied == nil && req.Opinion != nil {
 		if applied, err = newOpinionCheck(req); err != nil {
 			return nil, err
 		}
 	}
-	deps, err := ResolveBuildDepends([]string{src.BuildDepends}, req.Arch)
+	src, err := b.src.FetchPinnedSource(ctx, pinnedSource(lock), lock.Snapshot())
 	if err != nil {
-		return nil, fmt.Errorf("build %s %s: %w", req.Package, req.Version, err)
+		return nil, fmt.Errorf("build %s %s: locked source: %w", req.Package, req.Version, err)
 	}
-	img, err := b.images.Ensure(ctx, NewManifest(req.Suite, req.Package, deps))
+	img, err := b.images.EnsureLocked(ctx, lock, b.fetchDeb(lock))
 	if err != nil {
 		return nil, fmt.Errorf("build %s %s: image: %w", req.Package, req.Version, err)
 	}
@@ -210,6 +229,7 @@ func (b *PodmanBuilder) Build(ctx context.Context, req Request) (*Result, error)
 		},
 		BinaryVersion: req.Version,
 		Installed:     img.Installed,
+		Lock:          lock,
 	}
 	var op *appliedOpinion
 	if applied != nil {
@@ -218,6 +238,54 @@ func (b *PodmanBuilder) Build(ctx context.Context, req Request) (*Result, error)
 		res.BinaryVersion = op.binaryVersion
 	}
 	return b.runBuild(ctx, req, src, img, op, res)
+}
+
+// lockFits refuses a lock for another recipe than the request's.
+func lockFits(l *opinions.Lock, req Request) error {
+	var bad []string
+	check := func(field, lock, want string) {
+		if want != "" && lock != want {
+			bad = append(bad, fmt.Sprintf("%s %q (want %q)", field, lock, want))
+		}
+	}
+	check("package", l.Package, req.Package)
+	check("suite", l.Suite, req.Suite)
+	check("arch", l.Arch, req.Arch)
+	check("source version", l.Source.Version, req.Version)
+	opinion := ""
+	if req.Opinion != nil {
+		opinion = req.Opinion.Name
+	}
+	if l.Opinion != opinion && l.Opinion != "" {
+		bad = append(bad, fmt.Sprintf("opinion %q (want %q)", l.Opinion, opinion))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: the lock is for another recipe: %s", ErrInvalidRequest, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func pinnedSource(l *opinions.Lock) source.PinnedSource {
+	ps := source.PinnedSource{Suite: l.Suite, Package: l.Package, Version: l.Source.Version, Directory: l.Source.Directory,
+		Dsc: source.File{Name: l.Source.Dsc.Name, Size: l.Source.Dsc.Size, SHA256: l.Source.Dsc.SHA256}}
+	for _, f := range l.Source.Files {
+		ps.Files = append(ps.Files, source.File{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
+	}
+	return ps
+}
+
+// fetchDeb fetches a locked .deb by hash and reports where it came from.
+func (b *PodmanBuilder) fetchDeb(l *opinions.Lock) FetchDeb {
+	return func(ctx context.Context, d opinions.LockDeb) (string, error) {
+		p, origin, err := b.src.FetchPinned(ctx, source.Pinned{Name: path.Base(d.Filename), Path: d.Filename, Size: d.Size, SHA256: d.SHA256}, l.Snapshot(), maxDeb)
+		if err != nil {
+			return "", err
+		}
+		if origin != source.OriginCache {
+			b.log.Info("fetched locked package", "package", d.Name, "version", d.Version, "from", origin)
+		}
+		return p, nil
+	}
 }
 
 type opinionCheck struct{ op *appliedOpinion }

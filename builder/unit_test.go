@@ -413,11 +413,40 @@ func (f fakeSource) Fetch(ctx context.Context, suite, pkg, version string) (*sou
 	return f.src, nil
 }
 
-type fakeImages struct{ calls int }
+func (f fakeSource) FetchPinnedSource(ctx context.Context, ps source.PinnedSource, snapshot string) (*source.Source, error) {
+	if ps.Dsc.SHA256 != f.src.DscSHA256 {
+		return nil, &source.UnavailableError{File: source.Pinned{Name: ps.Dsc.Name, SHA256: ps.Dsc.SHA256}, Tried: []string{"mirror: 404"}}
+	}
+	return f.src, nil
+}
 
-func (f *fakeImages) Ensure(ctx context.Context, m Manifest) (*Image, error) {
+func (f fakeSource) FetchPinned(ctx context.Context, p source.Pinned, snapshot string, limit int64) (string, string, error) {
+	return "", "", &source.UnavailableError{File: p, Tried: []string{"mirror: 404"}}
+}
+
+func (f fakeSource) ResolveBinaries(ctx context.Context, suite, arch string, want []source.Installed) (*source.Resolved, error) {
+	r := &source.Resolved{MirrorDate: time.Date(2026, 7, 11, 10, 0, 0, 0, time.UTC)}
+	for _, w := range want {
+		r.Packages = append(r.Packages, source.BinaryPackage{Name: w.Name, Version: w.Version, Arch: w.Arch,
+			Filename: "pool/main/x/" + w.Name + "/" + w.Name + "_" + w.Version + "_" + w.Arch + ".deb", Size: 1, SHA256: strings.Repeat("d", 64)})
+	}
+	return r, nil
+}
+
+type fakeImages struct{ calls, discovered int }
+
+func (f *fakeImages) EnsureLocked(ctx context.Context, l *opinions.Lock, fetch FetchDeb) (*Image, error) {
 	f.calls++
-	return &Image{Manifest: m, Digest: "sha256:" + strings.Repeat("b", 64), Ref: "localhost/lebowski/fake:1"}, nil
+	return &Image{LockKey: l.ImageKey(), Digest: "sha256:" + strings.Repeat("b", 64), Ref: "localhost/lebowski/fake:1"}, nil
+}
+
+func (f *fakeImages) Discover(ctx context.Context, m Manifest, fresh bool) ([]source.Installed, error) {
+	f.discovered++
+	var out []source.Installed
+	for _, p := range m.Packages {
+		out = append(out, source.Installed{Name: p, Version: "1.0-1", Arch: "amd64"})
+	}
+	return out, nil
 }
 
 type fakeRunner struct {
@@ -440,8 +469,8 @@ func fakeBuilder(t *testing.T) (*PodmanBuilder, *fakeImages, *fakeRunner) {
 	srcDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(srcDir, "hello_2.10-3.dsc"), []byte("Format: 3.0 (quilt)\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(srcDir, "hello_2.10.orig.tar.gz"), []byte("x"), 0o644))
-	src := &source.Source{Package: "hello", Version: "2.10-3", Suite: "bookworm", DscName: "hello_2.10-3.dsc",
-		DscSHA256: strings.Repeat("c", 64), Dir: srcDir, Files: []source.File{{Name: "hello_2.10.orig.tar.gz"}},
+	src := &source.Source{Package: "hello", Version: "2.10-3", Suite: "bookworm", DscName: "hello_2.10-3.dsc", DscSize: 20,
+		DscSHA256: strings.Repeat("c", 64), Dir: srcDir, Directory: "pool/main/h/hello", Files: []source.File{{Name: "hello_2.10.orig.tar.gz", Size: 1, SHA256: strings.Repeat("e", 64)}},
 		BuildDepends: "debhelper-compat (= 13), help2man, texinfo", Format: "3.0 (quilt)"}
 	imgs := &fakeImages{}
 	run := &fakeRunner{}
@@ -596,9 +625,9 @@ func (f *fakeBackend) ImageLayers(ctx context.Context, ref string) ([]string, er
 
 func TestImageStoreReimports(t *testing.T) {
 	dir := t.TempDir()
-	m := NewManifest("bookworm", "hello", nil)
+	l := testLock()
 	// Pretend a previous run made the tar and record.
-	idir := filepath.Join(dir, "images", m.Hash())
+	idir := filepath.Join(dir, "images", l.ImageKey())
 	require.NoError(t, os.MkdirAll(idir, 0o755))
 	tarPath := filepath.Join(idir, "rootfs.tar")
 	require.NoError(t, os.WriteFile(tarPath, []byte("rootfs"), 0o644))
@@ -609,15 +638,65 @@ func TestImageStoreReimports(t *testing.T) {
 
 	be := &fakeBackend{images: map[string]string{}}
 	s := newImageStore(dir, be)
-	img, err := s.Ensure(context.Background(), m)
+	noFetch := func(context.Context, opinions.LockDeb) (string, error) {
+		t.Fatal("a cached image fetched packages")
+		return "", nil
+	}
+	img, err := s.EnsureLocked(context.Background(), l, noFetch)
 	require.NoError(t, err)
 	assert.Equal(t, d, img.Digest)
 	assert.Equal(t, 1, be.imports, "lost image must be re-imported from the cached tar")
-	_, err = s.Ensure(context.Background(), m)
+	_, err = s.EnsureLocked(context.Background(), l, noFetch)
 	require.NoError(t, err)
 	assert.Equal(t, 1, be.imports, "present image must be reused")
 	be.images[img.Ref] = "sha256:" + strings.Repeat("0", 64) // tag moved
-	_, err = s.Ensure(context.Background(), m)
+	_, err = s.EnsureLocked(context.Background(), l, noFetch)
 	require.NoError(t, err)
 	assert.Equal(t, 2, be.imports, "a tag pointing elsewhere must be re-imported")
+}
+
+// testLock is a valid lock for hello 2.10-3 matching fakeBuilder's source.
+func testLock() *opinions.Lock {
+	l := &opinions.Lock{Package: "hello", Suite: "bookworm", Arch: "amd64", MirrorDate: time.Date(2026, 7, 11, 10, 0, 0, 0, time.UTC), ImageEpoch: DefaultImageEpoch,
+		Source: opinions.LockSource{Version: "2.10-3", Directory: "pool/main/h/hello",
+			Dsc:   opinions.LockFile{Name: "hello_2.10-3.dsc", Size: 20, SHA256: strings.Repeat("c", 64)},
+			Files: []opinions.LockFile{{Name: "hello_2.10.orig.tar.gz", Size: 1, SHA256: strings.Repeat("e", 64)}}},
+		Image: []opinions.LockDeb{{Name: "libc6", Version: "2.36-9", Arch: "amd64", Filename: "pool/main/g/glibc/libc6_2.36-9_amd64.deb", Size: 10, SHA256: strings.Repeat("a", 64)}}}
+	l.Normalize()
+	return l
+}
+
+// TestBuildFromLockRefusals: a lock for another recipe, or a locked input
+// no place has, is refused before any image or container.
+func TestBuildFromLockRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		mod  func(*opinions.Lock)
+		want error
+		msg  string
+	}{
+		{"a lock for another suite", func(l *opinions.Lock) { l.Suite = "trixie" }, ErrInvalidRequest, "suite"},
+		{"a lock for another package", func(l *opinions.Lock) { l.Package = "nano" }, ErrInvalidRequest, "package"},
+		{"a lock with another source hash", func(l *opinions.Lock) { l.Source.Dsc.SHA256 = strings.Repeat("f", 64) }, source.ErrUnavailable, "hello_2.10-3.dsc"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			b, imgs, run := fakeBuilder(t)
+			l := testLock()
+			tc.mod(l)
+			_, err := b.Build(context.Background(), Request{Package: "hello", Version: "2.10-3", Lock: l})
+			require.ErrorIs(t, err, tc.want)
+			require.ErrorContains(t, err, tc.msg)
+			assert.Zero(t, imgs.calls, "an image was made")
+			assert.Zero(t, run.calls, "a container ran")
+		})
+	}
+	// Without a lock, a vanilla build resolves one (and records it).
+	b, imgs, run := fakeBuilder(t)
+	run.run = func(rs RunSpec) RunResult { return RunResult{ExitCode: 2} }
+	res, err := b.Build(context.Background(), Request{Package: "hello", Version: "2.10-3"})
+	require.NoError(t, err)
+	require.NotNil(t, res.Lock)
+	assert.Equal(t, 1, imgs.discovered)
+	assert.Equal(t, "2.10-3", res.Lock.Source.Version)
+	assert.Contains(t, res.Lock.Packages(), "texinfo")
 }

@@ -225,10 +225,74 @@ func (l *Lock) Normalize() {
 	sort.Slice(l.Image, func(i, j int) bool { return l.Image[i].Name < l.Image[j].Name })
 }
 
-// Encode is the lock's canonical encoding: JSON with sorted keys, no
-// insignificant whitespace, one trailing newline (as written to disk).
+// Encode is the lock as written to disk: the canonical JSON's keys and
+// values, laid out one field a line and one source file or image package
+// a line, so that a re-lock after a point release diffs as one line per
+// changed package. Whitespace is not part of the lock's identity (the
+// opinion's CID covers the canonical form).
 func (l *Lock) Encode() []byte {
-	return append(canonicalJSON(l), '\n')
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(canonicalJSON(l), &doc); err != nil {
+		panic("opinions: lock encoding: " + err.Error())
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("{\n")
+	for i, k := range keys {
+		fmt.Fprintf(&b, "  %q: ", k)
+		switch k {
+		case "image":
+			writeLines(&b, "  ", l.Image)
+		case "source":
+			var src map[string]json.RawMessage
+			_ = json.Unmarshal(doc[k], &src)
+			sk := make([]string, 0, len(src))
+			for k := range src {
+				sk = append(sk, k)
+			}
+			sort.Strings(sk)
+			b.WriteString("{\n")
+			for j, k2 := range sk {
+				fmt.Fprintf(&b, "    %q: ", k2)
+				if k2 == "files" {
+					writeLines(&b, "    ", l.Source.Files)
+				} else {
+					b.Write(src[k2])
+				}
+				if j < len(sk)-1 {
+					b.WriteString(",")
+				}
+				b.WriteString("\n")
+			}
+			b.WriteString("  }")
+		default:
+			b.Write(doc[k])
+		}
+		if i < len(keys)-1 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
+// writeLines writes a JSON array with one canonical element a line.
+func writeLines[T any](b *bytes.Buffer, indent string, items []T) {
+	b.WriteString("[\n")
+	for i, it := range items {
+		b.WriteString(indent + "  ")
+		b.Write(canonicalJSON(it))
+		if i < len(items)-1 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString(indent + "]")
 }
 
 // Snapshot is the timestamp to ask the Debian snapshot archive for

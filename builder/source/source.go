@@ -41,6 +41,7 @@ type Source struct {
 	// debian_source_sha256.
 	DscSHA256 string
 	DscName   string // e.g. hello_2.10-3.dsc
+	DscSize   int64
 	// Directory is the package's pool directory, e.g. pool/main/h/hello.
 	Directory string
 	// Files lists the files named by the .dsc (orig and debian tarballs,
@@ -342,7 +343,7 @@ func (f *Fetcher) assemble(ie *indexEntry, d *dsc, dscPath string, files []File)
 	}
 	return &Source{
 		Package: ie.Package, Version: ie.Version, Suite: ie.Suite,
-		DscPath: dscPath, DscSHA256: ie.Dsc.SHA256, DscName: ie.Dsc.Name, Directory: ie.Directory,
+		DscPath: dscPath, DscSHA256: ie.Dsc.SHA256, DscName: ie.Dsc.Name, DscSize: ie.Dsc.Size, Directory: ie.Directory,
 		Files: files, Dir: dir,
 		BuildDepends: d.BuildDepends, BuildConflicts: d.BuildConflicts,
 		Format: d.Format, Architecture: d.Architecture,

@@ -91,6 +91,7 @@ func isTerminal(f *os.File) bool {
 // fake in through globals.openBuilder).
 type rebuilder interface {
 	builder.Builder
+	Resolve(ctx context.Context, req builder.Request) (*opinions.Lock, error)
 	PrepareImage(ctx context.Context, req builder.Request) (*builder.Image, error)
 	Close() error
 }

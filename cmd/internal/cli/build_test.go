@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
+	"github.com/lebowski-dist/lebowski/opinions"
 )
 
 // fakeRebuilder "builds" hello under its opinion deterministically, with
@@ -47,6 +49,9 @@ func (f *fakeRebuilder) PrepareImage(context.Context, builder.Request) (*builder
 	return &builder.Image{Digest: "sha256:" + sum("img")}, nil
 }
 func (f *fakeRebuilder) Close() error { return nil }
+func (f *fakeRebuilder) Resolve(context.Context, builder.Request) (*opinions.Lock, error) {
+	return nil, errors.New("fake rebuilder resolves no locks")
+}
 
 // runBuild runs `lebowski --json build hello --opinion o3` with the fake
 // builder against dataDir and returns the signed statement.

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
@@ -130,6 +135,83 @@ func newOpinionCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(lint, show, list)
+	var lf buildFlags
+	lock := &cobra.Command{
+		Use:   "lock PACKAGE/NAME...",
+		Short: "Pin an opinion's inputs (source and build-image .debs, by sha256) from the verified mirror into <name>.lock",
+		Long: `Resolve, from the verified mirror (InRelease signature → Sources/Packages
+hashes), the exact inputs of the opinion's recipe: the Debian source (.dsc and
+every file) and the full closure of the build image (every binary package:
+name, version, arch, size, sha256, pool path), the suite, the mirror state's
+date and the image epoch. The lock is written beside the opinion as
+<name>.lock; the opinion's CID covers it, and builders then make the image
+from exactly these .debs, fetched by hash from the mirror, a snapshot
+archive or peers (docs/BUILDER.md). Resolving makes one throwaway image from
+the mirror (mmdebstrap) to learn the closure.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var ops []*opinions.Opinion
+			for _, ref := range args {
+				r, err := vocab.ParseRef(ref)
+				if err != nil || r.Opinion == "" {
+					return usageErr("%q: want PACKAGE/NAME of an opinion, e.g. hello/o3", ref)
+				}
+				o, err := g.loadOpinion(r.Package, r.Opinion)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, o)
+			}
+			prog, done := g.progress("locking")
+			defer done()
+			rb, err := g.openRebuilder(ctx, &lf, prog)
+			if err != nil {
+				return err
+			}
+			defer rb.Close()
+			type row struct {
+				Ref        string `json:"ref"`
+				Path       string `json:"path"`
+				Packages   int    `json:"packages"`
+				Source     string `json:"source"`
+				MirrorDate string `json:"mirror_date"`
+				CID        string `json:"cid"`
+				Changed    bool   `json:"changed"`
+			}
+			var rows []row
+			for _, o := range ops {
+				l, err := rb.Resolve(ctx, builder.Request{Package: o.Package, Opinion: o})
+				if err != nil {
+					return buildErr(err)
+				}
+				old, _ := os.ReadFile(o.LockPath())
+				enc := l.Encode()
+				if err := os.WriteFile(o.LockPath(), enc, 0o644); err != nil {
+					return envErr(err)
+				}
+				o2, err := opinions.Load(o.Path, opinions.WithGitCommit(false))
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row{Ref: o.Package + "/" + o.Name, Path: o.LockPath(), Packages: len(l.Image),
+					Source: l.Package + " " + l.Source.Version, MirrorDate: l.MirrorDate.Format(time.RFC3339), CID: o2.CID(), Changed: !bytes.Equal(old, enc)})
+			}
+			done()
+			if g.json {
+				return g.printJSON(rows)
+			}
+			for _, r := range rows {
+				state := "unchanged"
+				if r.Changed {
+					state = "written"
+				}
+				g.printf("%s: %s %s (%s, %d image packages, mirror state %s)\n  new opinion cid %s\n", r.Ref, state, r.Path, r.Source, r.Packages, r.MirrorDate, r.CID)
+			}
+			return nil
+		},
+	}
+	g.addBuildFlags(lock, &lf)
+	cmd.AddCommand(lint, show, list, lock)
 	return cmd
 }
