@@ -42,6 +42,7 @@ type canonStatement struct {
 	ContainerDigest    string          `json:"container_digest"`
 	DebianSourceSHA256 string          `json:"debian_source_sha256"`
 	DebianVersion      string          `json:"debian_version"`
+	LockCID            string          `json:"lock_cid,omitempty"`
 	LogCID             string          `json:"log_cid,omitempty"`
 	Opinion            canonOpinion    `json:"opinion"`
 	Package            string          `json:"package"`
@@ -140,7 +141,7 @@ func canonicalStatement(s *Statement) ([]byte, error) {
 func mirrorStatement(s *Statement) ([]byte, error) {
 	c := canonStatement{
 		Arch: s.Arch, Builder: s.Builder, BuildinfoCID: s.BuildinfoCID, ContainerDigest: s.ContainerDigest,
-		DebianSourceSHA256: s.DebianSourceSHA256, DebianVersion: s.DebianVersion, LogCID: s.LogCID,
+		DebianSourceSHA256: s.DebianSourceSHA256, DebianVersion: s.DebianVersion, LockCID: s.LockCID, LogCID: s.LogCID,
 		Opinion: canonOpinion{CID: s.Opinion.CID, Commit: s.Opinion.Commit, Name: s.Opinion.Name, Purity: s.Opinion.Purity},
 		Package: s.Package, PeerID: s.PeerID, RecipeID: s.RecipeID, Result: s.Result, Suite: s.Suite, Timestamp: s.Timestamp,
 		Type: s.Type, Version: s.Version,
@@ -169,7 +170,7 @@ func validUTF8(s *Statement) bool {
 	for _, v := range []string{s.Type, s.Package, s.Version, s.DebianVersion, s.Suite, s.Arch,
 		s.Opinion.Name, s.Opinion.CID, s.Opinion.Commit, string(s.Opinion.Purity),
 		s.DebianSourceSHA256, s.ContainerDigest, s.RecipeID, string(s.Result),
-		s.BuildinfoCID, s.LogCID, s.Builder, s.PeerID} {
+		s.BuildinfoCID, s.LogCID, s.LockCID, s.Builder, s.PeerID} {
 		if !utf8.ValidString(v) {
 			return false
 		}

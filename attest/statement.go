@@ -82,6 +82,9 @@ type Statement struct {
 	Artifacts          []Artifact `json:"artifacts"`
 	BuildinfoCID       string     `json:"buildinfo_cid,omitempty"`
 	LogCID             string     `json:"log_cid,omitempty"`
+	// LockCID names the lock the build ran from (a blob: the lock's
+	// canonical JSON), so anyone can fetch it and rebuild the same inputs.
+	LockCID string `json:"lock_cid,omitempty"`
 	Builder            string     `json:"builder"` // OpenPGP fingerprint, upper-case hex
 	PeerID             string     `json:"peer_id,omitempty"`
 	Timestamp          time.Time  `json:"timestamp"`
@@ -200,7 +203,7 @@ func (s *Statement) Validate(now time.Time, skew time.Duration) error {
 		return invalid("container_digest %q is not sha256:<64 hex>", s.ContainerDigest)
 	case vocab.CheckFingerprint(s.Builder) != nil:
 		return invalid("builder %q is not an upper-case OpenPGP fingerprint", s.Builder)
-	case len(s.PeerID) > 128 || len(s.BuildinfoCID) > MaxStringField || len(s.LogCID) > MaxStringField:
+	case len(s.PeerID) > 128 || len(s.BuildinfoCID) > MaxStringField || len(s.LogCID) > MaxStringField || len(s.LockCID) > MaxStringField:
 		return invalid("peer_id or cid field too long")
 	case s.Timestamp.IsZero():
 		return invalid("timestamp missing")

@@ -106,6 +106,8 @@ func Find(root, ref string, opts ...Option) (*Opinion, error) {
 // error per problem (validation problems as *Error), sorted by file and
 // line. A directory is linted as a package directory (its *.yaml files) and
 // as an opinions root (its */*.yaml files). Lint does not look up git commits.
+// An opinion without a lock is a problem: its recipe is not pinned, so
+// builders a week apart would build from different inputs.
 func Lint(paths ...string) []error {
 	var files []string
 	var out []error
@@ -134,9 +136,12 @@ func Lint(paths ...string) []error {
 			continue
 		}
 		seen[filepath.Clean(f)] = true
-		_, err := Load(f, WithGitCommit(false))
+		o, err := Load(f, WithGitCommit(false))
 		var el ErrorList
 		switch {
+		case err == nil && o.Lock == nil:
+			list = append(list, &Error{File: f, Msg: fmt.Sprintf("no lock (%s): the recipe's inputs are not pinned", filepath.Base(o.LockPath())),
+				Hint: fmt.Sprintf("pin them with `lebowski opinion lock %s/%s`", o.Package, o.Name)})
 		case err == nil:
 		case errors.As(err, &el):
 			list = append(list, el...)

@@ -113,6 +113,7 @@ func TestLint(t *testing.T) {
 		{"bad file", []string{"testdata/bad/hello/multi.yaml"}, 4},
 		{"same file twice counts once", []string{"testdata/bad/hello/multi.yaml", "testdata/bad/hello"}, -1},
 		{"missing path", []string{"nope.yaml"}, 1},
+		{"an opinion without a lock", []string{unlocked(t)}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -182,4 +183,11 @@ func TestGitCommit(t *testing.T) {
 	if o.Ref().String() != "hello/o3" {
 		t.Errorf("Ref() = %+v", o.Ref())
 	}
+}
+
+// unlocked is a copy of hello/o3 without its lock.
+func unlocked(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "hello")
+	writeFile(t, dir, "o3.yaml", readString(t, "hello/o3.yaml"))
+	return filepath.Join(dir, "o3.yaml")
 }

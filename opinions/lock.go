@@ -295,6 +295,10 @@ func writeLines[T any](b *bytes.Buffer, indent string, items []T) {
 	b.WriteString(indent + "]")
 }
 
+// Canonical is the lock's identity encoding (sorted keys, no whitespace):
+// what the opinion's CID covers and what a build publishes as a blob.
+func (l *Lock) Canonical() []byte { return canonicalJSON(l) }
+
 // Snapshot is the timestamp to ask the Debian snapshot archive for
 // (/archive/debian/<ts>/): a day after MirrorDate, since snapshot imports
 // the archive a few times a day and a file is there from the first import

@@ -3,11 +3,13 @@ package p2p
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -144,6 +146,7 @@ func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte,
 		return nil, fmt.Errorf("fetch blob %s from %s: %w: %w", c, p, ErrProtocol, err)
 	}
 	if err := checkBlob(c, data); err != nil {
+		n.Penalize(p, "blob does not match its CID")
 		return nil, fmt.Errorf("fetch blob from %s: %w", p, err)
 	}
 	_ = s.Close()
@@ -153,4 +156,69 @@ func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte,
 		}
 	}
 	return data, nil
+}
+
+// perPeerBlobTimeout bounds one peer's answer in FetchBlobAny.
+const perPeerBlobTimeout = 2 * time.Minute
+
+// FetchBlobAny asks the connected peers, one after the other, for the blob
+// with CID cidStr and returns the first answer whose bytes match the CID
+// (FetchBlob checks, stores and penalizes a liar), with the peer that gave
+// it. maxSize bounds the answer (≤ the node's MaxBlobSize). It fails with
+// ErrNotFound when no connected peer has it.
+func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64) ([]byte, peer.ID, error) {
+	if _, err := parseBlobCID(cidStr); err != nil {
+		return nil, "", fmt.Errorf("fetch blob: %w", err)
+	}
+	if maxSize > n.cfg.MaxBlobSize {
+		return nil, "", fmt.Errorf("fetch blob %s: %w: %d bytes, this node accepts at most %d", cidStr, ErrTooLarge, maxSize, n.cfg.MaxBlobSize)
+	}
+	peers := n.host.Network().Peers()
+	if len(peers) == 0 {
+		return nil, "", fmt.Errorf("fetch blob %s: %w: no connected peers", cidStr, ErrNotFound)
+	}
+	var errs []error
+	for _, p := range peers {
+		pctx, cancel := context.WithTimeout(ctx, perPeerBlobTimeout)
+		data, err := n.FetchBlob(pctx, p, cidStr)
+		cancel()
+		if err == nil {
+			return data, p, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+		if !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, "", fmt.Errorf("no good answer from %d connected peers: %w", len(peers), errors.Join(errs...))
+	}
+	return nil, "", fmt.Errorf("fetch blob %s: %w: none of %d connected peers has it", cidStr, ErrNotFound, len(peers))
+}
+
+// Penalize lowers a peer's gossipsub score for misbehaviour outside
+// gossip (a blob or sync answer that does not check out): each penalty
+// costs PenaltyScore through the application-specific score, so a peer
+// that keeps lying is graylisted and then ignored.
+func (n *Node) Penalize(p peer.ID, why string) {
+	n.mu.Lock()
+	n.penalties[p]++
+	count := n.penalties[p]
+	n.mu.Unlock()
+	n.log.Warn("peer penalized", "peer", p, "why", why, "penalties", count)
+}
+
+// PenaltyScore is what one penalty takes off a peer's score.
+const PenaltyScore = -50
+
+func (n *Node) scoreParams() *pubsub.PeerScoreParams {
+	ps := PeerScoreParams()
+	ps.AppSpecificScore = func(p peer.ID) float64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return PenaltyScore * n.penalties[p]
+	}
+	return ps
 }

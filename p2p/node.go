@@ -62,6 +62,7 @@ type Node struct {
 	keyCache      map[string][]byte
 	syncStats     map[peer.ID]SyncStats
 	blobsInFlight int
+	penalties     map[peer.ID]float64 // application penalties (Penalize)
 }
 
 type topicState struct {
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		onClaim:   append([]func(*attest.Claim, peer.ID){}, o.onClaim...),
 		keyCache:  make(map[string][]byte),
 		syncStats: make(map[peer.ID]SyncStats),
+		penalties: make(map[peer.ID]float64),
 	}
 	n.keys = deps.Claims
 	if deps.Keys != nil {
@@ -157,7 +159,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithMessageIdFn(messageID),
 		pubsub.WithMaxMessageSize(MaxGossipMessageSize),
-		pubsub.WithPeerScore(PeerScoreParams(), PeerScoreThresholds()),
+		pubsub.WithPeerScore(n.scoreParams(), PeerScoreThresholds()),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.setScores), o.scorePeriod),
 		pubsub.WithLogger(o.log),
 		pubsub.WithRawTracer(n.mesh),

@@ -180,6 +180,7 @@ type BuildRecord struct {
 	Artifacts     []attest.Artifact `json:"artifacts"`
 	BuildinfoCID  string            `json:"buildinfo_cid,omitempty"`
 	LogCID        string            `json:"log_cid,omitempty"`
+	LockCID       string            `json:"lock_cid,omitempty"` // the lock the build ran from
 }
 
 // RecordResult is the claim RecordBuild signed.

@@ -56,6 +56,11 @@ func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opin
 			return nil, fmt.Errorf("record build: keep build log: %w", err)
 		}
 	}
+	if res.Lock != nil {
+		if rec.LockCID, err = api.PutBlob(ctx, res.Lock.Canonical()); err != nil {
+			return nil, fmt.Errorf("record build: keep lock: %w", err)
+		}
+	}
 	return api.RecordBuild(ctx, rec)
 }
 
@@ -69,7 +74,7 @@ func (n *Node) RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, e
 		Type: attest.TypeRebuildV1, Package: b.Recipe.Source, Version: b.BinaryVersion, DebianVersion: b.Recipe.DebianVersion,
 		Suite: b.Recipe.Suite, Arch: b.Recipe.Arch, Opinion: b.Opinion,
 		DebianSourceSHA256: b.Recipe.SourceSHA256, ContainerDigest: b.Recipe.ImageDigest, RecipeID: b.Recipe.ID(),
-		Result: b.Status, Artifacts: b.Artifacts, BuildinfoCID: b.BuildinfoCID, LogCID: b.LogCID,
+		Result: b.Status, Artifacts: b.Artifacts, BuildinfoCID: b.BuildinfoCID, LogCID: b.LogCID, LockCID: b.LockCID,
 		Builder: n.id.Fingerprint(), Timestamp: n.now(),
 	}
 	if stmt.Artifacts == nil {
@@ -133,7 +138,7 @@ func (n *Node) checkBlobs(b BuildRecord) error {
 			need[c] = "artifact " + a.Name
 		}
 	}
-	for c, what := range map[string]string{b.BuildinfoCID: "buildinfo", b.LogCID: "build log"} {
+	for c, what := range map[string]string{b.BuildinfoCID: "buildinfo", b.LogCID: "build log", b.LockCID: "lock"} {
 		if c == "" {
 			continue
 		}

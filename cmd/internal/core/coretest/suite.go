@@ -26,6 +26,7 @@ import (
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/opinions"
 )
 
 // Harness is one node under test.
@@ -411,6 +412,11 @@ func testRecordBuild(t *testing.T, mk func(*testing.T, func(*config.Config)) *Ha
 	require.NoError(t, err)
 	res := fakeResult(t, "deb")
 	res.Recipe.OpinionCID = "" // vanilla recipe: no opinion file needed
+	res.Lock = &opinions.Lock{Package: "hello", Suite: "bookworm", Arch: "amd64", MirrorDate: time.Date(2026, 7, 11, 10, 16, 37, 0, time.UTC), ImageEpoch: 1686355200,
+		Source: opinions.LockSource{Version: "2.10-3", Directory: "pool/main/h/hello", Dsc: opinions.LockFile{Name: "hello_2.10-3.dsc", Size: 1, SHA256: attesttest.Hex("src")},
+			Files: []opinions.LockFile{{Name: "hello_2.10.orig.tar.gz", Size: 1, SHA256: attesttest.Hex("orig")}}},
+		Image: []opinions.LockDeb{{Name: "libc6", Version: "2.36-9", Arch: "amd64", Filename: "pool/main/g/glibc/libc6_2.36-9_amd64.deb", Size: 1, SHA256: attesttest.Hex("libc6")}}}
+	res.Lock.Normalize()
 	rr, err := core.Record(ctx, h.API, res, nil)
 	require.NoError(t, err)
 	c, err := attest.Verify(rr.Wire, nil, attest.VerifyOptions{})
@@ -420,13 +426,14 @@ func testRecordBuild(t *testing.T, mk func(*testing.T, func(*config.Config)) *Ha
 	assert.Equal(t, h.Identity.Fingerprint(), st.Builder)
 	assert.Equal(t, vocab.CID(res.Buildinfo), st.BuildinfoCID)
 	assert.Equal(t, vocab.CID(res.Log), st.LogCID)
+	assert.Equal(t, vocab.CID(res.Lock.Canonical()), st.LockCID, "the lock the build ran from")
 	assert.Equal(t, h.Net.PeerID(), st.PeerID)
 	assert.Equal(t, res.Recipe.ID(), st.RecipeID)
 	assert.True(t, rr.Published)
 	assert.Equal(t, []string{rr.ID}, h.Net.PublishedIDs(), "published once")
 
 	// Every blob the claim names is held, so peers can fetch it.
-	for _, cid := range []string{st.BuildinfoCID, st.LogCID, vocab.CID([]byte("deb"))} {
+	for _, cid := range []string{st.BuildinfoCID, st.LogCID, st.LockCID, vocab.CID([]byte("deb"))} {
 		_, err := h.API.GetBlob(ctx, cid)
 		assert.NoError(t, err, cid)
 	}
