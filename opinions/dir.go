@@ -66,6 +66,20 @@ func opinionFiles(root string) ([]string, error) {
 	return files, nil
 }
 
+// FindIn looks ref up in each root in turn (Find) and returns the first
+// opinion found: the operator's opinions directory, then the opinions this
+// node fetched from peers.
+func FindIn(roots []string, ref string, opts ...Option) (*Opinion, error) {
+	var err error
+	for _, root := range roots {
+		var o *Opinion
+		if o, err = Find(root, ref, opts...); err == nil || !errors.Is(err, ErrNotFound) {
+			return o, err
+		}
+	}
+	return nil, err
+}
+
 // Find loads the opinion named by ref under root: "package/name", or a bare
 // "name" when exactly one package has an opinion of that name. It returns
 // an error wrapping ErrNotFound or ErrAmbiguous when ref names none or

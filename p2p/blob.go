@@ -109,6 +109,10 @@ func (n *Node) handleBlob(s network.Stream) {
 // FetchBlob asks peer p for the blob with CID cidStr, checks the bytes
 // against the CID and, if the node has a BlobStore, stores them.
 func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte, error) {
+	return n.fetchBlob(ctx, p, cidStr, true)
+}
+
+func (n *Node) fetchBlob(ctx context.Context, p peer.ID, cidStr string, keep bool) ([]byte, error) {
 	c, err := parseBlobCID(cidStr)
 	if err != nil {
 		return nil, fmt.Errorf("fetch blob: %w", err)
@@ -150,7 +154,7 @@ func (n *Node) FetchBlob(ctx context.Context, p peer.ID, cidStr string) ([]byte,
 		return nil, fmt.Errorf("fetch blob from %s: %w", p, err)
 	}
 	_ = s.Close()
-	if n.deps.Blobs != nil {
+	if keep && n.deps.Blobs != nil {
 		if _, err := n.deps.Blobs.PutBlob(data); err != nil {
 			return nil, fmt.Errorf("fetch blob %s: store: %w", c, err)
 		}
@@ -163,10 +167,10 @@ const perPeerBlobTimeout = 2 * time.Minute
 
 // FetchBlobAny asks the connected peers, one after the other, for the blob
 // with CID cidStr and returns the first answer whose bytes match the CID
-// (FetchBlob checks, stores and penalizes a liar), with the peer that gave
-// it. maxSize bounds the answer (≤ the node's MaxBlobSize). It fails with
-// ErrNotFound when no connected peer has it.
-func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64) ([]byte, peer.ID, error) {
+// (a liar is penalized), with the peer that gave it; keep stores it in the
+// node's BlobStore too. maxSize bounds the answer (≤ the node's
+// MaxBlobSize). It fails with ErrNotFound when no connected peer has it.
+func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64, keep bool) ([]byte, peer.ID, error) {
 	if _, err := parseBlobCID(cidStr); err != nil {
 		return nil, "", fmt.Errorf("fetch blob: %w", err)
 	}
@@ -180,7 +184,7 @@ func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64) (
 	var errs []error
 	for _, p := range peers {
 		pctx, cancel := context.WithTimeout(ctx, perPeerBlobTimeout)
-		data, err := n.FetchBlob(pctx, p, cidStr)
+		data, err := n.fetchBlob(pctx, p, cidStr, keep)
 		cancel()
 		if err == nil {
 			return data, p, nil
@@ -203,10 +207,10 @@ func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64) (
 // costs PenaltyScore through the application-specific score, so a peer
 // that keeps lying is graylisted and then ignored.
 func (n *Node) Penalize(p peer.ID, why string) {
-	n.mu.Lock()
+	n.penMu.Lock()
 	n.penalties[p]++
 	count := n.penalties[p]
-	n.mu.Unlock()
+	n.penMu.Unlock()
 	n.log.Warn("peer penalized", "peer", p, "why", why, "penalties", count)
 }
 
@@ -216,8 +220,8 @@ const PenaltyScore = -50
 func (n *Node) scoreParams() *pubsub.PeerScoreParams {
 	ps := PeerScoreParams()
 	ps.AppSpecificScore = func(p peer.ID) float64 {
-		n.mu.Lock()
-		defer n.mu.Unlock()
+		n.penMu.Lock()
+		defer n.penMu.Unlock()
 		return PenaltyScore * n.penalties[p]
 	}
 	return ps

@@ -62,7 +62,11 @@ type Node struct {
 	keyCache      map[string][]byte
 	syncStats     map[peer.ID]SyncStats
 	blobsInFlight int
-	penalties     map[peer.ID]float64 // application penalties (Penalize)
+	// penalties are application penalties (Penalize), under their own
+	// lock: gossipsub's event loop reads them (AppSpecificScore) while
+	// n.mu may be held around a call into gossipsub.
+	penMu     sync.Mutex
+	penalties map[peer.ID]float64
 }
 
 type topicState struct {

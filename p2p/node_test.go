@@ -200,9 +200,9 @@ func TestBlob(t *testing.T) {
 	attesttest.Eventually(t, 10*time.Second, "the lying peer scored down", func() bool { sc, ok := b.PeerScore(a.ID()); return ok && sc < 0 })
 
 	// FetchBlobAny asks every peer; a blob nobody has is ErrNotFound.
-	_, _, err = b.FetchBlobAny(ctx, missing, 1<<20)
+	_, _, err = b.FetchBlobAny(ctx, missing, 1<<20, true)
 	assert.ErrorIs(t, err, ErrNotFound)
-	got, from, err := b.FetchBlobAny(ctx, big, 1<<20)
+	got, from, err := b.FetchBlobAny(ctx, big, 1<<20, true)
 	assert.ErrorIs(t, err, ErrTooLarge, "%v %v", got, from)
 }
 

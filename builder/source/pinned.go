@@ -3,9 +3,13 @@ package source
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -215,17 +219,30 @@ func toChecksums(fs []File) []checksum {
 
 // CachedBySHA256 returns the path of a cached file with this sha256 (hex),
 // after checking its bytes, so a node can serve what it built with to
-// peers. size is the expected size when known (0: any).
+// peers.
 func (f *Fetcher) CachedBySHA256(sha256hex string) (string, bool) {
+	return CachedFile(f.dir, sha256hex)
+}
+
+// CachedFile looks a file up by sha256 in the cache directory of a
+// Fetcher (which may belong to another process: the daemon serves what
+// the CLI fetched), re-hashing it before it answers.
+func CachedFile(cacheDir, sha256hex string) (string, bool) {
 	if !vocab.IsSHA256Hex(sha256hex) {
 		return "", false
 	}
-	p := f.blobPath(sha256hex)
+	p := filepath.Join(cacheDir, "blobs", "sha256", sha256hex)
 	fi, err := os.Stat(p)
 	if err != nil || !fi.Mode().IsRegular() {
 		return "", false
 	}
-	if _, err := f.cachedBlob("blob", checksum{SHA256: sha256hex, Size: fi.Size()}); err != nil {
+	fh, err := os.Open(p)
+	if err != nil {
+		return "", false
+	}
+	defer fh.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, fh); err != nil || hex.EncodeToString(h.Sum(nil)) != sha256hex {
 		return "", false
 	}
 	return p, true

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -51,12 +52,16 @@ type Config struct {
 	TrustedKeys []string `yaml:"trusted_keys"` // OpenPGP fingerprints
 	// TrustHops is how many OpenPGP certification hops from a trusted key
 	// still make a key trusted (0: only keys trusted directly).
-	TrustHops   *int          `yaml:"trust_hops"`
-	Threshold   float64       `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
-	MinTrusted  int           `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
-	APISocket   string        `yaml:"api_socket"`
-	MetricsAddr string        `yaml:"metrics_addr"` // opt-in, e.g. 127.0.0.1:9464
-	Mirror      string        `yaml:"mirror"`
+	TrustHops   *int    `yaml:"trust_hops"`
+	Threshold   float64 `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
+	MinTrusted  int     `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
+	APISocket   string  `yaml:"api_socket"`
+	MetricsAddr string  `yaml:"metrics_addr"` // opt-in, e.g. 127.0.0.1:9464
+	Mirror      string  `yaml:"mirror"`
+	// SnapshotURL is a Debian snapshot archive (the directory holding
+	// archive/debian/<timestamp>/), the second place locked inputs are
+	// fetched from after the mirror; "" = none.
+	SnapshotURL string        `yaml:"snapshot_url"`
 	SyncEvery   time.Duration `yaml:"sync_interval"`
 	Builds      BuildConfig   `yaml:"builds"`
 	LogLevel    string        `yaml:"log_level"`  // debug|info|warn|error
@@ -191,6 +196,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MinTrusted < 0 {
 		add("min_trusted: %d is negative", c.MinTrusted)
+	}
+	if c.SnapshotURL != "" && !strings.HasPrefix(c.SnapshotURL, "http://") && !strings.HasPrefix(c.SnapshotURL, "https://") {
+		add("snapshot_url: %q is not an http(s) URL", c.SnapshotURL)
 	}
 	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
 		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)

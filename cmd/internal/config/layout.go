@@ -57,6 +57,13 @@ func (l Layout) Config() string       { return filepath.Join(l.Dir, "config.yaml
 func (l Layout) BuildDir() string     { return filepath.Join(l.Dir, "builder") }
 func (l Layout) DefaultCache() string { return filepath.Join(l.Dir, "cache") }
 
+// FetchedOpinions holds opinion bundles fetched from peers by CID, laid
+// out like an opinions directory (<package>/<name>.yaml, patches, lock).
+func (l Layout) FetchedOpinions() string { return filepath.Join(l.Dir, "opinions") }
+
+// Subscriptions remembers the subscriptions changed at runtime.
+func (l Layout) Subscriptions() string { return filepath.Join(l.Dir, "subscriptions.json") }
+
 // Ensure creates the data directory (0700).
 func (l Layout) Ensure() error {
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {

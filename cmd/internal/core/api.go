@@ -54,6 +54,12 @@ type API interface {
 	PutBlob(ctx context.Context, data []byte) (string, error)
 	// GetBlob returns the bytes of a blob held by this node.
 	GetBlob(ctx context.Context, cid string) ([]byte, error)
+	// FetchBlob returns a blob from this node or, when it has none, from a
+	// peer (checked against the CID and kept).
+	FetchBlob(ctx context.Context, cid string) ([]byte, error)
+	// Opinion returns an opinion's bundle (opinions.WriteBundle keeps it):
+	// by CID, or the opinion of that name the best-attested claims name.
+	Opinion(ctx context.Context, q OpinionQuery) (*OpinionBundle, error)
 
 	// Status describes the node.
 	Status(ctx context.Context) (*Status, error)
@@ -146,6 +152,22 @@ type VerifyResult struct {
 	Recipe  *RecipeInfo       `json:"recipe,omitempty"`
 	// Expected is the consensus hash for the file name, if any.
 	Expected string `json:"expected,omitempty"`
+}
+
+// OpinionQuery names an opinion to fetch: by CID, or by package and name
+// (the CID the best-attested recipe's claims name).
+type OpinionQuery struct {
+	Package string `json:"package,omitempty"`
+	Name    string `json:"name,omitempty"`
+	CID     string `json:"cid,omitempty"`
+}
+
+// OpinionBundle is an opinion as it travels (opinions.Opinion.Canonical).
+type OpinionBundle struct {
+	CID  string `json:"cid"`
+	Data []byte `json:"data"`
+	// Claims is how many stored claims name this opinion content (by name).
+	Claims int `json:"claims"`
 }
 
 // ClaimsQuery selects claims to list.

@@ -33,3 +33,26 @@ func (n *Node) GetBlob(ctx context.Context, cid string) ([]byte, error) {
 }
 
 func (n *Node) hasBlob(cid string) (bool, error) { return n.st.HasBlob(cid) }
+
+// MaxFetch bounds a blob fetched from peers through the API.
+const MaxFetch = 64 << 20
+
+// FetchBlob returns a blob held here, else asks the peers for it.
+func (n *Node) FetchBlob(ctx context.Context, cid string) ([]byte, error) {
+	b, err := n.GetBlob(ctx, cid)
+	if err == nil || !IsNotFound(err) {
+		return b, err
+	}
+	if n.net == nil {
+		return nil, fmt.Errorf("%w: blob %s is not held by this node, and asking peers %w", ErrNotFound, cid, ErrOffline)
+	}
+	data, from, err := n.net.FetchBlob(ctx, cid, MaxFetch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: blob %s: %v", ErrNotFound, cid, err)
+	}
+	n.log.Info("fetched blob from a peer", "cid", cid, "peer", from, "bytes", len(data))
+	if _, err := n.st.PutBlob(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}

@@ -24,6 +24,9 @@ type Network interface {
 	Peers() []PeerInfo
 	// Publish gossips a claim the node has already stored.
 	Publish(ctx context.Context, c *attest.Claim) error
+	// FetchBlob gets a blob from some peer (checked against the CID,
+	// kept by the node) and says which peer answered.
+	FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error)
 }
 
 // Subscriber follows opinion topics (the daemon: load the opinion, join

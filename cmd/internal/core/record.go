@@ -46,6 +46,17 @@ func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opin
 		}
 	}
 	var err error
+	if op != nil {
+		// Keep the opinion's bundle too: peers fetch it by the CID the
+		// claim names.
+		c, err := api.PutBlob(ctx, op.Canonical())
+		if err != nil {
+			return nil, fmt.Errorf("record build: keep opinion bundle: %w", err)
+		}
+		if c != op.CID() {
+			return nil, fmt.Errorf("record build: opinion bundle of %s/%s has CID %s, not %s", op.Package, op.Name, c, op.CID())
+		}
+	}
 	if len(res.Buildinfo) > 0 {
 		if rec.BuildinfoCID, err = api.PutBlob(ctx, res.Buildinfo); err != nil {
 			return nil, fmt.Errorf("record build: keep buildinfo: %w", err)

@@ -2,16 +2,25 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"os"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
-// storeAdapter lets the network layer use the bbolt store.
-type storeAdapter struct{ *store.Store }
+// storeAdapter lets the network layer use the bbolt store. Blobs the
+// store lacks are looked up in the build cache (sources and .debs by
+// sha256), so the node serves everything it built with.
+type storeAdapter struct {
+	*store.Store
+	sourceCache string // <cache_dir>/sources
+}
 
 var (
 	_ p2p.ClaimStore = storeAdapter{}
@@ -33,7 +42,19 @@ func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bo
 func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
 	b, err := s.Store.GetBlob(cid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, nil
+		sum, perr := vocab.ParseCID(cid)
+		if perr != nil || s.sourceCache == "" {
+			return nil, false, nil
+		}
+		p, ok := source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
+		if !ok {
+			return nil, false, nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, false, err
+		}
+		return b, true, nil
 	}
 	if err != nil {
 		return nil, false, err
@@ -50,6 +71,19 @@ func (w network) PeerID() string  { return w.n.ID().String() }
 func (w network) Addrs() []string { return addrStrings(w.n) }
 func (w network) Publish(ctx context.Context, c *attest.Claim) error {
 	return w.n.Publish(ctx, c)
+}
+func (w network) FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error) {
+	data, p, err := w.n.FetchBlobAny(ctx, cid, maxSize, true)
+	return data, p.String(), err
+}
+
+// peerInputs fetches locked build inputs (.debs, source files) from peers
+// for the builder; they go to the build cache, not the store.
+type peerInputs struct{ n *p2p.Node }
+
+func (w peerInputs) FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error) {
+	data, p, err := w.n.FetchBlobAny(ctx, cid, maxSize, false)
+	return data, p.String(), err
 }
 func (w network) Peers() []core.PeerInfo {
 	var out []core.PeerInfo

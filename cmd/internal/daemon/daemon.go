@@ -43,8 +43,11 @@ type Daemon struct {
 	net     *p2p.Node
 	metrics *metrics
 
-	// builder, when set, replaces the real podman builder (tests).
+	// builder, when set, replaces the real podman builder (tests);
+	// factory, when set, makes the builder from the node's build
+	// environment (tests that keep real input fetching).
 	builder builder.Builder
+	factory func(ctx context.Context, env builder.Env) (builder.Builder, error)
 	rbOnce  sync.Once
 	rbErr   error
 	rb      *builder.Rebuilder
@@ -52,10 +55,19 @@ type Daemon struct {
 	ready chan struct{} // closed when the network and the API are up
 
 	mu      sync.Mutex
-	subs    map[string]*opinions.Opinion // "pkg/name" → opinion (nil for vanilla)
+	subs    map[string]*subscription // by "pkg/name"
 	queue   chan buildJob
 	pending map[string]bool // dedupe key: pkg/opinion-cid
 	running map[string]time.Time
+}
+
+// subscription is one followed topic. op is nil for a vanilla build, and
+// while the opinion of a ref is not known yet (waiting: no local file and
+// no claim naming its content, or not fetched yet).
+type subscription struct {
+	ref     vocab.Ref
+	op      *opinions.Opinion
+	waiting bool
 }
 
 type buildJob struct {
@@ -71,6 +83,12 @@ type Option func(*Daemon)
 // WithBuilder replaces the podman builder (tests, fake builds).
 func WithBuilder(b builder.Builder) Option { return func(d *Daemon) { d.builder = b } }
 
+// WithBuilderFactory makes the builder from the daemon's build environment
+// (mirror, snapshot archive, peers) instead of builder.Open.
+func WithBuilderFactory(f func(ctx context.Context, env builder.Env) (builder.Builder, error)) Option {
+	return func(d *Daemon) { d.factory = f }
+}
+
 // New checks the config, opens the identity and the store; Run starts
 // the daemon.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Daemon, error) {
@@ -79,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}),
-		subs: map[string]*opinions.Opinion{}, pending: map[string]bool{}, running: map[string]time.Time{}}
+		subs: map[string]*subscription{}, pending: map[string]bool{}, running: map[string]time.Time{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -119,7 +137,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MDNS:           *d.cfg.MDNS,
 		DHT:            d.cfg.DHT,
 		SyncInterval:   d.cfg.SyncEvery,
-	}, p2p.Deps{Claims: storeAdapter{d.st}, Blobs: storeAdapter{d.st}},
+	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))
 	if err != nil {
@@ -132,9 +150,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.node.Close()
 	d.log.Info("lebowskid started", "version", version.String(), "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
 
-	for _, s := range d.cfg.Subscribe {
-		r, _ := vocab.ParseRef(s) // Validate checked it
-		if err := d.Subscribe(ctx, r, true); err != nil {
+	for _, s := range d.startSubscriptions() {
+		if err := d.subscribe(ctx, s, false); err != nil {
 			d.log.Error("subscription", "topic", s, "err", err)
 		}
 	}
@@ -226,12 +243,14 @@ func (d *Daemon) listenAPI() (*http.Server, net.Listener, error) {
 	return srv, ln, nil
 }
 
-// Subscribe implements core.Subscriber: it loads the opinion of ref,
-// joins its topic and queues a rebuild if this node has no own claim for
-// the opinion's current content; off leaves the topic.
+// Subscribe implements core.Subscriber: it joins the topic of ref, finds
+// the opinion (the opinions directory, then the ones fetched before, else
+// from peers by the CID the best-attested claims name) and queues a
+// rebuild if this node has no own claim for the opinion's content; off
+// leaves the topic. Runtime changes persist across restarts.
 func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
-	spec := ref.String()
 	if !on {
+		spec := ref.String()
 		d.mu.Lock()
 		_, ok := d.subs[spec]
 		delete(d.subs, spec)
@@ -239,22 +258,171 @@ func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
 		if !ok {
 			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
 		}
-		return d.net.Unsubscribe(spec)
+		if err := d.net.Unsubscribe(spec); err != nil {
+			return err
+		}
+		return d.saveSubscriptions()
 	}
-	var o *opinions.Opinion
+	if err := d.subscribe(ctx, ref, true); err != nil {
+		return err
+	}
+	return d.saveSubscriptions()
+}
+
+func (d *Daemon) subscribe(ctx context.Context, ref vocab.Ref, strict bool) error {
+	spec := ref.String()
+	sub := &subscription{ref: ref}
 	if ref.Opinion != "" {
-		var err error
-		if o, err = opinions.Find(d.cfg.OpinionsDir, spec); err != nil {
+		o, err := opinions.FindIn(d.opinionRoots(), spec)
+		switch {
+		case err == nil:
+			sub.op = o
+			d.keepBundle(o)
+		case errors.Is(err, opinions.ErrNotFound):
+			sub.waiting = true
+		case strict:
 			return core.Invalid(fmt.Errorf("subscription %s: %w", spec, err))
+		default:
+			return fmt.Errorf("subscription %s: %w", spec, err)
 		}
 	}
 	if err := d.net.Subscribe(spec); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.subs[spec] = o
+	d.subs[spec] = sub
 	d.mu.Unlock()
-	d.maybeQueue(ref.Package, o, "subscribed")
+	if sub.waiting {
+		d.log.Info("subscribed; no local opinion file, fetching it from peers when claims name it", "topic", spec)
+		go d.fetchOpinion(ctx, spec)
+		return nil
+	}
+	d.maybeQueue(ref.Package, sub.op, "subscribed")
+	return nil
+}
+
+// opinionRoots are where opinions are looked up: the operator's opinions
+// directory, then the bundles fetched from peers.
+func (d *Daemon) opinionRoots() []string {
+	return []string{d.cfg.OpinionsDir, d.cfg.Layout().FetchedOpinions()}
+}
+
+// keepBundle stores an opinion's bundle as a blob, so peers can fetch it
+// by the CID this node's claims name.
+func (d *Daemon) keepBundle(o *opinions.Opinion) {
+	if _, err := d.st.PutBlob(o.Canonical()); err != nil {
+		d.log.Warn("keeping the opinion bundle", "opinion", o.Package+"/"+o.Name, "err", err)
+	}
+}
+
+// fetchOpinion gets the opinion of a waiting subscription from peers: the
+// content the best-attested claims name, checked against its CID and kept
+// under the data dir's opinions/. It is retried when a claim arrives.
+func (d *Daemon) fetchOpinion(ctx context.Context, spec string) {
+	d.mu.Lock()
+	sub, ok := d.subs[spec]
+	if !ok || !sub.waiting {
+		d.mu.Unlock()
+		return
+	}
+	ref := sub.ref
+	d.mu.Unlock()
+	b, err := d.node.Opinion(ctx, core.OpinionQuery{Package: ref.Package, Name: ref.Opinion})
+	if err != nil {
+		d.log.Info("opinion not available yet", "topic", spec, "err", err)
+		return
+	}
+	o, err := opinions.WriteBundle(d.cfg.Layout().FetchedOpinions(), b.CID, b.Data)
+	if err != nil {
+		d.log.Warn("refused an opinion bundle from peers", "topic", spec, "cid", b.CID, "err", err)
+		return
+	}
+	d.log.Info("fetched opinion from peers", "topic", spec, "cid", o.CID(), "path", o.Path)
+	d.mu.Lock()
+	if cur, ok := d.subs[spec]; ok && cur.waiting {
+		cur.op, cur.waiting = o, false
+	}
+	d.mu.Unlock()
+	d.maybeQueue(ref.Package, o, "opinion fetched from peers")
+}
+
+// Reload looks the subscribed opinions up again (SIGHUP): an opinion whose
+// content changed gets its new CID (and a rebuild); waiting ones are
+// fetched again.
+func (d *Daemon) Reload(ctx context.Context) {
+	d.mu.Lock()
+	subs := make([]*subscription, 0, len(d.subs))
+	for _, s := range d.subs {
+		subs = append(subs, s)
+	}
+	d.mu.Unlock()
+	for _, s := range subs {
+		if s.ref.Opinion == "" {
+			continue
+		}
+		spec := s.ref.String()
+		o, err := opinions.FindIn(d.opinionRoots(), spec)
+		if err != nil {
+			if s.waiting {
+				go d.fetchOpinion(ctx, spec)
+			} else {
+				d.log.Warn("reload: keeping the loaded opinion", "topic", spec, "err", err)
+			}
+			continue
+		}
+		d.mu.Lock()
+		changed := s.op == nil || s.op.CID() != o.CID()
+		s.op, s.waiting = o, false
+		d.mu.Unlock()
+		if changed {
+			d.log.Info("opinion reloaded", "topic", spec, "cid", o.CID())
+			d.keepBundle(o)
+			d.maybeQueue(s.ref.Package, o, "opinion changed")
+		}
+	}
+}
+
+// startSubscriptions are the config's subscriptions and the ones saved at
+// runtime.
+func (d *Daemon) startSubscriptions() []vocab.Ref {
+	seen := map[string]bool{}
+	var out []vocab.Ref
+	add := func(s string) {
+		r, err := vocab.ParseRef(s)
+		if err != nil {
+			d.log.Warn("ignoring a saved subscription", "topic", s, "err", err)
+			return
+		}
+		if !seen[r.String()] {
+			seen[r.String()] = true
+			out = append(out, r)
+		}
+	}
+	for _, s := range d.cfg.Subscribe {
+		add(s)
+	}
+	if b, err := os.ReadFile(d.cfg.Layout().Subscriptions()); err == nil {
+		var saved []string
+		if err := json.Unmarshal(b, &saved); err != nil {
+			d.log.Warn("ignoring an unreadable subscriptions file", "path", d.cfg.Layout().Subscriptions(), "err", err)
+		}
+		for _, s := range saved {
+			add(s)
+		}
+	}
+	return out
+}
+
+// saveSubscriptions writes the current subscriptions (atomically).
+func (d *Daemon) saveSubscriptions() error {
+	b, _ := json.MarshalIndent(d.Subscriptions(), "", "  ")
+	p := d.cfg.Layout().Subscriptions()
+	if err := os.WriteFile(p+".tmp", append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save subscriptions: %w", err)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		return fmt.Errorf("save subscriptions: %w", err)
+	}
 	return nil
 }
 
@@ -357,9 +525,18 @@ func (d *Daemon) onClaim(c *attest.Claim, from peer.ID) {
 	d.node.Emit(core.Event{Type: core.EventClaim, Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()
-	o, ok := d.subs[spec]
+	sub, ok := d.subs[spec]
+	var o *opinions.Opinion
+	waiting := false
+	if ok {
+		o, waiting = sub.op, sub.waiting
+	}
 	d.mu.Unlock()
-	if ok && (o == nil && st.Opinion.CID == "" || o != nil && o.CID() == st.Opinion.CID) {
+	switch {
+	case !ok:
+	case waiting:
+		go d.fetchOpinion(context.Background(), spec)
+	case o == nil && st.Opinion.CID == "", o != nil && o.CID() == st.Opinion.CID:
 		d.maybeQueue(st.Package, o, "peer claim "+c.ID)
 	}
 }
@@ -368,12 +545,21 @@ func (d *Daemon) rebuilder(ctx context.Context) (builder.Builder, error) {
 	if d.builder != nil {
 		return d.builder, nil
 	}
-	d.rbOnce.Do(func() {
-		l := d.cfg.Layout()
-		d.rb, d.rbErr = builder.Open(ctx, builder.Env{WorkDir: l.BuildDir(), CacheDir: d.cfg.CacheDir, Mirror: d.cfg.Mirror,
-			PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")})
-	})
+	env := d.buildEnv()
+	if d.factory != nil {
+		d.rbOnce.Do(func() { d.builder, d.rbErr = d.factory(ctx, env) })
+		return d.builder, d.rbErr
+	}
+	d.rbOnce.Do(func() { d.rb, d.rbErr = builder.Open(ctx, env) })
 	return d.rb, d.rbErr
+}
+
+// buildEnv is how this node rebuilds: locked inputs from the mirror, the
+// snapshot archive, then peers.
+func (d *Daemon) buildEnv() builder.Env {
+	l := d.cfg.Layout()
+	return builder.Env{WorkDir: l.BuildDir(), CacheDir: d.cfg.CacheDir, Mirror: d.cfg.Mirror, Snapshot: d.cfg.SnapshotURL,
+		Peers: peerInputs{d.net}, PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")}
 }
 
 func (d *Daemon) buildWorker(ctx context.Context) {

@@ -186,7 +186,7 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	require.NotEmpty(t, rep.Dissenters)
 	evil := ds[2].fb
 	ds[2].d.mu.Lock()
-	op := ds[2].d.subs["hello/o3"]
+	op := ds[2].d.subs["hello/o3"].op
 	ds[2].d.mu.Unlock()
 	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: op})
 	vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})

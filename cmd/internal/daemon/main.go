@@ -70,7 +70,7 @@ start or failed while running.`,
 				dst  *string
 				src  string
 			}{{"opinions", &cfg.OpinionsDir, flagCfg.OpinionsDir}, {"api-socket", &cfg.APISocket, flagCfg.APISocket},
-				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror},
+				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror}, {"snapshot-url", &cfg.SnapshotURL, flagCfg.SnapshotURL},
 				{"cache-dir", &cfg.CacheDir, flagCfg.CacheDir}, {"podman-url", &cfg.Builds.PodmanURL, flagCfg.Builds.PodmanURL},
 				{"log-level", &cfg.LogLevel, flagCfg.LogLevel}, {"log-format", &cfg.LogFormat, flagCfg.LogFormat}} {
 				if f.Changed(s.name) {
@@ -105,6 +105,26 @@ start or failed while running.`,
 				exitCode = 3
 				return err
 			}
+			// SIGHUP: look the subscribed opinions up again.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				select {
+				case <-d.Ready():
+				case <-ctx.Done():
+					return
+				}
+				for {
+					select {
+					case <-hup:
+						log.Info("SIGHUP: reloading opinions")
+						d.Reload(ctx)
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
 			if err := d.Run(ctx); err != nil {
 				exitCode = 3
 				return err
@@ -124,6 +144,7 @@ start or failed while running.`,
 	fl.StringVar(&flagCfg.APISocket, "api-socket", "", "local API unix socket (default <data-dir>/lebowskid.sock)")
 	fl.StringVar(&flagCfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here (e.g. 127.0.0.1:9464); off by default")
 	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror (default "+source.DefaultMirror+")")
+	fl.StringVar(&flagCfg.SnapshotURL, "snapshot-url", "", "Debian snapshot archive for locked inputs the mirror no longer has (e.g. http://snapshot.debian.org)")
 	fl.StringVar(&flagCfg.CacheDir, "cache-dir", "", "sources and images cache (default <data-dir>/cache; may be shared by nodes on one machine)")
 	fl.StringVar(&flagCfg.Builds.PodmanURL, "podman-url", "", "podman API URL (default: start a private service)")
 	fl.IntVar(&flagCfg.Builds.Concurrency, "concurrency", config.DefaultConcurrency, "concurrent rebuilds")

@@ -76,6 +76,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"StatusPeersSubscriptions", testStatus},
 		{"Claims", testClaims},
 		{"Events", testEvents},
+		{"OpinionByNameAndCID", testOpinion},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, mk) })
 	}
@@ -389,6 +390,18 @@ func testBlobs(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness)
 	}
 	_, err := h.API.GetBlob(ctx, vocab.CID([]byte("nobody has this")))
 	assert.True(t, core.IsNotFound(err), "%v", err)
+	_, err = h.API.FetchBlob(ctx, vocab.CID([]byte("nobody has this")))
+	assert.True(t, core.IsNotFound(err), "%v", err)
+	// A blob only a peer holds is fetched, then held here.
+	far := h.Net.SetBlob([]byte("a peer's build log"))
+	_, err = h.API.GetBlob(ctx, far)
+	assert.True(t, core.IsNotFound(err), "not held before: %v", err)
+	got, err := h.API.FetchBlob(ctx, far)
+	require.NoError(t, err)
+	assert.Equal(t, "a peer's build log", string(got))
+	got, err = h.API.GetBlob(ctx, far)
+	require.NoError(t, err, "kept after the fetch")
+	assert.Equal(t, "a peer's build log", string(got))
 	_, err = h.API.GetBlob(ctx, "../../etc/passwd")
 	assert.True(t, core.IsInvalid(err), "%v", err)
 }
@@ -585,7 +598,31 @@ type FakeNetwork struct {
 	mu        sync.Mutex
 	peers     []core.PeerInfo
 	published []string
-	Fail      error // Publish returns it when set
+	Fail      error             // Publish returns it when set
+	Blobs     map[string][]byte // what the fake peers serve, by CID
+}
+
+// FetchBlob serves Blobs, as if one peer had them.
+func (f *FakeNetwork) FetchBlob(_ context.Context, cid string, max int64) ([]byte, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.Blobs[cid]
+	if !ok {
+		return nil, "", errors.New("none of 1 connected peers has it")
+	}
+	return b, "12D3KooWFakePeer", nil
+}
+
+// SetBlob makes the fake peers serve data.
+func (f *FakeNetwork) SetBlob(data []byte) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Blobs == nil {
+		f.Blobs = map[string][]byte{}
+	}
+	c := vocab.CID(data)
+	f.Blobs[c] = data
+	return c
 }
 
 func (f *FakeNetwork) PeerID() string { return "12D3KooWFakeNetworkPeer" }
@@ -646,4 +683,31 @@ func (f *FakeSubscriber) Subscriptions() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func testOpinion(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	_, err := h.API.Opinion(ctx, core.OpinionQuery{Package: "hello", Name: "o3"})
+	assert.True(t, core.IsNotFound(err), "no claims yet: %v", err)
+	_, err = h.API.Opinion(ctx, core.OpinionQuery{Package: "hello", Name: "no-nls"})
+	assert.True(t, core.IsInvalid(err), "%v", err)
+
+	honest := []byte(`{"an":"honest bundle"}`)
+	flood := []byte(`{"a":"sybil bundle"}`)
+	hc, fc := h.Net.SetBlob(honest), h.Net.SetBlob(flood)
+	importTrusted(t, h.API, attesttest.Identities(t, 2), func(s *attest.Statement) { s.Opinion.CID = hc })
+	var sybil [][]byte
+	for _, id := range attesttest.Fresh(t, 6) {
+		sybil = append(sybil, attesttest.Wire(t, attesttest.Claim(t, id, func(s *attest.Statement) { s.Opinion.CID = fc })))
+	}
+	_, err = h.API.ImportClaims(ctx, sybil)
+	require.NoError(t, err)
+	b, err := h.API.Opinion(ctx, core.OpinionQuery{Package: "hello", Name: "o3"})
+	require.NoError(t, err)
+	assert.Equal(t, hc, b.CID, "the content trusted builders built wins over an unvetted flood")
+	assert.Equal(t, honest, b.Data)
+	assert.Equal(t, 2, b.Claims)
+	b, err = h.API.Opinion(ctx, core.OpinionQuery{CID: fc})
+	require.NoError(t, err)
+	assert.Equal(t, flood, b.Data, "by CID: exactly that content")
 }

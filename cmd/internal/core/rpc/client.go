@@ -182,12 +182,33 @@ func (c *Client) PutBlob(ctx context.Context, data []byte) (string, error) {
 }
 
 func (c *Client) GetBlob(ctx context.Context, cid string) ([]byte, error) {
-	resp, err := c.request(ctx, http.MethodGet, "/v1/blobs/"+url.PathEscape(cid), nil, "")
+	return c.blob(ctx, "/v1/blobs/"+url.PathEscape(cid))
+}
+
+func (c *Client) FetchBlob(ctx context.Context, cid string) ([]byte, error) {
+	return c.blob(ctx, "/v1/blobs/"+url.PathEscape(cid)+"?fetch=true")
+}
+
+func (c *Client) blob(ctx context.Context, path string) ([]byte, error) {
+	resp, err := c.request(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return io.ReadAll(io.LimitReader(resp.Body, maxBlob+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBlob+1))
+	if err != nil {
+		return nil, fmt.Errorf("lebowskid %s: %w", path, err)
+	}
+	if len(b) > maxBlob {
+		return nil, fmt.Errorf("lebowskid %s: blob larger than %d bytes", path, maxBlob)
+	}
+	return b, nil
+}
+
+func (c *Client) Opinion(ctx context.Context, q core.OpinionQuery) (*core.OpinionBundle, error) {
+	var out core.OpinionBundle
+	v := url.Values{"package": {q.Package}, "name": {q.Name}, "cid": {q.CID}}
+	return &out, c.do(ctx, http.MethodGet, "/v1/opinions?"+v.Encode(), nil, &out)
 }
 
 func (c *Client) Status(ctx context.Context) (*core.Status, error) {

@@ -81,8 +81,16 @@ func Handler(api core.API) http.Handler {
 		c, err := api.PutBlob(r.Context(), data)
 		reply(w, map[string]string{"cid": c}, err)
 	})
+	mux.HandleFunc("GET /v1/opinions", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Opinion(r.Context(), core.OpinionQuery{Package: q(r, "package"), Name: q(r, "name"), CID: q(r, "cid")})
+		reply(w, res, err)
+	})
 	mux.HandleFunc("GET /v1/blobs/{cid}", func(w http.ResponseWriter, r *http.Request) {
-		data, err := api.GetBlob(r.Context(), r.PathValue("cid"))
+		get := api.GetBlob
+		if q(r, "fetch") == "true" {
+			get = api.FetchBlob
+		}
+		data, err := get(r.Context(), r.PathValue("cid"))
 		if err != nil {
 			reply(w, nil, err)
 			return
