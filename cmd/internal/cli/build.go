@@ -40,7 +40,12 @@ func (g *globals) addBuildFlags(cmd *cobra.Command, f *buildFlags) {
 }
 
 // loadOpinion resolves --opinion for a package: "" or "vanilla" = none.
-func (g *globals) loadOpinion(pkg, name string) (*opinions.Opinion, error) {
+// It looks in the opinions directory, then among the opinions this node
+// fetched before, then asks the node (and through a running lebowskid,
+// its peers) for the content the best-attested claims name: fetched
+// bundles are checked against their CID, kept under <data-dir>/opinions
+// and shown before anything is built from them.
+func (g *globals) loadOpinion(ctx context.Context, pkg, name string) (*opinions.Opinion, error) {
 	if name == "" || name == vocab.Vanilla {
 		return nil, nil
 	}
@@ -52,12 +57,51 @@ func (g *globals) loadOpinion(pkg, name string) (*opinions.Opinion, error) {
 	if !strings.Contains(ref, "/") {
 		ref = pkg + "/" + name
 	}
-	o, err := opinions.Find(cfg.OpinionsDir, ref, opinions.WithGitCommit(true))
+	fetched := cfg.Layout().FetchedOpinions()
+	o, err := opinions.FindIn([]string{cfg.OpinionsDir, fetched}, ref, opinions.WithGitCommit(true))
+	if errors.Is(err, opinions.ErrNotFound) {
+		o, err = g.fetchOpinion(ctx, ref)
+	}
 	if err != nil {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return nil, err
+		}
 		return nil, usageErr("%v (opinions dir %s; set --opinions)", err, cfg.OpinionsDir)
 	}
 	if o.Package != pkg {
 		return nil, usageErr("opinion %s is for package %s, not %s", ref, o.Package, pkg)
+	}
+	return o, nil
+}
+
+// fetchOpinion gets an opinion this node has no file for from the claims
+// that name it (opinions.WriteBundle checks the bytes against the CID).
+func (g *globals) fetchOpinion(ctx context.Context, ref string) (*opinions.Opinion, error) {
+	r, err := vocab.ParseRef(ref)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	api, done, err := g.api(ctx, write)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	b, err := api.Opinion(ctx, core.OpinionQuery{Package: r.Package, Name: r.Opinion})
+	if err != nil {
+		return nil, usageErr("opinion %s is not in %s, and fetching it failed: %v", ref, cfg.OpinionsDir, err)
+	}
+	o, err := opinions.WriteBundle(cfg.Layout().FetchedOpinions(), b.CID, b.Data)
+	if err != nil {
+		return nil, &ExitError{Code: ExitMismatch, Err: fmt.Errorf("refused the bundle of %s: %w", ref, err)}
+	}
+	if !g.json {
+		fmt.Fprintf(g.errOut, "fetched opinion %s (cid %s), named by %d claims; kept at %s — review it with `lebowski opinion show %s`:\n", ref, o.CID(), b.Claims, o.Path, ref)
+		describeOpinion(g.errOut, o)
 	}
 	return o, nil
 }
@@ -185,7 +229,7 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 			if err := vocab.CheckPackage(pkg); err != nil {
 				return usageErr("%v", err)
 			}
-			op, err := g.loadOpinion(pkg, f.opinion)
+			op, err := g.loadOpinion(ctx, pkg, f.opinion)
 			if err != nil {
 				return err
 			}

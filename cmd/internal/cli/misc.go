@@ -58,7 +58,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			op, err := g.loadOpinion(args[0], f.opinion)
+			op, err := g.loadOpinion(ctx, args[0], f.opinion)
 			if err != nil {
 				return err
 			}

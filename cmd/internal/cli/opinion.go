@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -60,37 +61,14 @@ func newOpinionCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := opinions.Find(cfg.OpinionsDir, args[0])
+			o, err := opinions.FindIn([]string{cfg.OpinionsDir, cfg.Layout().FetchedOpinions()}, args[0])
 			if err != nil {
 				return usageErr("%v", err)
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"opinion": o, "cid": o.CID(), "binary_version": o.BinaryVersion().String(), "path": o.Path, "commit": o.Commit})
+				return g.printJSON(map[string]any{"opinion": o, "cid": o.CID(), "binary_version": o.BinaryVersion().String(), "path": o.Path, "commit": o.Commit, "lock": o.Lock})
 			}
-			g.printf("%s/%s: %s\n", o.Package, o.Name, o.Summary)
-			g.printf("  file:           %s\n  cid:            %s\n", o.Path, o.CID())
-			if o.Commit != "" {
-				g.printf("  commit:         %s\n", o.Commit)
-			}
-			g.printf("  purity:         %s\n  debian:         %s %s\n  binary version: %s\n", o.Purity, o.Debian.Suite, o.Debian.Version, o.BinaryVersion())
-			if a := o.Build.CFlags.Append; len(a) > 0 {
-				g.printf("  CFLAGS +=       %v\n", a)
-			}
-			if a := o.Build.CXXFlags.Append; len(a) > 0 {
-				g.printf("  CXXFLAGS +=     %v\n", a)
-			}
-			if a := o.Build.LDFlags.Append; len(a) > 0 {
-				g.printf("  LDFLAGS +=      %v\n", a)
-			}
-			if len(o.Build.BuildOptions) > 0 {
-				g.printf("  build options:  %v\n", o.Build.BuildOptions)
-			}
-			if len(o.Build.ConfigureArgs) > 0 {
-				g.printf("  configure:      %v\n", o.Build.ConfigureArgs)
-			}
-			for _, p := range o.Patches {
-				g.printf("  patch:          %s (sha256 %s)\n", p.Path, p.SHA256)
-			}
+			describeOpinion(g.out, o)
 			return nil
 		},
 	}
@@ -110,20 +88,29 @@ func newOpinionCmd(g *globals) *cobra.Command {
 				}
 				return envErr(err)
 			}
+			origin := map[*opinions.Opinion]string{}
+			// Opinions fetched from peers (by CID) are listed after the local ones.
+			if fetched, ferr := opinions.LoadDir(cfg.Layout().FetchedOpinions()); ferr == nil || len(fetched) > 0 {
+				for _, o := range fetched {
+					origin[o] = "fetched"
+				}
+				all = append(all, fetched...)
+			}
 			if g.json {
 				type row struct {
-					Ref, Summary, Purity, Version, CID string
+					Ref, Summary, Purity, Version, CID, Origin string
+					Locked                                     bool
 				}
 				rows := []row{}
 				for _, o := range all {
-					rows = append(rows, row{o.Package + "/" + o.Name, o.Summary, string(o.Purity), o.BinaryVersion().String(), o.CID()})
+					rows = append(rows, row{o.Package + "/" + o.Name, o.Summary, string(o.Purity), o.BinaryVersion().String(), o.CID(), orDefault(origin[o], "local"), o.Lock != nil})
 				}
 				return g.printJSON(rows)
 			}
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "OPINION\tPURITY\tVERSION\tSUMMARY")
+			fmt.Fprintln(tw, "OPINION\tPURITY\tVERSION\tLOCKED\tFROM\tSUMMARY")
 			for _, o := range all {
-				fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\n", o.Package, o.Name, o.Purity, o.BinaryVersion(), o.Summary)
+				fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%v\t%s\t%s\n", o.Package, o.Name, o.Purity, o.BinaryVersion(), o.Lock != nil, orDefault(origin[o], "local"), o.Summary)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -157,7 +144,7 @@ the mirror (mmdebstrap) to learn the closure.`,
 				if err != nil || r.Opinion == "" {
 					return usageErr("%q: want PACKAGE/NAME of an opinion, e.g. hello/o3", ref)
 				}
-				o, err := g.loadOpinion(r.Package, r.Opinion)
+				o, err := g.loadOpinion(ctx, r.Package, r.Opinion)
 				if err != nil {
 					return err
 				}
@@ -214,4 +201,38 @@ the mirror (mmdebstrap) to learn the closure.`,
 	g.addBuildFlags(lock, &lf)
 	cmd.AddCommand(lint, show, list, lock)
 	return cmd
+}
+
+// describeOpinion prints what an opinion changes and pins.
+func describeOpinion(w io.Writer, o *opinions.Opinion) {
+	fmt.Fprintf(w, "%s/%s: %s\n", o.Package, o.Name, o.Summary)
+	fmt.Fprintf(w, "  file:           %s\n  cid:            %s\n", o.Path, o.CID())
+	if o.Commit != "" {
+		fmt.Fprintf(w, "  commit:         %s\n", o.Commit)
+	}
+	fmt.Fprintf(w, "  purity:         %s (%s)\n  debian:         %s %s\n  binary version: %s\n", o.Purity, o.Purity.Words(), o.Debian.Suite, o.Debian.Version, o.BinaryVersion())
+	for _, f := range []struct {
+		label string
+		v     []string
+	}{{"CFLAGS +=", o.Build.CFlags.Append}, {"CXXFLAGS +=", o.Build.CXXFlags.Append}, {"LDFLAGS +=", o.Build.LDFlags.Append},
+		{"build options:", o.Build.BuildOptions}, {"configure:", o.Build.ConfigureArgs}} {
+		if len(f.v) > 0 {
+			fmt.Fprintf(w, "  %-15s %v\n", f.label, f.v)
+		}
+	}
+	for _, p := range o.Patches {
+		fmt.Fprintf(w, "  patch:          %s (sha256 %s)\n", p.Path, p.SHA256)
+	}
+	if l := o.Lock; l != nil {
+		fmt.Fprintf(w, "  lock:           %s %s (dsc sha256 %s), %d image packages, mirror state %s\n", l.Package, l.Source.Version, l.Source.Dsc.SHA256, len(l.Image), l.MirrorDate.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "  lock:           none — inputs not pinned (`lebowski opinion lock %s/%s`)\n", o.Package, o.Name)
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

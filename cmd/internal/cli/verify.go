@@ -118,7 +118,7 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			if opName == "" {
 				opName = deb.Opinion
 			}
-			op, err := g.loadOpinion(deb.Source, opName)
+			op, err := g.loadOpinion(ctx, deb.Source, opName)
 			if err != nil {
 				return err
 			}
