@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The main job (./just demo): three lebowskid nodes on loopback, each with
-# its own data dir and builder key, trusting each other, all subscribed to
-# hello/o3. Each rebuilds hello under -O3 in podman and gossips its signed
-# claim; then node 1 shows the consensus, verifies the built .deb (SAFE TO
-# INSTALL) and a tampered copy (DO NOT INSTALL).
+# its own data dir, builder key and cache (no shared sources or images),
+# trusting each other, all subscribed to hello/o3. Each fetches the inputs
+# hello/o3.lock pins by sha256, makes the build image from exactly those
+# .debs, rebuilds hello under -O3 in podman and gossips its signed claim;
+# the three independent images and builds agree; then node 1 shows the
+# consensus, verifies the built .deb (SAFE TO INSTALL) and a tampered copy
+# (DO NOT INSTALL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${LEBOWSKI_BIN:-$ROOT/bin}
 WORK=${LEBOWSKI_DEMO_DIR:-$ROOT/.data/demo}
-CACHE=${LEBOWSKI_CACHE_DIR:-$WORK/cache} # verified sources + build images, shared by the three nodes
 TIMEOUT=${LEBOWSKI_DEMO_TIMEOUT:-1200}
 export LEBOWSKI_OPINIONS=$ROOT/opinions
 T0=$(date +%s)
@@ -25,9 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bold "1/7 fresh node directories in $WORK (cache kept in $CACHE)"
+bold "1/7 fresh node directories in $WORK, each with its own cache"
 rm -rf "$WORK"/node1 "$WORK"/node2 "$WORK"/node3
-mkdir -p "$CACHE"
 declare -a FPR
 for i in 1 2 3; do
 	mkdir -p "$WORK/node$i"
@@ -36,8 +37,9 @@ for i in 1 2 3; do
 	echo "node$i builder key ${FPR[$i]}"
 done
 
-bold "2/7 verified Debian source + reproducible build image for hello (first time: mmdebstrap, ~1-2 min)"
-lb 1 image build hello --opinion o3 --cache-dir "$CACHE"
+bold "2/7 the recipe: opinion hello/o3 and its lock (source and image .debs pinned by sha256)"
+lb 1 opinion lint "$ROOT/opinions/hello/o3.yaml"
+lb 1 opinion show hello/o3
 
 start_node() {
 	local i=$1 port=$2; shift 2
@@ -47,7 +49,6 @@ start_node() {
 		echo "listen: [/ip4/127.0.0.1/tcp/$port]"
 		echo "mdns: false"
 		echo "subscribe: [hello/o3]"
-		echo "cache_dir: $CACHE"
 		echo "sync_interval: 10s"
 		echo "trusted_keys:"
 		for j in 1 2 3; do [ "$j" = "$i" ] || echo "  - ${FPR[$j]}"; done
@@ -71,7 +72,7 @@ start_node 3 4103 --bootstrap "$BOOT"
 sleep 2
 lb 1 peers
 
-bold "4/7 each node rebuilds hello 2.10-3 under opinion o3 in podman (--network=none) and gossips its claim"
+bold "4/7 each node fetches the locked inputs into its own cache, makes its own image, rebuilds hello 2.10-3 under o3 in podman (--network=none) and gossips its claim"
 deadline=$(( $(date +%s) + TIMEOUT ))
 last=""
 while :; do
@@ -89,6 +90,12 @@ done
 
 bold "5/7 lebowski info hello (node 1's own view, from all peers' claims)"
 lb 1 info hello --opinion o3
+echo "image digests the three nodes made independently (from their claims):"
+for i in 1 2 3; do
+	lb "$i" --json claims list hello | jq -r --arg f "${FPR[$i]}" '.[] | select(.builder == $f) | .recipe_id' | head -1 | while read -r rid; do
+		lb "$i" --json info hello --opinion o3 | jq -r --arg r "$rid" --arg n "$i" '.recipes[] | select(.recipe.recipe_id == $r) | "  node\($n): \(.recipe.container_digest)"'
+	done
+done
 
 DEB=$(find "$WORK/node1/builder/builds" -name 'hello_2.10-3~o3+1_amd64.deb' | head -1)
 bold "6/7 lebowski verify $(basename "$DEB")"
@@ -113,6 +120,6 @@ PIDS=()
 trap - EXIT
 
 bold "summary ($(elapsed))"
-echo "3 independent nodes rebuilt hello 2.10-3~o3+1 in podman and agreed on:"
+echo "3 independent nodes (own caches, own images from the lock) rebuilt hello 2.10-3~o3+1 in podman and agreed on:"
 lb 1 --json info hello --opinion o3 | jq -r '.recipes[0].report.consensus.artifacts[] | "  \(.sha256)  \(.name)"'
 echo "verify of the built .deb: SAFE TO INSTALL (exit 0); of a one-byte-tampered copy: DO NOT INSTALL (exit 1)"

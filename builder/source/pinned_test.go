@@ -16,10 +16,11 @@ import (
 
 // fakePeers serves blobs by CID (or lies, with wrong).
 type fakePeers struct {
-	mu    sync.Mutex
-	blobs map[string][]byte
-	wrong bool
-	asked int
+	mu       sync.Mutex
+	blobs    map[string][]byte
+	wrong    bool
+	truncate bool
+	asked    int
 }
 
 func (p *fakePeers) FetchBlob(_ context.Context, cid string, max int64) ([]byte, string, error) {
@@ -32,6 +33,9 @@ func (p *fakePeers) FetchBlob(_ context.Context, cid string, max int64) ([]byte,
 	}
 	if p.wrong {
 		return []byte("lies"), "12D3KooWliar", nil
+	}
+	if p.truncate {
+		return b[:len(b)-1], "12D3KooWtruncated", nil
 	}
 	return b, "12D3KooWhonest", nil
 }
@@ -138,6 +142,18 @@ func TestFetchPinnedUnavailable(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(cache + "/tmp"); len(entries) != 0 {
 		t.Fatalf("half-written files left in tmp: %d", len(entries))
+	}
+	// A truncated file from a peer is refused too.
+	short := &fakePeers{blobs: map[string][]byte{vocab.CID(data): data}, truncate: true}
+	f2, err := New(t.TempDir(), WithMirror(env.mirror.url()), WithKeyring(env.keyring), WithPeers(short))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f2.FetchPinned(context.Background(), pin, "", 1<<20); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "12D3KooWtruncated") {
+		t.Fatalf("truncated file from a peer: err = %v", err)
+	}
+	if _, ok := f2.CachedBySHA256(pin.SHA256); ok {
+		t.Fatal("a truncated file entered the cache")
 	}
 	if _, _, err := f.FetchPinned(context.Background(), Pinned{Name: "x.deb", Size: 10, SHA256: sha(data)}, "", 5); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over the limit: err = %v", err)

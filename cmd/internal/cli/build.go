@@ -29,6 +29,7 @@ type buildFlags struct {
 	podmanURL string
 	cacheDir  string
 	mirror    string
+	snapshot  string
 	timeout   time.Duration
 }
 
@@ -36,6 +37,7 @@ func (g *globals) addBuildFlags(cmd *cobra.Command, f *buildFlags) {
 	cmd.Flags().StringVar(&f.podmanURL, "podman-url", os.Getenv("LEBOWSKI_PODMAN_URL"), "podman API URL (default: the config's builds.podman_url, else start a private podman service)")
 	cmd.Flags().StringVar(&f.cacheDir, "cache-dir", os.Getenv("LEBOWSKI_CACHE_DIR"), "where verified sources and build images are cached (default the config's cache_dir, <data-dir>/cache)")
 	cmd.Flags().StringVar(&f.mirror, "mirror", "", "Debian mirror (default the config's mirror, "+source.DefaultMirror+")")
+	cmd.Flags().StringVar(&f.snapshot, "snapshot-url", "", "Debian snapshot archive for locked inputs the mirror no longer has (default the config's snapshot_url)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("wall-clock limit of one build; a timeout is signed as a failed build (default the config's builds.timeout, %s)", config.DefaultBuildTimeout))
 }
 
@@ -151,12 +153,18 @@ func (g *globals) openRebuilder(ctx context.Context, f *buildFlags, progress fun
 		return nil, err
 	}
 	l := cfg.Layout()
-	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, PodmanURL: cfg.Builds.PodmanURL,
+	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, Snapshot: cfg.SnapshotURL, PodmanURL: cfg.Builds.PodmanURL,
 		Timeout: cfg.Builds.Timeout, Log: g.log, Progress: progress}
+	// Through a running lebowskid, locked inputs can come from its peers.
+	if c, err := g.dial(ctx); c != nil {
+		env.Peers = daemonPeers{c}
+	} else if err != nil {
+		return nil, err
+	}
 	for _, o := range []struct {
 		dst *string
 		v   string
-	}{{&env.CacheDir, f.cacheDir}, {&env.Mirror, f.mirror}, {&env.PodmanURL, f.podmanURL}} {
+	}{{&env.CacheDir, f.cacheDir}, {&env.Mirror, f.mirror}, {&env.Snapshot, f.snapshot}, {&env.PodmanURL, f.podmanURL}} {
 		if o.v != "" {
 			*o.dst = o.v
 		}
@@ -421,4 +429,18 @@ func (g *globals) record(ctx context.Context, res *builder.Result, op *opinions.
 		return nil, fmt.Errorf("recording the build: %w", err)
 	}
 	return rec, nil
+}
+
+// daemonPeers fetches blobs from the running daemon's peers (source.Peers).
+type daemonPeers struct{ api core.API }
+
+func (d daemonPeers) FetchBlob(ctx context.Context, cid string, max int64) ([]byte, string, error) {
+	b, err := d.api.FetchBlob(ctx, cid)
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(b)) > max {
+		return nil, "", fmt.Errorf("blob %s: %d bytes, more than %d", cid, len(b), max)
+	}
+	return b, "via lebowskid", nil
 }
