@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
@@ -204,6 +206,12 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 		st, err := c.Status(ctx)
 		return err == nil && st.Claims == 1
 	}, 30*time.Second, 100*time.Millisecond)
+	_, err = c.Subscribe(ctx, "hello/greeting", true)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := c.Status(ctx)
+		return err == nil && st.Claims == 2
+	}, 30*time.Second, 100*time.Millisecond, "greeting built")
 	before, err := c.Status(ctx)
 	require.NoError(t, err)
 	ds[0].cancel()
@@ -225,10 +233,11 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 	after, err := c2.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, before.PeerID, after.PeerID, "persisted libp2p identity")
+	require.Equal(t, []string{"hello/greeting", "hello/o3"}, after.Subscriptions, "a subscription made at runtime survives the restart")
 	require.Equal(t, before.Builder, after.Builder, "persisted builder key")
-	require.Equal(t, 1, after.Claims)
+	require.Equal(t, 2, after.Claims)
 	time.Sleep(500 * time.Millisecond)
-	require.Equal(t, int32(0), fb.builds.Load(), "own claim found: no rebuild after restart")
+	require.Equal(t, int32(0), fb.builds.Load(), "own claims found: no rebuild after restart")
 }
 
 func TestSocketIsPrivate(t *testing.T) {
@@ -255,4 +264,36 @@ func TestMainExitCodes(t *testing.T) {
 			require.Equal(t, tc.code, Main(tc.args))
 		})
 	}
+}
+
+// TestReloadRebuildsChangedOpinion: after an opinion file changes, SIGHUP
+// (Reload) gives the subscription the new content's CID and a rebuild.
+func TestReloadRebuildsChangedOpinion(t *testing.T) {
+	ops := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(ops, "hello"), 0o755))
+	for _, f := range []string{"o3.yaml", "o3.lock"} {
+		b, err := os.ReadFile(filepath.Join(repoOpinions(t), "hello", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(ops, "hello", f), b, 0o644))
+	}
+	td := startOne(t, func(c *config.Config) { c.OpinionsDir = ops })
+	attesttest.Eventually(t, 20*time.Second, "first build", func() bool { return td.fb.builds.Load() == 1 })
+	td.d.mu.Lock()
+	before := td.d.subs["hello/o3"].op.CID()
+	td.d.mu.Unlock()
+
+	p := filepath.Join(ops, "hello", "o3.yaml")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), "revision: 1", "revision: 2", 1)), 0o644))
+	td.d.Reload(context.Background())
+	attesttest.Eventually(t, 20*time.Second, "rebuild of the changed opinion", func() bool { return td.fb.builds.Load() == 2 })
+	td.d.mu.Lock()
+	after := td.d.subs["hello/o3"].op
+	td.d.mu.Unlock()
+	require.NotEqual(t, before, after.CID())
+	require.Equal(t, 2, after.Revision)
+	td.d.Reload(context.Background()) // unchanged: no third build
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, int32(2), td.fb.builds.Load())
 }
