@@ -1,14 +1,11 @@
 package source
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,41 +78,12 @@ func (f *Fetcher) ResolveBinaries(ctx context.Context, suite, arch string, want 
 	if err != nil {
 		return nil, fmt.Errorf("source: resolve binaries in %s: %w", suite, err)
 	}
-	var idx sourcesIndex
-	var sum checksum
-	for _, bi := range binaryIndexes(arch) {
-		if c, ok := rel.SHA256[bi.path]; ok {
-			idx, sum = bi, c
-			break
-		}
-	}
-	if idx.path == "" {
-		return nil, fmt.Errorf("%w: Release of %s lists no main/binary-%s/Packages index", ErrNotFound, suite, arch)
-	}
-	base := f.mirror + "/dists/" + suite + "/"
-	name := suite + "/" + idx.path
-	var p string
-	if rel.AcquireByHash {
-		p, err = f.fetchBlob(ctx, name, base+dirOf(idx.path)+"by-hash/SHA256/"+sum.SHA256, sum, maxSourcesSize)
-		if errors.Is(err, ErrNotFound) {
-			p, err = f.fetchBlob(ctx, name, base+idx.path, sum, maxSourcesSize)
-		}
-	} else {
-		p, err = f.fetchBlob(ctx, name, base+idx.path, sum, maxSourcesSize)
-	}
+	r, name, done, err := f.openIndex(ctx, suite, rel, binaryIndexes(arch))
 	if err != nil {
 		return nil, fmt.Errorf("source: resolve binaries: %w", err)
 	}
-	fh, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("source: open %s: %w", name, err)
-	}
-	defer fh.Close()
-	r, err := idx.opener(fh)
-	if err != nil {
-		return nil, fmt.Errorf("source: decompress %s: %w", name, err)
-	}
-	found, err := findBinaries(ctx, io.LimitReader(r, maxSourcesUnpack), want)
+	defer done()
+	found, err := findBinaries(ctx, r, want)
 	if err != nil {
 		return nil, fmt.Errorf("source: read %s: %w", name, err)
 	}
@@ -146,15 +114,7 @@ func findBinaries(ctx context.Context, r io.Reader, want []Installed) (map[Insta
 		wanted[w] = true
 	}
 	out := map[Installed]BinaryPackage{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLineLen)
-	var para []byte
-	n := 0
-	check := func() error {
-		defer func() { para = para[:0] }()
-		if len(para) == 0 {
-			return nil
-		}
+	err := scanParagraphs(ctx, r, func(para []byte) error {
 		first, _, _ := bytes.Cut(para, []byte("\n"))
 		pkg, ok := bytes.CutPrefix(first, []byte("Package: "))
 		if !ok || !names[string(bytes.TrimSpace(pkg))] {
@@ -175,30 +135,6 @@ func findBinaries(ctx context.Context, r io.Reader, want []Installed) (map[Insta
 		}
 		out[key] = b
 		return nil
-	}
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimRight(line, " \t\r")) == 0 {
-			if n++; n%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return nil, err
-				}
-			}
-			if err := check(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if len(para)+len(line)+1 > maxParagraphLen {
-			return nil, fmt.Errorf("%w: paragraph longer than %d bytes", ErrMalformed, maxParagraphLen)
-		}
-		para = append(append(para, line...), '\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := check(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	})
+	return out, err
 }
