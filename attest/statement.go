@@ -84,10 +84,10 @@ type Statement struct {
 	LogCID             string     `json:"log_cid,omitempty"`
 	// LockCID names the lock the build ran from (a blob: the lock's
 	// canonical JSON), so anyone can fetch it and rebuild the same inputs.
-	LockCID string `json:"lock_cid,omitempty"`
-	Builder            string     `json:"builder"` // OpenPGP fingerprint, upper-case hex
-	PeerID             string     `json:"peer_id,omitempty"`
-	Timestamp          time.Time  `json:"timestamp"`
+	LockCID   string    `json:"lock_cid,omitempty"`
+	Builder   string    `json:"builder"` // OpenPGP fingerprint, upper-case hex
+	PeerID    string    `json:"peer_id,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
 }
 
 // Recipe returns the recipe the statement is about.

@@ -23,7 +23,7 @@ func testLock() *Lock {
 		Package: "hello", Opinion: "o3", Suite: "bookworm", Arch: "amd64",
 		MirrorDate: time.Date(2026, 7, 11, 10, 16, 37, 0, time.UTC), ImageEpoch: 1686355200,
 		Source: LockSource{Version: "2.10-3", Directory: "pool/main/h/hello",
-			Dsc: LockFile{Name: "hello_2.10-3.dsc", Size: 1847, SHA256: hexOf("dsc")},
+			Dsc:   LockFile{Name: "hello_2.10-3.dsc", Size: 1847, SHA256: hexOf("dsc")},
 			Files: []LockFile{{Name: "hello_2.10.orig.tar.gz", Size: 725946, SHA256: hexOf("orig")}, {Name: "hello_2.10-3.debian.tar.xz", Size: 12688, SHA256: hexOf("debian")}}},
 		Image: []LockDeb{
 			{Name: "libc6", Version: "2.36-9+deb12u14", Arch: "amd64", Filename: "pool/main/g/glibc/libc6_2.36-9+deb12u14_amd64.deb", Size: 2759000, SHA256: hexOf("libc6")},
