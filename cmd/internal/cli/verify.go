@@ -4,70 +4,56 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
-	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/builder/debfile"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
-// debInfo is what verify reads from a .deb's control file.
-type debInfo struct {
-	Package, Version, Source, Arch string
-	DebianVersion, Opinion         string
-}
-
-func readDeb(path string) (*debInfo, error) {
-	out, err := exec.Command("dpkg-deb", "--showformat=${Package}\n${Version}\n${Source}\n${Architecture}\n", "--show", path).Output()
+// openPackage hashes and inspects the file verify was given. A path
+// that does not name a regular file is a usage error; a file that cannot
+// be read or is not an intact .deb returns its hash (when readable) and
+// the reason, and verify decides DO NOT INSTALL.
+func openPackage(ctx context.Context, path string) (deb *debfile.Info, sum string, bad error, err error) {
+	st, err := os.Stat(path)
 	if err != nil {
-		if _, lerr := exec.LookPath("dpkg-deb"); lerr != nil {
-			return nil, envErr(fmt.Errorf("dpkg-deb not found: install it with `apt-get install dpkg`"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", nil, usageErr("%s: no such file", path)
 		}
-		msg := err.Error()
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = strings.TrimSpace(string(ee.Stderr))
-		}
-		return nil, usageErr("%s is not a readable .deb: %s", path, msg)
+		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 	}
-	f := strings.Split(string(out), "\n")
-	if len(f) < 4 {
-		return nil, usageErr("%s: unexpected dpkg-deb output", path)
+	if !st.Mode().IsRegular() {
+		return nil, "", nil, usageErr("%s is not a regular file (%s): give verify a .deb file", path, st.Mode().Type())
 	}
-	d := &debInfo{Package: f[0], Version: f[1], Source: f[2], Arch: f[3]}
-	if d.Source == "" {
-		d.Source = d.Package
-	}
-	if i := strings.IndexByte(d.Source, ' '); i > 0 { // "hello (2.10-3)"
-		d.Source = d.Source[:i]
-	}
-	d.DebianVersion = d.Version
-	if bv, ok := vocab.ParseBinaryVersion(d.Version); ok {
-		d.DebianVersion, d.Opinion = bv.Debian, bv.Opinion
-	}
-	return d, nil
-}
-
-func sha256File(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum = hex.EncodeToString(h.Sum(nil))
+	deb, err = debfile.Inspect(ctx, f, st.Size())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", nil, ctx.Err()
+		}
+		return nil, sum, err, nil
+	}
+	return deb, sum, nil, nil
 }
 
 type verifyOutput struct {
@@ -106,13 +92,15 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			path := args[0]
-			deb, err := readDeb(path)
+			deb, sum, bad, err := openPackage(ctx, path)
 			if err != nil {
 				return err
 			}
-			sum, err := sha256File(path)
-			if err != nil {
-				return usageErr("%v", err)
+			if bad != nil {
+				return g.verifyUnreadable(ctx, path, sum, bad)
+			}
+			if deb.Architecture != "all" && deb.Architecture != builder.DefaultArch {
+				return g.verifyUnreadable(ctx, path, sum, fmt.Errorf("built for %s; this node installs and rebuilds %s packages", deb.Architecture, builder.DefaultArch))
 			}
 			opName := f.opinion
 			if opName == "" {
@@ -150,7 +138,7 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 				deb.DebianVersion, deb.Opinion = deb.Version, ""
 			}
 			name := filepath.Base(path)
-			wantName := fmt.Sprintf("%s_%s_%s.deb", deb.Package, vocab.StripEpoch(deb.Version), deb.Arch)
+			wantName := deb.FileName()
 
 			// The consensus of what others built.
 			b, done, err := g.api(ctx, read)
@@ -226,6 +214,37 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 	return cmd
 }
 
+// verifyUnreadable decides DO NOT INSTALL for a file verify cannot treat
+// as a package for this machine, saying why and, when the file could be
+// hashed, what the network attests about that exact hash.
+func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why error) error {
+	out := verifyOutput{File: path, SHA256: sum}
+	out.Checks = append(out.Checks, check{false, "Package file", why.Error()})
+	if !g.json {
+		g.printf("✗ Package file %s\n", why)
+	}
+	reasons := []string{fmt.Sprintf("%s: %v", filepath.Base(path), why)}
+	if sum == "" {
+		return g.decide(&out, consensus.DoNotInstall, reasons...)
+	}
+	b, done, err := g.api(ctx, read)
+	if err != nil {
+		return err
+	}
+	vr, err := b.Verify(ctx, core.VerifyRequest{SHA256: sum})
+	done()
+	if err != nil {
+		return err
+	}
+	out.Consensus = vr
+	if vr.File != "" {
+		reasons = append(reasons, fmt.Sprintf("sha256 %s is attested as %s (%s)", short(sum, 16), vr.File, vr.Verdict))
+	} else {
+		reasons = append(reasons, vr.Reasons...)
+	}
+	return g.decide(&out, consensus.DoNotInstall, reasons...)
+}
+
 func opinionName(op *opinions.Opinion) string {
 	if op == nil {
 		return "vanilla"
@@ -261,7 +280,7 @@ func (g *globals) decide(out *verifyOutput, v consensus.Verdict, reasons ...stri
 
 // ownBuild returns this node's build of the file's recipe: reused from an
 // earlier build when its output is still on disk, else rebuilt now.
-func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debInfo, op *opinions.Opinion, wantName string, force bool) (*builder.Output, *attest.Recipe, error) {
+func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debfile.Info, op *opinions.Opinion, wantName string, force bool) (*builder.Output, *attest.Recipe, error) {
 	if !force {
 		if o, r := g.reuseOwn(ctx, deb, op, wantName); o != nil {
 			if !g.json {
@@ -298,7 +317,7 @@ func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debInfo, op 
 }
 
 // reuseOwn finds this node's earlier build output for the recipe.
-func (g *globals) reuseOwn(ctx context.Context, deb *debInfo, op *opinions.Opinion, wantName string) (*builder.Output, *attest.Recipe) {
+func (g *globals) reuseOwn(ctx context.Context, deb *debfile.Info, op *opinions.Opinion, wantName string) (*builder.Output, *attest.Recipe) {
 	b, done, err := g.api(ctx, read)
 	if err != nil {
 		return nil, nil

@@ -130,7 +130,9 @@ type InfoResult struct {
 	Recipes []RecipeInfo `json:"recipes"`
 }
 
-// VerifyRequest asks for the verdict on one file.
+// VerifyRequest asks for the verdict on one file. With Package empty it
+// asks about a bare SHA256: which attested artifact has that hash, and
+// its recipe's verdict (for files whose control data cannot be read).
 type VerifyRequest struct {
 	Package       string `json:"package"`        // source package
 	BinaryPackage string `json:"binary_package"` // for messages
@@ -152,6 +154,9 @@ type VerifyResult struct {
 	Recipe  *RecipeInfo       `json:"recipe,omitempty"`
 	// Expected is the consensus hash for the file name, if any.
 	Expected string `json:"expected,omitempty"`
+	// File is the attested artifact name, when the request gave only a
+	// hash (Package empty).
+	File string `json:"file,omitempty"`
 }
 
 // OpinionQuery names an opinion to fetch: by CID, or by package and name

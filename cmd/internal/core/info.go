@@ -143,6 +143,9 @@ func (n *Node) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, er
 	if !vocab.IsSHA256Hex(req.SHA256) {
 		return nil, Invalid(fmt.Errorf("sha256 %q is not 64 lower-case hex digits", req.SHA256))
 	}
+	if req.Package == "" {
+		return n.verifyArtifact(ctx, req.SHA256)
+	}
 	if err := vocab.CheckFileName(req.FileName); err != nil {
 		return nil, Invalid(err)
 	}
@@ -178,4 +181,58 @@ func (n *Node) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, er
 		}
 	}
 	return out, nil
+}
+
+// verifyArtifact answers for a bare hash (a file whose package, version
+// and name cannot be read): which attested artifact has this hash, and
+// the verdict of its recipe's consensus for it.
+func (n *Node) verifyArtifact(ctx context.Context, sum string) (*VerifyResult, error) {
+	scs, err := n.st.ByArtifact(sum)
+	if err != nil {
+		return nil, err
+	}
+	if len(scs) == 0 {
+		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{fmt.Sprintf("no builder attests a file with sha256 %s", sum)}}, nil
+	}
+	var best *VerifyResult
+	seen := map[string]bool{}
+	for _, sc := range scs {
+		if seen[sc.RecipeID] {
+			continue
+		}
+		seen[sc.RecipeID] = true
+		c, ok, err := n.st.Get(sc.ID)
+		if err != nil || !ok {
+			continue
+		}
+		st := c.Statement
+		name := ""
+		for _, a := range st.Artifacts {
+			if a.SHA256 == sum {
+				name = a.Name
+			}
+		}
+		if name == "" {
+			continue
+		}
+		op := st.Opinion.Name
+		if op == "" {
+			op = vocab.Vanilla
+		}
+		vr, err := n.Verify(ctx, VerifyRequest{Package: st.Package, DebianVersion: st.DebianVersion, Opinion: op, RecipeID: sc.RecipeID, FileName: name, SHA256: sum})
+		if err != nil {
+			return nil, err
+		}
+		vr.File = name
+		if best == nil || vr.Verdict == consensus.Safe {
+			best = vr
+		}
+		if vr.Verdict == consensus.Safe {
+			break
+		}
+	}
+	if best == nil {
+		return &VerifyResult{Verdict: consensus.Unverified, Reasons: []string{fmt.Sprintf("no readable claim names a file with sha256 %s", sum)}}, nil
+	}
+	return best, nil
 }

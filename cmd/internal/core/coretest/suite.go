@@ -180,6 +180,8 @@ func testConsensusAndVerify(t *testing.T, mk func(*testing.T, func(*config.Confi
 		{"vanilla has no claims", core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", FileName: "hello_2.10-3_amd64.deb", SHA256: attesttest.Hex("deb")}, consensus.Unverified},
 		{"another package", core.VerifyRequest{Package: "nano", DebianVersion: "7.2-1", FileName: "nano_7.2-1_amd64.deb", SHA256: attesttest.Hex("deb")}, consensus.Unverified},
 		{"a recipe nobody built", core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", RecipeID: attesttest.Hex("other"), FileName: attesttest.DebName, SHA256: attesttest.Hex("deb")}, consensus.Unverified},
+		{"bare hash of the agreed file", core.VerifyRequest{SHA256: attesttest.Hex("deb")}, consensus.Safe},
+		{"bare hash nobody attests", core.VerifyRequest{SHA256: attesttest.Hex("evil")}, consensus.Unverified},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			v, err := h.API.Verify(ctx, tc.req)
@@ -188,6 +190,9 @@ func testConsensusAndVerify(t *testing.T, mk func(*testing.T, func(*config.Confi
 			assert.NotEmpty(t, v.Reasons)
 			if tc.want != consensus.Unverified {
 				assert.Equal(t, attesttest.Hex("deb"), v.Expected)
+			}
+			if tc.req.Package == "" && tc.want == consensus.Safe {
+				assert.Equal(t, attesttest.DebName, v.File, "a bare hash names the attested file")
 			}
 		})
 	}
