@@ -63,6 +63,7 @@ type globals struct {
 	verbose     int
 	socket      string
 	socketSet   bool // --socket or $LEBOWSKI_SOCKET: it must answer
+	dataDirSet  bool // --data-dir or $LEBOWSKI_DATA_DIR: never fall back to the system daemon
 	out         io.Writer
 	errOut      io.Writer
 	log         *slog.Logger
@@ -127,6 +128,7 @@ Exit codes: 0 ok / SAFE TO INSTALL, 1 mismatch / DO NOT INSTALL / UNVERIFIED,
 			}
 			g.log = slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
 			g.socketSet = cmd.Flags().Changed("socket") || os.Getenv("LEBOWSKI_SOCKET") != ""
+			g.dataDirSet = cmd.Flags().Changed("data-dir") || os.Getenv("LEBOWSKI_DATA_DIR") != ""
 			return nil
 		},
 	}
@@ -236,11 +238,40 @@ func (g *globals) api(ctx context.Context, a access) (core.API, func(), error) {
 	if c != nil || err != nil {
 		return c, func() {}, err
 	}
+	if a == read && !g.dataDirSet {
+		if c, err := g.dialSystem(ctx); c != nil || err != nil {
+			return c, func() {}, err
+		}
+	}
 	n, done, err := g.local(a)
 	if err != nil {
 		return nil, nil, err
 	}
 	return n, done, nil
+}
+
+// dialSystem answers a read command of a user who has no node of their
+// own from the system daemon's public socket (config.SystemSocketPath):
+// nil when there is an own node or no system daemon, an error when the
+// socket refuses this user.
+func (g *globals) dialSystem(ctx context.Context) (*rpc.Client, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Layout().CheckExists() == nil {
+		return nil, nil
+	}
+	sock := config.SystemSocketPath()
+	c, err := rpc.Dial(ctx, sock)
+	switch {
+	case err == nil:
+		g.log.Info("using the system lebowskid", "socket", sock)
+		return c, nil
+	case errors.Is(err, rpc.ErrPermission):
+		return nil, envErr(fmt.Errorf("%w: the system daemon's socket is for group %s; join it with `sudo adduser $USER %s` and log in again (or use your own node with --data-dir)", err, config.DefaultPublicSocketGroup, config.DefaultPublicSocketGroup))
+	}
+	return nil, nil
 }
 
 // dial returns a client of the running daemon, nil when none answers on
@@ -277,6 +308,9 @@ func (g *globals) local(a access) (*core.Node, func(), error) {
 	var opts []store.Option
 	if a == read {
 		if err := l.CheckExists(); err != nil {
+			if !g.dataDirSet {
+				err = fmt.Errorf("%w; no system lebowskid answers on %s either", err, config.SystemSocketPath())
+			}
 			return nil, nil, envErr(err)
 		}
 		opts = append(opts, store.WithReadOnly())

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -52,12 +53,18 @@ type Config struct {
 	TrustedKeys []string `yaml:"trusted_keys"` // OpenPGP fingerprints
 	// TrustHops is how many OpenPGP certification hops from a trusted key
 	// still make a key trusted (0: only keys trusted directly).
-	TrustHops   *int    `yaml:"trust_hops"`
-	Threshold   float64 `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
-	MinTrusted  int     `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
-	APISocket   string  `yaml:"api_socket"`
-	MetricsAddr string  `yaml:"metrics_addr"` // opt-in, e.g. 127.0.0.1:9464
-	Mirror      string  `yaml:"mirror"`
+	TrustHops  *int    `yaml:"trust_hops"`
+	Threshold  float64 `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
+	MinTrusted int     `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
+	APISocket  string  `yaml:"api_socket"`
+	// PublicSocket, when set, is a second API socket serving only the
+	// read part of the API (info, verify, claims, keys, blobs, status) to
+	// the members of PublicSocketGroup (mode 0660): the system daemon's
+	// /run/lebowski/lebowskid.sock, so ordinary users need no root.
+	PublicSocket      string `yaml:"public_socket"`
+	PublicSocketGroup string `yaml:"public_socket_group"` // name or GID; default "lebowski"
+	MetricsAddr       string `yaml:"metrics_addr"`        // opt-in, e.g. 127.0.0.1:9464
+	Mirror            string `yaml:"mirror"`
 	// SnapshotURL is a Debian snapshot archive (the directory holding
 	// archive/debian/<timestamp>/), the second place locked inputs are
 	// fetched from after the mirror; "" = none.
@@ -118,6 +125,9 @@ func (c *Config) Defaults() {
 	}
 	if c.CacheDir == "" {
 		c.CacheDir = c.Layout().DefaultCache()
+	}
+	if c.PublicSocket != "" && c.PublicSocketGroup == "" {
+		c.PublicSocketGroup = DefaultPublicSocketGroup
 	}
 	if len(c.Listen) == 0 {
 		c.Listen = append([]string(nil), p2p.DefaultListenAddrs...)
@@ -200,6 +210,12 @@ func (c *Config) Validate() error {
 	if c.SnapshotURL != "" && !strings.HasPrefix(c.SnapshotURL, "http://") && !strings.HasPrefix(c.SnapshotURL, "https://") {
 		add("snapshot_url: %q is not an http(s) URL", c.SnapshotURL)
 	}
+	if c.PublicSocket != "" && !filepath.IsAbs(c.PublicSocket) {
+		add("public_socket: %q is not an absolute path", c.PublicSocket)
+	}
+	if c.PublicSocket != "" && c.PublicSocket == c.Socket() {
+		add("public_socket: %q is also the private api socket", c.PublicSocket)
+	}
 	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
 		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)
 	}
@@ -225,6 +241,21 @@ func (c *Config) Socket() string {
 		return c.APISocket
 	}
 	return c.Layout().Socket()
+}
+
+// SystemSocket is where the system daemon (the systemd unit) serves its
+// public, read-only socket; $LEBOWSKI_SYSTEM_SOCKET overrides it.
+const SystemSocket = "/run/lebowski/lebowskid.sock"
+
+// DefaultPublicSocketGroup owns the public socket unless configured.
+const DefaultPublicSocketGroup = "lebowski"
+
+// SystemSocketPath is SystemSocket or $LEBOWSKI_SYSTEM_SOCKET.
+func SystemSocketPath() string {
+	if s := os.Getenv("LEBOWSKI_SYSTEM_SOCKET"); s != "" {
+		return s
+	}
+	return SystemSocket
 }
 
 // Hops is TrustHops with its default.

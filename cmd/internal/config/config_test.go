@@ -37,6 +37,9 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", Config{Builds: BuildConfig{Timeout: -time.Second}}, false, "builds.timeout"},
 		{"bad log level", Config{LogLevel: "loud"}, false, "log_level"},
 		{"bad log format", Config{LogFormat: "xml"}, false, "log_format"},
+		{"relative public socket", Config{PublicSocket: "run/l.sock"}, false, "public_socket"},
+		{"public socket is the private one", Config{APISocket: "/run/l.sock", PublicSocket: "/run/l.sock"}, false, "public_socket"},
+		{"system public socket", Config{PublicSocket: SystemSocket}, true, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			c := tc.cfg

@@ -72,7 +72,8 @@ start or failed while running.`,
 			}{{"opinions", &cfg.OpinionsDir, flagCfg.OpinionsDir}, {"api-socket", &cfg.APISocket, flagCfg.APISocket},
 				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror}, {"snapshot-url", &cfg.SnapshotURL, flagCfg.SnapshotURL},
 				{"cache-dir", &cfg.CacheDir, flagCfg.CacheDir}, {"podman-url", &cfg.Builds.PodmanURL, flagCfg.Builds.PodmanURL},
-				{"log-level", &cfg.LogLevel, flagCfg.LogLevel}, {"log-format", &cfg.LogFormat, flagCfg.LogFormat}} {
+				{"log-level", &cfg.LogLevel, flagCfg.LogLevel}, {"log-format", &cfg.LogFormat, flagCfg.LogFormat},
+				{"public-socket", &cfg.PublicSocket, flagCfg.PublicSocket}, {"public-socket-group", &cfg.PublicSocketGroup, flagCfg.PublicSocketGroup}} {
 				if f.Changed(s.name) {
 					*s.dst = s.src
 				}
@@ -142,6 +143,8 @@ start or failed while running.`,
 	fl.StringSliceVar(&flagCfg.TrustedKeys, "trust", nil, "trusted builder fingerprints (added to the config's)")
 	fl.StringVar(&flagCfg.OpinionsDir, "opinions", "", "opinions directory")
 	fl.StringVar(&flagCfg.APISocket, "api-socket", "", "local API unix socket (default <data-dir>/lebowskid.sock)")
+	fl.StringVar(&flagCfg.PublicSocket, "public-socket", "", "also serve the read-only API on this socket to group --public-socket-group (the unit uses "+config.SystemSocket+")")
+	fl.StringVar(&flagCfg.PublicSocketGroup, "public-socket-group", "", "group allowed on --public-socket (default "+config.DefaultPublicSocketGroup+")")
 	fl.StringVar(&flagCfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here (e.g. 127.0.0.1:9464); off by default")
 	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror (default "+source.DefaultMirror+")")
 	fl.StringVar(&flagCfg.SnapshotURL, "snapshot-url", "", "Debian snapshot archive for locked inputs the mirror no longer has (e.g. http://snapshot.debian.org)")

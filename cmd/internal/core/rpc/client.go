@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,10 @@ var _ core.API = (*Client)(nil)
 // ErrNoDaemon means nothing answers on the socket.
 var ErrNoDaemon = errors.New("lebowskid is not running")
 
+// ErrPermission means a daemon's socket exists but this user may not
+// connect to it.
+var ErrPermission = errors.New("permission denied on the lebowskid socket")
+
 // Dial returns a client when a daemon answers on socket within 2 s.
 func Dial(ctx context.Context, socket string) (*Client, error) {
 	if _, err := os.Stat(socket); err != nil {
@@ -38,6 +43,9 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := c.Status(cctx); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: %s", ErrPermission, socket)
+		}
 		return nil, fmt.Errorf("%w on %s: %v", ErrNoDaemon, socket, err)
 	}
 	return c, nil
@@ -84,6 +92,8 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 		return nil, fmt.Errorf("%w: %s", core.ErrOffline, ae.Error)
 	case kindNoIdentity:
 		return nil, fmt.Errorf("%w: %s", core.ErrNoIdentity, ae.Error)
+	case kindReadOnly:
+		return nil, fmt.Errorf("%w: %s", ErrReadOnly, trimPrefix(ae.Error, ErrReadOnly))
 	}
 	return nil, fmt.Errorf("lebowskid %s: %s (HTTP %d)", path, ae.Error, resp.StatusCode)
 }

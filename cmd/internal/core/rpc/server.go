@@ -28,7 +28,11 @@ const (
 	kindOffline    = "offline"
 	kindNoIdentity = "no_identity"
 	kindInternal   = "internal"
+	kindReadOnly   = "read_only"
 )
+
+// ErrReadOnly is the answer of a read-only socket to a write.
+var ErrReadOnly = errors.New("this lebowskid socket is read-only")
 
 // apiError is the JSON error body.
 type apiError struct {
@@ -135,6 +139,22 @@ func Handler(api core.API) http.Handler {
 		reply(w, nil, fmt.Errorf("%w: no endpoint %s %s", core.ErrNotFound, r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// ReadOnly serves only the reading part of h: GET requests and verify.
+// The system daemon's public socket (group lebowski) is served through
+// it, so members can ask but never change the node's claims, trust,
+// blobs or subscriptions.
+func ReadOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || (r.Method == http.MethodPost && r.URL.Path == "/v1/verify") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(apiError{Kind: kindReadOnly, Error: fmt.Sprintf("%v: %s %s changes the node; run the command as the daemon's owner (root) on its private socket", ErrReadOnly, r.Method, r.URL.Path)})
+	})
 }
 
 type importKey struct {
