@@ -108,6 +108,9 @@ func (c *Claim) InTotoView() (*InTotoStatement, error) {
 			Digest: map[string]string{"sha256": strings.TrimPrefix(s.ContainerDigest, "sha256:")},
 		},
 	}
+	if s.LockCID != "" {
+		deps = append(deps, InTotoResource{Name: "lock", URI: "ipfs://" + s.LockCID})
+	}
 	var by []InTotoResource
 	if s.BuildinfoCID != "" {
 		by = append(by, InTotoResource{Name: "buildinfo", URI: "ipfs://" + s.BuildinfoCID})

@@ -246,7 +246,7 @@ func (n *Node) readLoop(ctx context.Context, sub *pubsub.Subscription) {
 		if !ok {
 			continue
 		}
-		added, err := n.deps.Claims.Ingest(ctx, c)
+		added, err := n.deps.Claims.Ingest(withArrival(ctx, "gossip", msg.ReceivedFrom.String()), c)
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Error("store claim from gossip", "claim", c.ID, "err", err)

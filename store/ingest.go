@@ -56,6 +56,7 @@ type ingestReq struct {
 	claims []*attest.Claim
 	prep   []prepared // checks and encodings done by the caller, not the writer
 	res    []IngestResult
+	origin Origin
 	done   chan error // buffered(1)
 }
 
@@ -76,7 +77,7 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 	var reqs []*ingestReq
 	for start := 0; start < len(claims); start += s.cfg.maxBatch {
 		end := min(start+s.cfg.maxBatch, len(claims))
-		r := &ingestReq{claims: claims[start:end], res: make([]IngestResult, end-start), done: make(chan error, 1)}
+		r := &ingestReq{claims: claims[start:end], res: make([]IngestResult, end-start), origin: originFrom(ctx), done: make(chan error, 1)}
 		// Checks and encodings run here, in the callers' goroutines (in
 		// parallel), so the single writer only does database work.
 		r.prep = make([]prepared, end-start)
@@ -194,7 +195,7 @@ func (s *Store) commit(batch []*ingestReq) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
 		for _, r := range batch {
 			for i, c := range r.claims {
-				res, err := w.ingestOne(c, r.prep[i])
+				res, err := w.ingestOne(c, r.prep[i], r.origin)
 				if err != nil {
 					return err // storage failure: abort the whole batch
 				}
@@ -240,7 +241,7 @@ type txWriter struct {
 	tx                                                 *bolt.Tx
 	now                                                time.Time
 	claims, byRecipe, byPackage, byBuilder, byArtifact *bolt.Bucket
-	keys, equiv, digests, meta                         *bolt.Bucket
+	keys, equiv, digests, meta, origins                *bolt.Bucket
 	newClaims, newRecipes                              uint64
 	keysChanged                                        bool
 	flagged                                            []string
@@ -254,7 +255,7 @@ func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
 		tx: tx, now: now,
 		claims: tx.Bucket(bktClaims), byRecipe: tx.Bucket(bktByRecipe), byPackage: tx.Bucket(bktByPackage),
 		byBuilder: tx.Bucket(bktByBuilder), byArtifact: tx.Bucket(bktByArtifact), keys: tx.Bucket(bktKeys),
-		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta),
+		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta), origins: tx.Bucket(bktOrigins),
 		recipes: map[string]*RecipeSummary{}, digs: map[string]*Digest{},
 	}
 }
@@ -360,7 +361,7 @@ func checkClaim(c *attest.Claim) (*checked, IngestResult) {
 
 // ingestOne stores c. A returned error is a storage failure (abort the
 // transaction); bad claims come back as StatusRejected.
-func (w *txWriter) ingestOne(c *attest.Claim, p prepared) (IngestResult, error) {
+func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (IngestResult, error) {
 	ch := p.ch
 	if ch == nil {
 		return p.rej, nil
@@ -401,6 +402,10 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared) (IngestResult, error) 
 		return IngestResult{}, err
 	}
 	if err := w.byRecipe.Put(cat(ch.rk, ch.ck), ch.summary); err != nil {
+		return IngestResult{}, err
+	}
+	origin.At = w.now
+	if err := w.origins.Put(ch.ck, encodeOrigin(origin)); err != nil {
 		return IngestResult{}, err
 	}
 	if err := w.byBuilder.Put(cat(prefix, ch.ck), nil); err != nil {

@@ -63,6 +63,7 @@ var (
 	bktBlobs         = []byte("blobs")
 	bktOwn           = []byte("own")
 	bktDigests       = []byte("digests")
+	bktOrigins       = []byte("origins")
 )
 
 // meta keys
@@ -85,6 +86,11 @@ var migrations = []func(tx *bolt.Tx) error{
 			}
 		}
 		return nil
+	},
+	// 1 → 2: how each claim arrived (Origin); older claims have none.
+	func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bktOrigins)
+		return err
 	},
 }
 

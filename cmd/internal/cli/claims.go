@@ -109,6 +109,6 @@ reported and skipped, the others are kept. Exit 2 if any claim was rejected.`,
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(imp, list)
+	cmd.AddCommand(imp, list, newClaimShowCmd(g), newClaimExportCmd(g))
 	return cmd
 }

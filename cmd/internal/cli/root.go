@@ -153,6 +153,7 @@ Exit codes: 0 ok / SAFE TO INSTALL, 1 mismatch / DO NOT INSTALL / UNVERIFIED,
 		newPeersCmd(g),
 		newSubscribeCmd(g),
 		newStatusCmd(g),
+		newBlobCmd(g),
 	)
 	groups(root)
 	return root

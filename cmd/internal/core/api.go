@@ -33,6 +33,14 @@ type API interface {
 	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
 	// Claims lists stored claims.
 	Claims(ctx context.Context, q ClaimsQuery) ([]ClaimRow, error)
+	// Claim returns one stored claim with its evidence: the signed bytes
+	// and signature, the signer's key and trust, and how it arrived. id
+	// is a full claim ID or a unique prefix (store.MinClaimPrefix+).
+	Claim(ctx context.Context, id string) (*ClaimDetail, error)
+	// InToto returns one of this node's own claims as an in-toto
+	// Statement v1 (SLSA provenance v1) in a DSSE envelope signed with
+	// the node's builder key.
+	InToto(ctx context.Context, id string) (*attest.DSSEEnvelope, error)
 	// ImportClaims verifies and stores wire envelopes.
 	ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult, error)
 	// RecordBuild signs a build with the node's key (buildinfo and log
@@ -215,6 +223,33 @@ type RecordResult struct {
 	ID        string `json:"id"`
 	Wire      []byte `json:"wire"` // the signed envelope, with the signer key
 	Published bool   `json:"published"`
+}
+
+// ClaimDetail is a stored claim and the evidence to check it by hand:
+// `gpg --verify signature.asc payload.json` with SignerKey imported.
+type ClaimDetail struct {
+	ID        string            `json:"id"`
+	Statement *attest.Statement `json:"statement"`
+	// Payload is the signed statement bytes; Signature the armored
+	// detached OpenPGP signature over exactly them.
+	Payload   []byte `json:"payload"`
+	Signature string `json:"signature"`
+	// Wire is the envelope with the signer key, as `claims import` reads it.
+	Wire      []byte  `json:"wire"`
+	Signer    KeyInfo `json:"signer"`
+	SignerKey string  `json:"signer_key"` // armored public key
+	// Origin is how the claim reached this node (nil: stored before
+	// origins were recorded).
+	Origin *store.Origin `json:"origin,omitempty"`
+	// Evidence lists which of the blobs the claim names this node holds.
+	Evidence []Evidence `json:"evidence,omitempty"`
+}
+
+// Evidence is one blob a claim names (buildinfo, build log, lock).
+type Evidence struct {
+	Kind string `json:"kind"`
+	CID  string `json:"cid"`
+	Held bool   `json:"held"` // this node has it (peers may too)
 }
 
 // KeyInfo is a builder key with the node's effective trust.

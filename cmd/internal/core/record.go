@@ -9,6 +9,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/opinions"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // OpinionRef names an opinion in a claim (zero for a vanilla build).
@@ -110,7 +111,7 @@ func (n *Node) RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, e
 	if err != nil {
 		return nil, fmt.Errorf("record build: sign: %w", err)
 	}
-	r, err := n.st.Ingest(ctx, claim)
+	r, err := n.st.Ingest(store.WithOrigin(ctx, store.Origin{Via: store.ViaOwn}), claim)
 	if err != nil {
 		return nil, fmt.Errorf("record build: %w", err)
 	}

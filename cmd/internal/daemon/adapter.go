@@ -28,6 +28,9 @@ var (
 )
 
 func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
+	if a, ok := p2p.ArrivalFrom(ctx); ok {
+		ctx = store.WithOrigin(ctx, store.Origin{Via: a.Via, Peer: a.Peer})
+	}
 	res, err := s.Store.Ingest(ctx, claims...)
 	if err != nil {
 		return nil, err

@@ -77,6 +77,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"Claims", testClaims},
 		{"Events", testEvents},
 		{"OpinionByNameAndCID", testOpinion},
+		{"ClaimEvidenceAndInToto", testClaimEvidence},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, mk) })
 	}
@@ -715,4 +716,54 @@ func testOpinion(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harnes
 	b, err = h.API.Opinion(ctx, core.OpinionQuery{CID: fc})
 	require.NoError(t, err)
 	assert.Equal(t, flood, b.Data, "by CID: exactly that content")
+}
+
+func testClaimEvidence(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	peer := attesttest.Fresh(t, 1)[0]
+	theirs := attesttest.Claim(t, peer, func(s *attest.Statement) { s.LogCID = vocab.CID([]byte("their log")) })
+	res, err := h.API.ImportClaims(ctx, wires(t, theirs))
+	require.NoError(t, err)
+	require.Equal(t, "new", res[0].Status)
+
+	d, err := h.API.Claim(ctx, theirs.ID[:20])
+	require.NoError(t, err)
+	assert.Equal(t, theirs.ID, d.ID)
+	assert.Equal(t, peer.Fingerprint(), d.Signer.Fingerprint)
+	assert.Equal(t, attest.TrustUnvetted, d.Signer.Trust)
+	require.NotNil(t, d.Origin)
+	assert.Equal(t, "import", d.Origin.Via)
+	assert.Equal(t, []core.Evidence{{Kind: "build log", CID: vocab.CID([]byte("their log")), Held: false}}, d.Evidence)
+	// The evidence checks without the node: the wire re-verifies, the
+	// payload is what was signed.
+	c, err := attest.Verify(d.Wire, nil, attest.VerifyOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, theirs.ID, c.ID)
+	assert.Equal(t, theirs.Envelope.Payload, d.Payload)
+	assert.Contains(t, d.SignerKey, "BEGIN PGP PUBLIC KEY BLOCK")
+
+	_, err = h.API.Claim(ctx, attesttest.Claim(t, peer, func(s *attest.Statement) { s.Package = "nano" }).ID)
+	assert.True(t, core.IsNotFound(err), "%v", err)
+	_, err = h.API.Claim(ctx, "bafk")
+	assert.True(t, core.IsInvalid(err), "%v", err)
+
+	// in-toto: only own claims, signed by the node key.
+	_, err = h.API.InToto(ctx, theirs.ID)
+	assert.True(t, core.IsInvalid(err), "%v", err)
+	r := fakeResult(t, "deb")
+	r.Recipe.OpinionCID = ""
+	rr, err := core.Record(ctx, h.API, r, nil)
+	require.NoError(t, err)
+	own, err := h.API.Claim(ctx, rr.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "own build", own.Origin.Via)
+	for _, e := range own.Evidence {
+		assert.True(t, e.Held, "own build's %s is held", e.Kind)
+	}
+	env, err := h.API.InToto(ctx, rr.ID)
+	require.NoError(t, err)
+	payload, err := attest.VerifyDSSE(env, h.Identity.Entity)
+	require.NoError(t, err)
+	assert.Contains(t, string(payload), `"https://in-toto.io/Statement/v1"`)
+	assert.Contains(t, string(payload), rr.ID)
 }

@@ -147,6 +147,16 @@ func (c *Client) Claims(ctx context.Context, q core.ClaimsQuery) ([]core.ClaimRo
 	return out, c.do(ctx, http.MethodGet, "/v1/claims?"+url.Values{"package": {q.Package}}.Encode(), nil, &out)
 }
 
+func (c *Client) Claim(ctx context.Context, id string) (*core.ClaimDetail, error) {
+	var out core.ClaimDetail
+	return &out, c.do(ctx, http.MethodGet, "/v1/claims/"+url.PathEscape(id), nil, &out)
+}
+
+func (c *Client) InToto(ctx context.Context, id string) (*attest.DSSEEnvelope, error) {
+	var out attest.DSSEEnvelope
+	return &out, c.do(ctx, http.MethodGet, "/v1/claims/"+url.PathEscape(id)+"/in-toto", nil, &out)
+}
+
 func (c *Client) ImportClaims(ctx context.Context, wires [][]byte) ([]core.ImportResult, error) {
 	var out []core.ImportResult
 	return out, c.do(ctx, http.MethodPost, "/v1/claims", wires, &out)

@@ -56,6 +56,14 @@ func Handler(api core.API) http.Handler {
 		res, err := api.Claims(r.Context(), core.ClaimsQuery{Package: q(r, "package")})
 		reply(w, res, err)
 	})
+	mux.HandleFunc("GET /v1/claims/{id}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.Claim(r.Context(), r.PathValue("id"))
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/claims/{id}/in-toto", func(w http.ResponseWriter, r *http.Request) {
+		res, err := api.InToto(r.Context(), r.PathValue("id"))
+		reply(w, res, err)
+	})
 	mux.HandleFunc("POST /v1/claims", jsonIn(func(r *http.Request, wires [][]byte) (any, error) {
 		return api.ImportClaims(r.Context(), wires)
 	}))
