@@ -99,9 +99,9 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "Most recent:    %s (%s)\n", r.Newest.UTC().Format("2006-01-02 15:04:05 UTC"), ago(now, r.Newest))
 	}
-	pur := string(rep.Purity)
+	pur := fmt.Sprintf("%s (%s)", rep.Purity.Words(), rep.Purity)
 	if rep.Vanilla {
-		pur = "vanilla (no opinion)"
+		pur = "vanilla Debian (no opinion)"
 	}
 	fmt.Fprintf(w, "Purity:         %s\n", pur)
 	fmt.Fprintf(w, "Recipe:         %s\n", r.RecipeID)
@@ -115,6 +115,7 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 			fmt.Fprintf(w, "  %s  %s\n", a.SHA256, a.Name)
 		}
 	}
+	renderEvidence(w, ri.Evidence)
 	fmt.Fprintln(w, "Builders:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  BUILDER\tTRUST\tRESULT\tAGREES\tPEER\tWHEN")
@@ -168,4 +169,34 @@ func recommendation(rep consensus.Report) string {
 		return "UNVERIFIED — no trusted consensus yet"
 	}
 	return fmt.Sprintf("install a file only if its SHA256 matches the artifacts above (`lebowski verify FILE.deb`); score %.1f/10", rep.Score)
+}
+
+// renderEvidence says what the claims publish beside the hashes.
+func renderEvidence(w io.Writer, ev core.RecipeEvidence) {
+	line := func(label string, bs []core.EvidenceBlob, public string) {
+		if len(bs) == 0 {
+			fmt.Fprintf(w, "%-16s%s\n", label+":", "none published")
+			return
+		}
+		builders, held := 0, 0
+		for _, b := range bs {
+			builders += b.Builders
+			if b.Held {
+				held++
+			}
+		}
+		fmt.Fprintf(w, "%-16s%s (%s; %d of %d held here): `lebowski blob get %s`\n", label+":", public, plural(builders, "builder serves", "builders serve")+" them", held, len(bs), bs[0].CID)
+	}
+	line("Buildinfo", ev.Buildinfo, "available")
+	line("Build logs", ev.Logs, "public")
+	if len(ev.Locks) > 0 {
+		line("Lock", ev.Locks, "pinned inputs published")
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -130,6 +130,23 @@ type RecipeInfo struct {
 	Report consensus.Report    `json:"report"`
 	Bar    string              `json:"bar"`
 	Own    bool                `json:"own_build"` // this node built it
+	// Evidence is what the recipe's claims publish beside the hashes.
+	Evidence RecipeEvidence `json:"evidence"`
+}
+
+// RecipeEvidence lists the blobs a recipe's claims name, by kind.
+type RecipeEvidence struct {
+	Buildinfo []EvidenceBlob `json:"buildinfo,omitempty"`
+	Logs      []EvidenceBlob `json:"logs,omitempty"`
+	Locks     []EvidenceBlob `json:"locks,omitempty"`
+}
+
+// EvidenceBlob is one blob and how many builders' claims name it (each
+// builder's node serves what it names).
+type EvidenceBlob struct {
+	CID      string `json:"cid"`
+	Builders int    `json:"builders"`
+	Held     bool   `json:"held"` // this node has it
 }
 
 // InfoResult answers Info.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/store"
@@ -133,7 +134,53 @@ func (n *Node) evaluate(rc store.RecipeClaims, trust consensus.TrustSource) (Rec
 	o := n.options()
 	o.RecipeID = rc.Recipe.RecipeID
 	rep := consensus.Evaluate(cl, trust, o)
-	return RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own}, nil
+	ev, err := n.evidence(full)
+	if err != nil {
+		return RecipeInfo{}, err
+	}
+	return RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own, Evidence: ev}, nil
+}
+
+// evidence collects the buildinfo, log and lock CIDs a recipe's claims
+// name, with how many builders name each and whether this node holds it.
+func (n *Node) evidence(claims []*attest.Claim) (RecipeEvidence, error) {
+	type kind struct {
+		out   *[]EvidenceBlob
+		index map[string]int
+	}
+	var ev RecipeEvidence
+	kinds := []kind{{&ev.Buildinfo, map[string]int{}}, {&ev.Logs, map[string]int{}}, {&ev.Locks, map[string]int{}}}
+	seen := map[string]bool{} // builder|kind|cid: a builder counts once per blob
+	for _, c := range claims {
+		if c == nil {
+			continue
+		}
+		st := c.Statement
+		for i, cid := range []string{st.BuildinfoCID, st.LogCID, st.LockCID} {
+			if cid == "" {
+				continue
+			}
+			k := kinds[i]
+			if j, ok := k.index[cid]; ok {
+				if key := fmt.Sprint(st.Builder, i, cid); !seen[key] {
+					seen[key] = true
+					(*k.out)[j].Builders++
+				}
+				continue
+			}
+			if len(*k.out) == 16 { // a flood of distinct CIDs: the first ones say enough
+				continue
+			}
+			seen[fmt.Sprint(st.Builder, i, cid)] = true
+			held, err := n.st.HasBlob(cid)
+			if err != nil {
+				return ev, err
+			}
+			k.index[cid] = len(*k.out)
+			*k.out = append(*k.out, EvidenceBlob{CID: cid, Builders: 1, Held: held})
+		}
+	}
+	return ev, nil
 }
 
 // Verify gives the consensus verdict for a file hash: SAFE TO INSTALL
