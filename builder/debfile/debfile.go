@@ -12,6 +12,8 @@ package debfile
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -72,22 +74,39 @@ func damaged(member, format string, args ...any) error {
 	return &DamageError{Member: member, Problem: fmt.Sprintf(format, args...)}
 }
 
-// Open inspects the file at p. Errors other than *DamageError are about
-// the path (missing, not a regular file, unreadable).
-func Open(ctx context.Context, p string) (*Info, error) {
+// ErrNotRegular: the path names a directory, device or socket.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Read hashes the file at p (sha256, hex) and inspects it. sum is set
+// whenever the file could be read, also when it is damaged (err is then a
+// *DamageError). Other errors are about the path: fs.ErrNotExist,
+// ErrNotRegular, or the file could not be read.
+func Read(ctx context.Context, p string) (info *Info, sum string, err error) {
 	st, err := os.Stat(p)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", p, st.Mode().Type())
+		return nil, "", fmt.Errorf("%s: %w (%s)", p, ErrNotRegular, st.Mode().Type())
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer f.Close()
-	return Inspect(ctx, f, st.Size())
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, "", fmt.Errorf("reading %s: %w", p, err)
+	}
+	sum = hex.EncodeToString(h.Sum(nil))
+	info, err = Inspect(ctx, f, st.Size())
+	return info, sum, err
+}
+
+// Open inspects the file at p (Read without the hash).
+func Open(ctx context.Context, p string) (*Info, error) {
+	info, _, err := Read(ctx, p)
+	return info, err
 }
 
 // Inspect checks the .deb in r (size bytes) and returns its fields.

@@ -66,6 +66,7 @@ type globals struct {
 	dataDirSet  bool // --data-dir or $LEBOWSKI_DATA_DIR: never fall back to the system daemon
 	out         io.Writer
 	errOut      io.Writer
+	in          io.Reader // stdin (tests replace it)
 	log         *slog.Logger
 	cfg         *config.Config
 	// openBuilder makes the rebuilder (tests replace it with a fake).
@@ -154,6 +155,7 @@ Exit codes: 0 ok / SAFE TO INSTALL, 1 mismatch / DO NOT INSTALL / UNVERIFIED,
 		newSubscribeCmd(g),
 		newStatusCmd(g),
 		newBlobCmd(g),
+		newAptCheckCmd(g),
 	)
 	groups(root)
 	return root

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,34 +25,20 @@ import (
 // be read or is not an intact .deb returns its hash (when readable) and
 // the reason, and verify decides DO NOT INSTALL.
 func openPackage(ctx context.Context, path string) (deb *debfile.Info, sum string, bad error, err error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, "", nil, usageErr("%s: no such file", path)
-		}
-		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
-	}
-	if !st.Mode().IsRegular() {
-		return nil, "", nil, usageErr("%s is not a regular file (%s): give verify a .deb file", path, st.Mode().Type())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
-	}
-	sum = hex.EncodeToString(h.Sum(nil))
-	deb, err = debfile.Inspect(ctx, f, st.Size())
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, "", nil, ctx.Err()
-		}
+	deb, sum, err = debfile.Read(ctx, path)
+	switch {
+	case err == nil:
+		return deb, sum, nil, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", nil, usageErr("%s: no such file", path)
+	case errors.Is(err, debfile.ErrNotRegular):
+		return nil, "", nil, usageErr("%v: give verify a .deb file", err)
+	case ctx.Err() != nil:
+		return nil, "", nil, ctx.Err()
+	case debfile.IsDamaged(err):
 		return nil, sum, err, nil
 	}
-	return deb, sum, nil, nil
+	return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 }
 
 type verifyOutput struct {

@@ -73,7 +73,42 @@ type Config struct {
 	Builds      BuildConfig   `yaml:"builds"`
 	LogLevel    string        `yaml:"log_level"`  // debug|info|warn|error
 	LogFormat   string        `yaml:"log_format"` // text|json
+	// Apt is the policy of `lebowski apt-check`, apt's hook (docs/APT.md).
+	Apt AptPolicy `yaml:"apt"`
+	// Repo serves the .debs of SAFE recipes as an apt repository.
+	Repo RepoConfig `yaml:"repo"`
 }
+
+// AptPolicy decides which packages apt may unpack.
+type AptPolicy struct {
+	// Lebowski is what happens to Lebowski builds (versions with
+	// ~<opinion>+N) that are not SAFE TO INSTALL: "refuse" (default),
+	// "warn" (install, print the verdict) or "off" (do not ask).
+	Lebowski string `yaml:"lebowski"`
+	// Require lists other packages (binary or source names) that must be
+	// SAFE by consensus too, e.g. Debian packages the operator wants
+	// rebuilt by others before installing.
+	Require []string `yaml:"require"`
+	// Allow lists packages installed whatever their verdict (printed).
+	Allow []string `yaml:"allow"`
+}
+
+// RepoConfig is the node's apt repository of verified packages.
+type RepoConfig struct {
+	// Addr serves the repository over HTTP (e.g. 127.0.0.1:9465); off
+	// when empty.
+	Addr string `yaml:"addr"`
+	// Packages are mirrored besides the subscriptions ("pkg" or
+	// "pkg/opinion"); `lebowski fetch` adds to them at run time.
+	Packages []string `yaml:"packages"`
+}
+
+// Apt policy values.
+const (
+	AptRefuse = "refuse"
+	AptWarn   = "warn"
+	AptOff    = "off"
+)
 
 // BuildConfig bounds rebuilds.
 type BuildConfig struct {
@@ -128,6 +163,9 @@ func (c *Config) Defaults() {
 	}
 	if c.PublicSocket != "" && c.PublicSocketGroup == "" {
 		c.PublicSocketGroup = DefaultPublicSocketGroup
+	}
+	if c.Apt.Lebowski == "" {
+		c.Apt.Lebowski = AptRefuse
 	}
 	if len(c.Listen) == 0 {
 		c.Listen = append([]string(nil), p2p.DefaultListenAddrs...)
@@ -218,6 +256,21 @@ func (c *Config) Validate() error {
 	}
 	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
 		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)
+	}
+	switch c.Apt.Lebowski {
+	case "", AptRefuse, AptWarn, AptOff:
+	default:
+		add("apt.lebowski: %q is not refuse|warn|off", c.Apt.Lebowski)
+	}
+	for _, p := range append(append([]string(nil), c.Apt.Require...), c.Apt.Allow...) {
+		if err := vocab.CheckPackage(p); err != nil {
+			add("apt: %v", err)
+		}
+	}
+	for _, p := range c.Repo.Packages {
+		if _, err := vocab.ParseRef(p); err != nil {
+			add("repo.packages: %v", err)
+		}
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

@@ -40,6 +40,10 @@ func TestValidate(t *testing.T) {
 		{"relative public socket", Config{PublicSocket: "run/l.sock"}, false, "public_socket"},
 		{"public socket is the private one", Config{APISocket: "/run/l.sock", PublicSocket: "/run/l.sock"}, false, "public_socket"},
 		{"system public socket", Config{PublicSocket: SystemSocket}, true, ""},
+		{"apt policy", Config{Apt: AptPolicy{Lebowski: "warn", Require: []string{"openssl"}, Allow: []string{"hello"}}}, true, ""},
+		{"bad apt policy", Config{Apt: AptPolicy{Lebowski: "maybe"}}, false, "apt.lebowski"},
+		{"bad apt package", Config{Apt: AptPolicy{Require: []string{"Open SSL"}}}, false, "apt"},
+		{"bad repo package", Config{Repo: RepoConfig{Packages: []string{"hello/O3"}}}, false, "repo.packages"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			c := tc.cfg

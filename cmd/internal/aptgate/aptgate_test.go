@@ -1,0 +1,168 @@
+package aptgate
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/builder/debfile/debfiletest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+const v3Input = `VERSION 3
+APT::Architecture=amd64
+APT::Get::Assume-Yes=true
+Dir::Cache::Archives=/var/cache/apt/archives/
+
+hello - - none < 2.10-3~o3+1 amd64 none /var/cache/apt/archives/hello_2.10-3~o3+1_amd64.deb
+libc6 2.36-9 amd64 same = 2.36-9 amd64 same **CONFIGURE**
+old 1.0 amd64 none > - - none **REMOVE**
+tree 2.1.0-1 amd64 none < 2.1.0-2 amd64 none /srv/my repo/tree_2.1.0-2_amd64.deb
+`
+
+func TestParseHook(t *testing.T) {
+	for _, tc := range []struct {
+		desc, in string
+		want     []Action
+		err      string
+	}{
+		{"version 3", v3Input, []Action{
+			{Package: "hello", OldVersion: "-", NewVersion: "2.10-3~o3+1", Arch: "amd64", Path: "/var/cache/apt/archives/hello_2.10-3~o3+1_amd64.deb"},
+			{Package: "tree", OldVersion: "2.1.0-1", NewVersion: "2.1.0-2", Arch: "amd64", Path: "/srv/my repo/tree_2.1.0-2_amd64.deb"},
+		}, ""},
+		{"version 2", "VERSION 2\nA=b\n\nhello - < 2.10-3 /x/hello.deb\nx 1 = 1 **CONFIGURE**\n", []Action{{Package: "hello", OldVersion: "-", NewVersion: "2.10-3", Path: "/x/hello.deb"}}, ""},
+		{"version 1", "/x/a.deb\n\n/x/b.deb\n", []Action{{Path: "/x/a.deb"}, {Path: "/x/b.deb"}}, ""},
+		{"empty", "", nil, ""},
+		{"config only", "VERSION 3\nA=b\n", nil, ""},
+		{"unknown version", "VERSION 9\n", nil, "VERSION 2 or 3"},
+		{"short action", "VERSION 3\n\nhello - - none < 1\n", nil, "fields"},
+		{"bad direction", "VERSION 2\n\nhello - ? 1 /x.deb\n", nil, "direction"},
+		{"not a deb", "VERSION 2\n\nhello - < 1 /etc/passwd\n", nil, "neither"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := ParseHook(strings.NewReader(tc.in))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func FuzzParseHook(f *testing.F) {
+	f.Add(v3Input)
+	f.Add("VERSION 2\nA=b\n\nhello - < 2.10-3 /x/hello.deb\n")
+	f.Add("/x/a.deb\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		acts, err := ParseHook(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, a := range acts {
+			if a.Path == "" {
+				t.Fatalf("action without a path: %+v", a)
+			}
+		}
+	})
+}
+
+// node is a real core node over a temp store with three trusted builders
+// that attest the given files of hello/o3.
+func node(t *testing.T, files ...string) core.API {
+	t.Helper()
+	cfg := &config.Config{DataDir: t.TempDir()}
+	cfg.Defaults()
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"))
+	require.NoError(t, err)
+	n := core.New(st, core.WithConfig(cfg))
+	t.Cleanup(func() { n.Close(); st.Close() })
+	var arts []attest.Artifact
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		arts = append(arts, attest.Artifact{Name: filepath.Base(f), SHA256: attesttest.Hex(string(b))})
+	}
+	for _, id := range attesttest.Fresh(t, 3) {
+		c := attesttest.Claim(t, id, func(s *attest.Statement) { s.Artifacts = arts })
+		res, err := n.ImportClaims(context.Background(), [][]byte{attesttest.Wire(t, c)})
+		require.NoError(t, err)
+		require.Equal(t, "new", res[0].Status, res[0].Error)
+		require.NoError(t, n.SetTrust(context.Background(), id.Fingerprint(), attest.TrustTrusted, ""))
+	}
+	return n
+}
+
+func TestGate(t *testing.T) {
+	dir := t.TempDir()
+	safe := debfiletest.Build(t, dir, debfiletest.Package{Name: "hello", Version: attesttest.BinaryVersion})
+	good, err := os.ReadFile(safe)
+	require.NoError(t, err)
+	api := node(t, safe)
+
+	// A tampered copy: same name and version, other bytes.
+	tampered := filepath.Join(t.TempDir(), filepath.Base(safe))
+	other, err := os.ReadFile(debfiletest.Build(t, t.TempDir(), debfiletest.Package{Name: "hello", Version: attesttest.BinaryVersion, Source: "hello"}))
+	require.NoError(t, err)
+	require.NotEqual(t, good, other)
+	require.NoError(t, os.WriteFile(tampered, other, 0o644))
+	unverified := debfiletest.Build(t, dir, debfiletest.Package{Name: "nano", Version: "7.2-1~o3+1"})
+	plain := debfiletest.Build(t, dir, debfiletest.Package{Name: "tree", Version: "2.1.0-1"})
+	damaged := filepath.Join(dir, "damaged.deb")
+	require.NoError(t, os.WriteFile(damaged, good[:len(good)/2], 0o644))
+	foreign := debfiletest.Build(t, t.TempDir(), debfiletest.Package{Name: "hello", Version: attesttest.BinaryVersion, Arch: "arm64"})
+
+	for _, tc := range []struct {
+		desc    string
+		policy  config.AptPolicy
+		api     core.API
+		path    string
+		allowed bool
+		verdict consensus.Verdict
+		line    string
+	}{
+		{"safe Lebowski build", config.AptPolicy{}, api, safe, true, consensus.Safe, "ok hello"},
+		{"tampered copy", config.AptPolicy{}, api, tampered, false, consensus.DoNotInstall, "REFUSED hello " + attesttest.BinaryVersion + ": DO NOT INSTALL — sha256 differs from the consensus"},
+		{"nobody attests it", config.AptPolicy{}, api, unverified, false, consensus.Unverified, "REFUSED nano 7.2-1~o3+1: UNVERIFIED — not found: no claims for nano"},
+		{"plain Debian package", config.AptPolicy{}, api, plain, true, "", "not a Lebowski build"},
+		{"required Debian package", config.AptPolicy{Require: []string{"tree"}}, api, plain, false, consensus.Unverified, "REFUSED tree 2.1.0-1: UNVERIFIED"},
+		{"damaged file", config.AptPolicy{}, api, damaged, false, consensus.DoNotInstall, "not an intact .deb"},
+		{"foreign architecture", config.AptPolicy{}, api, foreign, false, consensus.DoNotInstall, "built for arm64"},
+		{"allow overrides", config.AptPolicy{Allow: []string{"nano"}}, api, unverified, true, consensus.Unverified, "installed anyway: listed in apt.allow"},
+		{"warn installs", config.AptPolicy{Lebowski: config.AptWarn}, api, unverified, true, consensus.Unverified, "installed anyway: apt.lebowski is warn"},
+		{"off does not ask", config.AptPolicy{Lebowski: config.AptOff}, nil, unverified, true, "", "not checked"},
+		{"node down: fail closed", config.AptPolicy{}, nil, safe, false, consensus.Unverified, "cannot ask the Lebowski node (store is locked)"},
+		{"node down: Debian passes", config.AptPolicy{}, nil, plain, true, "", "not a Lebowski build"},
+		{"missing file", config.AptPolicy{}, api, filepath.Join(dir, "gone.deb"), false, consensus.DoNotInstall, "cannot read the file"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if tc.policy.Lebowski == "" {
+				tc.policy.Lebowski = config.AptRefuse
+			}
+			g := &Gate{Policy: tc.policy, API: tc.api}
+			if tc.api == nil {
+				g.NodeErr = errors.New("store is locked")
+			}
+			d := g.Check(context.Background(), tc.path)
+			assert.Equal(t, tc.allowed, d.Allowed, d.Line())
+			assert.Equal(t, tc.verdict, d.Verdict, d.Line())
+			assert.Contains(t, d.Line(), tc.line)
+			if !d.Allowed {
+				assert.NotEmpty(t, d.Next, "a refusal says what to run next")
+				assert.NotContains(t, d.Line(), "\n", "one line per package")
+			}
+		})
+	}
+}
