@@ -71,3 +71,9 @@ func ParseCID(s string) ([32]byte, error) {
 	}
 	return sum, nil
 }
+
+// SHA256Hex is the lower-case hex sha256 of data.
+func SHA256Hex(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}

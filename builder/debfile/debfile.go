@@ -11,6 +11,7 @@ package debfile
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -43,7 +44,12 @@ type Info struct {
 	DebianVersion string `json:"debian_version"`
 	Opinion       string `json:"opinion,omitempty"`
 	Size          int64  `json:"size"`
+	// Control is the control file as the package holds it.
+	Control []byte `json:"-"`
 }
+
+// maxControl bounds the control file (real ones are a few KiB).
+const maxControl = 1 << 20
 
 // FileName is the canonical pool file name: package_version_arch.deb
 // without the epoch.
@@ -148,7 +154,15 @@ func Inspect(ctx context.Context, r io.ReaderAt, size int64) (*Info, error) {
 		if para != nil {
 			return damaged(ctl.Name, "two control files")
 		}
-		pr, err := control.NewParagraphReader(io.LimitReader(tr, 1<<20), nil)
+		raw, err := io.ReadAll(io.LimitReader(tr, maxControl+1))
+		if err != nil {
+			return damaged(ctl.Name, "control file: %v", err)
+		}
+		if len(raw) > maxControl {
+			return damaged(ctl.Name, "control file larger than %d bytes", maxControl)
+		}
+		info.Control = raw
+		pr, err := control.NewParagraphReader(bytes.NewReader(raw), nil)
 		if err != nil {
 			return damaged(ctl.Name, "control file: %v", err)
 		}

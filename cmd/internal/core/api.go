@@ -69,6 +69,11 @@ type API interface {
 	// by CID, or the opinion of that name the best-attested claims name.
 	Opinion(ctx context.Context, q OpinionQuery) (*OpinionBundle, error)
 
+	// Mirror adds "package[/opinion]" to the packages the node keeps and
+	// serves in its apt repository (fetching the .debs of its SAFE
+	// consensus from peers by hash) and reports what it serves for it.
+	Mirror(ctx context.Context, ref string) (*MirrorResult, error)
+
 	// Status describes the node.
 	Status(ctx context.Context) (*Status, error)
 	// Peers lists connected peers (ErrOffline without a network).
@@ -267,6 +272,25 @@ type Evidence struct {
 	Kind string `json:"kind"`
 	CID  string `json:"cid"`
 	Held bool   `json:"held"` // this node has it (peers may too)
+}
+
+// MirrorResult says what the node's repository serves for one ref.
+type MirrorResult struct {
+	Ref      string        `json:"ref"`
+	Packages []RepoPackage `json:"packages"`
+	// Reason says why some or all of the recipe's .debs are not served
+	// (yet): no trusted consensus, not SAFE, not fetched.
+	Reason string `json:"reason,omitempty"`
+	// URL is the repository's address ("" when it is off).
+	URL string `json:"url,omitempty"`
+}
+
+// RepoPackage is one .deb the repository serves.
+type RepoPackage struct {
+	Name     string `json:"name"`
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	RecipeID string `json:"recipe_id"`
 }
 
 // KeyInfo is a builder key with the node's effective trust.

@@ -120,3 +120,15 @@ func (b *broker) close() {
 		delete(b.subs, ch)
 	}
 }
+
+// Mirror asks the daemon's repository to keep and serve ref.
+func (n *Node) Mirror(ctx context.Context, ref string) (*MirrorResult, error) {
+	r, err := vocab.ParseRef(ref)
+	if err != nil {
+		return nil, Invalid(err)
+	}
+	if n.mirror == nil {
+		return nil, fmt.Errorf("%w: fetching packages for the apt repository", ErrOffline)
+	}
+	return n.mirror.Mirror(ctx, r)
+}

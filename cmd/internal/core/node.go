@@ -36,6 +36,12 @@ type Subscriber interface {
 	Subscriptions() []string
 }
 
+// Mirrorer keeps the .debs of SAFE recipes and serves them as an apt
+// repository (the daemon).
+type Mirrorer interface {
+	Mirror(ctx context.Context, ref vocab.Ref) (*MirrorResult, error)
+}
+
 // BuildQueue reports the daemon's rebuild queue.
 type BuildQueue interface {
 	Queued() int
@@ -55,6 +61,7 @@ type Node struct {
 	net      Network
 	subs     Subscriber
 	builds   BuildQueue
+	mirror   Mirrorer
 	events   *broker
 	started  time.Time
 	version  string
@@ -95,6 +102,9 @@ func WithNetwork(net Network) Option { return func(n *Node) { n.net = net } }
 
 // WithSubscriber lets the node follow opinion topics.
 func WithSubscriber(s Subscriber) Option { return func(n *Node) { n.subs = s } }
+
+// WithMirror lets the node mirror verified packages (Mirror).
+func WithMirror(m Mirrorer) Option { return func(n *Node) { n.mirror = m } }
 
 // WithBuildQueue reports the daemon's rebuild queue in Status.
 func WithBuildQueue(q BuildQueue) Option { return func(n *Node) { n.builds = q } }

@@ -56,6 +56,9 @@ type Daemon struct {
 
 	ready chan struct{} // closed when the network and the API are up
 
+	mirror *mirror    // the apt repository; nil when repo.addr is unset
+	repoMu sync.Mutex // one refresh at a time
+
 	mu      sync.Mutex
 	subs    map[string]*subscription // by "pkg/name"
 	queue   chan buildJob
@@ -148,7 +151,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.net = n
 	defer n.Close()
 	d.node = core.New(d.st, core.WithIdentity(d.id), core.WithConfig(d.cfg), core.WithLogger(d.log),
-		core.WithNetwork(network{n}), core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()))
+		core.WithNetwork(network{n}), core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
 	defer d.node.Close()
 	d.log.Info("lebowskid started", "version", version.String(), "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
 
@@ -159,6 +162,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if d.cfg.Repo.Addr != "" {
+		if d.mirror, err = newMirror(d); err != nil {
+			return err
+		}
+		rsrv, rln, err := d.listenRepo()
+		if err != nil {
+			return err
+		}
+		serve(g, gctx, "repo", rsrv, rln)
+		g.Go(func() error { d.runMirror(gctx); return nil })
+	}
 	srv, ln, err := d.listenAPI()
 	if err != nil {
 		return err

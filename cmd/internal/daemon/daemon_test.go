@@ -19,6 +19,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/builder/debfile/debfiletest"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
@@ -30,6 +31,9 @@ import (
 type fakeBuilder struct {
 	builds atomic.Int32
 	evil   bool
+	// realDebs, when set, makes real .deb files (dpkg-deb, reproducible)
+	// instead of placeholder bytes.
+	realDebs testing.TB
 }
 
 func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Result, error) {
@@ -47,6 +51,18 @@ func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Re
 		return nil, err
 	}
 	path := filepath.Join(dir, name)
+	if f.realDebs != nil {
+		src := req.Package
+		if f.evil {
+			src += " (9.9-evil)"
+		}
+		built := debfiletest.Build(f.realDebs, dir, debfiletest.Package{Name: req.Package, Version: o.BinaryVersion().String(), Source: src})
+		b, err := os.ReadFile(built)
+		if err != nil {
+			return nil, err
+		}
+		content = string(b)
+	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		return nil, err
 	}
@@ -78,6 +94,13 @@ func repoOpinions(t *testing.T) string {
 // first, trusting all the others' keys.
 func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 	t.Helper()
+	return startDaemonsWith(t, n, evil, nil, nil)
+}
+
+// startDaemonsWith is startDaemons with each config and fake builder
+// changed by mod and fbMod (either may be nil).
+func startDaemonsWith(t *testing.T, n int, evil map[int]bool, mod func(i int, c *config.Config), fbMod func(i int, fb *fakeBuilder)) []*testDaemon {
+	t.Helper()
 	ids := make([]*attest.Identity, n)
 	dirs := make([]string, n)
 	for i := range n {
@@ -98,7 +121,13 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 				cfg.TrustedKeys = append(cfg.TrustedKeys, ids[j].Fingerprint())
 			}
 		}
+		if mod != nil {
+			mod(i, cfg)
+		}
 		fb := &fakeBuilder{evil: evil[i]}
+		if fbMod != nil {
+			fbMod(i, fb)
+		}
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		d, err := New(context.Background(), cfg, log.With("node", i), WithBuilder(fb))
 		require.NoError(t, err)

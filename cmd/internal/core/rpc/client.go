@@ -157,6 +157,11 @@ func (c *Client) InToto(ctx context.Context, id string) (*attest.DSSEEnvelope, e
 	return &out, c.do(ctx, http.MethodGet, "/v1/claims/"+url.PathEscape(id)+"/in-toto", nil, &out)
 }
 
+func (c *Client) Mirror(ctx context.Context, ref string) (*core.MirrorResult, error) {
+	var out core.MirrorResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/mirror", subscribe{Ref: ref, On: true}, &out)
+}
+
 func (c *Client) ImportClaims(ctx context.Context, wires [][]byte) ([]core.ImportResult, error) {
 	var out []core.ImportResult
 	return out, c.do(ctx, http.MethodPost, "/v1/claims", wires, &out)

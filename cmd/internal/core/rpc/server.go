@@ -121,6 +121,9 @@ func Handler(api core.API) http.Handler {
 	mux.HandleFunc("POST /v1/subscriptions", jsonIn(func(r *http.Request, req subscribe) (any, error) {
 		return api.Subscribe(r.Context(), req.Ref, req.On)
 	}))
+	mux.HandleFunc("POST /v1/mirror", jsonIn(func(r *http.Request, req subscribe) (any, error) {
+		return api.Mirror(r.Context(), req.Ref)
+	}))
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		ch, err := api.Events(r.Context())
 		if err != nil {
