@@ -6,7 +6,10 @@
 # .debs, rebuilds hello under -O3 in podman and gossips its signed claim;
 # the three independent images and builds agree; then node 1 shows the
 # consensus, verifies the built .deb (SAFE TO INSTALL) and a tampered copy
-# (DO NOT INSTALL).
+# (DO NOT INSTALL); a fourth node that builds nothing fetches the .deb
+# from its peers by hash into its apt repository, and apt in a Debian 12
+# container with Lebowski's hook installs it from there, refuses a
+# tampered rebuild and an unverified version, and installs a plain package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bold "1/7 fresh node directories in $WORK, each with its own cache"
+bold "1/9 fresh node directories in $WORK, each with its own cache"
 rm -rf "$WORK"/node1 "$WORK"/node2 "$WORK"/node3
 declare -a FPR
 for i in 1 2 3; do
@@ -37,19 +40,21 @@ for i in 1 2 3; do
 	echo "node$i builder key ${FPR[$i]}"
 done
 
-bold "2/7 the recipe: opinion hello/o3 and its lock (source and image .debs pinned by sha256)"
+bold "2/9 the recipe: opinion hello/o3 and its lock (source and image .debs pinned by sha256)"
 lb 1 opinion lint "$ROOT/opinions/hello/o3.yaml"
 lb 1 opinion show hello/o3
 
 start_node() {
 	local i=$1 port=$2; shift 2
+	local subscribe=${SUBSCRIBE-"[hello/o3]"} repo=${REPO:-}
 	# Each node trusts the two others: written to its config so the CLI
 	# (with or without the daemon) sees the same trust.
 	{
 		echo "listen: [/ip4/127.0.0.1/tcp/$port]"
 		echo "mdns: false"
-		echo "subscribe: [hello/o3]"
+		echo "subscribe: $subscribe"
 		echo "sync_interval: 10s"
+		if [ -n "$repo" ]; then echo "repo: {addr: $repo}"; fi
 		echo "trusted_keys:"
 		for j in 1 2 3; do [ "$j" = "$i" ] || echo "  - ${FPR[$j]}"; done
 	} >"$WORK/node$i/config.yaml"
@@ -63,8 +68,8 @@ start_node() {
 	echo "node$i did not start"; tail -20 "$WORK/node$i.log"; exit 3
 }
 
-bold "3/7 starting 3 daemons on 127.0.0.1 (logs: $WORK/node*.log)"
-start_node 1 4101
+bold "3/9 starting 3 daemons on 127.0.0.1 (logs: $WORK/node*.log)"
+REPO=127.0.0.1:9465 start_node 1 4101
 BOOT=$(lb 1 --json peers | jq -r '.self.addrs[0]')
 echo "node1 is $BOOT"
 start_node 2 4102 --bootstrap "$BOOT"
@@ -72,7 +77,7 @@ start_node 3 4103 --bootstrap "$BOOT"
 sleep 2
 lb 1 peers
 
-bold "4/7 each node fetches the locked inputs into its own cache, makes its own image, rebuilds hello 2.10-3 under o3 in podman (--network=none) and gossips its claim"
+bold "4/9 each node fetches the locked inputs into its own cache, makes its own image, rebuilds hello 2.10-3 under o3 in podman (--network=none) and gossips its claim"
 deadline=$(( $(date +%s) + TIMEOUT ))
 last=""
 while :; do
@@ -88,7 +93,7 @@ while :; do
 	sleep 3
 done
 
-bold "5/7 lebowski info hello (node 1's own view, from all peers' claims)"
+bold "5/9 lebowski info hello (node 1's own view, from all peers' claims)"
 lb 1 info hello --opinion o3
 echo "image digests the three nodes made independently (from their claims):"
 for i in 1 2 3; do
@@ -98,10 +103,10 @@ for i in 1 2 3; do
 done
 
 DEB=$(find "$WORK/node1/builder/builds" -name 'hello_2.10-3~o3+1_amd64.deb' | head -1)
-bold "6/7 lebowski verify $(basename "$DEB")"
+bold "6/9 lebowski verify $(basename "$DEB")"
 lb 1 verify "$DEB"
 
-bold "7/7 the same file with one byte flipped"
+bold "7/9 the same file with one byte flipped"
 BAD=$WORK/tampered_$(basename "$DEB")
 cp "$DEB" "$BAD"
 size=$(stat -c %s "$BAD")
@@ -114,6 +119,22 @@ rc=$?
 set -e
 if [ "$rc" -ne 1 ]; then echo "expected exit 1 (DO NOT INSTALL) for the tampered file, got $rc"; exit 1; fi
 
+bold "8/9 node 4 builds nothing: it fetches the agreed .deb from its peers by hash into its own apt repository"
+rm -rf "$WORK/node4"
+mkdir -p "$WORK/node4"
+lb 4 key gen --name "demo node 4" >/dev/null
+SUBSCRIBE="[]" REPO=127.0.0.1:9466 start_node 4 4104 --bootstrap "$BOOT" --no-build
+lb 4 fetch hello/o3
+lb 4 apt-source
+lb 4 apt-source --key >"$WORK/lebowski.asc"
+
+bold "9/9 apt in a Debian 12 container, with Lebowski's hook asking node 4 (.ci/apt-in-container.sh)"
+IMAGE=$(podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/lebowski/bookworm-hello:' | head -1)
+echo "container: $IMAGE (a hello build image: Debian 12 with apt)"
+CONTAINERS_CONF=$ROOT/builder/containers.conf podman run --rm --network=host \
+	-v "$BIN:/opt/lebowski:ro" -v "$WORK/node4:/node" -v "$WORK:/work:ro" -v "$ROOT/.ci/apt-in-container.sh:/apt-in-container.sh:ro" \
+	-e REPO=127.0.0.1:9466 "$IMAGE" bash /apt-in-container.sh
+
 bold "stopping daemons"
 cleanup
 PIDS=()
@@ -123,3 +144,4 @@ bold "summary ($(elapsed))"
 echo "3 independent nodes (own caches, own images from the lock) rebuilt hello 2.10-3~o3+1 in podman and agreed on:"
 lb 1 --json info hello --opinion o3 | jq -r '.recipes[0].report.consensus.artifacts[] | "  \(.sha256)  \(.name)"'
 echo "verify of the built .deb: SAFE TO INSTALL (exit 0); of a one-byte-tampered copy: DO NOT INSTALL (exit 1)"
+echo "node 4 fetched the .deb from its peers by hash and served it; apt installed it from there, refused a tampered rebuild and an unverified version"

@@ -156,6 +156,8 @@ Exit codes: 0 ok / SAFE TO INSTALL, 1 mismatch / DO NOT INSTALL / UNVERIFIED,
 		newStatusCmd(g),
 		newBlobCmd(g),
 		newAptCheckCmd(g),
+		newAptSourceCmd(g),
+		newFetchCmd(g),
 	)
 	groups(root)
 	return root
