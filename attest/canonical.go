@@ -42,13 +42,17 @@ type canonStatement struct {
 	ContainerDigest    string          `json:"container_digest"`
 	DebianSourceSHA256 string          `json:"debian_source_sha256"`
 	DebianVersion      string          `json:"debian_version"`
+	DiffoscopeCID      string          `json:"diffoscope_cid,omitempty"`
+	Expected           []canonArtifact `json:"expected,omitempty"`
 	LockCID            string          `json:"lock_cid,omitempty"`
 	LogCID             string          `json:"log_cid,omitempty"`
 	Opinion            canonOpinion    `json:"opinion"`
 	Package            string          `json:"package"`
 	PeerID             string          `json:"peer_id,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
 	RecipeID           string          `json:"recipe_id"`
 	Result             Result          `json:"result"`
+	SecondArtifacts    []canonArtifact `json:"second_artifacts,omitempty"`
 	Suite              string          `json:"suite"`
 	Timestamp          time.Time       `json:"timestamp"`
 	Type               string          `json:"type"`
@@ -144,15 +148,22 @@ func mirrorStatement(s *Statement) ([]byte, error) {
 		DebianSourceSHA256: s.DebianSourceSHA256, DebianVersion: s.DebianVersion, LockCID: s.LockCID, LogCID: s.LogCID,
 		Opinion: canonOpinion{CID: s.Opinion.CID, Commit: s.Opinion.Commit, Name: s.Opinion.Name, Purity: s.Opinion.Purity},
 		Package: s.Package, PeerID: s.PeerID, RecipeID: s.RecipeID, Result: s.Result, Suite: s.Suite, Timestamp: s.Timestamp,
-		Type: s.Type, Version: s.Version,
-	}
-	if s.Artifacts != nil {
-		c.Artifacts = make([]canonArtifact, len(s.Artifacts))
-	}
-	for i, a := range s.Artifacts {
-		c.Artifacts[i] = canonArtifact(a)
+		Type: s.Type, Version: s.Version, Reason: s.Reason, DiffoscopeCID: s.DiffoscopeCID,
+		Artifacts: canonArtifacts(s.Artifacts), SecondArtifacts: canonArtifacts(s.SecondArtifacts), Expected: canonArtifacts(s.Expected),
 	}
 	return marshalNoEscape(c)
+}
+
+// canonArtifacts keeps nil nil (omitted or null as in the generic path).
+func canonArtifacts(as []Artifact) []canonArtifact {
+	if as == nil {
+		return nil
+	}
+	out := make([]canonArtifact, len(as))
+	for i, a := range as {
+		out[i] = canonArtifact(a)
+	}
+	return out
 }
 
 func canonicalEnvelope(e *Envelope) ([]byte, error) {
@@ -170,14 +181,16 @@ func validUTF8(s *Statement) bool {
 	for _, v := range []string{s.Type, s.Package, s.Version, s.DebianVersion, s.Suite, s.Arch,
 		s.Opinion.Name, s.Opinion.CID, s.Opinion.Commit, string(s.Opinion.Purity),
 		s.DebianSourceSHA256, s.ContainerDigest, s.RecipeID, string(s.Result),
-		s.BuildinfoCID, s.LogCID, s.LockCID, s.Builder, s.PeerID} {
+		s.BuildinfoCID, s.LogCID, s.LockCID, s.Builder, s.PeerID, s.Reason, s.DiffoscopeCID} {
 		if !utf8.ValidString(v) {
 			return false
 		}
 	}
-	for _, a := range s.Artifacts {
-		if !utf8.ValidString(a.Name) || !utf8.ValidString(a.SHA256) {
-			return false
+	for _, set := range [][]Artifact{s.Artifacts, s.SecondArtifacts, s.Expected} {
+		for _, a := range set {
+			if !utf8.ValidString(a.Name) || !utf8.ValidString(a.SHA256) {
+				return false
+			}
 		}
 	}
 	return true

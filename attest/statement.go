@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
@@ -27,6 +29,11 @@ const (
 	ResultSuccess        Result = "success"
 	ResultFailed         Result = "failed"
 	ResultUnreproducible Result = "unreproducible"
+	// ResultMismatch is a red flag, not a build: the builder was given a
+	// file of the recipe (Artifacts, one) whose hash differs from what it
+	// expected (Expected: the consensus or its own rebuild). It never
+	// counts as a vote (docs/TRUST.md).
+	ResultMismatch Result = "mismatch"
 )
 
 // OpinionRef names the opinion a build applied. An empty Name and CID mean
@@ -84,10 +91,21 @@ type Statement struct {
 	LogCID             string     `json:"log_cid,omitempty"`
 	// LockCID names the lock the build ran from (a blob: the lock's
 	// canonical JSON), so anyone can fetch it and rebuild the same inputs.
-	LockCID   string    `json:"lock_cid,omitempty"`
-	Builder   string    `json:"builder"` // OpenPGP fingerprint, upper-case hex
-	PeerID    string    `json:"peer_id,omitempty"`
-	Timestamp time.Time `json:"timestamp"`
+	LockCID string `json:"lock_cid,omitempty"`
+	// Reason says why a build failed or was not reproducible, or what a
+	// mismatch report saw (free text, one line).
+	Reason string `json:"reason,omitempty"`
+	// SecondArtifacts are the second build's hashes of an unreproducible
+	// claim (Artifacts holds the first's); DiffoscopeCID names the
+	// diffoscope report comparing them (a blob).
+	SecondArtifacts []Artifact `json:"second_artifacts,omitempty"`
+	DiffoscopeCID   string     `json:"diffoscope_cid,omitempty"`
+	// Expected is, in a mismatch report, the hash the reported file
+	// should have had.
+	Expected  []Artifact `json:"expected,omitempty"`
+	Builder   string     `json:"builder"` // OpenPGP fingerprint, upper-case hex
+	PeerID    string     `json:"peer_id,omitempty"`
+	Timestamp time.Time  `json:"timestamp"`
 }
 
 // Recipe returns the recipe the statement is about.
@@ -159,6 +177,43 @@ func ValidDigest(s string) bool {
 	return ok && vocab.IsSHA256Hex(h)
 }
 
+// checkArtifacts checks one artifact list: names, hashes, no repeats.
+func checkArtifacts(field string, as []Artifact) error {
+	if len(as) > MaxArtifacts {
+		return invalid("%d %s (max %d)", len(as), field, MaxArtifacts)
+	}
+	seen := make(map[string]bool, len(as))
+	for i, a := range as {
+		if err := vocab.CheckFileName(a.Name); err != nil {
+			return invalid("%s[%d].name: %v", field, i, err)
+		}
+		if !vocab.IsSHA256Hex(a.SHA256) {
+			return invalid("%s[%d].sha256 %q is not 64 lower-case hex digits", field, i, a.SHA256)
+		}
+		if seen[a.Name] {
+			return invalid("%s[%d].name %q repeated", field, i, a.Name)
+		}
+		seen[a.Name] = true
+	}
+	return nil
+}
+
+// checkReason allows one line of printable UTF-8 text.
+func checkReason(r string) error {
+	if len(r) > MaxStringField {
+		return invalid("reason longer than %d bytes", MaxStringField)
+	}
+	if !utf8.ValidString(r) {
+		return invalid("reason is not UTF-8")
+	}
+	for _, c := range r {
+		if unicode.IsControl(c) {
+			return invalid("reason holds control character %U", c)
+		}
+	}
+	return nil
+}
+
 // ErrInvalidStatement wraps every statement validation failure.
 var ErrInvalidStatement = errors.New("invalid statement")
 
@@ -209,8 +264,17 @@ func (s *Statement) Validate(now time.Time, skew time.Duration) error {
 		return invalid("timestamp missing")
 	case !now.IsZero() && s.Timestamp.After(now.Add(skew)):
 		return invalid("timestamp %s is more than %s in the future", s.Timestamp.UTC().Format(time.RFC3339), skew)
-	case len(s.Artifacts) > MaxArtifacts:
-		return invalid("%d artifacts (max %d)", len(s.Artifacts), MaxArtifacts)
+	}
+	if err := checkReason(s.Reason); err != nil {
+		return err
+	}
+	switch {
+	case len(s.DiffoscopeCID) > MaxStringField:
+		return invalid("diffoscope_cid too long")
+	case (len(s.SecondArtifacts) > 0 || s.DiffoscopeCID != "") && s.Result != ResultUnreproducible:
+		return invalid("second_artifacts and diffoscope_cid belong to an unreproducible claim, not %q", s.Result)
+	case len(s.Expected) > 0 && s.Result != ResultMismatch:
+		return invalid("expected belongs to a mismatch report, not %q", s.Result)
 	}
 	switch s.Result {
 	case ResultSuccess:
@@ -218,21 +282,20 @@ func (s *Statement) Validate(now time.Time, skew time.Duration) error {
 			return invalid("result success without artifacts")
 		}
 	case ResultFailed, ResultUnreproducible:
+	case ResultMismatch:
+		if len(s.Artifacts) != 1 || len(s.Expected) != 1 || s.Artifacts[0].Name != s.Expected[0].Name || s.Artifacts[0].SHA256 == s.Expected[0].SHA256 {
+			return invalid("a mismatch report names one file in artifacts and the same file with another hash in expected")
+		}
 	default:
 		return invalid("result %q is unknown", s.Result)
 	}
-	seen := make(map[string]bool, len(s.Artifacts))
-	for i, a := range s.Artifacts {
-		if err := vocab.CheckFileName(a.Name); err != nil {
-			return invalid("artifacts[%d].name: %v", i, err)
+	for _, set := range []struct {
+		field string
+		as    []Artifact
+	}{{"artifacts", s.Artifacts}, {"second_artifacts", s.SecondArtifacts}, {"expected", s.Expected}} {
+		if err := checkArtifacts(set.field, set.as); err != nil {
+			return err
 		}
-		if !vocab.IsSHA256Hex(a.SHA256) {
-			return invalid("artifacts[%d].sha256 %q is not 64 lower-case hex digits", i, a.SHA256)
-		}
-		if seen[a.Name] {
-			return invalid("artifacts[%d].name %q repeated", i, a.Name)
-		}
-		seen[a.Name] = true
 	}
 	if want := s.Recipe().ID(); s.RecipeID != want {
 		return invalid("recipe_id %q does not match the recipe fields (want %s)", s.RecipeID, want)

@@ -54,6 +54,36 @@ func TestValidate(t *testing.T) {
 		{desc: "artifact bad hash", mutate: func(s *Statement) { s.Artifacts[1].SHA256 = "sha256:" + hex("05") }, wantErr: "artifacts[1].sha256"},
 		{desc: "duplicate artifact names", mutate: func(s *Statement) { s.Artifacts[1].Name = s.Artifacts[0].Name }, wantErr: "repeated"},
 		{desc: "recipe_id mismatch", mutate: func(s *Statement) { s.RecipeID = hex("ff") }, wantErr: "recipe_id"},
+		{desc: "failed with a reason", mutate: func(s *Statement) { s.Result = ResultFailed; s.Artifacts = nil; s.Reason = "opinion does not apply: patch 1 of 1 fails" }},
+		{desc: "reason with a newline", mutate: func(s *Statement) { s.Result = ResultFailed; s.Reason = "a\nb" }, wantErr: "control character"},
+		{desc: "reason too long", mutate: func(s *Statement) { s.Reason = strings.Repeat("x", MaxStringField+1) }, wantErr: "reason longer"},
+		{desc: "reason not UTF-8", mutate: func(s *Statement) { s.Reason = "\xff" }, wantErr: "UTF-8"},
+		{desc: "unreproducible with both sets and a report", mutate: func(s *Statement) {
+			s.Result = ResultUnreproducible
+			s.SecondArtifacts = []Artifact{{Name: s.Artifacts[0].Name, SHA256: hex("0c")}}
+			s.DiffoscopeCID = "bafkreiabc"
+		}},
+		{desc: "second artifacts on a success", mutate: func(s *Statement) { s.SecondArtifacts = s.Artifacts }, wantErr: "unreproducible"},
+		{desc: "bad second artifact", mutate: func(s *Statement) {
+			s.Result = ResultUnreproducible
+			s.SecondArtifacts = []Artifact{{Name: "x.deb", SHA256: "nope"}}
+		}, wantErr: "second_artifacts[0].sha256"},
+		{desc: "mismatch report", mutate: func(s *Statement) {
+			s.Result = ResultMismatch
+			s.Artifacts = s.Artifacts[:1]
+			s.Expected = []Artifact{{Name: s.Artifacts[0].Name, SHA256: hex("0d")}}
+			s.Reason = "verify: differs from the consensus"
+		}},
+		{desc: "mismatch report with the same hash", mutate: func(s *Statement) {
+			s.Result = ResultMismatch
+			s.Artifacts = s.Artifacts[:1]
+			s.Expected = s.Artifacts
+		}, wantErr: "mismatch report names"},
+		{desc: "mismatch report of two files", mutate: func(s *Statement) {
+			s.Result = ResultMismatch
+			s.Expected = []Artifact{{Name: s.Artifacts[0].Name, SHA256: hex("0d")}}
+		}, wantErr: "mismatch report names"},
+		{desc: "expected on a success", mutate: func(s *Statement) { s.Expected = s.Artifacts[:1] }, wantErr: "mismatch report"},
 		{desc: "recipe field changed after recipe_id", mutate: func(s *Statement) { s.ContainerDigest = "sha256:" + hex("ee") }, wantErr: "recipe_id"},
 	}
 	for _, tt := range tests {

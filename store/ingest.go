@@ -459,11 +459,13 @@ func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool
 		r.Failed++
 	case attest.ResultUnreproducible:
 		r.Unreproducible++
+	case attest.ResultMismatch:
+		r.Mismatch++
 	}
 	if newBuilder {
 		r.Builders++
 	}
-	if ts := st.Timestamp.UTC(); ts.After(r.Newest) {
+	if ts := st.Timestamp.UTC(); ts.After(r.Newest) && st.Result != attest.ResultMismatch {
 		r.Newest, r.Version = ts, st.Version
 	}
 	if ts := st.Timestamp.UTC(); ts.Before(r.First) {

@@ -108,8 +108,8 @@ type StoredClaim struct {
 
 const summaryV1 = 1
 
-var resultCodes = map[attest.Result]byte{attest.ResultSuccess: 1, attest.ResultFailed: 2, attest.ResultUnreproducible: 3}
-var resultNames = map[byte]attest.Result{1: attest.ResultSuccess, 2: attest.ResultFailed, 3: attest.ResultUnreproducible}
+var resultCodes = map[attest.Result]byte{attest.ResultSuccess: 1, attest.ResultFailed: 2, attest.ResultUnreproducible: 3, attest.ResultMismatch: 4}
+var resultNames = map[byte]attest.Result{1: attest.ResultSuccess, 2: attest.ResultFailed, 3: attest.ResultUnreproducible, 4: attest.ResultMismatch}
 
 // encodeSummary is the by_recipe value:
 // [1 format=1][1 result][8 unix seconds BE][32 artifact key][1 n][n fpr].
@@ -209,7 +209,8 @@ type RecipeSummary struct {
 	Success        int               `json:"success"`
 	Failed         int               `json:"failed"`
 	Unreproducible int               `json:"unreproducible"`
-	Builders       int               `json:"builders"` // distinct builder keys
+	Mismatch       int               `json:"mismatch,omitempty"` // red flags: mismatch reports
+	Builders       int               `json:"builders"`           // distinct keys with claims (reporters included)
 	First          time.Time         `json:"first"`
 	Newest         time.Time         `json:"newest"`
 }

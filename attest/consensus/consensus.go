@@ -147,9 +147,29 @@ type Report struct {
 	// success claims with different artifact keys) or flagged by the
 	// TrustSource. Sorted.
 	Equivocators []string `json:"equivocators"`
-	Ignored      int      `json:"ignored"` // claims dropped: malformed, other recipe, distrusted key
+	// RedFlags are mismatch reports about this recipe (not from
+	// distrusted keys): someone was given a file of it that differs from
+	// what they expected. They never vote; trusted ones first, then
+	// newest first.
+	RedFlags []RedFlag `json:"red_flags,omitempty"`
+	Ignored  int       `json:"ignored"` // claims dropped: malformed, other recipe, distrusted key
 	Reasons      []string `json:"reasons"` // human-readable explanation, one fact a line
 }
+
+// RedFlag is one mismatch report (attest.ResultMismatch).
+type RedFlag struct {
+	Fingerprint string       `json:"fingerprint"`
+	Level       attest.Trust `json:"level"`
+	ClaimID     string       `json:"claim_id"`
+	File        string       `json:"file"`
+	Observed    string       `json:"observed"` // sha256 of the file the reporter was given
+	Expected    string       `json:"expected"` // sha256 it expected
+	Reason      string       `json:"reason,omitempty"`
+	Timestamp   time.Time    `json:"timestamp"`
+}
+
+// Trusted reports whether the reporter's key is trusted.
+func (f RedFlag) Trusted() bool { return BuilderClaim{Level: f.Level}.Trusted() }
 
 // entry is one input claim after the first checks.
 type entry struct {
@@ -190,7 +210,9 @@ func usable(c Claim) string {
 		return "no builder key"
 	case s.Result == attest.ResultSuccess && len(s.Artifacts) == 0:
 		return "success without artifacts"
-	case s.Result != attest.ResultSuccess && s.Result != attest.ResultFailed && s.Result != attest.ResultUnreproducible:
+	case s.Result == attest.ResultMismatch && (len(s.Artifacts) != 1 || len(s.Expected) != 1):
+		return "mismatch report without its two hashes"
+	case s.Result != attest.ResultSuccess && s.Result != attest.ResultFailed && s.Result != attest.ResultUnreproducible && s.Result != attest.ResultMismatch:
 		return "unknown result"
 	}
 	return ""
@@ -209,12 +231,13 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 		trust = noTrust{}
 	}
 	opt = opt.withDefaults()
-	entries, malformed := sift(claims)
+	entries, flags, malformed := sift(claims)
 	r := Report{RecipeID: opt.RecipeID}
 	if r.RecipeID == "" {
 		r.RecipeID = pickRecipe(entries, trust)
 	}
 	lv := newLevels(trust)
+	r.RedFlags = redFlags(flags, r.RecipeID, lv)
 	sel := selectRecipe(entries, r.RecipeID, lv)
 	r.Ignored = malformed + sel.otherRecipe + sel.distrusted
 	v := oneVotePerKey(sel.byKey, trust)
@@ -229,17 +252,48 @@ func Evaluate(claims []Claim, trust TrustSource, opt Options) Report {
 	return r
 }
 
-// sift keeps the usable claims and counts the others.
-func sift(claims []Claim) (entries []entry, malformed int) {
+// sift keeps the usable claims, sets mismatch reports apart (they never
+// vote) and counts the others.
+func sift(claims []Claim) (entries, flags []entry, malformed int) {
 	entries = make([]entry, 0, len(claims))
 	for _, c := range claims {
 		if usable(c) != "" {
 			malformed++
 			continue
 		}
-		entries = append(entries, entry{c: c, s: c.Statement, fpr: strings.ToUpper(strings.TrimSpace(c.Statement.Builder))})
+		e := entry{c: c, s: c.Statement, fpr: strings.ToUpper(strings.TrimSpace(c.Statement.Builder))}
+		if e.s.Result == attest.ResultMismatch {
+			flags = append(flags, e)
+			continue
+		}
+		entries = append(entries, e)
 	}
-	return entries, malformed
+	return entries, flags, malformed
+}
+
+// redFlags lists the recipe's mismatch reports from keys that are not
+// distrusted: trusted first, then newest first.
+func redFlags(flags []entry, recipeID string, lv *levels) []RedFlag {
+	var out []RedFlag
+	for _, e := range flags {
+		lvl := lv.of(e.fpr)
+		if e.s.RecipeID != recipeID || lvl == attest.TrustDistrusted {
+			continue
+		}
+		out = append(out, RedFlag{Fingerprint: e.fpr, Level: lvl, ClaimID: e.c.ID, File: e.s.Artifacts[0].Name,
+			Observed: e.s.Artifacts[0].SHA256, Expected: e.s.Expected[0].SHA256, Reason: e.s.Reason, Timestamp: e.s.Timestamp})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Trusted() != b.Trusted() {
+			return a.Trusted()
+		}
+		if !a.Timestamp.Equal(b.Timestamp) {
+			return a.Timestamp.After(b.Timestamp)
+		}
+		return a.ClaimID < b.ClaimID
+	})
+	return out
 }
 
 // levels memoises the trust source's (normalized) levels.

@@ -52,6 +52,44 @@ func isHex64(s string) bool {
 //   - hash matches: SAFE TO INSTALL when at least MinTrusted trusted keys
 //     agree and Score ≥ Threshold, UNVERIFIED otherwise.
 func (r Report) VerdictFor(fileSHA256, fileName string, opt Options) (Verdict, []string) {
+	v, out := r.verdictFor(fileSHA256, fileName, opt)
+	if note := r.redFlagNote(strings.ToLower(strings.TrimSpace(fileSHA256)), v); note != "" {
+		out = append(out, note)
+	}
+	return v, out
+}
+
+// redFlagNote says who reported this exact file as differing from what
+// they expected. Red flags never change the verdict: a file trusted
+// builders agree on stays SAFE, any other file is not SAFE anyway.
+func (r Report) redFlagNote(h string, v Verdict) string {
+	var trusted, other int
+	var who []BuilderClaim
+	for _, f := range r.RedFlags {
+		if f.Observed != h {
+			continue
+		}
+		if f.Trusted() {
+			trusted++
+			who = append(who, BuilderClaim{Fingerprint: f.Fingerprint, Level: f.Level})
+		} else {
+			other++
+		}
+	}
+	if trusted+other == 0 {
+		return ""
+	}
+	note := fmt.Sprintf("RED FLAG: this exact file was reported as differing from what its reporters expected by %s and %s", plural(trusted, "trusted key"), plural(other, "other key"))
+	if len(who) > 0 {
+		note += " (" + fprList(who, maxListed) + ")"
+	}
+	if v == Safe {
+		note += "; red flags never outvote the trusted builders who reproduced it (docs/TRUST.md)"
+	}
+	return note
+}
+
+func (r Report) verdictFor(fileSHA256, fileName string, opt Options) (Verdict, []string) {
 	opt = opt.withDefaults()
 	h := strings.ToLower(strings.TrimSpace(fileSHA256))
 	name := baseName(fileName)

@@ -151,6 +151,7 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 		row(b, "no")
 	}
 	tw.Flush()
+	renderRedFlags(w, rep.RedFlags, now)
 	if len(rep.Equivocators) > 0 {
 		fmt.Fprintf(w, "Equivocating keys (count for nothing): %s\n", strings.Join(rep.Equivocators, ", "))
 	}
@@ -199,4 +200,37 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// maxRedFlagRows bounds the red flags listed from keys that are not
+// trusted (--json has them all).
+const maxRedFlagRows = 5
+
+// renderRedFlags lists mismatch reports: trusted ones all, others capped.
+func renderRedFlags(w io.Writer, flags []consensus.RedFlag, now time.Time) {
+	if len(flags) == 0 {
+		return
+	}
+	trusted := 0
+	for _, f := range flags {
+		if f.Trusted() {
+			trusted++
+		}
+	}
+	fmt.Fprintf(w, "Red flags:      %d (%d from trusted keys): files of this recipe that differed from what their reporters expected; they never vote (docs/TRUST.md)\n", len(flags), trusted)
+	others := 0
+	for _, f := range flags {
+		if !f.Trusted() {
+			if others == maxRedFlagRows {
+				fmt.Fprintf(w, "  … %d more from other keys\n", len(flags)-trusted-others)
+				break
+			}
+			others++
+		}
+		fmt.Fprintf(w, "  %s %-9s %s sha256 %s (expected %s) %s", short(f.Fingerprint, 16), f.Level, f.File, short(f.Observed, 16), short(f.Expected, 16), ago(now, f.Timestamp))
+		if f.Reason != "" {
+			fmt.Fprintf(w, " — %s", f.Reason)
+		}
+		fmt.Fprintln(w)
+	}
 }

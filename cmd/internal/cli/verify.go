@@ -14,6 +14,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
@@ -36,7 +37,7 @@ func openPackage(ctx context.Context, path string) (deb *debfile.Info, sum strin
 	case ctx.Err() != nil:
 		return nil, "", nil, ctx.Err()
 	case debfile.IsDamaged(err):
-		return nil, sum, err, nil
+		return deb, sum, err, nil // deb: the intact control data, if any
 	}
 	return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 }
@@ -62,7 +63,7 @@ type check struct {
 
 func newVerifyCmd(g *globals) *cobra.Command {
 	var f buildFlags
-	var rebuild, noRebuild bool
+	var rebuild, noRebuild, noReport bool
 	cmd := &cobra.Command{
 		Use:   "verify FILE.deb",
 		Short: "Rebuild a package and compare: SAFE TO INSTALL or DO NOT INSTALL",
@@ -82,10 +83,10 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 				return err
 			}
 			if bad != nil {
-				return g.verifyUnreadable(ctx, path, sum, bad)
+				return g.verifyUnreadable(ctx, path, sum, bad, deb, !noReport)
 			}
 			if deb.Architecture != "all" && deb.Architecture != builder.DefaultArch {
-				return g.verifyUnreadable(ctx, path, sum, fmt.Errorf("built for %s; this node installs and rebuilds %s packages", deb.Architecture, builder.DefaultArch))
+				return g.verifyUnreadable(ctx, path, sum, fmt.Errorf("built for %s; this node installs and rebuilds %s packages", deb.Architecture, builder.DefaultArch), nil, false)
 			}
 			opName := f.opinion
 			if opName == "" {
@@ -165,7 +166,10 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 				if !g.json {
 					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", own.SHA256, sum)
 				}
-				return g.decide(&out, consensus.DoNotInstall, "the file differs from this node's own rebuild")
+				if !noReport {
+					g.reportMismatch(ctx, core.Mismatch{RecipeID: ownRecipe.ID(), File: wantName, Observed: sum, Expected: own.SHA256, Reason: "verify: differs from the reporter's own rebuild"})
+				}
+				return g.decide(&out, consensus.DoNotInstall, append([]string{"the file differs from this node's own rebuild"}, vr.Reasons...)...)
 			case own == nil && !noRebuild:
 				add(false, "Package SHA256", fmt.Sprintf("the rebuild produced no %s", wantName))
 				return g.decide(&out, consensus.DoNotInstall, "the rebuild did not produce this file")
@@ -176,6 +180,9 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", vr.Expected, sum)
 				}
 				out.Expected = vr.Expected
+				if !noReport && vr.Expected != "" && vr.Recipe != nil {
+					g.reportMismatch(ctx, core.Mismatch{RecipeID: vr.Recipe.Recipe.RecipeID, File: wantName, Observed: sum, Expected: vr.Expected, Reason: "verify: differs from the consensus of trusted builders"})
+				}
 				return g.decide(&out, consensus.DoNotInstall, vr.Reasons...)
 			}
 			detail := short(sum, 16)
@@ -195,14 +202,17 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 	cmd.Flags().StringVar(&f.opinion, "opinion", "", "opinion name (default: from the package version, e.g. 2.10-3~o3+1)")
 	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "rebuild even if this node already built the recipe")
 	cmd.Flags().BoolVar(&noRebuild, "no-rebuild", false, "do not rebuild: decide from the claims in the store only")
+	cmd.Flags().BoolVar(&noReport, "no-report", false, "do not sign and publish a red flag when the file differs from the consensus or the own rebuild")
 	g.addBuildFlags(cmd, &f)
 	return cmd
 }
 
 // verifyUnreadable decides DO NOT INSTALL for a file verify cannot treat
-// as a package for this machine, saying why and, when the file could be
-// hashed, what the network attests about that exact hash.
-func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why error) error {
+// as a package for this machine, saying why and what the network attests:
+// for the package and version its intact control data names (deb), else
+// for its bare hash. A file that differs from the consensus hash of its
+// name is reported as a red flag when report is set.
+func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why error, deb *debfile.Info, report bool) error {
 	out := verifyOutput{File: path, SHA256: sum}
 	out.Checks = append(out.Checks, check{false, "Package file", why.Error()})
 	if !g.json {
@@ -212,22 +222,61 @@ func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why er
 	if sum == "" {
 		return g.decide(&out, consensus.DoNotInstall, reasons...)
 	}
+	req := core.VerifyRequest{SHA256: sum}
+	if deb != nil {
+		out.Package, out.Version, out.Opinion = deb.Package, deb.Version, deb.Opinion
+		op := deb.Opinion
+		if op == "" {
+			op = vocab.Vanilla
+		}
+		req = core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: op, FileName: deb.FileName(), SHA256: sum}
+	}
 	b, done, err := g.api(ctx, read)
 	if err != nil {
 		return err
 	}
-	vr, err := b.Verify(ctx, core.VerifyRequest{SHA256: sum})
+	vr, err := b.Verify(ctx, req)
 	done()
 	if err != nil {
 		return err
 	}
 	out.Consensus = vr
-	if vr.File != "" {
+	switch {
+	case vr.Expected != "" && vr.Expected != sum:
+		out.Expected = vr.Expected
+		if !g.json {
+			g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", vr.Expected, sum)
+		}
+		reasons = append(reasons, vr.Reasons...)
+		if report && vr.Recipe != nil {
+			g.reportMismatch(ctx, core.Mismatch{RecipeID: vr.Recipe.Recipe.RecipeID, File: deb.FileName(), Observed: sum, Expected: vr.Expected,
+				Reason: "verify: a damaged or tampered copy (" + why.Error() + ")"})
+		}
+	case vr.File != "":
 		reasons = append(reasons, fmt.Sprintf("sha256 %s is attested as %s (%s)", short(sum, 16), vr.File, vr.Verdict))
-	} else {
+	default:
 		reasons = append(reasons, vr.Reasons...)
 	}
 	return g.decide(&out, consensus.DoNotInstall, reasons...)
+}
+
+// reportMismatch signs and publishes a red flag (docs/TRUST.md); failing
+// to is a warning: the verdict does not depend on it.
+func (g *globals) reportMismatch(ctx context.Context, m core.Mismatch) {
+	api, done, err := g.api(ctx, withKey)
+	if err == nil {
+		defer done()
+		var rr *core.RecordResult
+		if rr, err = api.ReportMismatch(ctx, m); err == nil {
+			where := "stored; peers get it by sync"
+			if rr.Published {
+				where = "published to peers"
+			}
+			fmt.Fprintf(g.errOut, "red flag signed (%s): claim %s — other nodes will see that %s with sha256 %s is circulating (--no-report to keep it to yourself)\n", where, short(rr.ID, 20), m.File, short(m.Observed, 16))
+			return
+		}
+	}
+	fmt.Fprintf(g.errOut, "warning: could not sign a red flag for this file: %v\n", err)
 }
 
 func opinionName(op *opinions.Opinion) string {

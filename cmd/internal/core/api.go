@@ -49,6 +49,12 @@ type API interface {
 	// does both).
 	RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, error)
 
+	// ReportMismatch signs a red flag with the node's key: a file of a
+	// recipe whose hash differs from what was expected (the consensus or
+	// the node's own rebuild). It is stored and published like a claim and
+	// never votes (docs/TRUST.md).
+	ReportMismatch(ctx context.Context, m Mismatch) (*RecordResult, error)
+
 	// Keys lists known builder keys with their effective trust.
 	Keys(ctx context.Context) ([]KeyInfo, error)
 	// Key returns one key with its public key material.
@@ -238,6 +244,20 @@ type BuildRecord struct {
 	BuildinfoCID  string            `json:"buildinfo_cid,omitempty"`
 	LogCID        string            `json:"log_cid,omitempty"`
 	LockCID       string            `json:"lock_cid,omitempty"` // the lock the build ran from
+	// SecondArtifacts and DiffoscopeCID describe an unreproducible build:
+	// the second build's hashes and the diffoscope report (a blob, put
+	// first).
+	SecondArtifacts []attest.Artifact `json:"second_artifacts,omitempty"`
+	DiffoscopeCID   string            `json:"diffoscope_cid,omitempty"`
+}
+
+// Mismatch is what ReportMismatch signs.
+type Mismatch struct {
+	RecipeID string `json:"recipe_id"` // a recipe this node holds claims for
+	File     string `json:"file"`      // artifact name
+	Observed string `json:"observed"`  // sha256 of the file given
+	Expected string `json:"expected"`  // sha256 expected
+	Reason   string `json:"reason"`
 }
 
 // RecordResult is the claim RecordBuild signed.

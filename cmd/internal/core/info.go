@@ -98,7 +98,9 @@ func rank(rcs []store.RecipeClaims, trust consensus.TrustSource) []store.RecipeC
 	for i, rc := range rcs {
 		v := consensus.RecipeVotes{RecipeID: rc.Recipe.RecipeID, Newest: rc.Recipe.Newest}
 		for _, c := range rc.Claims {
-			v.Builders = append(v.Builders, c.Builder)
+			if c.Result != attest.ResultMismatch { // red flags never vote
+				v.Builders = append(v.Builders, c.Builder)
+			}
 		}
 		votes[i] = v
 		byID[rc.Recipe.RecipeID] = rc
@@ -117,7 +119,7 @@ func (n *Node) evaluate(rc store.RecipeClaims, trust consensus.TrustSource) (Rec
 	own := false
 	for i, c := range rc.Claims {
 		ids[i] = c.ID
-		if n.id != nil && c.Builder == n.id.Fingerprint() {
+		if n.id != nil && c.Builder == n.id.Fingerprint() && c.Result != attest.ResultMismatch {
 			own = true
 		}
 	}

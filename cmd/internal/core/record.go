@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -87,7 +90,10 @@ func (n *Node) RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, e
 		Suite: b.Recipe.Suite, Arch: b.Recipe.Arch, Opinion: b.Opinion,
 		DebianSourceSHA256: b.Recipe.SourceSHA256, ContainerDigest: b.Recipe.ImageDigest, RecipeID: b.Recipe.ID(),
 		Result: b.Status, Artifacts: b.Artifacts, BuildinfoCID: b.BuildinfoCID, LogCID: b.LogCID, LockCID: b.LockCID,
-		Builder: n.id.Fingerprint(), Timestamp: n.now(),
+		Builder: n.id.Fingerprint(), Timestamp: n.now(), Reason: OneLine(b.FailReason),
+	}
+	if b.Status == attest.ResultUnreproducible {
+		stmt.SecondArtifacts, stmt.DiffoscopeCID = b.SecondArtifacts, b.DiffoscopeCID
 	}
 	if stmt.Artifacts == nil {
 		stmt.Artifacts = []attest.Artifact{}
@@ -104,26 +110,56 @@ func (n *Node) RecordBuild(ctx context.Context, b BuildRecord) (*RecordResult, e
 	if err := n.checkBlobs(b); err != nil {
 		return nil, err
 	}
+	out, err := n.signAndPublish(ctx, stmt, true)
+	if err != nil {
+		return nil, fmt.Errorf("record build: %w", err)
+	}
+	return out, nil
+}
+
+// OneLine makes free text a statement reason: control characters become
+// spaces, at most attest.MaxStringField bytes of valid UTF-8.
+func OneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	s = strings.Join(strings.Fields(s), " ")
+	for len(s) > attest.MaxStringField {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// signAndPublish signs stmt with the node key, ingests the claim once
+// (marked as the node's own build when own), emits it and publishes it
+// when online.
+func (n *Node) signAndPublish(ctx context.Context, stmt *attest.Statement, own bool) (*RecordResult, error) {
 	if err := n.ensureOwnKey(); err != nil {
 		return nil, err
 	}
 	claim, err := attest.Sign(n.id, stmt)
 	if err != nil {
-		return nil, fmt.Errorf("record build: sign: %w", err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
 	r, err := n.st.Ingest(store.WithOrigin(ctx, store.Origin{Via: store.ViaOwn}), claim)
 	if err != nil {
-		return nil, fmt.Errorf("record build: %w", err)
+		return nil, err
 	}
 	if r[0].Err != nil {
-		return nil, fmt.Errorf("record build: store own claim: %w", r[0].Err)
+		return nil, fmt.Errorf("store own claim: %w", r[0].Err)
 	}
-	if err := n.st.MarkOwn(claim.ID); err != nil {
-		return nil, fmt.Errorf("record build: %w", err)
+	if own {
+		if err := n.st.MarkOwn(claim.ID); err != nil {
+			return nil, err
+		}
 	}
 	wire, err := claim.Wire()
 	if err != nil {
-		return nil, fmt.Errorf("record build: %w", err)
+		return nil, err
 	}
 	out := &RecordResult{ID: claim.ID, Wire: wire}
 	n.Emit(Event{Type: EventClaim, Package: stmt.Package, Opinion: stmt.Opinion.Name, ClaimID: claim.ID, From: "self"})
@@ -150,7 +186,7 @@ func (n *Node) checkBlobs(b BuildRecord) error {
 			need[c] = "artifact " + a.Name
 		}
 	}
-	for c, what := range map[string]string{b.BuildinfoCID: "buildinfo", b.LogCID: "build log", b.LockCID: "lock"} {
+	for c, what := range map[string]string{b.BuildinfoCID: "buildinfo", b.LogCID: "build log", b.LockCID: "lock", b.DiffoscopeCID: "diffoscope report"} {
 		if c == "" {
 			continue
 		}
@@ -169,4 +205,48 @@ func (n *Node) checkBlobs(b BuildRecord) error {
 		}
 	}
 	return nil
+}
+
+// ReportMismatch signs, stores and publishes a red flag about a recipe
+// whose claims this node holds (the recipe fields are copied from one).
+func (n *Node) ReportMismatch(ctx context.Context, m Mismatch) (*RecordResult, error) {
+	if n.id == nil {
+		return nil, fmt.Errorf("report mismatch: %w on this node: run `lebowski key gen`", ErrNoIdentity)
+	}
+	if !vocab.IsSHA256Hex(m.RecipeID) {
+		return nil, Invalid(fmt.Errorf("report mismatch: recipe id %q is not 64 hex digits", m.RecipeID))
+	}
+	scs, err := n.st.ByRecipe(m.RecipeID)
+	if err != nil {
+		return nil, err
+	}
+	var tmpl *attest.Statement
+	for _, sc := range scs {
+		if c, ok, err := n.st.Get(sc.ID); err == nil && ok {
+			tmpl = c.Statement
+			break
+		}
+	}
+	if tmpl == nil {
+		return nil, fmt.Errorf("%w: report mismatch: no claims for recipe %s", ErrNotFound, m.RecipeID)
+	}
+	stmt := &attest.Statement{
+		Type: attest.TypeRebuildV1, Package: tmpl.Package, Version: tmpl.Version, DebianVersion: tmpl.DebianVersion,
+		Suite: tmpl.Suite, Arch: tmpl.Arch, Opinion: tmpl.Opinion, DebianSourceSHA256: tmpl.DebianSourceSHA256,
+		ContainerDigest: tmpl.ContainerDigest, RecipeID: tmpl.RecipeID, Result: attest.ResultMismatch,
+		Artifacts: []attest.Artifact{{Name: m.File, SHA256: m.Observed}}, Expected: []attest.Artifact{{Name: m.File, SHA256: m.Expected}},
+		Reason: OneLine(m.Reason), Builder: n.id.Fingerprint(), Timestamp: n.now(),
+	}
+	if n.net != nil {
+		stmt.PeerID = n.net.PeerID()
+	}
+	if err := stmt.Validate(n.now(), attest.DefaultSkew); err != nil {
+		return nil, Invalid(fmt.Errorf("report mismatch: %w", err))
+	}
+	out, err := n.signAndPublish(ctx, stmt, false)
+	if err != nil {
+		return nil, fmt.Errorf("report mismatch: %w", err)
+	}
+	n.log.Warn("red flag signed", "package", stmt.Package, "file", m.File, "observed", m.Observed, "expected", m.Expected)
+	return out, nil
 }

@@ -78,6 +78,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"Events", testEvents},
 		{"OpinionByNameAndCID", testOpinion},
 		{"ClaimEvidenceAndInToto", testClaimEvidence},
+		{"RedFlags", testRedFlags},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, mk) })
 	}
@@ -766,4 +767,42 @@ func testClaimEvidence(t *testing.T, mk func(*testing.T, func(*config.Config)) *
 	require.NoError(t, err)
 	assert.Contains(t, string(payload), `"https://in-toto.io/Statement/v1"`)
 	assert.Contains(t, string(payload), rr.ID)
+}
+
+func testRedFlags(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	importTrusted(t, h.API, attesttest.Identities(t, 3))
+	info, err := h.API.Info(ctx, core.InfoQuery{Package: "hello"})
+	require.NoError(t, err)
+	recipe := info.Recipes[0].Recipe.RecipeID
+	honest, tampered := attesttest.Hex("deb"), attesttest.Hex("tampered")
+
+	rr, err := h.API.ReportMismatch(ctx, core.Mismatch{RecipeID: recipe, File: attesttest.DebName, Observed: tampered, Expected: honest, Reason: "verify:\nfile differs"})
+	require.NoError(t, err)
+	assert.Contains(t, h.Net.PublishedIDs(), rr.ID, "the red flag is published")
+	c, err := attest.Verify(rr.Wire, nil, attest.VerifyOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, attest.ResultMismatch, c.Statement.Result)
+	assert.Equal(t, "verify: file differs", c.Statement.Reason, "one line")
+
+	info, err = h.API.Info(ctx, core.InfoQuery{Package: "hello"})
+	require.NoError(t, err)
+	ri := info.Recipes[0]
+	assert.False(t, ri.Own, "a red flag is not a build")
+	require.Len(t, ri.Report.RedFlags, 1)
+	assert.Equal(t, attest.TrustOwn, ri.Report.RedFlags[0].Level)
+	assert.Len(t, ri.Report.Consensus.Trusted, 3)
+
+	v, err := h.API.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: attesttest.DebName, SHA256: tampered})
+	require.NoError(t, err)
+	assert.Equal(t, consensus.DoNotInstall, v.Verdict)
+	assert.Contains(t, strings.Join(v.Reasons, "\n"), "RED FLAG")
+	v, err = h.API.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: attesttest.DebName, SHA256: honest})
+	require.NoError(t, err)
+	assert.Equal(t, consensus.Safe, v.Verdict)
+
+	_, err = h.API.ReportMismatch(ctx, core.Mismatch{RecipeID: attesttest.Hex("nope"), File: attesttest.DebName, Observed: tampered, Expected: honest})
+	assert.True(t, core.IsNotFound(err), "%v", err)
+	_, err = h.API.ReportMismatch(ctx, core.Mismatch{RecipeID: recipe, File: attesttest.DebName, Observed: honest, Expected: honest})
+	assert.True(t, core.IsInvalid(err), "%v", err)
 }

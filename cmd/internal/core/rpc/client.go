@@ -172,6 +172,11 @@ func (c *Client) RecordBuild(ctx context.Context, b core.BuildRecord) (*core.Rec
 	return &out, c.do(ctx, http.MethodPost, "/v1/builds", b, &out)
 }
 
+func (c *Client) ReportMismatch(ctx context.Context, m core.Mismatch) (*core.RecordResult, error) {
+	var out core.RecordResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/mismatches", m, &out)
+}
+
 func (c *Client) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 	var out []core.KeyInfo
 	return out, c.do(ctx, http.MethodGet, "/v1/keys", nil, &out)

@@ -70,6 +70,9 @@ func Handler(api core.API) http.Handler {
 	mux.HandleFunc("POST /v1/builds", jsonIn(func(r *http.Request, b core.BuildRecord) (any, error) {
 		return api.RecordBuild(r.Context(), b)
 	}))
+	mux.HandleFunc("POST /v1/mismatches", jsonIn(func(r *http.Request, m core.Mismatch) (any, error) {
+		return api.ReportMismatch(r.Context(), m)
+	}))
 	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		res, err := api.Keys(r.Context())
 		reply(w, res, err)
