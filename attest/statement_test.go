@@ -54,7 +54,11 @@ func TestValidate(t *testing.T) {
 		{desc: "artifact bad hash", mutate: func(s *Statement) { s.Artifacts[1].SHA256 = "sha256:" + hex("05") }, wantErr: "artifacts[1].sha256"},
 		{desc: "duplicate artifact names", mutate: func(s *Statement) { s.Artifacts[1].Name = s.Artifacts[0].Name }, wantErr: "repeated"},
 		{desc: "recipe_id mismatch", mutate: func(s *Statement) { s.RecipeID = hex("ff") }, wantErr: "recipe_id"},
-		{desc: "failed with a reason", mutate: func(s *Statement) { s.Result = ResultFailed; s.Artifacts = nil; s.Reason = "opinion does not apply: patch 1 of 1 fails" }},
+		{desc: "failed with a reason", mutate: func(s *Statement) {
+			s.Result = ResultFailed
+			s.Artifacts = nil
+			s.Reason = "opinion does not apply: patch 1 of 1 fails"
+		}},
 		{desc: "reason with a newline", mutate: func(s *Statement) { s.Result = ResultFailed; s.Reason = "a\nb" }, wantErr: "control character"},
 		{desc: "reason too long", mutate: func(s *Statement) { s.Reason = strings.Repeat("x", MaxStringField+1) }, wantErr: "reason longer"},
 		{desc: "reason not UTF-8", mutate: func(s *Statement) { s.Reason = "\xff" }, wantErr: "UTF-8"},

@@ -153,7 +153,7 @@ type Report struct {
 	// newest first.
 	RedFlags []RedFlag `json:"red_flags,omitempty"`
 	Ignored  int       `json:"ignored"` // claims dropped: malformed, other recipe, distrusted key
-	Reasons      []string `json:"reasons"` // human-readable explanation, one fact a line
+	Reasons  []string  `json:"reasons"` // human-readable explanation, one fact a line
 }
 
 // RedFlag is one mismatch report (attest.ResultMismatch).
