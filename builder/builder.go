@@ -45,6 +45,10 @@ type Result struct {
 	// Lock is the lock the build ran from (resolved now for a vanilla
 	// build or an unlocked opinion).
 	Lock *opinions.Lock
+	// Second and Diffoscope describe an unreproducible BuildTwice: the
+	// second build's outputs and the diffoscope report.
+	Second     []Output
+	Diffoscope []byte
 }
 
 // Builder is the seam the daemon and CLI use; tests swap a fake in.

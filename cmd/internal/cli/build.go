@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -257,8 +256,18 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 			req := builder.Request{Package: pkg, Version: f.version, Suite: f.suite, Opinion: op}
 			start := time.Now()
 			step("fetching verified source, preparing image, building %s%s", pkg, opinionSuffix(op))
-			res, err := rb.Build(ctx, req)
-			if err != nil {
+			var res *builder.Result
+			if f.twice {
+				step("building two times to check reproducibility")
+				res, err = builder.BuildTwice(ctx, rb, req)
+			} else {
+				res, err = rb.Build(ctx, req)
+			}
+			if errors.Is(err, builder.ErrNotApplicable) && res != nil {
+				// The opinion does not apply to this source: that is a
+				// result others should know, signed as a failed build.
+				step("the opinion does not apply: signing a failed build (%s)", res.FailReason)
+			} else if err != nil {
 				return buildErr(err)
 			}
 			out := buildOutput{Package: pkg, Version: res.BinaryVersion, RecipeID: res.Recipe.ID(), Recipe: res.Recipe, Status: res.Status, FailReason: res.FailReason, Artifacts: res.Artifacts}
@@ -266,30 +275,16 @@ source failed verification, 2 bad input (opinion, package), 3 environment
 				out.Opinion = op.Name
 			}
 			status := res.Status
-			if f.twice && res.Status == attest.ResultSuccess {
-				step("building a second time to check reproducibility")
-				first, err := keepArtifacts(res)
-				if err != nil {
-					return envErr(err)
-				}
-				res2, err := rb.Build(ctx, req)
-				if err != nil {
-					return buildErr(err)
-				}
-				same := res2.Status == attest.ResultSuccess && sameArtifacts(res.Artifacts, res2.Artifacts)
+			if f.twice && (status == attest.ResultSuccess || status == attest.ResultUnreproducible) {
+				same := status == attest.ResultSuccess
 				out.Reproducible = &same
-				if !same {
-					status = attest.ResultUnreproducible
-					step("NOT reproducible: running diffoscope")
-					out.DiffoscopeCID = g.diffFirst(ctx, first, res2.Artifacts)
-				}
 			}
 			done()
-			res.Status = status
 			rec, err := g.record(ctx, res, op)
 			if err != nil {
 				return err
 			}
+			out.DiffoscopeCID = rec.DiffoscopeCID
 			out.Seconds = time.Since(start).Seconds()
 			out.ClaimID, out.Claim = rec.ID, string(rec.Wire)
 			if g.json {
@@ -340,70 +335,6 @@ func printBuild(g *globals, o buildOutput) {
 		}
 	}
 	g.printf("  signed claim %s\n", o.ClaimID)
-}
-
-func sameArtifacts(a, b []builder.Output) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	m := map[string]string{}
-	for _, x := range a {
-		m[x.Name] = x.SHA256
-	}
-	for _, y := range b {
-		if m[y.Name] != y.SHA256 {
-			return false
-		}
-	}
-	return true
-}
-
-// keepArtifacts copies the first build's files aside (a second build of the
-// same recipe reuses the output directory).
-func keepArtifacts(res *builder.Result) ([]builder.Output, error) {
-	dir, err := os.MkdirTemp("", "lebowski-first-")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]builder.Output, len(res.Artifacts))
-	for i, a := range res.Artifacts {
-		b, err := os.ReadFile(a.Path)
-		if err != nil {
-			return nil, err
-		}
-		p := filepath.Join(dir, a.Name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return nil, err
-		}
-		out[i] = a
-		out[i].Path = p
-	}
-	return out, nil
-}
-
-// diffFirst runs diffoscope on the first differing artifact pair and keeps
-// the report as a blob; returns its CID ("" when it could not be made).
-func (g *globals) diffFirst(ctx context.Context, a, b []builder.Output) string {
-	for _, x := range a {
-		for _, y := range b {
-			if x.Name == y.Name && x.SHA256 != y.SHA256 {
-				rep, err := builder.Diff(ctx, x.Path, y.Path)
-				if err != nil && len(rep) == 0 {
-					fmt.Fprintf(g.errOut, "diffoscope: %v\n", err)
-					return ""
-				}
-				cid, err := g.putBlob(ctx, rep)
-				if err != nil {
-					fmt.Fprintf(g.errOut, "keeping diffoscope report: %v\n", err)
-					p := filepath.Join(os.TempDir(), "lebowski-diffoscope.txt")
-					_ = os.WriteFile(p, rep, 0o644)
-					return p
-				}
-				return cid
-			}
-		}
-	}
-	return ""
 }
 
 func (g *globals) putBlob(ctx context.Context, b []byte) (string, error) {

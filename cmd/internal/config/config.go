@@ -71,6 +71,10 @@ type Config struct {
 	SnapshotURL string        `yaml:"snapshot_url"`
 	SyncEvery   time.Duration `yaml:"sync_interval"`
 	Builds      BuildConfig   `yaml:"builds"`
+	// Rebuild is "once" (default) or "twice": build every recipe two
+	// times and sign "unreproducible" (both hash sets, the diffoscope
+	// report) when they differ.
+	Rebuild string `yaml:"rebuild"`
 	LogLevel    string        `yaml:"log_level"`  // debug|info|warn|error
 	LogFormat   string        `yaml:"log_format"` // text|json
 	// Apt is the policy of `lebowski apt-check`, apt's hook (docs/APT.md).
@@ -164,6 +168,9 @@ func (c *Config) Defaults() {
 	if c.PublicSocket != "" && c.PublicSocketGroup == "" {
 		c.PublicSocketGroup = DefaultPublicSocketGroup
 	}
+	if c.Rebuild == "" {
+		c.Rebuild = "once"
+	}
 	if c.Apt.Lebowski == "" {
 		c.Apt.Lebowski = AptRefuse
 	}
@@ -256,6 +263,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
 		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)
+	}
+	switch c.Rebuild {
+	case "", "once", "twice":
+	default:
+		add("rebuild: %q is not once|twice", c.Rebuild)
 	}
 	switch c.Apt.Lebowski {
 	case "", AptRefuse, AptWarn, AptOff:

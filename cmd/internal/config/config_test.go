@@ -41,6 +41,8 @@ func TestValidate(t *testing.T) {
 		{"public socket is the private one", Config{APISocket: "/run/l.sock", PublicSocket: "/run/l.sock"}, false, "public_socket"},
 		{"system public socket", Config{PublicSocket: SystemSocket}, true, ""},
 		{"apt policy", Config{Apt: AptPolicy{Lebowski: "warn", Require: []string{"openssl"}, Allow: []string{"hello"}}}, true, ""},
+		{"rebuild twice", Config{Rebuild: "twice"}, true, ""},
+		{"rebuild thrice", Config{Rebuild: "thrice"}, false, "rebuild"},
 		{"bad apt policy", Config{Apt: AptPolicy{Lebowski: "maybe"}}, false, "apt.lebowski"},
 		{"bad apt package", Config{Apt: AptPolicy{Require: []string{"Open SSL"}}}, false, "apt"},
 		{"bad repo package", Config{Repo: RepoConfig{Packages: []string{"hello/O3"}}}, false, "repo.packages"},

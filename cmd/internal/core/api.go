@@ -265,6 +265,8 @@ type RecordResult struct {
 	ID        string `json:"id"`
 	Wire      []byte `json:"wire"` // the signed envelope, with the signer key
 	Published bool   `json:"published"`
+	// DiffoscopeCID is the report an unreproducible build's claim names.
+	DiffoscopeCID string `json:"diffoscope_cid,omitempty"`
 }
 
 // ClaimDetail is a stored claim and the evidence to check it by hand:

@@ -33,21 +33,25 @@ func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opin
 		Recipe: res.Recipe, BinaryVersion: res.BinaryVersion, Opinion: OpinionRef(op),
 		Status: res.Status, FailReason: res.FailReason, Artifacts: []attest.Artifact{},
 	}
-	if res.Status == attest.ResultSuccess {
-		for _, a := range res.Artifacts {
-			data, err := os.ReadFile(a.Path)
-			if err != nil {
-				return nil, fmt.Errorf("record build: read artifact %s: %w", a.Name, err)
-			}
-			c, err := api.PutBlob(ctx, data)
-			if err != nil {
-				return nil, fmt.Errorf("record build: keep artifact %s: %w", a.Name, err)
-			}
-			if want, _ := vocab.CIDOfSHA256Hex(a.SHA256); c != want {
-				return nil, fmt.Errorf("record build: artifact %s changed on disk since the build (sha256 %s expected)", a.Path, a.SHA256)
-			}
-			rec.Artifacts = append(rec.Artifacts, attest.Artifact{Name: a.Name, SHA256: a.SHA256})
+	if res.Status == attest.ResultSuccess || res.Status == attest.ResultUnreproducible {
+		// An unreproducible claim names both builds' files; they are kept
+		// too, so others can compare them.
+		var err error
+		if rec.Artifacts, err = keepOutputs(ctx, api, res.Artifacts); err != nil {
+			return nil, err
 		}
+		if res.Status == attest.ResultUnreproducible && len(res.Second) > 0 {
+			if rec.SecondArtifacts, err = keepOutputs(ctx, api, res.Second); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(res.Diffoscope) > 0 && res.Status == attest.ResultUnreproducible {
+		c, err := api.PutBlob(ctx, res.Diffoscope)
+		if err != nil {
+			return nil, fmt.Errorf("record build: keep diffoscope report: %w", err)
+		}
+		rec.DiffoscopeCID = c
 	}
 	var err error
 	if op != nil {
@@ -76,7 +80,33 @@ func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opin
 			return nil, fmt.Errorf("record build: keep lock: %w", err)
 		}
 	}
-	return api.RecordBuild(ctx, rec)
+	out, err := api.RecordBuild(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	out.DiffoscopeCID = rec.DiffoscopeCID
+	return out, nil
+}
+
+// keepOutputs puts each build output as a blob and returns its artifact
+// entries, checking the file still has the hash the build reported.
+func keepOutputs(ctx context.Context, api API, outs []builder.Output) ([]attest.Artifact, error) {
+	arts := []attest.Artifact{}
+	for _, a := range outs {
+		data, err := os.ReadFile(a.Path)
+		if err != nil {
+			return nil, fmt.Errorf("record build: read artifact %s: %w", a.Name, err)
+		}
+		c, err := api.PutBlob(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("record build: keep artifact %s: %w", a.Name, err)
+		}
+		if want, _ := vocab.CIDOfSHA256Hex(a.SHA256); c != want {
+			return nil, fmt.Errorf("record build: artifact %s changed on disk since the build (sha256 %s expected)", a.Path, a.SHA256)
+		}
+		arts = append(arts, attest.Artifact{Name: a.Name, SHA256: a.SHA256})
+	}
+	return arts, nil
 }
 
 // RecordBuild signs the build with the node's key, stores the claim once,

@@ -667,8 +667,18 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	}
 	start := time.Now()
 	log.Info("rebuilding", "reason", job.reason)
-	res, err := b.Build(ctx, builder.Request{Package: job.pkg, Opinion: o})
-	if err != nil {
+	req := builder.Request{Package: job.pkg, Opinion: o}
+	var res *builder.Result
+	if d.cfg.Rebuild == "twice" {
+		res, err = builder.BuildTwice(ctx, b, req)
+	} else {
+		res, err = b.Build(ctx, req)
+	}
+	switch {
+	case errors.Is(err, builder.ErrNotApplicable) && res != nil:
+		// Others should know the opinion does not apply: signed as failed.
+		log.Warn("the opinion does not apply: signing a failed build", "reason", res.FailReason)
+	case err != nil:
 		log.Error("rebuild refused or environment error", "err", err)
 		d.metrics.builds.WithLabelValues("error").Inc()
 		return

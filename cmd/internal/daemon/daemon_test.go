@@ -34,6 +34,9 @@ type fakeBuilder struct {
 	// realDebs, when set, makes real .deb files (dpkg-deb, reproducible)
 	// instead of placeholder bytes.
 	realDebs testing.TB
+	// flaky makes every build's bytes differ (an unreproducible package);
+	// notApplicable makes the opinion not apply (a failed build).
+	flaky, notApplicable bool
 }
 
 func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Result, error) {
@@ -45,8 +48,16 @@ func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Re
 	if f.evil {
 		content += " with a backdoor"
 	}
+	n := f.builds.Load()
+	if f.flaky {
+		content += fmt.Sprintf(" built at step %d", n)
+	}
+	if f.notApplicable {
+		return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion().String(), Status: attest.ResultFailed,
+			FailReason: "opinion patch fix.patch does not apply to hello", Log: []byte("patching: FAILED\n")}, fmt.Errorf("build hello: %w: patch", builder.ErrNotApplicable)
+	}
 	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion().String())
-	dir, err := os.MkdirTemp("", "fakebuild-")
+	dir, err := os.MkdirTemp("", fmt.Sprintf("fakebuild-%d-", n))
 	if err != nil {
 		return nil, err
 	}
