@@ -74,9 +74,9 @@ type Config struct {
 	// Rebuild is "once" (default) or "twice": build every recipe two
 	// times and sign "unreproducible" (both hash sets, the diffoscope
 	// report) when they differ.
-	Rebuild string `yaml:"rebuild"`
-	LogLevel    string        `yaml:"log_level"`  // debug|info|warn|error
-	LogFormat   string        `yaml:"log_format"` // text|json
+	Rebuild   string `yaml:"rebuild"`
+	LogLevel  string `yaml:"log_level"`  // debug|info|warn|error
+	LogFormat string `yaml:"log_format"` // text|json
 	// Apt is the policy of `lebowski apt-check`, apt's hook (docs/APT.md).
 	Apt AptPolicy `yaml:"apt"`
 	// Repo serves the .debs of SAFE recipes as an apt repository.
