@@ -48,7 +48,13 @@ fuzz DURATION="30s":
         dir=$(go list -f '{{"{{"}}.Dir{{"}}"}}' "$pkg")
         for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
             echo "fuzz $pkg $f ($DURATION)"
-            go test -run '^$' -fuzz "^$f\$" -fuzztime "$DURATION" "$pkg" | tail -n 2
+            log=$(mktemp)
+            if ! go test -run '^$' -fuzz "^$f\$" -fuzztime "$DURATION" "$pkg" >"$log" 2>&1; then
+                grep -v '^fuzz: elapsed' "$log" | tail -n 60
+                echo "fuzz $f failed; a failing input, if any, is under $(go list -f '{{"{{"}}.Dir{{"}}"}}' "$pkg")/testdata/fuzz/$f/"
+                exit 1
+            fi
+            tail -n 2 "$log"; rm -f "$log"
         done
     done
 

@@ -16,6 +16,11 @@ ROOT=$PWD
 BIN=${LEBOWSKI_BIN:-$ROOT/bin}
 WORK=${LEBOWSKI_DEMO_DIR:-$ROOT/.data/demo}
 TIMEOUT=${LEBOWSKI_DEMO_TIMEOUT:-1200}
+# LEBOWSKI_DEMO_CACHE: one cache for every node (the e2e test passes the
+# test cache, so images made by earlier tests are reused; image
+# independence is tested by builder's TestE2ELockedImageIndependent).
+# Unset (./just demo): each node fetches and makes everything itself.
+SHARED_CACHE=${LEBOWSKI_DEMO_CACHE:-}
 export LEBOWSKI_OPINIONS=$ROOT/opinions
 T0=$(date +%s)
 
@@ -30,7 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bold "1/9 fresh node directories in $WORK, each with its own cache"
+if [ -n "$SHARED_CACHE" ]; then CACHES="sharing the cache $SHARED_CACHE"; else CACHES="each with its own cache"; fi
+bold "1/9 fresh node directories in $WORK, $CACHES"
 rm -rf "$WORK"/node1 "$WORK"/node2 "$WORK"/node3
 declare -a FPR
 for i in 1 2 3; do
@@ -55,6 +61,7 @@ start_node() {
 		echo "subscribe: $subscribe"
 		echo "sync_interval: 10s"
 		if [ -n "$repo" ]; then echo "repo: {addr: $repo}"; fi
+		if [ -n "$SHARED_CACHE" ]; then echo "cache_dir: $SHARED_CACHE"; fi
 		echo "trusted_keys:"
 		for j in 1 2 3; do [ "$j" = "$i" ] || echo "  - ${FPR[$j]}"; done
 	} >"$WORK/node$i/config.yaml"

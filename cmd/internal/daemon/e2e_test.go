@@ -33,6 +33,11 @@ func TestE2EThreeDaemonsRealPodman(t *testing.T) {
 	cmd := exec.Command("bash", ".ci/demo.sh")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "LEBOWSKI_BIN="+bin, "LEBOWSKI_DEMO_DIR="+work)
+	if c := os.Getenv("LEBOWSKI_DEV_DIR"); c != "" {
+		// Reuse the images and sources the builder tests made (./just
+		// test runs them first); ./just demo keeps one cache per node.
+		cmd.Env = append(cmd.Env, "LEBOWSKI_DEMO_CACHE="+c)
+	}
 	out, err := cmd.CombinedOutput()
 	t.Logf("demo output:\n%s", out)
 	if err != nil {
@@ -54,7 +59,9 @@ func TestE2EThreeDaemonsRealPodman(t *testing.T) {
 	if len(digests) != 3 || digests[0] != digests[1] || digests[1] != digests[2] {
 		t.Errorf("image digests of the three nodes: %v, want three equal", digests)
 	}
-	for _, want := range []string{"3/3 trusted builders agree", "Decision: SAFE TO INSTALL", "Decision: DO NOT INSTALL", "ERROR: Hash mismatch!", "  node1: sha256:", "  node2: sha256:", "  node3: sha256:"} {
+	for _, want := range []string{"3/3 trusted builders agree", "Decision: SAFE TO INSTALL", "Decision: DO NOT INSTALL", "ERROR: Hash mismatch!", "  node1: sha256:", "  node2: sha256:", "  node3: sha256:",
+		"red flag signed", "serving hello_2.10-3~o3+1_amd64.deb", "lebowski: ok hello 2.10-3~o3+1: SAFE TO INSTALL", "Hello, world!",
+		"REFUSED hello 2.10-3~o3+1: DO NOT INSTALL", "REFUSED hello 2.10-3~o3+2: UNVERIFIED", "lebowski-demo-plain\t1.0-1", "APT CHECKS PASSED"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
