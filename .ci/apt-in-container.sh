@@ -32,6 +32,8 @@ grep -E 'lebowski|Setting up hello' /tmp/out || true
 dpkg-query -W hello
 hello
 DEB=$(ls /var/cache/apt/archives/hello_*.deb)
+mkdir -p /tmp/x /srv/files
+dpkg-deb -R "$DEB" /tmp/x
 
 # Rebuild files in /srv/files and index them.
 repack() { dpkg-deb --root-owner-group -b "$1" /srv/files/ >/dev/null; (cd /srv/files && dpkg-scanpackages -m . >Packages 2>/dev/null); apt-get -qq update; }
@@ -40,8 +42,6 @@ say "a tampered rebuild of the same version, from a file repository"
 apt-get remove -y -qq hello >/dev/null
 apt-get clean
 rm -f /etc/apt/sources.list.d/lebowski.list
-mkdir -p /tmp/x /srv/files
-dpkg-deb -R "$DEB" /tmp/x
 echo 'echo pwned' >/tmp/x/usr/share/doc/hello/EVIL
 echo "deb [trusted=yes] file:/srv/files ./" >/etc/apt/sources.list.d/files.list
 repack /tmp/x

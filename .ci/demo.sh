@@ -125,6 +125,11 @@ lb 1 verify "$BAD"
 rc=$?
 set -e
 if [ "$rc" -ne 1 ]; then echo "expected exit 1 (DO NOT INSTALL) for the tampered file, got $rc"; exit 1; fi
+echo "node 2 and node 3 now show node 1's red flag:"
+for i in 2 3; do
+	for _ in $(seq 1 50); do lb "$i" info hello --opinion o3 | grep -q '^Red flags' && break; sleep 0.2; done
+	lb "$i" info hello --opinion o3 | grep -A1 '^Red flags' | sed "s/^/  node$i: /"
+done
 
 bold "8/9 node 4 builds nothing: it fetches the agreed .deb from its peers by hash into its own apt repository"
 rm -rf "$WORK/node4"
@@ -148,7 +153,7 @@ PIDS=()
 trap - EXIT
 
 bold "summary ($(elapsed))"
-echo "3 independent nodes (own caches, own images from the lock) rebuilt hello 2.10-3~o3+1 in podman and agreed on:"
+echo "3 nodes ($CACHES; images from the lock) rebuilt hello 2.10-3~o3+1 in podman and agreed on:"
 lb 1 --json info hello --opinion o3 | jq -r '.recipes[0].report.consensus.artifacts[] | "  \(.sha256)  \(.name)"'
 echo "verify of the built .deb: SAFE TO INSTALL (exit 0); of a one-byte-tampered copy: DO NOT INSTALL (exit 1)"
 echo "node 4 fetched the .deb from its peers by hash and served it; apt installed it from there, refused a tampered rebuild and an unverified version"

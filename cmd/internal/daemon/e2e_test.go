@@ -60,7 +60,7 @@ func TestE2EThreeDaemonsRealPodman(t *testing.T) {
 		t.Errorf("image digests of the three nodes: %v, want three equal", digests)
 	}
 	for _, want := range []string{"3/3 trusted builders agree", "Decision: SAFE TO INSTALL", "Decision: DO NOT INSTALL", "ERROR: Hash mismatch!", "  node1: sha256:", "  node2: sha256:", "  node3: sha256:",
-		"red flag signed", "serving hello_2.10-3~o3+1_amd64.deb", "lebowski: ok hello 2.10-3~o3+1: SAFE TO INSTALL", "Hello, world!",
+		"red flag signed", "node2: Red flags:      1 (1 from trusted keys)", "node3: Red flags:      1 (1 from trusted keys)", "serving hello_2.10-3~o3+1_amd64.deb", "lebowski: ok hello 2.10-3~o3+1: SAFE TO INSTALL", "Hello, world!",
 		"REFUSED hello 2.10-3~o3+1: DO NOT INSTALL", "REFUSED hello 2.10-3~o3+2: UNVERIFIED", "lebowski-demo-plain\t1.0-1", "APT CHECKS PASSED"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q", want)
