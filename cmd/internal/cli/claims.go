@@ -82,12 +82,9 @@ reported and skipped, the others are kept. Exit 2 if any claim was rejected.`,
 			if len(args) == 1 {
 				pkg = args[0]
 			}
-			b, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			rows, err := b.Claims(cmd.Context(), core.ClaimsQuery{Package: pkg})
+			rows, err := ask(cmd.Context(), g, func(b core.API) ([]core.ClaimRow, error) {
+				return b.Claims(cmd.Context(), core.ClaimsQuery{Package: pkg})
+			})
 			if err != nil {
 				return err
 			}

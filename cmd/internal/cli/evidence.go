@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
@@ -22,12 +23,7 @@ func newClaimShowCmd(g *globals) *cobra.Command {
 (as 'lebowski claims list' prints them). Exit 1 when no such claim is stored.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			api, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			d, err := api.Claim(cmd.Context(), args[0])
+			d, err := ask(cmd.Context(), g, func(api core.API) (*core.ClaimDetail, error) { return api.Claim(cmd.Context(), args[0]) })
 			if err != nil {
 				return claimErr(err)
 			}
@@ -108,12 +104,7 @@ node's builder key (own claims only), plus <fpr>.asc.`,
 			if format != "openpgp" && format != "in-toto" {
 				return usageErr("--format %q: want openpgp or in-toto", format)
 			}
-			api, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			d, err := api.Claim(cmd.Context(), args[0])
+			d, err := ask(cmd.Context(), g, func(api core.API) (*core.ClaimDetail, error) { return api.Claim(cmd.Context(), args[0]) })
 			if err != nil {
 				return claimErr(err)
 			}
@@ -123,7 +114,7 @@ node's builder key (own claims only), plus <fpr>.asc.`,
 				files[d.ID+".json.asc"] = []byte(d.Signature)
 				files[d.ID+".claim"] = append(append([]byte(nil), d.Wire...), '\n')
 			} else {
-				env, err := api.InToto(cmd.Context(), d.ID)
+				env, err := ask(cmd.Context(), g, func(api core.API) (*attest.DSSEEnvelope, error) { return api.InToto(cmd.Context(), d.ID) })
 				if err != nil {
 					return claimErr(err)
 				}

@@ -21,12 +21,9 @@ func newInfoCmd(g *globals) *cobra.Command {
 		Short: "Trust score, consensus and builders of a package's rebuilds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := b.Info(cmd.Context(), core.InfoQuery{Package: args[0], DebianVersion: version, Opinion: opinion, All: all})
+			res, err := ask(cmd.Context(), g, func(b core.API) (*core.InfoResult, error) {
+				return b.Info(cmd.Context(), core.InfoQuery{Package: args[0], DebianVersion: version, Opinion: opinion, All: all})
+			})
 			if err != nil {
 				return notFoundAsMismatch(g, err)
 			}

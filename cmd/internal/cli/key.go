@@ -83,12 +83,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 				}
 				fpr = id.Fingerprint()
 			} else {
-				api, done, err := g.api(cmd.Context(), read)
-				if err != nil {
-					return err
-				}
-				defer done()
-				k, err := api.Key(cmd.Context(), args[0])
+				k, err := ask(cmd.Context(), g, func(api core.API) (*core.KeyInfo, error) { return api.Key(cmd.Context(), args[0]) })
 				if err != nil {
 					return notFoundIsUsage(err, "list known keys with `lebowski key list`")
 				}
@@ -193,12 +188,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Short: "List known builder keys and their trust",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			keys, err := b.Keys(cmd.Context())
+			keys, err := ask(cmd.Context(), g, func(b core.API) ([]core.KeyInfo, error) { return b.Keys(cmd.Context()) })
 			if err != nil {
 				return err
 			}

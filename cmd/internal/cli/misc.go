@@ -221,12 +221,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Describe this node: builder key, daemon, peers, subscriptions, builds, claims",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, done, err := g.api(cmd.Context(), read)
-			if err != nil {
-				return err
-			}
-			defer done()
-			st, err := b.Status(cmd.Context())
+			st, err := ask(cmd.Context(), g, func(b core.API) (*core.Status, error) { return b.Status(cmd.Context()) })
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -77,4 +78,16 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// ask runs one read call on the node's API (the daemon, or the store
+// opened read-only for this call).
+func ask[T any](ctx context.Context, g *globals, call func(core.API) (T, error)) (T, error) {
+	var zero T
+	api, done, err := g.api(ctx, read)
+	if err != nil {
+		return zero, err
+	}
+	defer done()
+	return call(api)
 }

@@ -127,16 +127,11 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			wantName := deb.FileName()
 
 			// The consensus of what others built.
-			b, done, err := g.api(ctx, read)
-			if err != nil {
-				return err
-			}
 			vreq := core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum}
 			if op != nil {
 				vreq.OpinionCID = op.CID() // only claims about this exact opinion content count
 			}
-			vr, err := b.Verify(ctx, vreq)
-			done()
+			vr, err := ask(ctx, g, func(b core.API) (*core.VerifyResult, error) { return b.Verify(ctx, vreq) })
 			if err != nil {
 				return err
 			}
@@ -231,12 +226,7 @@ func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why er
 		}
 		req = core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: op, FileName: deb.FileName(), SHA256: sum}
 	}
-	b, done, err := g.api(ctx, read)
-	if err != nil {
-		return err
-	}
-	vr, err := b.Verify(ctx, req)
-	done()
+	vr, err := ask(ctx, g, func(b core.API) (*core.VerifyResult, error) { return b.Verify(ctx, req) })
 	if err != nil {
 		return err
 	}

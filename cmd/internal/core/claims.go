@@ -66,17 +66,11 @@ func (n *Node) Claims(ctx context.Context, q ClaimsQuery) ([]ClaimRow, error) {
 
 // Claim returns one stored claim with its evidence.
 func (n *Node) Claim(ctx context.Context, id string) (*ClaimDetail, error) {
-	full, err := n.resolveClaim(id)
+	c, err := n.storedClaim(id)
 	if err != nil {
 		return nil, err
 	}
-	c, ok, err := n.st.Get(full)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: claim %s", ErrNotFound, full)
-	}
+	full := c.ID
 	d := &ClaimDetail{ID: c.ID, Statement: c.Statement, Payload: c.Envelope.Payload, Signature: c.Envelope.Signature}
 	k, err := n.st.GetKey(c.Statement.Builder)
 	if err != nil {
@@ -124,6 +118,23 @@ func (n *Node) InToto(ctx context.Context, id string) (*attest.DSSEEnvelope, err
 	if n.id == nil {
 		return nil, fmt.Errorf("%w: the in-toto export is signed with this node's builder key (create one with `lebowski key gen`)", ErrNoIdentity)
 	}
+	c, err := n.storedClaim(id)
+	if err != nil {
+		return nil, err
+	}
+	full := c.ID
+	if c.Statement.Builder != n.id.Fingerprint() {
+		return nil, Invalid(fmt.Errorf("claim %s was signed by %s, not this node's key %s: an in-toto export is signed by the builder, so only own claims can be exported (export the OpenPGP claim instead)", full, c.Statement.Builder, n.id.Fingerprint()))
+	}
+	payload, err := c.InToto()
+	if err != nil {
+		return nil, Invalid(err)
+	}
+	return attest.SignDSSE(n.id, attest.PayloadTypeInToto, payload)
+}
+
+// storedClaim returns the claim with this ID or unique prefix.
+func (n *Node) storedClaim(id string) (*attest.Claim, error) {
 	full, err := n.resolveClaim(id)
 	if err != nil {
 		return nil, err
@@ -135,14 +146,7 @@ func (n *Node) InToto(ctx context.Context, id string) (*attest.DSSEEnvelope, err
 	if !ok {
 		return nil, fmt.Errorf("%w: claim %s", ErrNotFound, full)
 	}
-	if c.Statement.Builder != n.id.Fingerprint() {
-		return nil, Invalid(fmt.Errorf("claim %s was signed by %s, not this node's key %s: an in-toto export is signed by the builder, so only own claims can be exported (export the OpenPGP claim instead)", full, c.Statement.Builder, n.id.Fingerprint()))
-	}
-	payload, err := c.InToto()
-	if err != nil {
-		return nil, Invalid(err)
-	}
-	return attest.SignDSSE(n.id, attest.PayloadTypeInToto, payload)
+	return c, nil
 }
 
 // resolveClaim turns a claim ID or unique prefix into the full ID.
