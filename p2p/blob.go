@@ -2,10 +2,13 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -52,24 +55,40 @@ func checkBlob(c string, data []byte) error {
 	return nil
 }
 
-func (n *Node) handleBlob(s network.Stream) {
-	p := s.Conn().RemotePeer()
+// admitBlob takes a blob stream slot for p (global and per-peer caps,
+// per-peer request rate), or names the refusal.
+func (n *Node) admitBlob(p peer.ID) string {
+	if !n.blobRate.allow(p) {
+		return RefuseBlobRate
+	}
 	n.mu.Lock()
-	busy := n.closed || n.blobsInFlight >= maxInboundBlobs
-	if !busy {
-		n.blobsInFlight++
+	defer n.mu.Unlock()
+	if n.closed || n.blobsInFlight >= maxInboundBlobs || n.blobsPerPeer[p] >= n.cfg.Limits.BlobsPerPeer {
+		return RefuseBlobBusy
+	}
+	n.blobsInFlight++
+	n.blobsPerPeer[p]++
+	return ""
+}
+
+func (n *Node) releaseBlob(p peer.ID) {
+	n.mu.Lock()
+	n.blobsInFlight--
+	if n.blobsPerPeer[p]--; n.blobsPerPeer[p] <= 0 {
+		delete(n.blobsPerPeer, p)
 	}
 	n.mu.Unlock()
-	if busy {
+}
+
+func (n *Node) handleBlob(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	if why := n.admitBlob(p); why != "" {
+		n.refused.add(why, 1)
 		_ = s.Reset()
 		return
 	}
-	defer func() {
-		n.mu.Lock()
-		n.blobsInFlight--
-		n.mu.Unlock()
-	}()
-	_ = s.SetReadDeadline(time.Now().Add(blobIOTimeout))
+	defer n.releaseBlob(p)
+	_ = s.SetReadDeadline(time.Now().Add(blobHeaderTimeout))
 	var req BlobRequest
 	if err := readMsg(bufio.NewReader(io.LimitReader(s, maxBlobHeader+16)), maxBlobHeader, &req); err != nil {
 		n.log.Debug("blob: bad request", "peer", p, "err", err)
@@ -77,33 +96,79 @@ func (n *Node) handleBlob(s network.Stream) {
 		return
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(blobIOTimeout))
-	reply := func(r BlobResponse, data []byte) {
-		if err := writeMsg(s, r, maxBlobHeader); err == nil && data != nil {
-			_, err = s.Write(data)
-		}
+	reply := func(r BlobResponse) {
+		_ = writeMsg(s, r, maxBlobHeader)
 		_ = s.Close()
 	}
 	c, err := parseBlobCID(req.CID)
 	if err != nil {
-		reply(BlobResponse{Error: err.Error()}, nil)
+		reply(BlobResponse{Error: err.Error()})
 		return
 	}
 	if n.deps.Blobs == nil {
-		reply(BlobResponse{Error: "not found"}, nil)
+		reply(BlobResponse{Error: "not found"})
 		return
 	}
-	data, ok, err := n.deps.Blobs.GetBlob(c)
+	r, size, ok, err := n.openBlob(c)
 	switch {
 	case err != nil:
-		n.log.Error("blob: get", "cid", c, "err", err)
-		reply(BlobResponse{Error: "internal error"}, nil)
+		n.log.Warn("blob: open", "cid", c, "err", err)
+		reply(BlobResponse{Error: "internal error"})
+		return
 	case !ok:
-		reply(BlobResponse{Error: "not found"}, nil)
-	case int64(len(data)) > n.cfg.MaxBlobSize:
-		reply(BlobResponse{Error: "blob larger than the server's limit"}, nil)
-	default:
-		reply(BlobResponse{Size: int64(len(data))}, data)
+		reply(BlobResponse{Error: "not found"})
+		return
 	}
+	defer r.Close()
+	if size > n.cfg.MaxBlobSize {
+		reply(BlobResponse{Error: "blob larger than the server's limit"})
+		return
+	}
+	if err := writeMsg(s, BlobResponse{Size: size}, maxBlobHeader); err != nil {
+		_ = s.Reset()
+		return
+	}
+	if _, err := io.CopyN(s, r, size); err != nil {
+		n.log.Debug("blob: send", "peer", p, "cid", c, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+// openBlob opens a blob for sending, checked against its CID by reading
+// it once (constant memory). Without a BlobOpener it falls back to
+// GetBlob (the whole blob in memory).
+func (n *Node) openBlob(c string) (io.ReadCloser, int64, bool, error) {
+	bo, ok := n.deps.Blobs.(BlobOpener)
+	if !ok {
+		data, ok, err := n.deps.Blobs.GetBlob(c)
+		if err != nil || !ok {
+			return nil, 0, ok, err
+		}
+		return io.NopCloser(bytes.NewReader(data)), int64(len(data)), true, nil
+	}
+	r, size, ok, err := bo.OpenBlob(c)
+	if err != nil || !ok {
+		return nil, 0, ok, err
+	}
+	if size > n.cfg.MaxBlobSize {
+		return r, size, true, nil // refused by size; not worth hashing
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(r, size+1)); err != nil {
+		r.Close()
+		return nil, 0, false, err
+	}
+	if got := vocab.CIDOfSHA256([32]byte(h.Sum(nil))); got != c {
+		r.Close()
+		return nil, 0, false, fmt.Errorf("%w: held copy of %s hashes to %s", ErrBlobMismatch, c, got)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		r.Close()
+		return nil, 0, false, err
+	}
+	return r, size, true, nil
 }
 
 // FetchBlob asks peer p for the blob with CID cidStr, checks the bytes
@@ -143,6 +208,8 @@ func (n *Node) fetchBlob(ctx context.Context, p peer.ID, cidStr string, keep boo
 		}
 		return nil, fmt.Errorf("fetch blob %s from %s: peer error: %q", c, p, resp.Error)
 	case resp.Size < 0 || resp.Size > n.cfg.MaxBlobSize:
+		n.refused.add(RefuseBlobInvalid, 1)
+		n.Penalize(p, "blob answer announces an impossible size")
 		return nil, fmt.Errorf("fetch blob %s from %s: %w: %w: %d bytes (max %d)", c, p, ErrProtocol, ErrTooLarge, resp.Size, n.cfg.MaxBlobSize)
 	}
 	data := make([]byte, resp.Size)
@@ -150,6 +217,7 @@ func (n *Node) fetchBlob(ctx context.Context, p peer.ID, cidStr string, keep boo
 		return nil, fmt.Errorf("fetch blob %s from %s: %w: %w", c, p, ErrProtocol, err)
 	}
 	if err := checkBlob(c, data); err != nil {
+		n.refused.add(RefuseBlobInvalid, 1)
 		n.Penalize(p, "blob does not match its CID")
 		return nil, fmt.Errorf("fetch blob from %s: %w", p, err)
 	}
@@ -203,26 +271,61 @@ func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64, k
 }
 
 // Penalize lowers a peer's gossipsub score for misbehaviour outside
-// gossip (a blob or sync answer that does not check out): each penalty
-// costs PenaltyScore through the application-specific score, so a peer
-// that keeps lying is graylisted and then ignored.
+// gossip (a blob or sync answer that does not check out, a flood): each
+// penalty costs PenaltyScore through the application-specific score, so a
+// peer that keeps lying is graylisted and then ignored. Penalties halve
+// every PenaltyHalfLife, so a peer that stops is heard again.
 func (n *Node) Penalize(p peer.ID, why string) {
 	n.penMu.Lock()
-	n.penalties[p]++
-	count := n.penalties[p]
+	pen := n.penalties[p]
+	pen.value = pen.at(time.Now()) + 1
+	pen.since = time.Now()
+	n.penalties[p] = pen
 	n.penMu.Unlock()
-	n.log.Warn("peer penalized", "peer", p, "why", why, "penalties", count)
+	n.log.Warn("peer penalized", "peer", p, "why", why, "penalties", fmt.Sprintf("%.1f", pen.value))
 }
 
 // PenaltyScore is what one penalty takes off a peer's score.
 const PenaltyScore = -50
+
+// PenaltyHalfLife is how fast penalties fade.
+const PenaltyHalfLife = 10 * time.Minute
+
+// penalty is a peer's penalty count, decaying from since.
+type penalty struct {
+	value float64
+	since time.Time
+}
+
+func (p penalty) at(now time.Time) float64 {
+	if p.value == 0 {
+		return 0
+	}
+	return p.value * math.Exp2(-now.Sub(p.since).Seconds()/PenaltyHalfLife.Seconds())
+}
+
+// peerFault reports whether err is the remote peer's fault (bad bytes, a
+// lie), not the network's (timeout, reset, closed stream).
+func peerFault(err error) bool {
+	if !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrBlobMismatch) {
+		return false
+	}
+	var ne interface{ Timeout() bool }
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, network.ErrReset), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	return true
+}
 
 func (n *Node) scoreParams() *pubsub.PeerScoreParams {
 	ps := PeerScoreParams()
 	ps.AppSpecificScore = func(p peer.ID) float64 {
 		n.penMu.Lock()
 		defer n.penMu.Unlock()
-		return PenaltyScore * n.penalties[p]
+		return PenaltyScore * n.penalties[p].at(time.Now())
 	}
 	return ps
 }

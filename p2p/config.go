@@ -61,6 +61,8 @@ type Config struct {
 	ReconnectInterval time.Duration `yaml:"reconnect_interval"`
 	// MaxBlobSize bounds blobs served and fetched.
 	MaxBlobSize int64 `yaml:"max_blob_size"`
+	// Limits bound what one peer can make the node do (limits.go).
+	Limits Limits `yaml:"limits"`
 }
 
 func (c *Config) fill() {
@@ -76,6 +78,7 @@ func (c *Config) fill() {
 	if c.MaxBlobSize <= 0 {
 		c.MaxBlobSize = DefaultMaxBlobSize
 	}
+	c.Limits.fill()
 }
 
 // bootstrapInfos parses the bootstrap multiaddrs.

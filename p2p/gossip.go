@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -110,7 +111,7 @@ func (n *Node) Subscribe(spec string) error {
 	if ts.subscribed {
 		return nil
 	}
-	sub, err := ts.topic.Subscribe(pubsub.WithBufferSize(256))
+	sub, err := ts.topic.Subscribe(pubsub.WithBufferSize(1024))
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", name, err)
 	}
@@ -198,11 +199,31 @@ func (n *Node) Publish(ctx context.Context, c *attest.Claim) error {
 }
 
 // validate is the topic validator: it runs attest.Verify on every message
-// before gossipsub forwards it.
+// before gossipsub forwards it. A forwarding peer over its rate
+// (Limits.GossipPerSecond) is ignored before any signature is checked,
+// unless the claim names a builder the node trusts: ignoring gives the
+// flooder no first-delivery reward, and every overflowPenaltyEvery
+// ignored messages it published itself cost it a penalty.
 func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if len(msg.Data) > attest.MaxEnvelopeSize {
 		n.log.Debug("reject oversize claim", "from", from, "bytes", len(msg.Data))
 		return pubsub.ValidationReject
+	}
+	if from != n.host.ID() && !n.gossipRate.allow(from) && !n.trustedBuilder(wireBuilder(msg.Data)) {
+		n.refused.add(RefuseGossipRate, 1)
+		// Only the flood's author is penalized: an honest peer relaying
+		// someone else's flood is ignored past its rate, never scored
+		// down (the pubsub signature makes GetFrom authentic).
+		if peer.ID(msg.GetFrom()) == from {
+			n.mu.Lock()
+			n.overflow[from]++
+			penalize := n.overflow[from]%overflowPenaltyEvery == 0
+			n.mu.Unlock()
+			if penalize {
+				n.Penalize(from, fmt.Sprintf("published over its gossip rate (%d ignored)", overflowPenaltyEvery))
+			}
+		}
+		return pubsub.ValidationIgnore
 	}
 	c, err := attest.Verify(msg.Data, n.keys, n.opt.verify)
 	if err != nil {
@@ -210,7 +231,7 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 			n.log.Debug("reject invalid claim", "from", from, "topic", msg.GetTopic(), "err", err)
 			return pubsub.ValidationReject
 		}
-		n.log.Warn("cannot verify claim", "from", from, "err", err)
+		n.log.Debug("cannot verify claim", "from", from, "err", err)
 		return pubsub.ValidationIgnore
 	}
 	if want, err := ClaimTopic(c); err != nil || want != msg.GetTopic() {
@@ -231,7 +252,40 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	return pubsub.ValidationAccept
 }
 
-// readLoop stores the claims delivered on one subscription.
+// TrustedBuilders is optionally implemented by a ClaimStore: claims of
+// the builders it names are never ignored for a forwarding peer's rate.
+type TrustedBuilders interface {
+	TrustedBuilder(fpr string) bool
+}
+
+func (n *Node) trustedBuilder(fpr string) bool {
+	if fpr == "" {
+		return false
+	}
+	if n.deps.Keys != nil && n.deps.Keys.Lookup(fpr) != nil {
+		return true
+	}
+	tb, ok := n.deps.Claims.(TrustedBuilders)
+	return ok && tb.TrustedBuilder(fpr)
+}
+
+// gossipClaim is a validated claim waiting for ingestLoop.
+type gossipClaim struct {
+	c    *attest.Claim
+	from peer.ID
+}
+
+const (
+	// gossipQueue bounds the validated claims waiting to be stored.
+	gossipQueue = 16384
+	// gossipBatch bounds the claims stored in one Ingest call.
+	gossipBatch = 1000
+)
+
+// readLoop hands the claims delivered on one subscription to ingestLoop.
+// It never blocks on the store, so gossipsub's subscription buffer does not
+// overflow while a commit runs; if even the queue is full the claim is
+// dropped and counted (RefuseGossipDrop) — sync fetches it later.
 func (n *Node) readLoop(ctx context.Context, sub *pubsub.Subscription) {
 	defer n.wg.Done()
 	for {
@@ -246,13 +300,66 @@ func (n *Node) readLoop(ctx context.Context, sub *pubsub.Subscription) {
 		if !ok {
 			continue
 		}
-		added, err := n.deps.Claims.Ingest(withArrival(ctx, "gossip", msg.ReceivedFrom.String()), c)
-		if err != nil {
-			if ctx.Err() == nil {
-				n.log.Error("store claim from gossip", "claim", c.ID, "err", err)
-			}
-			continue
+		select {
+		case n.gossipQ <- gossipClaim{c: c, from: msg.ReceivedFrom}:
+		default:
+			n.refused.add(RefuseGossipDrop, 1)
 		}
-		n.emit([]*attest.Claim{c}, added, msg.ReceivedFrom)
 	}
+}
+
+// ingestLoop stores gossiped claims in batches: everything waiting, up to
+// gossipBatch claims, in one Ingest call (one commit), so the gossip path
+// runs at the store's batched rate, not one fsync per message.
+func (n *Node) ingestLoop() {
+	defer n.wg.Done()
+	batch := make([]gossipClaim, 0, gossipBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case g := <-n.gossipQ:
+			batch = append(batch, g)
+		case <-n.ctx.Done():
+			return
+		}
+	fill:
+		for len(batch) < gossipBatch {
+			select {
+			case g := <-n.gossipQ:
+				batch = append(batch, g)
+			default:
+				break fill
+			}
+		}
+		n.ingestGossip(batch)
+	}
+}
+
+// ingestGossip stores one batch: one Ingest call per delivering peer (the
+// Arrival names it), all at once so the store commits them together.
+func (n *Node) ingestGossip(batch []gossipClaim) {
+	byPeer := make(map[peer.ID][]*attest.Claim)
+	var order []peer.ID
+	for _, g := range batch {
+		if byPeer[g.from] == nil {
+			order = append(order, g.from)
+		}
+		byPeer[g.from] = append(byPeer[g.from], g.c)
+	}
+	var wg sync.WaitGroup
+	for _, p := range order {
+		wg.Add(1)
+		go func(p peer.ID, claims []*attest.Claim) {
+			defer wg.Done()
+			added, err := n.deps.Claims.Ingest(withArrival(n.ctx, "gossip", p.String()), claims...)
+			if err != nil {
+				if n.ctx.Err() == nil {
+					n.log.Error("store claims from gossip", "peer", p, "claims", len(claims), "err", err)
+				}
+				return
+			}
+			n.emit(claims, added, p)
+		}(p, byPeer[p])
+	}
+	wg.Wait()
 }

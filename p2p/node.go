@@ -56,17 +56,24 @@ type Node struct {
 	closed        bool
 	topics        map[string]*topicState
 	scores        map[peer.ID]float64
-	syncing       map[peer.ID]bool // outbound sync in progress
-	inbound       map[peer.ID]bool // inbound sync stream being served
+	syncing       map[peer.ID]bool         // outbound sync in progress
+	inbound       map[peer.ID]*inboundSync // inbound sync sessions being served
 	onClaim       []func(*attest.Claim, peer.ID)
 	keyCache      map[string][]byte
 	syncStats     map[peer.ID]SyncStats
 	blobsInFlight int
+	blobsPerPeer  map[peer.ID]int
+	overflow      map[peer.ID]int // gossip messages ignored for the peer's rate
+
+	// limits (limits.go)
+	gossipRate, syncRate, blobRate *peerRates
+	refused                        refusals
+	gossipQ                        chan gossipClaim
 	// penalties are application penalties (Penalize), under their own
 	// lock: gossipsub's event loop reads them (AppSpecificScore) while
 	// n.mu may be held around a call into gossipsub.
 	penMu     sync.Mutex
-	penalties map[peer.ID]float64
+	penalties map[peer.ID]penalty
 }
 
 type topicState struct {
@@ -116,11 +123,19 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		topics:    make(map[string]*topicState),
 		scores:    make(map[peer.ID]float64),
 		syncing:   make(map[peer.ID]bool),
-		inbound:   make(map[peer.ID]bool),
+		inbound:   make(map[peer.ID]*inboundSync),
 		onClaim:   append([]func(*attest.Claim, peer.ID){}, o.onClaim...),
 		keyCache:  make(map[string][]byte),
 		syncStats: make(map[peer.ID]SyncStats),
-		penalties: make(map[peer.ID]float64),
+		penalties: make(map[peer.ID]penalty),
+
+		blobsPerPeer: make(map[peer.ID]int),
+		overflow:     make(map[peer.ID]int),
+		gossipRate:   newPeerRates(cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst),
+		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, 3),
+		blobRate:     newPeerRates(cfg.Limits.BlobRequestsPerMinute/60, max(1, int(cfg.Limits.BlobRequestsPerMinute/6))),
+		refused:      newRefusals(),
+		gossipQ:      make(chan gossipClaim, gossipQueue),
 	}
 	n.keys = deps.Claims
 	if deps.Keys != nil {
@@ -167,6 +182,11 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.setScores), o.scorePeriod),
 		pubsub.WithLogger(o.log),
 		pubsub.WithRawTracer(n.mesh),
+		// Room for bursts: the validator's rate check is cheap, so a deep
+		// queue drains fast, and an honest claim is not dropped before the
+		// validator sees it because a flooder filled a 32-message queue.
+		pubsub.WithValidateQueueSize(validateQueue),
+		pubsub.WithPeerOutboundQueueSize(outboundQueue),
 	}
 	if cfg.DHT {
 		kd, err := dht.New(h, dht.Mode(dht.ModeAutoServer), dht.ProtocolPrefix("/lebowski"), dht.BootstrapPeers(boot...))
@@ -188,6 +208,8 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 
 	h.SetStreamHandler(SyncProtocol, n.handleSync)
 	h.SetStreamHandler(BlobProtocol, n.handleBlob)
+	n.wg.Add(1)
+	go n.ingestLoop()
 
 	for _, t := range topicsWanted {
 		if err := n.Subscribe(t); err != nil {

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"io"
 
 	"github.com/lebowski-dist/lebowski/attest"
 )
@@ -43,4 +44,13 @@ type BlobStore interface {
 	GetBlob(cid string) (data []byte, ok bool, err error)
 	// PutBlob stores data and returns its CID (CIDv1, raw, sha2-256).
 	PutBlob(data []byte) (cid string, err error)
+}
+
+// BlobOpener is optionally implemented by a BlobStore: the blob server
+// then streams blobs (size known before any byte is read, content hashed
+// from disk before it is sent) instead of loading them into memory.
+type BlobOpener interface {
+	// OpenBlob returns a reader over the blob and its size; ok is false
+	// when the blob is not held.
+	OpenBlob(cid string) (r io.ReadSeekCloser, size int64, ok bool, err error)
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +27,10 @@ const (
 	syncIOTimeout     = 30 * time.Second
 	maxInboundSyncs   = 32
 	maxInvalidPerSync = 16
+	// maxMissingPerSync bounds the claim IDs one catch-up session lists
+	// and fetches; the rest follows in the next session (the digests
+	// still differ).
+	maxMissingPerSync = 250000
 )
 
 var errSyncBusy = errors.New("sync with this peer already running")
@@ -46,25 +49,75 @@ type SyncStats struct {
 
 // ---- server ----
 
+// inboundSync is one inbound catch-up session.
+type inboundSync struct {
+	start time.Time
+	s     network.Stream
+	// ids caches the last package's sorted claim IDs: a session pages
+	// through one package with many "ids" requests, and listing a large
+	// package is the expensive part.
+	idsPkg string
+	ids    []string
+}
+
+// admitSync takes an inbound sync slot for p, or says why not. When every
+// slot is taken, the oldest session is ended if it has run syncEvictAfter:
+// peers cannot hold the slots to keep honest peers from catching up.
+func (n *Node) admitSync(p peer.ID, s network.Stream) (*inboundSync, string) {
+	if !n.syncRate.allow(p) {
+		return nil, RefuseSyncRate
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.inbound[p] != nil {
+		return nil, RefuseSyncBusy
+	}
+	if len(n.inbound) >= maxInboundSyncs {
+		var oldest peer.ID
+		for q, in := range n.inbound {
+			if oldest == "" || in.start.Before(n.inbound[oldest].start) {
+				oldest = q
+			}
+		}
+		if time.Since(n.inbound[oldest].start) < syncEvictAfter {
+			return nil, RefuseSyncBusy
+		}
+		_ = n.inbound[oldest].s.Reset()
+		delete(n.inbound, oldest)
+		n.refused.add(RefuseSyncEvicted, 1)
+	}
+	in := &inboundSync{start: time.Now(), s: s}
+	n.inbound[p] = in
+	return in, ""
+}
+
 func (n *Node) handleSync(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	n.mu.Lock()
-	if n.closed || n.inbound[p] || len(n.inbound) >= maxInboundSyncs {
-		n.mu.Unlock()
+	sess, why := n.admitSync(p, s)
+	if sess == nil {
+		n.refused.add(why, 1)
 		_ = s.Reset()
 		return
 	}
-	n.inbound[p] = true
-	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
-		delete(n.inbound, p)
+		if n.inbound[p] == sess {
+			delete(n.inbound, p)
+		}
 		n.mu.Unlock()
 	}()
+	lim := n.cfg.Limits
+	end := sess.start.Add(lim.SyncSessionTimeout)
 	r := bufio.NewReader(s)
 	w := bufio.NewWriterSize(s, 64<<10)
-	for i := 0; i < maxRequestsPerStream; i++ {
-		_ = s.SetReadDeadline(time.Now().Add(syncIOTimeout))
+	for i := 0; ; i++ {
+		if i >= lim.SyncRequestsPerSession || time.Now().After(end) {
+			n.refused.add(RefuseSyncBudget, 1)
+			n.log.Debug("sync: session budget spent", "peer", p, "requests", i, "took", time.Since(sess.start))
+			_ = s.Reset()
+			return
+		}
+		_ = s.SetReadDeadline(minTime(time.Now().Add(syncIdleTimeout), end))
 		var req SyncRequest
 		if err := readMsg(r, MaxSyncRequest, &req); err != nil {
 			if i > 0 && errors.Is(err, io.EOF) {
@@ -75,8 +128,8 @@ func (n *Node) handleSync(s network.Stream) {
 			}
 			return
 		}
-		resp, frames := n.serveSync(&req)
-		_ = s.SetWriteDeadline(time.Now().Add(syncIOTimeout))
+		resp, frames := n.serveSync(sess, &req)
+		_ = s.SetWriteDeadline(minTime(time.Now().Add(syncIOTimeout), end))
 		err := writeMsg(w, resp, MaxSyncResponse)
 		for _, f := range frames {
 			if err != nil {
@@ -97,12 +150,18 @@ func (n *Node) handleSync(s network.Stream) {
 			return
 		}
 	}
-	_ = s.Close()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // serveSync answers one request; for "get" it also returns the claim
 // frames that follow the header.
-func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
+func (n *Node) serveSync(sess *inboundSync, req *SyncRequest) (*SyncResponse, [][]byte) {
 	if err := req.Validate(); err != nil {
 		return &SyncResponse{Error: err.Error()}, nil
 	}
@@ -133,11 +192,18 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 		}
 		return &SyncResponse{Digests: d}, nil
 	case OpIDs:
-		ids, err := st.ClaimIDs(req.Package)
-		if err != nil {
-			n.log.Error("sync: claim ids", "package", req.Package, "err", err)
-			return internal, nil
+		if sess.idsPkg != req.Package || sess.ids == nil {
+			ids, err := st.ClaimIDs(req.Package)
+			if err != nil {
+				n.log.Error("sync: claim ids", "package", req.Package, "err", err)
+				return internal, nil
+			}
+			if ids == nil {
+				ids = []string{}
+			}
+			sess.idsPkg, sess.ids = req.Package, ids
 		}
+		ids := sess.ids
 		start := 0
 		if req.After != "" {
 			start = sort.SearchStrings(ids, req.After)
@@ -163,7 +229,7 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 				continue
 			}
 			var key []byte
-			fpr := builderOf(raw)
+			fpr := wireBuilder(raw)
 			if fpr != "" && !seenKey[fpr] {
 				key = n.signerKey(fpr)
 			}
@@ -184,41 +250,6 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 		return resp, frames
 	}
 	return &SyncResponse{Error: "unknown op"}, nil
-}
-
-// builderOf extracts the signer fingerprint of a stored canonical
-// envelope without a full decode: the canonical envelope starts with
-// {"payload":"<base64>", and the canonical statement holds
-// "builder":"<FPR>" (no other field may contain that byte sequence
-// unescaped). It returns "" if it cannot find it; a wrong answer only
-// means the client lacks a key and rejects that claim.
-func builderOf(raw []byte) string {
-	const pre = `{"payload":"`
-	if !bytes.HasPrefix(raw, []byte(pre)) {
-		return ""
-	}
-	rest := raw[len(pre):]
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 {
-		return ""
-	}
-	payload := make([]byte, base64.StdEncoding.DecodedLen(end))
-	m, err := base64.StdEncoding.Decode(payload, rest[:end])
-	if err != nil {
-		return ""
-	}
-	payload = payload[:m]
-	const key = `"builder":"`
-	i := bytes.Index(payload, []byte(key))
-	if i < 0 {
-		return ""
-	}
-	v := payload[i+len(key):]
-	j := bytes.IndexByte(v, '"')
-	if j < 0 || j > 128 {
-		return ""
-	}
-	return string(v[:j])
 }
 
 // signerKey returns the serialized public key of a builder (cached).
@@ -333,6 +364,10 @@ func (n *Node) SyncWith(ctx context.Context, p peer.ID) (stats SyncStats, err er
 	err = n.runSync(ctx, &syncConn{s: s, r: bufio.NewReader(s)}, &stats)
 	if err != nil {
 		_ = s.Reset()
+		if peerFault(err) {
+			n.refused.add(RefuseSyncInvalid, 1)
+			n.Penalize(p, "sync answer broke the protocol")
+		}
 		if ctx.Err() != nil {
 			err = errors.Join(ctx.Err(), err)
 		}
@@ -391,6 +426,11 @@ func (n *Node) runSync(ctx context.Context, c *syncConn, stats *SyncStats) error
 		for _, id := range have {
 			haveSet[id] = struct{}{}
 		}
+		// The peer announced how many claims it holds for pkg: paging
+		// stops there, so a peer answering "more" forever cannot grow
+		// this node's memory.
+		announced := remote.Digests[pkg].Count
+		listed := 0
 		after := ""
 		for {
 			if err := ctx.Err(); err != nil {
@@ -400,15 +440,22 @@ func (n *Node) runSync(ctx context.Context, c *syncConn, stats *SyncStats) error
 			if err != nil {
 				return err
 			}
+			if listed += len(resp.IDs); listed > announced {
+				return fmt.Errorf("%w: package %s: more than the %d claim IDs its digest announced", ErrProtocol, pkg, announced)
+			}
 			for _, id := range resp.IDs {
 				if _, ok := haveSet[id]; !ok {
 					missing = append(missing, id)
 				}
 			}
-			if !resp.More {
+			if !resp.More || len(missing) >= maxMissingPerSync {
 				break
 			}
 			after = resp.IDs[len(resp.IDs)-1]
+		}
+		if len(missing) >= maxMissingPerSync {
+			missing = missing[:maxMissingPerSync]
+			break // the rest in the next session
 		}
 	}
 	stats.Missing = len(missing)

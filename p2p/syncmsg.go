@@ -27,8 +27,6 @@ const (
 	// claimBudget is how many bytes of claims and keys a server puts in one
 	// "get" response; the client asks again for the rest.
 	claimBudget = 8 << 20
-	// maxRequestsPerStream bounds the round trips on one sync stream.
-	maxRequestsPerStream = 100000
 )
 
 // Sync operations.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -159,3 +160,50 @@ func decodeBlobValue(v []byte, readFile func() ([]byte, error)) ([]byte, error) 
 	}
 	return nil, fmt.Errorf("%w: blob record tag %d", ErrCorrupt, v[0])
 }
+
+// OpenBlob opens a blob for streaming: its size is known before any byte
+// is read, so a server can refuse a blob too large without loading it.
+// The content is not checked here (GetBlob checks it); a server that
+// streams should hash it first (the p2p blob server does).
+func (s *Store) OpenBlob(id string) (io.ReadSeekCloser, int64, error) {
+	c, err := cid.Decode(id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob: cid %q: %w", id, err)
+	}
+	var val []byte
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bktBlobs).Get(c.Bytes()); v != nil {
+			val = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s: %w", id, err)
+	}
+	switch {
+	case val == nil:
+		return nil, 0, fmt.Errorf("open blob %s: %w", id, ErrNotFound)
+	case len(val) >= 1 && val[0] == blobInline:
+		return nopSeekCloser{bytes.NewReader(val[1:])}, int64(len(val) - 1), nil
+	case len(val) == 9 && val[0] == blobFile:
+		want := int64(binary.BigEndian.Uint64(val[1:]))
+		f, err := os.Open(s.blobPath(id))
+		if err != nil {
+			return nil, 0, fmt.Errorf("open blob %s: %w: blob file: %v", id, ErrCorrupt, err)
+		}
+		fi, err := f.Stat()
+		if err == nil && fi.Size() != want {
+			err = fmt.Errorf("%w: blob file has %d bytes, want %d", ErrBlobMismatch, fi.Size(), want)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("open blob %s: %w", id, err)
+		}
+		return f, want, nil
+	}
+	return nil, 0, fmt.Errorf("open blob %s: %w: blob record of %d bytes", id, ErrCorrupt, len(val))
+}
+
+type nopSeekCloser struct{ *bytes.Reader }
+
+func (nopSeekCloser) Close() error { return nil }

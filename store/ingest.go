@@ -27,6 +27,9 @@ const (
 	// claim of the same builder for the same recipe; Proof is set and the
 	// key is flagged.
 	StatusEquivocation
+	// StatusOverBudget: not stored, its key (which does not vote) or the
+	// store is over its Budget; Err wraps ErrOverBudget.
+	StatusOverBudget
 )
 
 func (s Status) String() string {
@@ -37,19 +40,21 @@ func (s Status) String() string {
 		return "duplicate"
 	case StatusEquivocation:
 		return "equivocation"
+	case StatusOverBudget:
+		return "over_budget"
 	}
 	return "rejected"
 }
 
 // Stored reports whether the claim is in the store after ingest.
-func (s Status) Stored() bool { return s != StatusRejected }
+func (s Status) Stored() bool { return s != StatusRejected && s != StatusOverBudget }
 
 // IngestResult is the outcome for one claim, in the order given to Ingest.
 type IngestResult struct {
 	ID     string
 	Status Status
 	Proof  *Proof // StatusEquivocation only
-	Err    error  // StatusRejected only; wraps ErrBadClaim
+	Err    error  // StatusRejected (wraps ErrBadClaim) and StatusOverBudget (wraps ErrOverBudget) only
 }
 
 type ingestReq struct {
@@ -193,6 +198,7 @@ func (s *Store) commit(batch []*ingestReq) error {
 	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
+		w.budget = s.cfg.budget
 		for _, r := range batch {
 			for i, c := range r.claims {
 				res, err := w.ingestOne(c, r.prep[i], r.origin)
@@ -241,7 +247,9 @@ type txWriter struct {
 	tx                                                 *bolt.Tx
 	now                                                time.Time
 	claims, byRecipe, byPackage, byBuilder, byArtifact *bolt.Bucket
-	keys, equiv, digests, meta, origins                *bolt.Bucket
+	keys, equiv, digests, meta, origins, builderRecipe *bolt.Bucket
+	keyCounts                                          *bolt.Bucket
+	budget                                             Budget
 	newClaims, newRecipes                              uint64
 	keysChanged                                        bool
 	flagged                                            []string
@@ -256,6 +264,7 @@ func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
 		claims: tx.Bucket(bktClaims), byRecipe: tx.Bucket(bktByRecipe), byPackage: tx.Bucket(bktByPackage),
 		byBuilder: tx.Bucket(bktByBuilder), byArtifact: tx.Bucket(bktByArtifact), keys: tx.Bucket(bktKeys),
 		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta), origins: tx.Bucket(bktOrigins),
+		builderRecipe: tx.Bucket(bktBuilderRecipe), keyCounts: tx.Bucket(bktKeyCounts),
 		recipes: map[string]*RecipeSummary{}, digs: map[string]*Digest{},
 	}
 }
@@ -372,29 +381,49 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 	st := c.Statement
 	res := IngestResult{ID: c.ID, Status: StatusNew}
 
-	// Equivocation and "first claim of this builder for this recipe":
-	// by_builder holds fk|rk|ck for every claim.
+	// Equivocation and "first claim of this builder for this recipe": one
+	// Get in builder_recipe (builderrecipe.go), whatever the builder's
+	// number of claims for the recipe.
 	prefix := cat(ch.fk, ch.rk)
-	firstOfBuilder := true
-	cur := w.byBuilder.Cursor()
-	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
-		firstOfBuilder = false
-		if st.Result != attest.ResultSuccess || res.Proof != nil {
-			continue
-		}
-		oldCK := k[len(prefix):]
-		v := w.byRecipe.Get(cat(ch.rk, oldCK))
-		old, err := decodeSummary(v)
-		if err != nil {
-			return IngestResult{}, fmt.Errorf("by_recipe entry of %x: %w", oldCK, err)
-		}
-		if old.Result == attest.ResultSuccess && old.ArtifactKey != hex.EncodeToString(ch.akey) {
-			oldID, err := claimIDString(oldCK)
+	br, err := decodeBuilderRecipe(w.builderRecipe.Get(prefix))
+	if err != nil {
+		return IngestResult{}, err
+	}
+	firstOfBuilder := !br.seen
+	usage := decodeKeyUsage(w.keyCounts.Get(ch.fk))
+	size := int64(len(ch.value))
+	why, err := w.checkBudget(c, ch.fk, usage, size, firstOfBuilder)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	if why != "" {
+		return IngestResult{ID: c.ID, Status: StatusOverBudget, Err: fmt.Errorf("claim %s of %s: %w: %s", c.ID, st.Builder, ErrOverBudget, why)}, nil
+	}
+	usage.claims++
+	usage.bytes += size
+	if firstOfBuilder {
+		usage.recipes++
+	}
+	if err := w.keyCounts.Put(ch.fk, usage.encode()); err != nil {
+		return IngestResult{}, err
+	}
+	if st.Result == attest.ResultSuccess {
+		switch {
+		case br.success == nil:
+			if err := w.builderRecipe.Put(prefix, encodeBuilderRecipe(ch.ck, ch.akey)); err != nil {
+				return IngestResult{}, err
+			}
+		case !bytes.Equal(br.akey, ch.akey):
+			oldID, err := claimIDString(br.success)
 			if err != nil {
 				return IngestResult{}, err
 			}
 			res.Status = StatusEquivocation
 			res.Proof = &Proof{Builder: st.Builder, RecipeID: st.RecipeID, ClaimA: oldID, ClaimB: c.ID, Detected: w.now}
+		}
+	} else if !br.seen {
+		if err := w.builderRecipe.Put(prefix, encodeBuilderRecipe(nil, nil)); err != nil {
+			return IngestResult{}, err
 		}
 	}
 

@@ -64,6 +64,8 @@ var (
 	bktOwn           = []byte("own")
 	bktDigests       = []byte("digests")
 	bktOrigins       = []byte("origins")
+	bktBuilderRecipe = []byte("builder_recipe")
+	bktKeyCounts     = []byte("key_counts")
 )
 
 // meta keys
@@ -92,6 +94,11 @@ var migrations = []func(tx *bolt.Tx) error{
 		_, err := tx.CreateBucketIfNotExists(bktOrigins)
 		return err
 	},
+	// 2 → 3: builder_recipe, one entry per (builder, recipe) holding its
+	// first success claim, so the equivocation check is O(1) per claim.
+	migrateBuilderRecipe,
+	// 3 → 4: key_counts, what each key's claims take (Budget).
+	migrateKeyCounts,
 }
 
 // SchemaVersion is the schema this code writes.
@@ -117,7 +124,7 @@ type Store struct {
 	// keysVersion changes whenever the keys bucket does (KeysVersion).
 	keysVersion atomic.Uint64
 	// ingested counts committed ingest results by Status (IngestCounts).
-	ingested [4]atomic.Uint64
+	ingested [5]atomic.Uint64
 }
 
 // IngestCounts returns how many claims this process's Ingest calls
@@ -147,6 +154,7 @@ type config struct {
 	readOnly      bool
 	inlineBlobMax int
 	now           func() time.Time
+	budget        Budget
 }
 
 // Option configures Open.
@@ -188,6 +196,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		timeout:       time.Second,
 		maxBatch:      1000,
 		inlineBlobMax: 1 << 20,
+		budget:        DefaultBudget,
 		now:           time.Now,
 	}
 	for _, o := range opts {

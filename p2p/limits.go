@@ -1,0 +1,215 @@
+package p2p
+
+import (
+	"bytes"
+	"encoding/base64"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+)
+
+// Limits bound what one remote peer can make this node do: rates per peer
+// on gossip, sync and blob requests, concurrency per peer and in total,
+// and deadlines on every stream. The defaults (docs/SECURITY.md) are far
+// above what an honest peer needs: claims are rare (a build takes
+// minutes), a catch-up is one session, a blob fetch is one stream.
+type Limits struct {
+	// GossipPerSecond is the claims per second accepted from one
+	// forwarding peer (token bucket of GossipBurst). Past it, claims are
+	// ignored before any signature is checked (no score reward, no
+	// penalty), except claims of builders the node trusts; a peer that
+	// keeps overflowing is penalized.
+	GossipPerSecond float64 `yaml:"gossip_per_second"`
+	GossipBurst     int     `yaml:"gossip_burst"`
+	// SyncSessionsPerMinute is how many inbound catch-up sessions one peer
+	// may open per minute (burst 3).
+	SyncSessionsPerMinute float64 `yaml:"sync_sessions_per_minute"`
+	// SyncSessionTimeout bounds one inbound catch-up session, however
+	// active; SyncRequestsPerSession bounds its round trips.
+	SyncSessionTimeout     time.Duration `yaml:"sync_session_timeout"`
+	SyncRequestsPerSession int           `yaml:"sync_requests_per_session"`
+	// BlobsPerPeer is how many blob streams one peer may have open at
+	// once; BlobRequestsPerMinute how many it may start per minute.
+	BlobsPerPeer          int     `yaml:"blobs_per_peer"`
+	BlobRequestsPerMinute float64 `yaml:"blob_requests_per_minute"`
+}
+
+// Limit defaults.
+const (
+	DefaultGossipPerSecond        = 200
+	DefaultGossipBurst            = 2000
+	DefaultSyncSessionsPerMinute  = 6
+	DefaultSyncSessionTimeout     = 5 * time.Minute
+	DefaultSyncRequestsPerSession = 5000
+	DefaultBlobsPerPeer           = 2
+	DefaultBlobRequestsPerMinute  = 600
+	// validateQueue and outboundQueue are gossipsub's queues (default
+	// 32): messages waiting for the validator, and per peer for sending.
+	validateQueue = 1024
+	outboundQueue = 1024
+	// maxTrackedPeers bounds the per-peer limiter tables.
+	maxTrackedPeers = 10000
+)
+
+// Stream deadlines (variables so tests can shorten them).
+var (
+	// syncIdleTimeout is how long a server waits for the next request of
+	// a session, and blobHeaderTimeout for a blob request's header.
+	syncIdleTimeout   = 15 * time.Second
+	blobHeaderTimeout = 10 * time.Second
+	// syncEvictAfter: when every inbound sync slot is taken, a new
+	// session evicts the oldest one if it has run this long.
+	syncEvictAfter = 30 * time.Second
+	// overflowPenaltyEvery: a peer is penalized once per this many
+	// gossip messages ignored for its rate.
+	overflowPenaltyEvery = 1000
+)
+
+func (l *Limits) fill() {
+	if l.GossipPerSecond <= 0 {
+		l.GossipPerSecond = DefaultGossipPerSecond
+	}
+	if l.GossipBurst <= 0 {
+		l.GossipBurst = DefaultGossipBurst
+	}
+	if l.SyncSessionsPerMinute <= 0 {
+		l.SyncSessionsPerMinute = DefaultSyncSessionsPerMinute
+	}
+	if l.SyncSessionTimeout <= 0 {
+		l.SyncSessionTimeout = DefaultSyncSessionTimeout
+	}
+	if l.SyncRequestsPerSession <= 0 {
+		l.SyncRequestsPerSession = DefaultSyncRequestsPerSession
+	}
+	if l.BlobsPerPeer <= 0 {
+		l.BlobsPerPeer = DefaultBlobsPerPeer
+	}
+	if l.BlobRequestsPerMinute <= 0 {
+		l.BlobRequestsPerMinute = DefaultBlobRequestsPerMinute
+	}
+}
+
+// peerRates is a token bucket per peer. The table is bounded: when full,
+// buckets that are full again (peers quiet for a while) are dropped first.
+type peerRates struct {
+	mu    sync.Mutex
+	limit rate.Limit
+	burst int
+	m     map[peer.ID]*rate.Limiter
+}
+
+func newPeerRates(perSecond float64, burst int) *peerRates {
+	return &peerRates{limit: rate.Limit(perSecond), burst: burst, m: make(map[peer.ID]*rate.Limiter)}
+}
+
+func (r *peerRates) allow(p peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.m[p]
+	if l == nil {
+		if len(r.m) >= maxTrackedPeers {
+			for k, v := range r.m {
+				if v.Tokens() >= float64(r.burst) {
+					delete(r.m, k)
+				}
+			}
+			if len(r.m) >= maxTrackedPeers {
+				clear(r.m)
+			}
+		}
+		l = rate.NewLimiter(r.limit, r.burst)
+		r.m[p] = l
+	}
+	return l.Allow()
+}
+
+// Refusal kinds counted by Node.Refusals (exported as metrics).
+const (
+	RefuseGossipRate  = "gossip_rate"  // claim ignored: the forwarding peer is over its rate
+	RefuseSyncRate    = "sync_rate"    // sync session refused: the peer opens too many
+	RefuseSyncBusy    = "sync_busy"    // sync session refused: every slot taken by young sessions
+	RefuseSyncEvicted = "sync_evicted" // an old sync session was ended to free a slot
+	RefuseSyncBudget  = "sync_budget"  // sync session ended: request budget or session deadline
+	RefuseSyncInvalid = "sync_invalid" // a sync answer broke the protocol (peer penalized)
+	RefuseBlobRate    = "blob_rate"    // blob request refused: the peer asks too often
+	RefuseBlobBusy    = "blob_busy"    // blob request refused: per-peer or global streams taken
+	RefuseBlobInvalid = "blob_invalid" // a blob answer broke the protocol or its CID (peer penalized)
+	RefuseGossipDrop  = "gossip_queue" // claim dropped: the ingest queue was full
+)
+
+var refuseKinds = []string{RefuseGossipRate, RefuseSyncRate, RefuseSyncBusy, RefuseSyncEvicted, RefuseSyncBudget,
+	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop}
+
+// refusals counts refused work by kind.
+type refusals map[string]*atomic.Uint64
+
+func newRefusals() refusals {
+	r := make(refusals, len(refuseKinds))
+	for _, k := range refuseKinds {
+		r[k] = new(atomic.Uint64)
+	}
+	return r
+}
+
+func (r refusals) add(kind string, n uint64) {
+	if c := r[kind]; c != nil {
+		c.Add(n)
+	}
+}
+
+// Refusals returns how much work the node refused since it started, by
+// kind (Refuse* constants): the metrics' and tests' view of the limits.
+func (n *Node) Refusals() map[string]uint64 {
+	out := make(map[string]uint64, len(n.refused))
+	for k, v := range n.refused {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// RefusalKinds lists the kinds Refusals reports, sorted.
+func RefusalKinds() []string {
+	out := append([]string(nil), refuseKinds...)
+	sort.Strings(out)
+	return out
+}
+
+// wireBuilder extracts the builder fingerprint from a claim envelope
+// (wire or stored form) without verifying anything: the first
+// "payload":"<base64>" member (keys and signatures are base64 or armored
+// text without that sequence before it) holds the canonical statement.
+// It is only a hint for choosing which rate applies; the claim is
+// verified in full afterwards. "" if not found.
+func wireBuilder(raw []byte) string {
+	const pre = `"payload":"`
+	i := bytes.Index(raw, []byte(pre))
+	if i < 0 {
+		return ""
+	}
+	rest := raw[i+len(pre):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return ""
+	}
+	payload := make([]byte, base64.StdEncoding.DecodedLen(end))
+	m, err := base64.StdEncoding.Decode(payload, rest[:end])
+	if err != nil {
+		return ""
+	}
+	payload = payload[:m]
+	const key = `"builder":"`
+	j := bytes.Index(payload, []byte(key))
+	if j < 0 {
+		return ""
+	}
+	v := payload[j+len(key):]
+	k := bytes.IndexByte(v, '"')
+	if k < 0 || k > 128 {
+		return ""
+	}
+	return string(v[:k])
+}

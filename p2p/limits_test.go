@@ -1,0 +1,326 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
+)
+
+// rawHost is a bare libp2p host on loopback: a hostile peer that speaks
+// the protocols by hand.
+func rawHost(t testing.TB) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+func setVar[T any](t *testing.T, p *T, v T) {
+	old := *p
+	*p = v
+	t.Cleanup(func() { *p = old })
+}
+
+func (n *Node) penaltyOf(t *testing.T, h host.Host) float64 {
+	n.penMu.Lock()
+	defer n.penMu.Unlock()
+	return n.penalties[h.ID()].at(time.Now())
+}
+
+// ascendingID is the i-th of well-formed claim IDs in ascending order.
+func ascendingID(i int) string {
+	b := []byte("baaaaaaaaaaaa")
+	for j := len(b) - 1; i > 0 && j > 0; j-- {
+		b[j] = byte('a' + i%26)
+		i /= 26
+	}
+	return string(b)
+}
+
+// A sync server that answers "more" forever: the client stops at what the
+// peer's digest announced (or at maxMissingPerSync), and the liar is
+// penalized.
+func TestSyncClientBoundsPaging(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		announced int
+		wantErr   bool
+		missing   int
+	}{
+		{"pages beyond the announced count", 10, true, 0},
+		{"an announced count too large to list", 1 << 30, false, maxMissingPerSync},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			liar := rawHost(t)
+			var pages int
+			liar.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+				defer s.Reset()
+				r := bufio.NewReader(s)
+				next := 0
+				for {
+					var req SyncRequest
+					if err := readMsg(r, MaxSyncRequest, &req); err != nil {
+						return
+					}
+					var resp SyncResponse
+					switch req.Op {
+					case OpDigests:
+						resp.Digests = map[string]Digest{"hello": {Count: tc.announced, Hash: fmt.Sprintf("%064x", 1)}}
+					case OpIDs:
+						pages++
+						ids := make([]string, MaxIDsPerPage)
+						for i := range ids {
+							ids[i] = ascendingID(next)
+							next++
+						}
+						resp.IDs, resp.More = ids, true
+					case OpGet:
+						resp.Error = "no"
+					}
+					if err := writeMsg(s, &resp, MaxSyncResponse); err != nil {
+						return
+					}
+				}
+			})
+			victim := testNode(t, p2ptest.NewMemStore(), Config{SyncAll: true})
+			require.NoError(t, liar.Connect(context.Background(), victim.AddrInfo()))
+			st, err := victim.SyncWith(context.Background(), liar.ID())
+			require.Error(t, err)
+			if tc.wantErr {
+				assert.ErrorIs(t, err, ErrProtocol)
+				assert.Contains(t, err.Error(), "more than the 10 claim IDs its digest announced")
+				assert.Equal(t, 1, pages)
+				assert.Greater(t, victim.penaltyOf(t, liar), 0.0, "a lying sync peer is penalized")
+				assert.Equal(t, uint64(1), victim.Refusals()[RefuseSyncInvalid])
+			} else {
+				assert.Equal(t, tc.missing, st.Missing, "listing stops at maxMissingPerSync")
+				assert.Equal(t, maxMissingPerSync/MaxIDsPerPage+1, pages)
+			}
+		})
+	}
+}
+
+// Peers holding every inbound sync slot (a session each, kept alive) do
+// not keep an honest peer from catching up: past syncEvictAfter the
+// oldest session is ended for the newcomer. A peer opening sessions too
+// fast is refused, and a session ends at its request budget.
+func TestSyncServerSlots(t *testing.T) {
+	setVar(t, &syncEvictAfter, 300*time.Millisecond)
+	owner := testIdentity(t)
+	sv := p2ptest.NewMemStore()
+	for i := range 5 {
+		_, err := sv.Ingest(context.Background(), testClaim(t, owner, "hello", "o3", i))
+		require.NoError(t, err)
+	}
+	victim := testNode(t, sv, Config{Limits: Limits{SyncRequestsPerSession: 50}})
+	ctx := context.Background()
+
+	// maxInboundSyncs holders, each keeping a session busy with cheap
+	// requests.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var ended sync.Map
+	for i := range maxInboundSyncs {
+		h := rawHost(t)
+		require.NoError(t, h.Connect(ctx, victim.AddrInfo()))
+		s, err := h.NewStream(ctx, victim.ID(), SyncProtocol)
+		require.NoError(t, err)
+		r := bufio.NewReader(s)
+		require.NoError(t, writeMsg(s, &SyncRequest{Op: OpDigests}, MaxSyncRequest))
+		var resp SyncResponse
+		require.NoError(t, readMsg(r, MaxSyncResponse, &resp))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.Reset()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if err := writeMsg(s, &SyncRequest{Op: OpDigests}, MaxSyncRequest); err != nil {
+					ended.Store(i, true)
+					return
+				}
+				if err := readMsg(r, MaxSyncResponse, &resp); err != nil {
+					ended.Store(i, true)
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	attesttest.Eventually(t, 5*time.Second, "every slot taken", func() bool {
+		victim.mu.Lock()
+		defer victim.mu.Unlock()
+		return len(victim.inbound) == maxInboundSyncs
+	})
+
+	time.Sleep(2 * syncEvictAfter) // the holders' sessions are old enough to evict
+	honest := testNode(t, p2ptest.NewMemStore(), Config{SyncAll: true})
+	require.NoError(t, honest.Connect(ctx, victim.AddrInfo()))
+	attesttest.Eventually(t, 10*time.Second, "honest peer caught up", func() bool {
+		_, err := honest.SyncWith(ctx, victim.ID())
+		return err == nil && honestLen(honest) == 5
+	})
+	assert.NotZero(t, victim.Refusals()[RefuseSyncEvicted], "a holder was evicted")
+
+	// The holders' sessions also end at their request budget (50).
+	attesttest.Eventually(t, 10*time.Second, "sessions end at their request budget", func() bool {
+		n := 0
+		ended.Range(func(any, any) bool { n++; return true })
+		return n == maxInboundSyncs
+	})
+	assert.NotZero(t, victim.Refusals()[RefuseSyncBudget])
+
+	// One peer opening sessions in a loop is refused past its rate.
+	h := rawHost(t)
+	require.NoError(t, h.Connect(ctx, victim.AddrInfo()))
+	refused := 0
+	for range 10 {
+		s, err := h.NewStream(ctx, victim.ID(), SyncProtocol)
+		if err != nil {
+			refused++
+			continue
+		}
+		_ = writeMsg(s, &SyncRequest{Op: OpDigests}, MaxSyncRequest)
+		var resp SyncResponse
+		if readMsg(bufio.NewReader(s), MaxSyncResponse, &resp) != nil {
+			refused++
+		}
+		_ = s.Close()
+	}
+	assert.GreaterOrEqual(t, refused, 6, "burst of 3 sessions, then refused")
+	assert.NotZero(t, victim.Refusals()[RefuseSyncRate])
+}
+
+func honestLen(n *Node) int {
+	if ms, ok := n.deps.Claims.(*p2ptest.MemStore); ok {
+		return ms.Len()
+	}
+	return 0
+}
+
+// Idle blob streams from one peer take at most BlobsPerPeer slots and are
+// cut at the header deadline; an honest peer is served meanwhile.
+func TestBlobServerIdleStreams(t *testing.T) {
+	setVar(t, &blobHeaderTimeout, 500*time.Millisecond)
+	sv := p2ptest.NewMemStore()
+	data := []byte("buildinfo")
+	c, err := sv.PutBlob(data)
+	require.NoError(t, err)
+	victim := testNode(t, sv, Config{})
+	ctx := context.Background()
+
+	idler := rawHost(t)
+	require.NoError(t, idler.Connect(ctx, victim.AddrInfo()))
+	var streams []network.Stream
+	for range maxInboundBlobs + 4 {
+		s, err := idler.NewStream(ctx, victim.ID(), BlobProtocol)
+		require.NoError(t, err)
+		_, err = s.Write([]byte{5}) // a header that announces 5 bytes, then silence
+		require.NoError(t, err)
+		streams = append(streams, s)
+	}
+	attesttest.Eventually(t, 5*time.Second, "extra idle streams refused", func() bool {
+		return victim.Refusals()[RefuseBlobBusy] >= uint64(maxInboundBlobs+4-DefaultBlobsPerPeer)
+	})
+	victim.mu.Lock()
+	assert.LessOrEqual(t, victim.blobsInFlight, DefaultBlobsPerPeer)
+	victim.mu.Unlock()
+
+	honest := testNode(t, p2ptest.NewMemStore(), Config{})
+	require.NoError(t, honest.Connect(ctx, victim.AddrInfo()))
+	start := time.Now()
+	got, err := honest.FetchBlob(ctx, victim.ID(), c)
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	assert.Less(t, time.Since(start), 2*time.Second, "served while the idler holds its streams")
+
+	// The idle streams are cut at the header deadline.
+	for _, s := range streams {
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.ReadAll(s)
+		assert.Error(t, err, "reset, not answered")
+	}
+	attesttest.Eventually(t, 5*time.Second, "slots released", func() bool {
+		victim.mu.Lock()
+		defer victim.mu.Unlock()
+		return victim.blobsInFlight == 0
+	})
+}
+
+// A flood of valid claims from one peer: past its rate the claims are
+// ignored before verification and the flooder is penalized (then
+// graylisted), while claims of a trusted builder published by another
+// peer during the flood are all stored.
+func TestGossipFloodBounded(t *testing.T) {
+	trusted := testIdentity(t)
+	flooders := attesttest.Fresh(t, 4)
+	keys := p2ptest.NewMemStore()
+	keys.PutKey(trusted.Entity)
+	sv := p2ptest.NewMemStore()
+	ctx := context.Background()
+	victim, err := New(ctx, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, Subscribe: []string{"hello/o3"},
+		Limits: Limits{GossipPerSecond: 20, GossipBurst: 50}}, Deps{Claims: sv, Keys: keys})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = victim.Close() })
+	setVar(t, &overflowPenaltyEvery, 100)
+	flooder := testNode(t, p2ptest.NewMemStore(), Config{Subscribe: []string{"hello/o3"}})
+	honestNode := testNode(t, p2ptest.NewMemStore(), Config{Subscribe: []string{"hello/o3"}})
+	for _, n := range []*Node{flooder, honestNode} {
+		require.NoError(t, n.Connect(ctx, victim.AddrInfo()))
+		attesttest.Eventually(t, 20*time.Second, "first heartbeat", func() bool { _, ok := n.PeerScore(victim.ID()); return ok })
+	}
+
+	const flood, honestN = 1500, 20
+	var claims []*attest.Claim
+	for i := range flood {
+		claims = append(claims, testClaim(t, flooders[i%len(flooders)], "hello", "o3", i))
+	}
+	var honest []*attest.Claim
+	for i := range honestN {
+		honest = append(honest, testClaim(t, trusted, "hello", "o3", 100000+i))
+	}
+	every := flood / honestN
+	for i, c := range claims {
+		require.NoError(t, flooder.Publish(ctx, c))
+		if i%every == 0 && i/every < honestN {
+			require.NoError(t, honestNode.Publish(ctx, honest[i/every]))
+		}
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	attesttest.Eventually(t, 20*time.Second, "every trusted claim stored", func() bool {
+		for _, c := range honest {
+			if ok, _ := sv.Has(c.ID); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	stored := sv.Len() - honestN
+	ignored := victim.Refusals()[RefuseGossipRate]
+	t.Logf("flood: %d published, %d stored, %d ignored for rate", flood, stored, ignored)
+	assert.Less(t, stored, flood/2, "most of the flood is ignored or never accepted")
+	assert.NotZero(t, ignored)
+	assert.Greater(t, victim.penaltyOf(t, flooder.Host()), 0.0, "the flooder is penalized")
+	assert.Zero(t, victim.penaltyOf(t, honestNode.Host()), "the honest peer is not")
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// The builder_recipe bucket answers, in one Get, the two questions ingest
+// asks about a (builder, recipe) pair: has this builder claimed this recipe
+// before (the recipe's builder count), and which artifacts did its first
+// success claim name (the equivocation check). Before schema 3 ingest
+// answered them by walking every earlier claim of the pair, which made a
+// key's n-th claim for one recipe cost O(n) decodes.
+//
+//	key   fk | rk
+//	value [0]                      claims, none of them a success
+//	      [1] | ck(36) | akey      the first success claim and its artifact key
+const (
+	brNoSuccess = 0
+	brSuccess   = 1
+)
+
+// builderRecipe is one decoded builder_recipe value.
+type builderRecipe struct {
+	seen    bool   // the builder has claimed the recipe before
+	success []byte // ck of its first success claim, nil if none
+	akey    []byte // that claim's artifact key
+}
+
+func decodeBuilderRecipe(v []byte) (builderRecipe, error) {
+	switch {
+	case v == nil:
+		return builderRecipe{}, nil
+	case len(v) == 1 && v[0] == brNoSuccess:
+		return builderRecipe{seen: true}, nil
+	case len(v) >= 1+36 && v[0] == brSuccess:
+		return builderRecipe{seen: true, success: v[1:37], akey: v[37:]}, nil
+	}
+	return builderRecipe{}, fmt.Errorf("%w: builder_recipe value of %d bytes", ErrCorrupt, len(v))
+}
+
+func encodeBuilderRecipe(ck, akey []byte) []byte {
+	if ck == nil {
+		return []byte{brNoSuccess}
+	}
+	return cat([]byte{brSuccess}, ck, akey)
+}
+
+// migrateBuilderRecipe fills builder_recipe from by_builder (fk|rk|ck) and
+// by_recipe (the claims' summaries): schema 2 → 3.
+func migrateBuilderRecipe(tx *bolt.Tx) error {
+	br, err := tx.CreateBucketIfNotExists(bktBuilderRecipe)
+	if err != nil {
+		return err
+	}
+	byRecipe := tx.Bucket(bktByRecipe)
+	return tx.Bucket(bktByBuilder).ForEach(func(k, _ []byte) error {
+		if len(k) < 1 {
+			return fmt.Errorf("%w: empty by_builder key", ErrCorrupt)
+		}
+		fl := 1 + int(k[0])
+		if len(k) <= fl+32 {
+			return fmt.Errorf("%w: by_builder key %x too short", ErrCorrupt, k)
+		}
+		pair, rk, ck := k[:fl+32], k[fl:fl+32], k[fl+32:]
+		cur, err := decodeBuilderRecipe(br.Get(pair))
+		if err != nil {
+			return err
+		}
+		if cur.success != nil {
+			return nil
+		}
+		sum, err := decodeSummary(byRecipe.Get(cat(rk, ck)))
+		if err != nil {
+			return fmt.Errorf("by_recipe entry of %x: %w", ck, err)
+		}
+		v := encodeBuilderRecipe(nil, nil)
+		if sum.Result == attest.ResultSuccess {
+			akey, err := hex.DecodeString(sum.ArtifactKey)
+			if err != nil {
+				return fmt.Errorf("%w: artifact key of %x: %v", ErrCorrupt, ck, err)
+			}
+			v = encodeBuilderRecipe(bytes.Clone(ck), akey)
+		}
+		return br.Put(bytes.Clone(pair), v)
+	})
+}
