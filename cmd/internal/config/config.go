@@ -21,6 +21,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // Defaults that are not another package's: the rest (mirror, listen
@@ -81,6 +82,12 @@ type Config struct {
 	Apt AptPolicy `yaml:"apt"`
 	// Repo serves the .debs of SAFE recipes as an apt repository.
 	Repo RepoConfig `yaml:"repo"`
+	// Limits bound what one peer can make the node do: gossip, sync and
+	// blob rates, streams per peer, session deadlines (docs/SECURITY.md).
+	Limits p2p.Limits `yaml:"limits"`
+	// Budget bounds what keys that do not vote (unknown, unvetted) can
+	// make the store hold; trusted and own claims are never refused.
+	Budget store.Budget `yaml:"budget"`
 }
 
 // AptPolicy decides which packages apt may unpack.
@@ -260,6 +267,10 @@ func (c *Config) Validate() error {
 	}
 	if c.PublicSocket != "" && c.PublicSocket == c.Socket() {
 		add("public_socket: %q is also the private api socket", c.PublicSocket)
+	}
+	if l := c.Limits; l.GossipPerSecond < 0 || l.GossipBurst < 0 || l.SyncSessionsPerMinute < 0 || l.SyncSessionTimeout < 0 ||
+		l.SyncRequestsPerSession < 0 || l.BlobsPerPeer < 0 || l.BlobRequestsPerMinute < 0 {
+		add("limits: negative values are not allowed (leave a field out or 0 for its default)")
 	}
 	if c.TrustHops != nil && (*c.TrustHops < 0 || *c.TrustHops > MaxTrustHops) {
 		add("trust_hops: %d not in 0..%d", *c.TrustHops, MaxTrustHops)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 
 	"github.com/lebowski-dist/lebowski/attest"
@@ -23,9 +25,47 @@ type storeAdapter struct {
 }
 
 var (
-	_ p2p.ClaimStore = storeAdapter{}
-	_ p2p.BlobStore  = storeAdapter{}
+	_ p2p.ClaimStore      = storeAdapter{}
+	_ p2p.BlobStore       = storeAdapter{}
+	_ p2p.BlobOpener      = storeAdapter{}
+	_ p2p.TrustedBuilders = storeAdapter{}
 )
+
+// TrustedBuilder: claims of keys that vote (own, trusted) pass a
+// flooding peer's gossip rate.
+func (s storeAdapter) TrustedBuilder(fpr string) bool {
+	ki, err := s.Store.GetKey(fpr)
+	return err == nil && ki.Trust.Normalize().Votes()
+}
+
+// OpenBlob streams a blob from the store, else from the build cache.
+func (s storeAdapter) OpenBlob(cid string) (io.ReadSeekCloser, int64, bool, error) {
+	r, size, err := s.Store.OpenBlob(cid)
+	if err == nil {
+		return r, size, true, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, 0, false, err
+	}
+	sum, perr := vocab.ParseCID(cid)
+	if perr != nil || s.sourceCache == "" {
+		return nil, 0, false, nil
+	}
+	p, ok := source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
+	if !ok {
+		return nil, 0, false, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("build cache file %s: not a readable regular file (%v)", p, err)
+	}
+	return f, fi.Size(), true, nil
+}
 
 func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
 	if a, ok := p2p.ArrivalFrom(ctx); ok {

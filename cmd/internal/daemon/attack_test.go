@@ -797,6 +797,9 @@ func TestAttackMetricsPortOptIn(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), "lebowski_stored_claims")
+	require.Contains(t, string(body), `lebowski_refused_total{kind="gossip_rate"}`)
+	require.Contains(t, string(body), `lebowski_refused_total{kind="store_budget"}`)
+	require.Contains(t, string(body), `lebowski_ingested_total{status="over_budget"}`)
 	_ = td
 }
 

@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")))
+	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")), store.WithBudget(cfg.Budget))
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +142,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MDNS:           *d.cfg.MDNS,
 		DHT:            d.cfg.DHT,
 		SyncInterval:   d.cfg.SyncEvery,
+		Limits:         d.cfg.Limits,
 	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))
@@ -262,8 +263,8 @@ func (d *Daemon) listenAPI() (*http.Server, net.Listener, error) {
 		ln.Close()
 		return nil, nil, fmt.Errorf("api: %w", err)
 	}
-	srv := &http.Server{Handler: rpc.Handler(d.node), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-	return srv, ln, nil
+	// Imports upload up to a few MiB; the event stream writes forever.
+	return newHTTPServer(rpc.Handler(d.node), 5*time.Minute, 0), limitListener(ln), nil
 }
 
 // listenPublic opens the read-only socket for the members of
@@ -299,8 +300,7 @@ func (d *Daemon) listenPublic() (*http.Server, net.Listener, error) {
 		return nil, nil, fmt.Errorf("public api: %w", err)
 	}
 	d.log.Info("public read-only api", "socket", sock, "group", group)
-	srv := &http.Server{Handler: rpc.ReadOnly(rpc.Handler(d.node)), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: time.Minute}
-	return srv, ln, nil
+	return newHTTPServer(rpc.ReadOnly(rpc.Handler(d.node)), time.Minute, 0), limitListener(ln), nil
 }
 
 // lookupGID resolves a group name or numeric GID.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,11 +49,44 @@ func (m *metrics) listen(addr string, d *Daemon) (*http.Server, net.Listener, er
 			}
 			return float64(s.Claims)
 		}))
+	m.reg.MustRegister(refusalCollector{d})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	return &http.Server{Handler: mux}, ln, nil
+	return newHTTPServer(mux, 30*time.Second, 30*time.Second), limitListener(ln), nil
+}
+
+var (
+	refusedDesc = prometheus.NewDesc("lebowski_refused_total",
+		"Work refused to bound what peers can make the node do, by kind (docs/SECURITY.md): gossip_rate, sync_rate, "+
+			"sync_busy, sync_evicted, sync_budget, sync_invalid, blob_rate, blob_busy, blob_invalid, gossip_queue, store_budget.",
+		[]string{"kind"}, nil)
+	ingestedDesc = prometheus.NewDesc("lebowski_ingested_total",
+		"Claims handed to the store since start, by outcome (new, duplicate, equivocation, rejected, over_budget).",
+		[]string{"status"}, nil)
+)
+
+// refusalCollector reads the network's and the store's counters at
+// scrape time.
+type refusalCollector struct{ d *Daemon }
+
+func (c refusalCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- refusedDesc
+	ch <- ingestedDesc
+}
+
+func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.d.net != nil {
+		for kind, v := range c.d.net.Refusals() {
+			ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(v), kind)
+		}
+	}
+	counts := c.d.st.IngestCounts()
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(counts["over_budget"]), "store_budget")
+	for status, v := range counts {
+		ch <- prometheus.MustNewConstMetric(ingestedDesc, prometheus.CounterValue, float64(v), status)
+	}
 }

@@ -75,9 +75,7 @@ func (d *Daemon) listenRepo() (*http.Server, net.Listener, error) {
 	}
 	d.mirror.url = "http://" + ln.Addr().String()
 	d.log.Info("apt repository", "url", d.mirror.url)
-	srv := &http.Server{Handler: d.mirror.srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 10 * time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
-	return srv, ln, nil
+	return newHTTPServer(d.mirror.srv, 30*time.Second, 10*time.Minute), limitListener(ln), nil
 }
 
 // syncNow catches up with a few connected peers (bounded: 30 s).

@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// floodClaims signs perKey valid claims for hello/o3 with every key:
+// each claim another build image (another recipe) and another hash.
+func floodClaims(t *testing.T, keys []*attest.Identity, perKey int) []*attest.Claim {
+	t.Helper()
+	base := signFor(t, keys[0], "", hex64("x"), time.Now(), nil).Statement
+	out := make([]*attest.Claim, len(keys)*perKey)
+	var wg sync.WaitGroup
+	errs := make([]error, runtime.GOMAXPROCS(0))
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(out); i += len(errs) {
+				st := *base
+				st.ContainerDigest = "sha256:" + hex64(fmt.Sprint("flood image ", i%50))
+				st.Artifacts = []attest.Artifact{{Name: base.Artifacts[0].Name, SHA256: hex64(fmt.Sprint("flood ", i))}}
+				st.Timestamp = base.Timestamp.Add(-time.Duration(i) * time.Millisecond).Truncate(time.Millisecond)
+				st.RecipeID = st.Recipe().ID()
+				if out[i], errs[w] = attest.Sign(keys[i%len(keys)], &st); errs[w] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	return out
+}
+
+// TestAttackFloodWithinBudget: 100,000 valid claims from 1,000 fresh keys
+// reach a node by sync and by gossip at once, while a trusted builder
+// publishes claims through an honest peer. The store keeps at most its
+// budget of the flood, every trusted claim is stored, the heap stays
+// bounded, and `info` of the trusted package answers fast.
+func TestAttackFloodWithinBudget(t *testing.T) {
+	const perKey, budget, gossiped, honestN = 100, 20, 20000, 30
+	keys := sybilKeys(t)
+	start := time.Now()
+	flood := floodClaims(t, keys, perKey)
+	t.Logf("%d flood claims from %d keys signed in %s", len(flood), len(keys), time.Since(start).Round(time.Millisecond))
+
+	trusted := attesttest.Fresh(t, 1)[0]
+	st, err := store.Open(filepath.Join(t.TempDir(), "victim.db"), store.WithBudget(store.Budget{ClaimsPerKey: budget}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	_, err = st.PutKey(trusted.PublicKey(), attest.TrustTrusted, "test")
+	require.NoError(t, err)
+	ctx := context.Background()
+	cfg := func() p2p.Config {
+		return p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, Subscribe: []string{"hello/o3"}}
+	}
+	newNode := func(claims p2p.ClaimStore, blobs p2p.BlobStore) *p2p.Node {
+		n, err := p2p.New(ctx, cfg(), p2p.Deps{Claims: claims, Blobs: blobs})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	victim := newNode(storeAdapter{Store: st}, storeAdapter{Store: st})
+
+	attackerStore := p2ptest.NewMemStore()
+	_, err = attackerStore.Ingest(ctx, flood...)
+	require.NoError(t, err)
+	attacker := newNode(attackerStore, attackerStore)
+	honestNode := newNode(p2ptest.NewMemStore(), nil)
+	for _, n := range []*p2p.Node{attacker, honestNode} {
+		require.NoError(t, n.Connect(ctx, victim.AddrInfo()))
+		require.Eventually(t, func() bool { _, ok := n.PeerScore(victim.ID()); return ok }, 20*time.Second, 50*time.Millisecond)
+	}
+	runtimeGC()
+	heap0 := heapInUse()
+
+	// Gossip flood and honest claims at once; the victim's on-connect sync
+	// pulls the 100,000 at the same time.
+	var honest []*attest.Claim
+	for i := range honestN {
+		honest = append(honest, signFor(t, trusted, "honest", hex64(fmt.Sprint("honest ", i)), time.Now(), nil))
+	}
+	start = time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, c := range flood[:gossiped] {
+			_ = attacker.Publish(ctx, c)
+			if i%20 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	sent := make(map[string]time.Time, honestN)
+	for _, c := range honest {
+		sent[c.ID] = time.Now()
+		require.NoError(t, honestNode.Publish(ctx, c))
+		time.Sleep(20 * time.Millisecond)
+	}
+	var slowest time.Duration
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, c := range honest {
+			if ok, _ := st.Has(c.ID); ok {
+				n++
+				if _, ok := sent[c.ID]; ok {
+					slowest = max(slowest, time.Since(sent[c.ID]))
+					delete(sent, c.ID)
+				}
+			}
+		}
+		return n == len(honest)
+	}, time.Minute, 20*time.Millisecond, "every trusted claim sent during the flood is stored")
+	t.Logf("every honest claim stored during the flood; slowest %s after its publish (±20 ms polling)", slowest.Round(time.Millisecond))
+	<-done
+
+	// Let the sync finish (it may be refused while the on-connect one runs).
+	require.Eventually(t, func() bool {
+		s, err := victim.SyncWith(ctx, attacker.ID())
+		return err == nil && s.Missing == 0 || err == nil && s.Added == 0
+	}, 3*time.Minute, 500*time.Millisecond)
+	t.Logf("flood offered by gossip and sync, done %s after it began", time.Since(start).Round(time.Millisecond))
+
+	stats, err := st.Stats()
+	require.NoError(t, err)
+	counts := st.IngestCounts()
+	t.Logf("victim store: %d claims, %d bytes; ingest outcomes %v; refusals %v", stats.Claims, stats.FileSize, counts, victim.Refusals())
+	assert.LessOrEqual(t, stats.Claims, uint64(len(keys)*budget+honestN), "the flood stays within its budget")
+	assert.GreaterOrEqual(t, stats.Claims, uint64(len(keys)*budget/2), "the budget is used, not a blanket refusal")
+	assert.NotZero(t, counts["over_budget"])
+
+	runtimeGC()
+	heap1 := heapInUse()
+	t.Logf("heap in use: %d MiB before the flood, %d MiB after (attacker's in-memory store included)", heap0>>20, heap1>>20)
+	assert.Less(t, int64(heap1)-int64(heap0), int64(512<<20), "heap growth bounded")
+
+	node := core.New(st)
+	var worst time.Duration
+	for range 20 {
+		t0 := time.Now()
+		info, err := node.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
+		require.NoError(t, err)
+		require.NotEmpty(t, info.Recipes)
+		worst = max(worst, time.Since(t0))
+	}
+	t.Logf("info hello/o3 over %d claims: worst of 20 %s", stats.Claims, worst)
+	// The target is < 50 ms (docs/SECURITY.md); the assertion leaves room
+	// for a loaded CI machine.
+	assert.Less(t, worst, 250*time.Millisecond, "info answers fast on the flooded store")
+}
