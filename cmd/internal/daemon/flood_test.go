@@ -2,13 +2,18 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -166,4 +171,75 @@ func TestAttackFloodWithinBudget(t *testing.T) {
 	// The target is < 50 ms (docs/SECURITY.md); the assertion leaves room
 	// for a loaded CI machine.
 	assert.Less(t, worst, 250*time.Millisecond, "info answers fast on the flooded store")
+}
+
+// TestAttackLargeBlobFanOut: 16 streams from 8 peers ask for one 48 MiB
+// blob at once. The server streams it from disk (hashed first, in constant
+// memory), so the heap grows by buffers, not by a copy per request.
+func TestAttackLargeBlobFanOut(t *testing.T) {
+	const size = 48 << 20
+	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), store.WithNoSync())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	cid, err := st.PutBlob(data)
+	require.NoError(t, err)
+	data = nil
+	ctx := context.Background()
+	server, err := p2p.New(ctx, p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1},
+		p2p.Deps{Claims: storeAdapter{Store: st}, Blobs: storeAdapter{Store: st}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+
+	runtimeGC()
+	base := heapInUse()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if h := heapInUse(); h > peak.Load() {
+				peak.Store(h)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for range 8 {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = h.Close() })
+		require.NoError(t, h.Connect(ctx, server.AddrInfo()))
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := h.NewStream(ctx, server.ID(), p2p.BlobProtocol)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				req, _ := json.Marshal(p2p.BlobRequest{CID: cid})
+				_, _ = s.Write(append(binary.AppendUvarint(nil, uint64(len(req))), req...))
+				_ = s.CloseWrite()
+				n, _ := io.Copy(io.Discard, s)
+				if n > size {
+					served.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("%d of 16 streams got the %d MiB blob; heap in use %d MiB before, peak %d MiB during",
+		served.Load(), size>>20, base>>20, peak.Load()>>20)
+	assert.Equal(t, int64(16), served.Load(), "every stream is served (16 global, 2 per peer)")
+	assert.Less(t, int64(peak.Load())-int64(base), int64(2*size), "not a copy of the blob per request")
 }
