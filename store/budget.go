@@ -123,6 +123,9 @@ func migrateKeyCounts(tx *bolt.Tx) error {
 	usage := map[string]*keyUsage{}
 	var lastPair []byte
 	err = tx.Bucket(bktByBuilder).ForEach(func(k, _ []byte) error {
+		if isBuilderHead(k) {
+			return nil
+		}
 		if len(k) < 1 || len(k) <= 1+int(k[0])+32 {
 			return fmt.Errorf("%w: by_builder key %x", ErrCorrupt, k)
 		}

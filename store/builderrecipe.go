@@ -10,12 +10,16 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 )
 
-// The builder_recipe bucket answers, in one Get, the two questions ingest
+// A "head" entry in by_builder answers, in one Get, the two questions ingest
 // asks about a (builder, recipe) pair: has this builder claimed this recipe
 // before (the recipe's builder count), and which artifacts did its first
 // success claim name (the equivocation check). Before schema 3 ingest
 // answered them by walking every earlier claim of the pair, which made a
 // key's n-th claim for one recipe cost O(n) decodes.
+//
+// It lives in by_builder at the key fk | rk (no claim suffix), which sorts
+// just before the pair's claim entries: the page ingest dirties for the
+// new fk | rk | ck entry anyway, not one more random page per claim.
 //
 //	key   fk | rk
 //	value [0]                      claims, none of them a success
@@ -25,7 +29,7 @@ const (
 	brSuccess   = 1
 )
 
-// builderRecipe is one decoded builder_recipe value.
+// builderRecipe is one decoded by_builder head value.
 type builderRecipe struct {
 	seen    bool   // the builder has claimed the recipe before
 	success []byte // ck of its first success claim, nil if none
@@ -41,7 +45,7 @@ func decodeBuilderRecipe(v []byte) (builderRecipe, error) {
 	case len(v) >= 1+36 && v[0] == brSuccess:
 		return builderRecipe{seen: true, success: v[1:37], akey: v[37:]}, nil
 	}
-	return builderRecipe{}, fmt.Errorf("%w: builder_recipe value of %d bytes", ErrCorrupt, len(v))
+	return builderRecipe{}, fmt.Errorf("%w: by_builder head value of %d bytes", ErrCorrupt, len(v))
 }
 
 func encodeBuilderRecipe(ck, akey []byte) []byte {
@@ -51,29 +55,29 @@ func encodeBuilderRecipe(ck, akey []byte) []byte {
 	return cat([]byte{brSuccess}, ck, akey)
 }
 
-// migrateBuilderRecipe fills builder_recipe from by_builder (fk|rk|ck) and
-// by_recipe (the claims' summaries): schema 2 → 3.
+// migrateBuilderRecipe adds the head entries to by_builder from its
+// claim entries (fk|rk|ck) and by_recipe (the claims' summaries): schema
+// 2 → 3.
 func migrateBuilderRecipe(tx *bolt.Tx) error {
-	br, err := tx.CreateBucketIfNotExists(bktBuilderRecipe)
-	if err != nil {
-		return err
-	}
+	bb := tx.Bucket(bktByBuilder)
 	byRecipe := tx.Bucket(bktByRecipe)
-	return tx.Bucket(bktByBuilder).ForEach(func(k, _ []byte) error {
+	heads := map[string][]byte{}
+	var order []string
+	err := bb.ForEach(func(k, _ []byte) error {
 		if len(k) < 1 {
 			return fmt.Errorf("%w: empty by_builder key", ErrCorrupt)
 		}
 		fl := 1 + int(k[0])
 		if len(k) <= fl+32 {
-			return fmt.Errorf("%w: by_builder key %x too short", ErrCorrupt, k)
+			return nil // a head already
 		}
-		pair, rk, ck := k[:fl+32], k[fl:fl+32], k[fl+32:]
-		cur, err := decodeBuilderRecipe(br.Get(pair))
-		if err != nil {
-			return err
-		}
-		if cur.success != nil {
+		pair, rk, ck := string(k[:fl+32]), k[fl:fl+32], k[fl+32:]
+		cur, seen := heads[pair]
+		if seen && cur[0] == brSuccess {
 			return nil
+		}
+		if !seen {
+			order = append(order, pair)
 		}
 		sum, err := decodeSummary(byRecipe.Get(cat(rk, ck)))
 		if err != nil {
@@ -87,6 +91,19 @@ func migrateBuilderRecipe(tx *bolt.Tx) error {
 			}
 			v = encodeBuilderRecipe(bytes.Clone(ck), akey)
 		}
-		return br.Put(bytes.Clone(pair), v)
+		heads[pair] = v
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, pair := range order {
+		if err := bb.Put([]byte(pair), heads[pair]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// isBuilderHead reports whether a by_builder key is a head (fk|rk).
+func isBuilderHead(k []byte) bool { return len(k) >= 1 && len(k) == 1+int(k[0])+32 }

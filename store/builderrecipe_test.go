@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 )
 
-// A schema-2 file (before builder_recipe) migrates: equivocation against
+// A schema-2 file (before the by_builder heads) migrates: equivocation against
 // a claim stored before the migration is still found, and a builder's
 // second claim for a recipe does not count it twice.
 func TestBuilderRecipeMigration(t *testing.T) {
@@ -31,7 +32,18 @@ func TestBuilderRecipeMigration(t *testing.T) {
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		require.NoError(t, tx.DeleteBucket(bktBuilderRecipe))
+		bb := tx.Bucket(bktByBuilder)
+		var heads [][]byte
+		require.NoError(t, bb.ForEach(func(k, _ []byte) error {
+			if isBuilderHead(k) {
+				heads = append(heads, bytes.Clone(k))
+			}
+			return nil
+		}))
+		require.Len(t, heads, 2, "one head per (builder, recipe)")
+		for _, k := range heads {
+			require.NoError(t, bb.Delete(k))
+		}
 		return putUint(tx.Bucket(bktMeta), metaSchema, 2)
 	}))
 	require.NoError(t, db.Close())
@@ -65,7 +77,7 @@ func TestBuilderRecipeFirstSuccess(t *testing.T) {
 
 // BenchmarkIngestOneKeyOneRecipe measures the cost of one more claim when
 // one key already holds n claims for the same recipe (issue 12: before
-// builder_recipe it grew linearly with n). Reported: ns per claim of the
+// the by_builder heads it grew linearly with n). Reported: ns per claim of the
 // last 1,000 ingested on top of n.
 func BenchmarkIngestOneKeyOneRecipe(b *testing.B) {
 	id := testKeys(b, 1)[0]

@@ -271,6 +271,9 @@ func (s *Store) ByBuilder(fpr string) ([]StoredClaim, error) {
 		br := tx.Bucket(bktByRecipe)
 		c := tx.Bucket(bktByBuilder).Cursor()
 		for k, _ := c.Seek(fk); k != nil && bytes.HasPrefix(k, fk); k, _ = c.Next() {
+			if isBuilderHead(k) {
+				continue
+			}
 			rest := k[len(fk):]
 			if len(rest) < 33 {
 				return fmt.Errorf("%w: by_builder key %x", ErrCorrupt, k)

@@ -64,7 +64,6 @@ var (
 	bktOwn           = []byte("own")
 	bktDigests       = []byte("digests")
 	bktOrigins       = []byte("origins")
-	bktBuilderRecipe = []byte("builder_recipe")
 	bktKeyCounts     = []byte("key_counts")
 )
 
@@ -94,7 +93,7 @@ var migrations = []func(tx *bolt.Tx) error{
 		_, err := tx.CreateBucketIfNotExists(bktOrigins)
 		return err
 	},
-	// 2 → 3: builder_recipe, one entry per (builder, recipe) holding its
+	// 2 → 3: a head entry per (builder, recipe) in by_builder holding its
 	// first success claim, so the equivocation check is O(1) per claim.
 	migrateBuilderRecipe,
 	// 3 → 4: key_counts, what each key's claims take (Budget).
