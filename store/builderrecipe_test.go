@@ -88,7 +88,7 @@ func BenchmarkIngestOneKeyOneRecipe(b *testing.B) {
 		}
 		return out
 	}
-	for _, n := range []int{1, 1000, 10000, 50000} {
+	for _, n := range []int{1, 1000, 5000, 50000} {
 		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
 			s := mustOpenStore(b, WithNoSync())
 			prefill := sign(0, n)
