@@ -70,26 +70,19 @@ var (
 )
 
 func (l *Limits) fill() {
-	if l.GossipPerSecond <= 0 {
-		l.GossipPerSecond = DefaultGossipPerSecond
-	}
-	if l.GossipBurst <= 0 {
-		l.GossipBurst = DefaultGossipBurst
-	}
-	if l.SyncSessionsPerMinute <= 0 {
-		l.SyncSessionsPerMinute = DefaultSyncSessionsPerMinute
-	}
-	if l.SyncSessionTimeout <= 0 {
-		l.SyncSessionTimeout = DefaultSyncSessionTimeout
-	}
-	if l.SyncRequestsPerSession <= 0 {
-		l.SyncRequestsPerSession = DefaultSyncRequestsPerSession
-	}
-	if l.BlobsPerPeer <= 0 {
-		l.BlobsPerPeer = DefaultBlobsPerPeer
-	}
-	if l.BlobRequestsPerMinute <= 0 {
-		l.BlobRequestsPerMinute = DefaultBlobRequestsPerMinute
+	orDefault(&l.GossipPerSecond, DefaultGossipPerSecond)
+	orDefault(&l.GossipBurst, DefaultGossipBurst)
+	orDefault(&l.SyncSessionsPerMinute, DefaultSyncSessionsPerMinute)
+	orDefault(&l.SyncSessionTimeout, DefaultSyncSessionTimeout)
+	orDefault(&l.SyncRequestsPerSession, DefaultSyncRequestsPerSession)
+	orDefault(&l.BlobsPerPeer, DefaultBlobsPerPeer)
+	orDefault(&l.BlobRequestsPerMinute, DefaultBlobRequestsPerMinute)
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -185,31 +178,30 @@ func RefusalKinds() []string {
 // It is only a hint for choosing which rate applies; the claim is
 // verified in full afterwards. "" if not found.
 func wireBuilder(raw []byte) string {
-	const pre = `"payload":"`
-	i := bytes.Index(raw, []byte(pre))
-	if i < 0 {
+	b64, ok := stringMember(raw, `"payload":"`, len(raw))
+	if !ok {
 		return ""
 	}
-	rest := raw[i+len(pre):]
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 {
-		return ""
-	}
-	payload := make([]byte, base64.StdEncoding.DecodedLen(end))
-	m, err := base64.StdEncoding.Decode(payload, rest[:end])
+	payload := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	m, err := base64.StdEncoding.Decode(payload, b64)
 	if err != nil {
 		return ""
 	}
-	payload = payload[:m]
-	const key = `"builder":"`
-	j := bytes.Index(payload, []byte(key))
-	if j < 0 {
-		return ""
+	fpr, _ := stringMember(payload[:m], `"builder":"`, 128)
+	return string(fpr)
+}
+
+// stringMember returns the bytes between prefix (which ends in a quote)
+// and the next quote, at most max bytes.
+func stringMember(b []byte, prefix string, max int) ([]byte, bool) {
+	i := bytes.Index(b, []byte(prefix))
+	if i < 0 {
+		return nil, false
 	}
-	v := payload[j+len(key):]
-	k := bytes.IndexByte(v, '"')
-	if k < 0 || k > 128 {
-		return ""
+	v := b[i+len(prefix):]
+	end := bytes.IndexByte(v, '"')
+	if end < 0 || end > max {
+		return nil, false
 	}
-	return string(v[:k])
+	return v[:end], true
 }

@@ -108,22 +108,9 @@ func (s *Store) HasBlob(id string) (bool, error) {
 // GetBlob returns a blob's content, checked against its CID (a file
 // changed on disk is reported as ErrBlobMismatch, not returned).
 func (s *Store) GetBlob(id string) ([]byte, error) {
-	c, err := cid.Decode(id)
+	c, val, err := s.blobRecord(id)
 	if err != nil {
-		return nil, fmt.Errorf("get blob: cid %q: %w", id, err)
-	}
-	var val []byte
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bktBlobs).Get(c.Bytes()); v != nil {
-			val = bytes.Clone(v)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get blob %s: %w", id, err)
-	}
-	if val == nil {
-		return nil, fmt.Errorf("get blob %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("get blob: %w", err)
 	}
 	data, err := decodeBlobValue(val, func() ([]byte, error) { return os.ReadFile(s.blobPath(id)) })
 	if err != nil {
@@ -166,23 +153,11 @@ func decodeBlobValue(v []byte, readFile func() ([]byte, error)) ([]byte, error) 
 // The content is not checked here (GetBlob checks it); a server that
 // streams should hash it first (the p2p blob server does).
 func (s *Store) OpenBlob(id string) (io.ReadSeekCloser, int64, error) {
-	c, err := cid.Decode(id)
+	_, val, err := s.blobRecord(id)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open blob: cid %q: %w", id, err)
-	}
-	var val []byte
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bktBlobs).Get(c.Bytes()); v != nil {
-			val = bytes.Clone(v)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("open blob %s: %w", id, err)
+		return nil, 0, fmt.Errorf("open blob: %w", err)
 	}
 	switch {
-	case val == nil:
-		return nil, 0, fmt.Errorf("open blob %s: %w", id, ErrNotFound)
 	case len(val) >= 1 && val[0] == blobInline:
 		return nopSeekCloser{bytes.NewReader(val[1:])}, int64(len(val) - 1), nil
 	case len(val) == 9 && val[0] == blobFile:
@@ -207,3 +182,26 @@ func (s *Store) OpenBlob(id string) (io.ReadSeekCloser, int64, error) {
 type nopSeekCloser struct{ *bytes.Reader }
 
 func (nopSeekCloser) Close() error { return nil }
+
+// blobRecord returns the parsed CID and a copy of the blobs bucket's value
+// for id, or an error wrapping ErrNotFound.
+func (s *Store) blobRecord(id string) (cid.Cid, []byte, error) {
+	c, err := cid.Decode(id)
+	if err != nil {
+		return cid.Undef, nil, fmt.Errorf("cid %q: %w", id, err)
+	}
+	var val []byte
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bktBlobs).Get(c.Bytes()); v != nil {
+			val = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return cid.Undef, nil, fmt.Errorf("%s: %w", id, err)
+	}
+	if val == nil {
+		return cid.Undef, nil, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	return c, val, nil
+}

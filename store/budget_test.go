@@ -94,13 +94,7 @@ func TestKeyCountsMigration(t *testing.T) {
 	a := testKeys(t, 1)[0]
 	mustIngest(t, s, mustSign(t, a, spec{}), mustSign(t, a, spec{ts: 1}), mustSign(t, a, spec{recipe: 1}))
 	require.NoError(t, s.Close())
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		require.NoError(t, tx.DeleteBucket(bktKeyCounts))
-		return putUint(tx.Bucket(bktMeta), metaSchema, 3)
-	}))
-	require.NoError(t, db.Close())
+	downgrade(t, path, 3, func(tx *bolt.Tx) error { return tx.DeleteBucket(bktKeyCounts) })
 
 	s = mustOpenPath(t, path, WithBudget(Budget{ClaimsPerKey: 4, RecipesPerKey: 2}))
 	res, err := s.Ingest(context.Background(), mustSign(t, a, spec{recipe: 2}), mustSign(t, a, spec{ts: 5}), mustSign(t, a, spec{ts: 6}))

@@ -29,9 +29,7 @@ func TestBuilderRecipeMigration(t *testing.T) {
 	mustIngest(t, s, failedA, goodA, failedB)
 	require.NoError(t, s.Close())
 
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+	downgrade(t, path, 2, func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bktByBuilder)
 		var heads [][]byte
 		require.NoError(t, bb.ForEach(func(k, _ []byte) error {
@@ -42,11 +40,12 @@ func TestBuilderRecipeMigration(t *testing.T) {
 		}))
 		require.Len(t, heads, 2, "one head per (builder, recipe)")
 		for _, k := range heads {
-			require.NoError(t, bb.Delete(k))
+			if err := bb.Delete(k); err != nil {
+				return err
+			}
 		}
-		return putUint(tx.Bucket(bktMeta), metaSchema, 2)
-	}))
-	require.NoError(t, db.Close())
+		return nil
+	})
 
 	s = mustOpenPath(t, path)
 	res := mustIngest(t, s, mustSign(t, a, spec{ts: 2, variant: 1}), mustSign(t, b, spec{ts: 3}))

@@ -12,6 +12,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	bolt "go.etcd.io/bbolt"
 )
 
 // mustOpenStore opens a fresh store in t.TempDir(), closed at cleanup.
@@ -111,4 +112,24 @@ func statuses(res []IngestResult) []Status {
 		out[i] = r.Status
 	}
 	return out
+}
+
+// downgrade turns the closed store file at path into one of an older
+// schema: undo removes what the newer migrations added, then the schema
+// version is set.
+func downgrade(t *testing.T, path string, schema uint64, undo func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := undo(tx); err != nil {
+			return err
+		}
+		return putUint(tx.Bucket(bktMeta), metaSchema, schema)
+	}); err != nil {
+		t.Fatalf("downgrade to schema %d: %v", schema, err)
+	}
 }

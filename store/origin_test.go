@@ -65,13 +65,7 @@ func TestOriginMigration(t *testing.T) {
 	old := mustSign(t, keys[0], spec{})
 	mustIngest(t, s, old)
 	require.NoError(t, s.Close())
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		require.NoError(t, tx.DeleteBucket(bktOrigins))
-		return putUint(tx.Bucket(bktMeta), metaSchema, 1)
-	}))
-	require.NoError(t, db.Close())
+	downgrade(t, path, 1, func(tx *bolt.Tx) error { return tx.DeleteBucket(bktOrigins) })
 
 	s = mustOpenPath(t, path)
 	_, ok, err := s.Origin(old.ID)
