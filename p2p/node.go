@@ -58,6 +58,7 @@ type Node struct {
 	scores        map[peer.ID]float64
 	syncing       map[peer.ID]bool         // outbound sync in progress
 	inbound       map[peer.ID]*inboundSync // inbound sync sessions being served
+	idLists       idListings
 	onClaim       []func(*attest.Claim, peer.ID)
 	keyCache      map[string][]byte
 	syncStats     map[peer.ID]SyncStats

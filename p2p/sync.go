@@ -53,11 +53,55 @@ type SyncStats struct {
 type inboundSync struct {
 	start time.Time
 	s     network.Stream
-	// ids caches the last package's sorted claim IDs: a session pages
-	// through one package with many "ids" requests, and listing a large
-	// package is the expensive part.
-	idsPkg string
-	ids    []string
+}
+
+// idListings caches the sorted claim IDs of the few packages listed last,
+// shared by every inbound session: a client pages through a package with
+// many "ids" requests within seconds, listing a large package is the
+// expensive part, and
+// one shared snapshot per package bounds the memory (a per-session copy of
+// a million IDs, times 32 sessions, would not be). A snapshot serves for
+// idListingTTL; a page may then miss claims stored since, which the next
+// catch-up finds (the digests still differ).
+type idListings struct {
+	mu      sync.Mutex
+	entries map[string]idListing
+}
+
+type idListing struct {
+	ids []string
+	at  time.Time
+}
+
+const (
+	idListingTTL     = 5 * time.Second
+	idListingEntries = 4
+)
+
+func (c *idListings) get(pkg string, list func(string) ([]string, error)) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[pkg]; ok && time.Since(e.at) < idListingTTL {
+		return e.ids, nil
+	}
+	ids, err := list(pkg) // under the lock: concurrent listings of a large package would multiply memory
+	if err != nil {
+		return nil, err
+	}
+	if c.entries == nil {
+		c.entries = make(map[string]idListing)
+	}
+	if len(c.entries) >= idListingEntries {
+		var oldest string
+		for k, e := range c.entries {
+			if oldest == "" || e.at.Before(c.entries[oldest].at) {
+				oldest = k
+			}
+		}
+		delete(c.entries, oldest)
+	}
+	c.entries[pkg] = idListing{ids: ids, at: time.Now()}
+	return ids, nil
 }
 
 // admitSync takes an inbound sync slot for p, or says why not. When every
@@ -128,7 +172,7 @@ func (n *Node) handleSync(s network.Stream) {
 			}
 			return
 		}
-		resp, frames := n.serveSync(sess, &req)
+		resp, frames := n.serveSync(&req)
 		_ = s.SetWriteDeadline(minTime(time.Now().Add(syncIOTimeout), end))
 		err := writeMsg(w, resp, MaxSyncResponse)
 		for _, f := range frames {
@@ -161,7 +205,7 @@ func minTime(a, b time.Time) time.Time {
 
 // serveSync answers one request; for "get" it also returns the claim
 // frames that follow the header.
-func (n *Node) serveSync(sess *inboundSync, req *SyncRequest) (*SyncResponse, [][]byte) {
+func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 	if err := req.Validate(); err != nil {
 		return &SyncResponse{Error: err.Error()}, nil
 	}
@@ -192,18 +236,11 @@ func (n *Node) serveSync(sess *inboundSync, req *SyncRequest) (*SyncResponse, []
 		}
 		return &SyncResponse{Digests: d}, nil
 	case OpIDs:
-		if sess.idsPkg != req.Package || sess.ids == nil {
-			ids, err := st.ClaimIDs(req.Package)
-			if err != nil {
-				n.log.Error("sync: claim ids", "package", req.Package, "err", err)
-				return internal, nil
-			}
-			if ids == nil {
-				ids = []string{}
-			}
-			sess.idsPkg, sess.ids = req.Package, ids
+		ids, err := n.idLists.get(req.Package, st.ClaimIDs)
+		if err != nil {
+			n.log.Error("sync: claim ids", "package", req.Package, "err", err)
+			return internal, nil
 		}
-		ids := sess.ids
 		start := 0
 		if req.After != "" {
 			start = sort.SearchStrings(ids, req.After)
