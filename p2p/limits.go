@@ -26,7 +26,7 @@ type Limits struct {
 	GossipPerSecond float64 `yaml:"gossip_per_second"`
 	GossipBurst     int     `yaml:"gossip_burst"`
 	// SyncSessionsPerMinute is how many inbound catch-up sessions one peer
-	// may open per minute (burst 3).
+	// may open per minute (burst 5): a peer syncing every 2 s fits.
 	SyncSessionsPerMinute float64 `yaml:"sync_sessions_per_minute"`
 	// SyncSessionTimeout bounds one inbound catch-up session, however
 	// active; SyncRequestsPerSession bounds its round trips.
@@ -42,10 +42,12 @@ type Limits struct {
 const (
 	DefaultGossipPerSecond        = 200
 	DefaultGossipBurst            = 2000
-	DefaultSyncSessionsPerMinute  = 6
+	DefaultSyncSessionsPerMinute  = 30
 	DefaultSyncSessionTimeout     = 5 * time.Minute
 	DefaultSyncRequestsPerSession = 5000
 	DefaultBlobsPerPeer           = 2
+	// syncSessionBurst is the token bucket size of SyncSessionsPerMinute.
+	syncSessionBurst = 5
 	DefaultBlobRequestsPerMinute  = 600
 	// validateQueue and outboundQueue are gossipsub's queues (default
 	// 32): messages waiting for the validator, and per peer for sending.

@@ -222,7 +222,7 @@ func TestSyncServerSlots(t *testing.T) {
 		}
 		_ = s.Close()
 	}
-	assert.GreaterOrEqual(t, refused, 6, "burst of 3 sessions, then refused")
+	assert.GreaterOrEqual(t, refused, 4, "burst of 5 sessions, then refused")
 	assert.NotZero(t, victim.Refusals()[RefuseSyncRate])
 }
 

@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		blobsPerPeer: make(map[peer.ID]int),
 		overflow:     make(map[peer.ID]int),
 		gossipRate:   newPeerRates(cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst),
-		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, 3),
+		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, syncSessionBurst),
 		blobRate:     newPeerRates(cfg.Limits.BlobRequestsPerMinute/60, max(1, int(cfg.Limits.BlobRequestsPerMinute/6))),
 		refused:      newRefusals(),
 		gossipQ:      make(chan gossipClaim, gossipQueue),

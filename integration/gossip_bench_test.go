@@ -1,0 +1,135 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// bboltClaims adapts the bbolt store to p2p.ClaimStore (the daemon's
+// adapter lives in cmd/internal/daemon).
+type bboltClaims struct{ *store.Store }
+
+func (s bboltClaims) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
+	res, err := s.Store.Ingest(ctx, claims...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r.Status == store.StatusNew || r.Status == store.StatusEquivocation
+	}
+	return out, nil
+}
+
+// BenchmarkGossipIngest measures the gossip path into a node backed by the
+// real store (fsync on): 8 peers publish 20,000 distinct claims (16 keys,
+// one recipe per claim, one claim per message) on one topic; the time runs
+// from the first publish to the last claim stored at the receiving node.
+// Everything runs in this process, publishers included (each publisher
+// verifies its own messages too), so the figure is a lower bound for one
+// receiving node. The receiver's per-peer gossip rate is raised so the
+// benchmark measures the path, not the limiter.
+// Run with: go test ./integration -run '^$' -bench GossipIngest -benchtime 1x
+func BenchmarkGossipIngest(b *testing.B) {
+	const total, publishers = 20_000, 8
+	keys := attesttest.Identities(b, 16)
+	claims := make([]*attest.Claim, total)
+	var wg sync.WaitGroup
+	for w := range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < total; i += runtime.GOMAXPROCS(0) {
+				st := statement("hello", "o3", 2_000_000+i)
+				sum := sha256.Sum256([]byte(fmt.Sprint("gossip bench image ", i)))
+				st.ContainerDigest = "sha256:" + hex.EncodeToString(sum[:])
+				st.RecipeID = st.Recipe().ID()
+				c, err := attest.Sign(keys[i%len(keys)], st)
+				if err != nil {
+					panic(err)
+				}
+				claims[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	for range b.N {
+		st, err := store.Open(filepath.Join(b.TempDir(), "recv.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := nodeConfig()
+		cfg.Subscribe = []string{"hello/o3"}
+		cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst = 1e6, 1e6
+		recv, err := p2p.New(context.Background(), cfg, p2p.Deps{Claims: bboltClaims{st}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pubs := newNodes(b, publishers, func(c *p2p.Config) { c.Subscribe = []string{"hello/o3"} })
+		for _, p := range pubs {
+			if err := p.Connect(context.Background(), recv.AddrInfo()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for _, p := range pubs {
+			for {
+				if _, ok := p.PeerScore(recv.ID()); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatal("no heartbeat with the receiver")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		b.ResetTimer()
+		start, cpu0 := time.Now(), cpuTime()
+		var pw sync.WaitGroup
+		for k, p := range pubs {
+			pw.Add(1)
+			go func() {
+				defer pw.Done()
+				for i := k; i < total; i += publishers {
+					_ = p.Publish(context.Background(), claims[i])
+				}
+			}()
+		}
+		for {
+			s, err := st.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if s.Claims >= total {
+				break
+			}
+			if time.Since(start) > 3*time.Minute {
+				b.Fatalf("%d of %d claims stored in 3 min; refusals %v", s.Claims, total, recv.Refusals())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		el, cpu := time.Since(start), cpuTime()-cpu0
+		pw.Wait()
+		b.StopTimer()
+		b.ReportMetric(float64(total)/el.Seconds(), "claims/s")
+		b.ReportMetric(el.Seconds(), "s/20k")
+		b.ReportMetric(cpu.Seconds(), "cpu-s/20k")
+		_ = recv.Close()
+		_ = st.Close()
+		for _, p := range pubs {
+			_ = p.Close()
+		}
+	}
+}
