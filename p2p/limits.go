@@ -47,8 +47,8 @@ const (
 	DefaultSyncRequestsPerSession = 5000
 	DefaultBlobsPerPeer           = 2
 	// syncSessionBurst is the token bucket size of SyncSessionsPerMinute.
-	syncSessionBurst = 5
-	DefaultBlobRequestsPerMinute  = 600
+	syncSessionBurst             = 5
+	DefaultBlobRequestsPerMinute = 600
 	// validateQueue and outboundQueue are gossipsub's queues (default
 	// 32): messages waiting for the validator, and per peer for sending.
 	validateQueue = 1024
