@@ -14,6 +14,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 func TestValidate(t *testing.T) {
@@ -46,6 +47,9 @@ func TestValidate(t *testing.T) {
 		{"bad apt policy", Config{Apt: AptPolicy{Lebowski: "maybe"}}, false, "apt.lebowski"},
 		{"bad apt package", Config{Apt: AptPolicy{Require: []string{"Open SSL"}}}, false, "apt"},
 		{"bad repo package", Config{Repo: RepoConfig{Packages: []string{"hello/O3"}}}, false, "repo.packages"},
+		{"limits", Config{Limits: p2p.Limits{GossipPerSecond: 50, BlobsPerPeer: 1}}, true, ""},
+		{"negative limit", Config{Limits: p2p.Limits{SyncSessionTimeout: -time.Second}}, false, "limits"},
+		{"budget, a limit disabled", Config{Budget: store.Budget{ClaimsPerKey: 100, StoreBytes: -1}}, true, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			c := tc.cfg
@@ -118,4 +122,21 @@ func TestLayoutCheckExists(t *testing.T) {
 	require.NoError(t, l.Ensure())
 	require.NoError(t, os.WriteFile(l.StoreDB(), nil, 0o600))
 	require.NoError(t, l.CheckExists())
+}
+
+// The limits and budget of docs/DAEMON.md load as written there.
+func TestLoadLimitsAndBudget(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	doc := "limits:\n  gossip_per_second: 50\n  gossip_burst: 100\n  sync_sessions_per_minute: 10\n  sync_session_timeout: 2m\n" +
+		"  sync_requests_per_session: 100\n  blobs_per_peer: 1\n  blob_requests_per_minute: 60\n" +
+		"budget:\n  claims_per_key: 100\n  recipes_per_key: 10\n  bytes_per_key: 1048576\n  store_bytes: -1\n"
+	require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
+	c, err := Load(dir, p)
+	require.NoError(t, err)
+	c.Defaults()
+	require.NoError(t, c.Validate())
+	assert.Equal(t, p2p.Limits{GossipPerSecond: 50, GossipBurst: 100, SyncSessionsPerMinute: 10, SyncSessionTimeout: 2 * time.Minute,
+		SyncRequestsPerSession: 100, BlobsPerPeer: 1, BlobRequestsPerMinute: 60}, c.Limits)
+	assert.Equal(t, store.Budget{ClaimsPerKey: 100, RecipesPerKey: 10, BytesPerKey: 1 << 20, StoreBytes: -1}, c.Budget)
 }
