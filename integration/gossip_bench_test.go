@@ -26,11 +26,7 @@ func (s bboltClaims) Ingest(ctx context.Context, claims ...*attest.Claim) ([]boo
 	if err != nil {
 		return nil, err
 	}
-	out := make([]bool, len(res))
-	for i, r := range res {
-		out[i] = r.Status == store.StatusNew || r.Status == store.StatusEquivocation
-	}
-	return out, nil
+	return store.Added(res), nil
 }
 
 // BenchmarkGossipIngest measures the gossip path into a node backed by the

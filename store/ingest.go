@@ -49,6 +49,16 @@ func (s Status) String() string {
 	return "rejected"
 }
 
+// Added reports, per result, whether the claim was newly stored (new or
+// equivocation): what the network layer reports as new.
+func Added(res []IngestResult) []bool {
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r.Status == StatusNew || r.Status == StatusEquivocation
+	}
+	return out
+}
+
 // Stored reports whether the claim is in the store after ingest.
 func (s Status) Stored() bool { return s != StatusRejected && s != StatusOverBudget }
 

@@ -75,11 +75,7 @@ func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bo
 	if err != nil {
 		return nil, err
 	}
-	out := make([]bool, len(res))
-	for i, r := range res {
-		out[i] = r.Status == store.StatusNew || r.Status == store.StatusEquivocation
-	}
-	return out, nil
+	return store.Added(res), nil
 }
 
 func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
