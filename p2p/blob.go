@@ -197,6 +197,9 @@ func (n *Node) fetchBlob(ctx context.Context, p peer.ID, cidStr string, keep boo
 	r := bufio.NewReader(s)
 	var resp BlobResponse
 	if err := readMsg(r, maxBlobHeader, &resp); err != nil {
+		if errors.Is(err, network.ErrReset) {
+			err = fmt.Errorf("%w: %w", errRefused, err) // no answer at all: the server refused the stream
+		}
 		return nil, fmt.Errorf("fetch blob %s from %s: %w", c, p, err)
 	}
 	switch {
@@ -230,6 +233,10 @@ func (n *Node) fetchBlob(ctx context.Context, p peer.ID, cidStr string, keep boo
 	return data, nil
 }
 
+// errRefused marks a blob stream reset before any answer: the server's
+// limits refused it (FetchBlobAny retries).
+var errRefused = errors.New("stream refused")
+
 // perPeerBlobTimeout bounds one peer's answer in FetchBlobAny.
 const perPeerBlobTimeout = 2 * time.Minute
 
@@ -251,9 +258,23 @@ func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64, k
 	}
 	var errs []error
 	for _, p := range peers {
-		pctx, cancel := context.WithTimeout(ctx, perPeerBlobTimeout)
-		data, err := n.fetchBlob(pctx, p, cidStr, keep)
-		cancel()
+		var data []byte
+		var err error
+		// A peer that refuses the stream (its per-peer stream cap or
+		// request rate, limits.go) resets it before any answer: wait and
+		// ask it again a few times before moving on.
+		for attempt, wait := 0, 250*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
+			pctx, cancel := context.WithTimeout(ctx, perPeerBlobTimeout)
+			data, err = n.fetchBlob(pctx, p, cidStr, keep)
+			cancel()
+			if err == nil || !errors.Is(err, errRefused) || attempt == 3 || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
 		if err == nil {
 			return data, p, nil
 		}

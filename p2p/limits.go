@@ -48,7 +48,7 @@ const (
 	DefaultBlobsPerPeer           = 2
 	// syncSessionBurst is the token bucket size of SyncSessionsPerMinute.
 	syncSessionBurst             = 5
-	DefaultBlobRequestsPerMinute = 600
+	DefaultBlobRequestsPerMinute = 3000
 	// validateQueue and outboundQueue are gossipsub's queues (default
 	// 32): messages waiting for the validator, and per peer for sending.
 	validateQueue = 1024

@@ -340,3 +340,25 @@ func TestGossipFloodBounded(t *testing.T) {
 	assert.Greater(t, victim.penaltyOf(t, flooder.Host()), 0.0, "the flooder is penalized")
 	assert.Zero(t, victim.penaltyOf(t, honestNode.Host()), "the honest peer is not")
 }
+
+// A client refused by a server's blob rate waits and asks again: a cold
+// node fetching a lock's files from one peer in a row is slowed, not
+// failed.
+func TestFetchBlobRetriesRefusals(t *testing.T) {
+	sv := p2ptest.NewMemStore()
+	var cids []string
+	for i := range 12 {
+		c, err := sv.PutBlob([]byte(fmt.Sprint("locked file ", i)))
+		require.NoError(t, err)
+		cids = append(cids, c)
+	}
+	server := testNode(t, sv, Config{Limits: Limits{BlobRequestsPerMinute: 60}}) // burst 10, then 1/s
+	client := testNode(t, p2ptest.NewMemStore(), Config{})
+	require.NoError(t, client.Connect(context.Background(), server.AddrInfo()))
+	for _, c := range cids {
+		_, from, err := client.FetchBlobAny(context.Background(), c, 1<<20, false)
+		require.NoError(t, err, "blob %s", c)
+		assert.Equal(t, server.ID(), from)
+	}
+	assert.NotZero(t, server.Refusals()[RefuseBlobRate], "the server did refuse some requests")
+}
