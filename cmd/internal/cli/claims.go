@@ -59,15 +59,21 @@ reported and skipped, the others are kept. Exit 2 if any claim was rejected.`,
 				}
 			} else {
 				for i, r := range res {
-					if r.Error != "" {
+					if r.Status == "over_budget" {
+						fmt.Fprintf(g.errOut, "claim %d: not stored, over budget: %s (trust the key with `lebowski key trust`, or raise budget: in the config)\n", i+1, r.Error)
+					} else if r.Error != "" {
 						fmt.Fprintf(g.errOut, "claim %d: rejected: %s\n", i+1, r.Error)
 					} else if r.Status == "equivocation" {
 						fmt.Fprintf(g.errOut, "claim %s: EQUIVOCATION: its builder signed another hash for the same recipe; proof kept, key flagged\n", r.ID)
 					}
 				}
-				g.printf("%d claims: %d new, %d duplicate, %d equivocation, %d rejected\n", len(res), counts["new"], counts["duplicate"], counts["equivocation"], counts["rejected"])
+				line := fmt.Sprintf("%d claims: %d new, %d duplicate, %d equivocation, %d rejected", len(res), counts["new"], counts["duplicate"], counts["equivocation"], counts["rejected"])
+				if n := counts["over_budget"]; n > 0 {
+					line += fmt.Sprintf(", %d over budget", n)
+				}
+				g.printf("%s\n", line)
 			}
-			if counts["rejected"] > 0 {
+			if counts["rejected"]+counts["over_budget"] > 0 {
 				return silent(ExitUsage)
 			}
 			return nil
