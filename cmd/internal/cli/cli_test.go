@@ -55,6 +55,19 @@ func signedClaims(t *testing.T, dir string, n int, hash string) (string, []strin
 	return p, fprs
 }
 
+// The store budget of the config applies to imports without the daemon
+// too, and the CLI says what was not stored and why.
+func TestCLIClaimsImportOverBudget(t *testing.T) {
+	dd := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dd, "config.yaml"), []byte("budget:\n  bytes_per_key: 1\n"), 0o600))
+	p, _ := signedClaims(t, t.TempDir(), 2, sum("good deb"))
+	code, out, errOut := run(t, dd, "claims", "import", p)
+	require.Equal(t, ExitUsage, code, out+errOut)
+	require.Contains(t, out, "0 new, 0 duplicate, 0 equivocation, 0 rejected, 2 over budget")
+	require.Contains(t, errOut, "not stored, over budget")
+	require.Contains(t, errOut, "lebowski key trust")
+}
+
 func TestCLIClaimsInfoTrust(t *testing.T) {
 	dd := t.TempDir()
 	good := sum("good deb")
