@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -53,6 +54,23 @@ func (b Budget) filled() Budget {
 // WithBudget sets the budget for non-voting keys (default DefaultBudget).
 func WithBudget(b Budget) Option { return func(c *config) { c.budget = b.filled() } }
 
+// WithExempt names keys the budget never applies to, whatever their stored
+// trust: the operator's trusted_keys, which the node trusts by config
+// rather than by a stored trust level.
+func WithExempt(fingerprints ...string) Option {
+	return func(c *config) {
+		if c.exempt == nil {
+			c.exempt = map[string]bool{}
+		}
+		for _, f := range fingerprints {
+			c.exempt[strings.ToUpper(f)] = true
+		}
+	}
+}
+
+// Exempt reports whether fpr was named by WithExempt.
+func (s *Store) Exempt(fpr string) bool { return s.cfg.exempt[strings.ToUpper(fpr)] }
+
 // keyUsage is one key_counts value: what a key's claims take in the store.
 type keyUsage struct{ claims, recipes, bytes int64 }
 
@@ -97,7 +115,7 @@ func (w *txWriter) checkBudget(c *attest.Claim, fk []byte, u keyUsage, size int6
 	if why == "" && b.StoreBytes >= 0 && w.tx.Size() > b.StoreBytes {
 		why = fmt.Sprintf("store holds %d bytes (budget %d for keys that do not vote)", w.tx.Size(), b.StoreBytes)
 	}
-	if why == "" {
+	if why == "" || w.exempt[c.Statement.Builder] {
 		return "", nil
 	}
 	if v := w.keys.Get(fk); v != nil {

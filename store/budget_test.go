@@ -103,3 +103,13 @@ func TestKeyCountsMigration(t *testing.T) {
 	assert.Contains(t, res[0].Err.Error(), "2 recipes")
 	assert.Contains(t, res[2].Err.Error(), "4 claims")
 }
+
+// Keys the operator trusts by config (WithExempt) are never refused, even
+// with no stored key record or trust level.
+func TestBudgetExempt(t *testing.T) {
+	keys := testKeys(t, 2)
+	s := mustOpenStore(t, WithBudget(Budget{ClaimsPerKey: 1}), WithExempt(keys[0].Fingerprint()))
+	assert.True(t, s.Exempt(keys[0].Fingerprint()))
+	res := mustIngest(t, s, mustSign(t, keys[0], spec{}), mustSign(t, keys[0], spec{ts: 1}), mustSign(t, keys[1], spec{}), mustSign(t, keys[1], spec{ts: 1}))
+	assert.Equal(t, []Status{StatusNew, StatusNew, StatusNew, StatusOverBudget}, statuses(res))
+}

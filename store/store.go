@@ -154,6 +154,7 @@ type config struct {
 	inlineBlobMax int
 	now           func() time.Time
 	budget        Budget
+	exempt        map[string]bool // upper-case fingerprints (WithExempt)
 }
 
 // Option configures Open.

@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")), store.WithBudget(cfg.Budget))
+	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")), store.WithBudget(cfg.Budget), store.WithExempt(cfg.TrustedKeys...))
 	if err != nil {
 		return nil, err
 	}
