@@ -50,11 +50,7 @@ func (s storeAdapter) OpenBlob(cid string) (io.ReadSeekCloser, int64, bool, erro
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, 0, false, err
 	}
-	sum, perr := vocab.ParseCID(cid)
-	if perr != nil || s.sourceCache == "" {
-		return nil, 0, false, nil
-	}
-	p, ok := source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
+	p, ok := s.cachedFile(cid)
 	if !ok {
 		return nil, 0, false, nil
 	}
@@ -84,11 +80,7 @@ func (s storeAdapter) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bo
 func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
 	b, err := s.Store.GetBlob(cid)
 	if errors.Is(err, store.ErrNotFound) {
-		sum, perr := vocab.ParseCID(cid)
-		if perr != nil || s.sourceCache == "" {
-			return nil, false, nil
-		}
-		p, ok := source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
+		p, ok := s.cachedFile(cid)
 		if !ok {
 			return nil, false, nil
 		}
@@ -102,6 +94,16 @@ func (s storeAdapter) GetBlob(cid string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return b, true, nil
+}
+
+// cachedFile is the build cache's file (sources and .debs, by sha256) for
+// a blob CID the store does not hold.
+func (s storeAdapter) cachedFile(cid string) (string, bool) {
+	sum, err := vocab.ParseCID(cid)
+	if err != nil || s.sourceCache == "" {
+		return "", false
+	}
+	return source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
 }
 
 // network lets the core node use the libp2p node.
