@@ -3,7 +3,6 @@ package p2p
 import (
 	"bytes"
 	"encoding/base64"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,13 +162,6 @@ func (n *Node) Refusals() map[string]uint64 {
 	for k, v := range n.refused {
 		out[k] = v.Load()
 	}
-	return out
-}
-
-// RefusalKinds lists the kinds Refusals reports, sorted.
-func RefusalKinds() []string {
-	out := append([]string(nil), refuseKinds...)
-	sort.Strings(out)
 	return out
 }
 
