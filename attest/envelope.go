@@ -87,6 +87,30 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, bad("decode envelope", fmt.Errorf("%w: %d bytes (max %d)", ErrOversize, len(b), MaxEnvelopeSize))
 	}
+	e, _, err := decodeEnvelope(b)
+	return e, err
+}
+
+// decodeEnvelope is DecodeEnvelope that also returns the canonical
+// encoding without the key when the input was canonical (else nil).
+func decodeEnvelope(b []byte) (*Envelope, []byte, error) {
+	if len(b) > MaxEnvelopeSize {
+		return nil, nil, bad("decode envelope", fmt.Errorf("%w: %d bytes (max %d)", ErrOversize, len(b), MaxEnvelopeSize))
+	}
+	e, raw, ok := parseCanonicalEnvelope(b)
+	if !ok {
+		var err error
+		if e, err = decodeEnvelopeJSON(b); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := checkEnvelope(e); err != nil {
+		return nil, nil, err
+	}
+	return e, raw, nil
+}
+
+func decodeEnvelopeJSON(b []byte) (*Envelope, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, bad("decode envelope", errors.New("empty input"))
 	}
@@ -99,18 +123,29 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	if _, err := d.Token(); err != io.EOF {
 		return nil, bad("decode envelope", errors.New("trailing data after envelope"))
 	}
+	return &e, nil
+}
+
+func checkEnvelope(e *Envelope) error {
 	if e.PayloadType != PayloadTypeV1 {
-		return nil, bad("decode envelope", fmt.Errorf("unknown payload_type %q (want %q)", e.PayloadType, PayloadTypeV1))
+		return bad("decode envelope", fmt.Errorf("unknown payload_type %q (want %q)", e.PayloadType, PayloadTypeV1))
 	}
 	if len(e.Payload) == 0 || e.Signature == "" {
-		return nil, bad("decode envelope", errors.New("payload or signature missing"))
+		return bad("decode envelope", errors.New("payload or signature missing"))
 	}
-	return &e, nil
+	return nil
 }
 
 // DecodeStatement parses a payload strictly and requires it to be in
 // canonical form, so that one statement has exactly one encoding.
 func DecodeStatement(payload []byte) (*Statement, error) {
+	if s, ok := parseCanonicalStatement(payload); ok {
+		return s, nil
+	}
+	return decodeStatementJSON(payload)
+}
+
+func decodeStatementJSON(payload []byte) (*Statement, error) {
 	d := json.NewDecoder(bytes.NewReader(payload))
 	d.DisallowUnknownFields()
 	var s Statement
@@ -195,7 +230,7 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 	if opt.Skew == 0 {
 		opt.Skew = DefaultSkew
 	}
-	env, err := DecodeEnvelope(b)
+	env, raw, err := decodeEnvelope(b)
 	if err != nil {
 		return nil, err
 	}
@@ -226,9 +261,10 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 	if err := checkSignature(signer, env.Payload, env.Signature, opt.Now, opt.Skew); err != nil {
 		return nil, bad("verify", err)
 	}
-	raw, err := env.WithoutKey().Encode()
-	if err != nil {
-		return nil, bad("verify", err)
+	if raw == nil {
+		if raw, err = env.WithoutKey().Encode(); err != nil {
+			return nil, bad("verify", err)
+		}
 	}
 	return &Claim{ID: ClaimID(raw), Raw: raw, Envelope: env, Statement: st, Signer: signer}, nil
 }
@@ -239,8 +275,21 @@ func Verify(b []byte, keys KeyLookup, opt VerifyOptions) (*Claim, error) {
 // (the OpenPGP layer otherwise rejects any signature or key created after
 // the verifier's "now").
 func checkSignature(signer *openpgp.Entity, payload []byte, armored string, now time.Time, skew time.Duration) error {
-	sig, body, err := canonicalSignature(armored)
+	body, err := canonicalArmor(armored)
 	if err != nil {
+		return err
+	}
+	cfg := pgpConfig()
+	at := now.Add(skew)
+	cfg.Time = func() time.Time { return at }
+	// Verify first and check the packet's form on what go-crypto parsed:
+	// one parse per claim instead of two (issue 12). A non-canonical packet
+	// that verifies is refused below all the same.
+	sig, got, err := openpgp.VerifyDetachedSignature(openpgp.EntityList{signer}, bytes.NewReader(payload), bytes.NewReader(body), cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
+	}
+	if err := canonicalPacket(sig, body); err != nil {
 		return err
 	}
 	// go-crypto does not check the 16-bit hash tag of v4 signatures (it is
@@ -254,14 +303,7 @@ func checkSignature(signer *openpgp.Entity, payload []byte, armored string, now 
 	if err := packet.VerifyHashTag(h, sig); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
 	}
-	cfg := pgpConfig()
-	at := now.Add(skew)
-	cfg.Time = func() time.Time { return at }
-	got, err := openpgp.CheckDetachedSignature(openpgp.EntityList{signer}, bytes.NewReader(payload), bytes.NewReader(body), cfg)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
-	}
-	if Fingerprint(got) != Fingerprint(signer) {
+	if got != signer {
 		return fmt.Errorf("%w: signed by %s, not %s", ErrInvalidSignature, Fingerprint(got), Fingerprint(signer))
 	}
 	return nil
@@ -289,59 +331,70 @@ func armorSignature(body []byte) (string, error) {
 	return b.String(), nil
 }
 
-// canonicalSignature decodes an armored detached signature and returns its
-// binary packet, rejecting every encoding but the one Sign produces. An
-// OpenPGP signature is malleable without the key: armor headers, line
-// breaks, the CRC line, packet length encodings, MPI bit counts, extra
-// signature packets and the unhashed subpacket area can all change while
-// the signature stays valid. Each variant would be a different envelope
-// and so a different claim ID for the same signed statement; requiring the
-// canonical form keeps one statement signature = one claim ID.
-func canonicalSignature(armored string) (*packet.Signature, []byte, error) {
+// Signatures must be canonical. An OpenPGP signature is malleable without
+// the key: armor headers, line breaks, the CRC line, packet length
+// encodings, MPI bit counts, extra signature packets and the unhashed
+// subpacket area can all change while the signature stays valid. Each
+// variant would be a different envelope and so a different claim ID for
+// the same signed statement; requiring the one encoding Sign produces
+// (canonicalArmor, canonicalPacket, the hash tag check) keeps one
+// statement signature = one claim ID.
+
+// canonicalArmor decodes the armor of a detached signature, accepting
+// only the form armorSignature writes.
+func canonicalArmor(armored string) ([]byte, error) {
 	if len(armored) > maxSignatureSize {
-		return nil, nil, fmt.Errorf("%w: armored signature is %d bytes (max %d)", ErrInvalidSignature, len(armored), maxSignatureSize)
+		return nil, fmt.Errorf("%w: armored signature is %d bytes (max %d)", ErrInvalidSignature, len(armored), maxSignatureSize)
 	}
+	if body, ok := dearmorFast(armored); ok {
+		return body, nil
+	}
+	return dearmor(armored)
+}
+
+// dearmor decodes an armored signature with go-crypto and requires it to
+// be canonical; it names what is wrong where dearmorFast only says no.
+func dearmor(armored string) ([]byte, error) {
 	block, err := armor.Decode(strings.NewReader(armored))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
+		return nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
 	}
 	if block.Type != openpgp.SignatureType {
-		return nil, nil, fmt.Errorf("%w: armor type %q, want %q", ErrInvalidSignature, block.Type, openpgp.SignatureType)
+		return nil, fmt.Errorf("%w: armor type %q, want %q", ErrInvalidSignature, block.Type, openpgp.SignatureType)
 	}
 	body, err := io.ReadAll(io.LimitReader(block.Body, maxSignatureSize))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
+		return nil, fmt.Errorf("%w: armor: %v", ErrInvalidSignature, err)
 	}
 	if again, err := armorSignature(body); err != nil || again != armored {
-		return nil, nil, fmt.Errorf("%w: signature armor is not in canonical form (headers, line breaks or checksum differ from what lebowski signs)", ErrInvalidSignature)
+		return nil, fmt.Errorf("%w: signature armor is not in canonical form (headers, line breaks or checksum differ from what lebowski signs)", ErrInvalidSignature)
 	}
-	p, err := packet.Read(bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: signature packet: %v", ErrInvalidSignature, err)
-	}
-	sig, ok := p.(*packet.Signature)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: armored block holds a %T, not a signature", ErrInvalidSignature, p)
-	}
+	return body, nil
+}
+
+// canonicalPacket checks that sig, parsed from body, is the one encoding
+// of a v4 binary signature: no other packet, minimal MPIs, new-format
+// length, no unhashed subpackets.
+func canonicalPacket(sig *packet.Signature, body []byte) error {
 	if sig.Version != 4 {
-		return nil, nil, fmt.Errorf("%w: signature version %d (only v4 is accepted)", ErrInvalidSignature, sig.Version)
+		return fmt.Errorf("%w: signature version %d (only v4 is accepted)", ErrInvalidSignature, sig.Version)
 	}
 	if sig.SigType != packet.SigTypeBinary {
-		return nil, nil, fmt.Errorf("%w: signature type %#x, want a binary document signature (0x00)", ErrInvalidSignature, uint8(sig.SigType))
+		return fmt.Errorf("%w: signature type %#x, want a binary document signature (0x00)", ErrInvalidSignature, uint8(sig.SigType))
 	}
 	for _, f := range []mpiField{sig.EdDSASigR, sig.EdDSASigS, sig.ECDSASigR, sig.ECDSASigS, sig.DSASigR, sig.DSASigS, sig.RSASignature} {
 		if f != nil && !canonicalMPI(f) {
-			return nil, nil, fmt.Errorf("%w: signature value is not minimally encoded", ErrInvalidSignature)
+			return fmt.Errorf("%w: signature value is not minimally encoded", ErrInvalidSignature)
 		}
 	}
 	var re bytes.Buffer
 	if err := sig.Serialize(&re); err != nil || !bytes.Equal(re.Bytes(), body) {
-		return nil, nil, fmt.Errorf("%w: signature packet is not in canonical form (one v4 signature packet, new-format length)", ErrInvalidSignature)
+		return fmt.Errorf("%w: signature packet is not in canonical form (one v4 signature packet, new-format length)", ErrInvalidSignature)
 	}
 	if unhashedLen(body) != 0 {
-		return nil, nil, fmt.Errorf("%w: signature has unhashed subpackets (they are not covered by the signature)", ErrInvalidSignature)
+		return fmt.Errorf("%w: signature has unhashed subpackets (they are not covered by the signature)", ErrInvalidSignature)
 	}
-	return sig, body, nil
+	return nil
 }
 
 // mpiField is the part of go-crypto's internal encoding.Field used here.
