@@ -54,7 +54,8 @@ type Daemon struct {
 	rbErr   error
 	rb      *builder.Rebuilder
 
-	ready chan struct{} // closed when the network and the API are up
+	ready  chan struct{} // closed when the network and the API are up
+	notify *notifier     // systemd readiness (sd_notify); nil outside Main
 
 	mirror *mirror    // the apt repository; nil when repo.addr is unset
 	repoMu sync.Mutex // one refresh at a time
@@ -93,6 +94,9 @@ func WithBuilder(b builder.Builder) Option { return func(d *Daemon) { d.builder 
 func WithBuilderFactory(f func(ctx context.Context, env builder.Env) (builder.Builder, error)) Option {
 	return func(d *Daemon) { d.factory = f }
 }
+
+// withNotifier sends systemd the daemon's readiness and shutdown.
+func withNotifier(n *notifier) Option { return func(d *Daemon) { d.notify = n } }
 
 // New checks the config, opens the identity and the store; Run starts
 // the daemon.
@@ -194,6 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		serve(g, gctx, "metrics", msrv, mln)
 	}
 	close(d.ready)
+	d.notify.send(sdReady, "STATUS=ready: peer "+n.ID().String()+", api "+d.cfg.Socket())
 	if *d.cfg.Builds.Enabled {
 		for i := 0; i < d.cfg.Builds.Concurrency; i++ {
 			g.Go(func() error { d.buildWorker(gctx); return nil })
@@ -202,6 +207,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
+		d.notify.send(sdStopping, "STATUS=shutting down")
 		d.node.Close() // ends event streams so the API server can stop
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,8 +20,12 @@ import (
 
 // Main runs lebowskid with args and returns its exit code: 0 after a clean
 // shutdown, 2 for a bad config or flags, 3 when it could not start or
-// failed while running.
-func Main(args []string) int {
+// failed while running; `lebowskid init` exits 0 when done, 1 when it
+// failed and 2 for bad flags or arguments.
+func Main(args []string) int { return run(args, os.Stdout, os.Stderr) }
+
+// run is Main writing to stdout and stderr (tests capture them).
+func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var (
@@ -41,7 +46,11 @@ derives consensus locally. Configuration: a YAML file (--config, default
 <data-dir>/config.yaml) overridden by flags. See docs/DAEMON.md.
 
 Exit codes: 0 stopped cleanly, 2 bad flags or configuration, 3 could not
-start or failed while running.`,
+start or failed while running.
+
+Under systemd (Type=notify) it sends READY=1 once the network and the API
+socket are up, RELOADING=1/READY=1 around a SIGHUP reload and STOPPING=1
+when it shuts down. Set up a new node first with "lebowskid init".`,
 		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -101,7 +110,8 @@ start or failed while running.`,
 				return err
 			}
 			log := newLogger(cfg)
-			d, err := New(ctx, cfg, log)
+			sd := takeNotifySocket(log)
+			d, err := New(ctx, cfg, log, withNotifier(sd))
 			if err != nil {
 				exitCode = 3
 				return err
@@ -120,7 +130,9 @@ start or failed while running.`,
 					select {
 					case <-hup:
 						log.Info("SIGHUP: reloading opinions")
+						sd.send(reloading()...)
 						d.Reload(ctx)
+						sd.send(sdReady, "STATUS=ready (opinions reloaded)")
 					case <-ctx.Done():
 						return
 					}
@@ -158,13 +170,17 @@ start or failed while running.`,
 	fl.BoolVar(&flagCfg.DHT, "dht", false, "enable the Kademlia DHT for topic peer discovery")
 	fl.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error (default "+config.DefaultLogLevel+")")
 	fl.StringVar(&flagCfg.LogFormat, "log-format", "", "text or json (default "+config.DefaultLogFormat+")")
+	cmd.AddCommand(newInitCmd(&exitCode))
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
 	cmd.SetArgs(args)
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		exitCode = 2
-		return fmt.Errorf("%w (see lebowskid --help)", err)
+		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "lebowskid: %v\n", err)
+	if c, err := cmd.ExecuteContextC(ctx); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", c.CommandPath(), err)
 		if exitCode == 0 {
 			exitCode = 2
 			if errors.Is(err, context.Canceled) {
