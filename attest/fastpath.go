@@ -391,3 +391,30 @@ var crc24Table = func() (t [256]uint32) {
 	}
 	return t
 }()
+
+// SplitEnvelope returns the payload and the binary signature of a
+// canonical envelope without key (a claim's Raw bytes), or ok=false. The
+// store keeps claims in this compact form and rebuilds the exact bytes
+// with JoinEnvelope.
+func SplitEnvelope(raw []byte) (payload, sig []byte, ok bool) {
+	e, _, ok := parseCanonicalEnvelope(raw)
+	if !ok || len(e.Key) != 0 || e.PayloadType != PayloadTypeV1 {
+		return nil, nil, false
+	}
+	sig, ok = dearmorFast(e.Signature)
+	return e.Payload, sig, ok
+}
+
+// JoinEnvelope is SplitEnvelope's inverse: the envelope with this payload
+// and binary signature, and its canonical encoding without key.
+func JoinEnvelope(payload, sig []byte) (*Envelope, []byte) {
+	env := &Envelope{PayloadType: PayloadTypeV1, Payload: payload, Signature: armorFast(sig)}
+	b64 := base64.StdEncoding
+	raw := make([]byte, 0, b64.EncodedLen(len(payload))+len(env.Signature)+len(PayloadTypeV1)+64)
+	raw = append(raw, `{"payload":"`...)
+	raw = b64.AppendEncode(raw, payload)
+	raw = append(raw, `","payload_type":"`+PayloadTypeV1+`","signature":"`...)
+	raw = append(raw, strings.ReplaceAll(env.Signature, "\n", `\n`)...)
+	raw = append(raw, `"}`...)
+	return env, raw
+}

@@ -89,6 +89,13 @@ func TestFastPathsAcceptSignedClaims(t *testing.T) {
 		if !reflect.DeepEqual(x, y) {
 			t.Fatalf("fast statement differs from the signed one:\n%+v\n%+v", x, y)
 		}
+		payload, sig, ok := SplitEnvelope(c.Raw)
+		if !ok {
+			t.Fatalf("SplitEnvelope refused a claim's Raw bytes")
+		}
+		if _, raw := JoinEnvelope(payload, sig); !bytes.Equal(raw, c.Raw) {
+			t.Fatalf("JoinEnvelope does not rebuild Raw:\n%s\n%s", raw, c.Raw)
+		}
 		body, ok := dearmorFast(c.Envelope.Signature)
 		if !ok {
 			t.Fatalf("canonical armor not taken by the fast path: %q", c.Envelope.Signature)
@@ -177,6 +184,13 @@ func FuzzFastPathsMatchJSON(f *testing.F) {
 		}
 		if st, ok := parseCanonicalStatement(in); ok {
 			checkStatementSame(t, in, st)
+		}
+		if payload, sig, ok := SplitEnvelope(in); ok {
+			if env, raw := JoinEnvelope(payload, sig); !bytes.Equal(raw, in) {
+				t.Fatalf("JoinEnvelope(SplitEnvelope(x)) != x:\n%q\n%q", raw, in)
+			} else {
+				checkEnvelopeSame(t, in, env)
+			}
 		}
 		if body, ok := dearmorFast(string(in)); ok {
 			slow, err := dearmor(string(in))

@@ -2,15 +2,8 @@ package store
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/lebowski-dist/lebowski/attest"
 )
@@ -26,25 +19,17 @@ const (
 	claimCompact  = 1 // [1][uvarint len(payload)][payload][binary signature]
 )
 
-func encodeClaimValue(env *attest.Envelope, raw []byte) []byte {
-	verbatim := append([]byte{claimVerbatim}, raw...)
-	if env == nil || env.PayloadType != attest.PayloadTypeV1 {
-		return verbatim
+func encodeClaimValue(raw []byte) []byte {
+	payload, sig, ok := attest.SplitEnvelope(raw)
+	if !ok {
+		return append([]byte{claimVerbatim}, raw...)
 	}
-	blk, err := armor.Decode(strings.NewReader(env.Signature))
-	if err != nil || blk.Type != openpgp.SignatureType || len(blk.Header) != 0 {
-		return verbatim
+	if _, again := attest.JoinEnvelope(payload, sig); !bytes.Equal(again, raw) {
+		return append([]byte{claimVerbatim}, raw...)
 	}
-	sig, err := io.ReadAll(blk.Body)
-	if err != nil {
-		return verbatim
-	}
-	v := binary.AppendUvarint([]byte{claimCompact}, uint64(len(env.Payload)))
-	v = append(append(v, env.Payload...), sig...)
-	if got, _, err := decodeClaimValue(v); err != nil || !bytes.Equal(got, raw) {
-		return verbatim
-	}
-	return v
+	v := append(make([]byte, 0, 11+len(payload)+len(sig)), claimCompact)
+	v = binary.AppendUvarint(v, uint64(len(payload)))
+	return append(append(v, payload...), sig...)
 }
 
 // decodeClaimValue returns the canonical envelope bytes and the envelope.
@@ -66,46 +51,8 @@ func decodeClaimValue(v []byte) ([]byte, *attest.Envelope, error) {
 			return nil, nil, fmt.Errorf("%w: compact claim record: bad payload length", ErrCorrupt)
 		}
 		payload := bytes.Clone(v[1+k : 1+k+int(n)])
-		var sig strings.Builder
-		w, err := armor.Encode(&sig, openpgp.SignatureType, nil)
-		if err == nil {
-			_, err = w.Write(v[1+k+int(n):])
-		}
-		if err == nil {
-			err = w.Close()
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: compact claim record: %v", ErrCorrupt, err)
-		}
-		env := &attest.Envelope{PayloadType: attest.PayloadTypeV1, Payload: payload, Signature: sig.String()}
-		return canonicalEnvelope(env), env, nil
+		env, raw := attest.JoinEnvelope(payload, v[1+k+int(n):])
+		return raw, env, nil
 	}
 	return nil, nil, fmt.Errorf("%w: claim record tag %d", ErrCorrupt, v[0])
-}
-
-// canonicalEnvelope writes what attest's canonical JSON gives for an
-// envelope without key (keys sorted: payload, payload_type, signature; no
-// HTML escaping), without its generic re-encoding pass. encodeClaimValue
-// checks the result against the verified bytes before relying on it.
-func canonicalEnvelope(env *attest.Envelope) []byte {
-	var b bytes.Buffer
-	b.Grow(len(env.Payload)*4/3 + len(env.Signature) + 128)
-	b.WriteString(`{"payload":"`)
-	b64 := base64.StdEncoding
-	buf := make([]byte, b64.EncodedLen(len(env.Payload)))
-	b64.Encode(buf, env.Payload)
-	b.Write(buf)
-	b.WriteString(`","payload_type":`)
-	writeJSONString(&b, env.PayloadType)
-	b.WriteString(`,"signature":`)
-	writeJSONString(&b, env.Signature)
-	b.WriteByte('}')
-	return b.Bytes()
-}
-
-func writeJSONString(b *bytes.Buffer, s string) {
-	e := json.NewEncoder(b)
-	e.SetEscapeHTML(false)
-	_ = e.Encode(s)         // a string always encodes
-	b.Truncate(b.Len() - 1) // Encode appends a newline
 }

@@ -33,7 +33,7 @@ func FuzzDecodeRecords(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(encodeClaimValue(c.Envelope, c.Raw))
+	f.Add(encodeClaimValue(c.Raw))
 	f.Add(append([]byte{claimVerbatim}, c.Raw...))
 	f.Add([]byte("{\"trust\":\"own\"}"))
 

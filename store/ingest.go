@@ -131,44 +131,84 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 // verification has StatusRejected and an Err wrapping attest.ErrInvalid.
 func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, wires ...[]byte) ([]IngestResult, error) {
 	out := make([]IngestResult, len(wires))
-	verified := make([]*attest.Claim, len(wires))
 	// Verification is the expensive part and independent per claim: it
-	// runs on every core; the claims are then committed in one call.
-	// (Overlapping commits with verification in smaller chunks measured
-	// slower: a bbolt commit's cost per claim grows as batches shrink.)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), max(1, len(wires)/8)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(wires); i = int(next.Add(1) - 1) {
-				c, err := attest.Verify(wires[i], s, opt)
-				if err != nil {
-					out[i] = IngestResult{Status: StatusRejected, Err: err}
-					continue
-				}
-				verified[i] = c
+	// runs on every core, one chunk at a time, while the previous chunk is
+	// committed (pipelined: the single writer's database work overlaps
+	// the next chunk's signatures). Chunks are committed in input order,
+	// so "first claim of a builder for a recipe" keeps meaning first in
+	// the input.
+	type chunk struct {
+		claims []*attest.Claim
+		idx    []int
+	}
+	commits := make(chan chunk, 1)
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range commits {
+			if err != nil || len(c.claims) == 0 {
+				continue // drain
 			}
-		}()
-	}
-	wg.Wait()
-	var ok []*attest.Claim
-	var idx []int
-	for i, c := range verified {
-		if c != nil {
-			ok = append(ok, c)
-			idx = append(idx, i)
+			var res []IngestResult
+			if res, err = s.Ingest(ctx, c.claims...); err != nil {
+				continue
+			}
+			for j, r := range res {
+				out[c.idx[j]] = r
+			}
 		}
+		errc <- err
+	}()
+	size := verifyChunk(len(wires))
+	verified := make([]*attest.Claim, size)
+	for lo := 0; lo < len(wires); lo += size {
+		part := wires[lo:min(lo+size, len(wires))]
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(runtime.GOMAXPROCS(0), max(1, len(part)/8)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(part); i = int(next.Add(1) - 1) {
+					c, err := attest.Verify(part[i], s, opt)
+					if err != nil {
+						out[lo+i] = IngestResult{Status: StatusRejected, Err: err}
+						c = nil
+					}
+					verified[i] = c
+				}
+			}()
+		}
+		wg.Wait()
+		var ch chunk
+		for i, c := range verified[:len(part)] {
+			if c != nil {
+				ch.claims = append(ch.claims, c)
+				ch.idx = append(ch.idx, lo+i)
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		commits <- ch
 	}
-	res, err := s.Ingest(ctx, ok...)
-	if err != nil {
+	close(commits)
+	if err := <-errc; err != nil {
 		return nil, err
 	}
-	for j, r := range res {
-		out[idx[j]] = r
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	return out, nil
+}
+
+// verifyChunk is how many claims VerifyAndIngest verifies before handing
+// them to the writer. Commits of fewer claims cost more per claim (fewer
+// claims share each dirty page and the fsync), so chunks stay large:
+// an import of many claims overlaps verification and commits, one of a
+// few hundred is verified and committed at once.
+func verifyChunk(n int) int {
+	return max(1, min(n, 512))
 }
 
 // writer is the only goroutine that writes claims. It takes one request,
@@ -351,7 +391,7 @@ type prepared struct {
 func prepare(c *attest.Claim) prepared {
 	ch, rej := checkClaim(c)
 	if ch != nil {
-		ch.value = encodeClaimValue(c.Envelope, c.Raw)
+		ch.value = encodeClaimValue(c.Raw)
 		ch.summary = encodeSummary(c.Statement, ch.akey, ch.fk)
 	}
 	return prepared{ch: ch, rej: rej}

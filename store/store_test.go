@@ -80,7 +80,7 @@ func TestIngestGetAndIndexes(t *testing.T) {
 		env.Signature += "\n"
 		raw, err := env.WithoutKey().Encode()
 		require.NoError(t, err)
-		v := encodeClaimValue(&env, raw)
+		v := encodeClaimValue(raw)
 		assert.Equal(t, byte(claimVerbatim), v[0])
 		got, _, err := decodeClaimValue(v)
 		require.NoError(t, err)
