@@ -88,6 +88,12 @@ type ingestReq struct {
 // If ctx ends after the claims were queued, Ingest returns ctx.Err() and the
 // claims may or may not be committed.
 func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestResult, error) {
+	return s.ingest(ctx, claims, nil)
+}
+
+// ingest is Ingest with the claims' checks and encodings optionally done
+// already (prep[i] = prepare(claims[i])).
+func (s *Store) ingest(ctx context.Context, claims []*attest.Claim, prep []prepared) ([]IngestResult, error) {
 	if s.cfg.readOnly {
 		return nil, fmt.Errorf("ingest: %w", ErrReadOnly)
 	}
@@ -98,9 +104,13 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 		r := &ingestReq{claims: claims[start:end], res: make([]IngestResult, end-start), origin: originFrom(ctx), done: make(chan error, 1)}
 		// Checks and encodings run here, in the callers' goroutines (in
 		// parallel), so the single writer only does database work.
-		r.prep = make([]prepared, end-start)
-		for i, c := range r.claims {
-			r.prep[i] = prepare(c)
+		if prep != nil {
+			r.prep = prep[start:end]
+		} else {
+			r.prep = make([]prepared, end-start)
+			for i, c := range r.claims {
+				r.prep[i] = prepare(c)
+			}
 		}
 		select {
 		case s.reqs <- r:
@@ -131,14 +141,15 @@ func (s *Store) Ingest(ctx context.Context, claims ...*attest.Claim) ([]IngestRe
 // verification has StatusRejected and an Err wrapping attest.ErrInvalid.
 func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, wires ...[]byte) ([]IngestResult, error) {
 	out := make([]IngestResult, len(wires))
-	// Verification is the expensive part and independent per claim: it
-	// runs on every core, one chunk at a time, while the previous chunk is
-	// committed (pipelined: the single writer's database work overlaps
-	// the next chunk's signatures). Chunks are committed in input order,
+	// Verification (and the claims' checks and encodings) is independent
+	// per claim: it runs on all cores but one (verifyWorkers), one chunk at
+	// a time, while the previous chunk is committed (pipelined: the single
+	// writer's database work overlaps the next chunk's signatures). Chunks are committed in input order,
 	// so "first claim of a builder for a recipe" keeps meaning first in
 	// the input.
 	type chunk struct {
 		claims []*attest.Claim
+		prep   []prepared
 		idx    []int
 	}
 	commits := make(chan chunk, 1)
@@ -150,7 +161,7 @@ func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, w
 				continue // drain
 			}
 			var res []IngestResult
-			if res, err = s.Ingest(ctx, c.claims...); err != nil {
+			if res, err = s.ingest(ctx, c.claims, c.prep); err != nil {
 				continue
 			}
 			for j, r := range res {
@@ -161,11 +172,12 @@ func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, w
 	}()
 	size := verifyChunk(len(wires))
 	verified := make([]*attest.Claim, size)
+	preps := make([]prepared, size)
 	for lo := 0; lo < len(wires); lo += size {
 		part := wires[lo:min(lo+size, len(wires))]
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		for range min(runtime.GOMAXPROCS(0), max(1, len(part)/8)) {
+		for range min(verifyWorkers(), max(1, len(part)/8)) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -176,6 +188,9 @@ func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, w
 						c = nil
 					}
 					verified[i] = c
+					if c != nil {
+						preps[i] = prepare(c) // here, in parallel, not on the commit path
+					}
 				}
 			}()
 		}
@@ -184,6 +199,7 @@ func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, w
 		for i, c := range verified[:len(part)] {
 			if c != nil {
 				ch.claims = append(ch.claims, c)
+				ch.prep = append(ch.prep, preps[i])
 				ch.idx = append(ch.idx, lo+i)
 			}
 		}
@@ -634,4 +650,10 @@ func (w *txWriter) updateKey(id, fpr string, ch *checked, proof *Proof) error {
 	}
 	w.keysChanged = true
 	return putKeyInfo(w.keys, ch.fk, ki)
+}
+
+// verifyWorkers leaves one core to the writer when there are several: a
+// commit is serial, so verification on every core would only slow it.
+func verifyWorkers() int {
+	return max(1, runtime.GOMAXPROCS(0)-1)
 }
