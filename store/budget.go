@@ -68,8 +68,29 @@ func WithExempt(fingerprints ...string) Option {
 	}
 }
 
-// Exempt reports whether fpr was named by WithExempt.
-func (s *Store) Exempt(fpr string) bool { return s.cfg.exempt[strings.ToUpper(fpr)] }
+// Exempt reports whether the budget never applies to fpr: named by
+// WithExempt, or in the last SetVoters set.
+func (s *Store) Exempt(fpr string) bool {
+	f := strings.ToUpper(fpr)
+	return s.cfg.exempt[f] || s.voting(f)
+}
+
+// SetVoters replaces the set of keys that vote without a voting trust
+// level in the store: keys certified within trust_hops, which the node's
+// trust view derives (core.Node pushes it whenever it rebuilds the view).
+// Their claims are exempt from the budget like trusted keys'.
+func (s *Store) SetVoters(fingerprints []string) {
+	m := make(map[string]bool, len(fingerprints))
+	for _, f := range fingerprints {
+		m[strings.ToUpper(f)] = true
+	}
+	s.voters.Store(&m)
+}
+
+func (s *Store) voting(upperFpr string) bool {
+	m := s.voters.Load()
+	return m != nil && (*m)[upperFpr]
+}
 
 // keyUsage is one key_counts value: what a key's claims take in the store.
 type keyUsage struct{ claims, recipes, bytes int64 }
@@ -115,7 +136,7 @@ func (w *txWriter) checkBudget(c *attest.Claim, fk []byte, u keyUsage, size int6
 	if why == "" && b.StoreBytes >= 0 && w.tx.Size() > b.StoreBytes {
 		why = fmt.Sprintf("store holds %d bytes (budget %d for keys that do not vote)", w.tx.Size(), b.StoreBytes)
 	}
-	if why == "" || w.exempt[c.Statement.Builder] {
+	if why == "" || w.exempt(c.Statement.Builder) {
 		return "", nil
 	}
 	if v := w.keys.Get(fk); v != nil {

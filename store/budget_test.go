@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -112,4 +113,19 @@ func TestBudgetExempt(t *testing.T) {
 	assert.True(t, s.Exempt(keys[0].Fingerprint()))
 	res := mustIngest(t, s, mustSign(t, keys[0], spec{}), mustSign(t, keys[0], spec{ts: 1}), mustSign(t, keys[1], spec{}), mustSign(t, keys[1], spec{ts: 1}))
 	assert.Equal(t, []Status{StatusNew, StatusNew, StatusNew, StatusOverBudget}, statuses(res))
+}
+
+// TestBudgetVoters: keys the trust view says vote (certified) pass the
+// budget while they are in the set, and are held to it once they leave.
+func TestBudgetVoters(t *testing.T) {
+	keys := testKeys(t, 2)
+	s := mustOpenStore(t, WithBudget(Budget{ClaimsPerKey: 1}))
+	s.SetVoters([]string{strings.ToLower(keys[1].Fingerprint())})
+	assert.True(t, s.Exempt(keys[1].Fingerprint()))
+	res := mustIngest(t, s, mustSign(t, keys[1], spec{}), mustSign(t, keys[1], spec{ts: 1}), mustSign(t, keys[0], spec{}), mustSign(t, keys[0], spec{ts: 1}))
+	assert.Equal(t, []Status{StatusNew, StatusNew, StatusNew, StatusOverBudget}, statuses(res))
+	s.SetVoters(nil) // certification revoked or out of trust_hops
+	assert.False(t, s.Exempt(keys[1].Fingerprint()))
+	res = mustIngest(t, s, mustSign(t, keys[1], spec{ts: 2}))
+	assert.Equal(t, []Status{StatusOverBudget}, statuses(res))
 }

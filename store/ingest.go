@@ -286,7 +286,7 @@ func (s *Store) commit(batch []*ingestReq) error {
 	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
-		w.budget, w.exempt = s.cfg.budget, s.cfg.exempt
+		w.budget, w.exempt = s.cfg.budget, s.Exempt
 		for _, r := range batch {
 			for i, c := range r.claims {
 				res, err := w.ingestOne(c, r.prep[i], r.origin)
@@ -337,7 +337,7 @@ type txWriter struct {
 	claims, byRecipe, byPackage, byBuilder, byArtifact *bolt.Bucket
 	keys, equiv, digests, meta, origins, keyCounts     *bolt.Bucket
 	budget                                             Budget
-	exempt                                             map[string]bool
+	exempt                                             func(fpr string) bool
 	newClaims, newRecipes                              uint64
 	keysChanged                                        bool
 	flagged                                            []string

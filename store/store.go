@@ -124,6 +124,8 @@ type Store struct {
 	keysVersion atomic.Uint64
 	// ingested counts committed ingest results by Status (IngestCounts).
 	ingested [5]atomic.Uint64
+	// voters are keys that vote by certification (SetVoters).
+	voters atomic.Pointer[map[string]bool]
 }
 
 // IngestCounts returns how many claims this process's Ingest calls

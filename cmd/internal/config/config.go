@@ -341,3 +341,10 @@ func (c *Config) Hops() int {
 	}
 	return *c.TrustHops
 }
+
+// StoreOptions are the store options the config implies: the budget for
+// keys that do not vote, and trusted_keys exempt from it. Every opener of
+// the store (daemon, CLI without a daemon, tests) uses them.
+func (c *Config) StoreOptions() []store.Option {
+	return []store.Option{store.WithBudget(c.Budget), store.WithExempt(c.TrustedKeys...)}
+}

@@ -47,7 +47,20 @@ func (n *Node) trust() (*trustView, error) {
 	}
 	t := n.buildTrust(keys)
 	n.trustCache, n.trustVer = t, ver
+	certified := make([]string, 0, len(t.via))
+	for f := range t.via {
+		certified = append(certified, f)
+	}
+	n.st.SetVoters(certified) // their claims pass the store's budget, as trusted keys' do
 	return t, nil
+}
+
+// RefreshTrust rebuilds the trust view if the store's keys changed, so
+// that a key certified since is exempt from the store's budget before any
+// query asks (the daemon calls it periodically).
+func (n *Node) RefreshTrust() error {
+	_, err := n.trust()
+	return err
 }
 
 func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {

@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), store.WithLogger(log.With("sub", "store")), store.WithBudget(cfg.Budget), store.WithExempt(cfg.TrustedKeys...))
+	st, err := store.Open(l.StoreDB(), append(cfg.StoreOptions(), store.WithLogger(log.With("sub", "store")))...)
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +204,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			g.Go(func() error { d.buildWorker(gctx); return nil })
 		}
 	}
+	g.Go(func() error { d.refreshTrust(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
@@ -220,6 +221,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+// refreshTrust keeps the trust view current (core.Node.RefreshTrust):
+// keys certified within trust_hops vote, so the store must not hold their
+// claims to the budget of unvetted keys.
+func (d *Daemon) refreshTrust(ctx context.Context) {
+	t := time.NewTicker(trustRefresh)
+	defer t.Stop()
+	for {
+		if err := d.node.RefreshTrust(); err != nil && ctx.Err() == nil {
+			d.log.Warn("refresh trust view", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// trustRefresh is how often the daemon rebuilds the trust view (only
+// when keys changed: the view is cached by the store's keys version).
+const trustRefresh = 10 * time.Second
 
 // serve runs srv on ln in g and shuts it down (10 s deadline) when ctx ends.
 func serve(g *errgroup.Group, ctx context.Context, name string, srv *http.Server, ln net.Listener) {

@@ -27,6 +27,7 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/opinions"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // Harness is one node under test.
@@ -292,7 +293,10 @@ func testTrustHops(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harn
 		{2, attest.TrustCertified, attest.TrustCertified, attest.TrustUnvetted},
 	} {
 		t.Run("hops="+string(rune('0'+tc.hops)), func(t *testing.T) {
-			h := mk(t, func(cfg *config.Config) { cfg.TrustHops = &tc.hops })
+			h := mk(t, func(cfg *config.Config) {
+				cfg.TrustHops = &tc.hops
+				cfg.Budget.ClaimsPerKey = 2 // keys that do not vote: two claims
+			})
 			_, err := h.API.ImportKey(ctx, root.PublicKey(), attest.TrustTrusted, "operator")
 			require.NoError(t, err)
 			for _, id := range []*attest.Identity{unvetted, a, b, c} {
@@ -323,6 +327,32 @@ func testTrustHops(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harn
 				want = 2
 			}
 			assert.Len(t, info.Recipes[0].Report.Groups[0].Trusted, want)
+			// A certified key votes, so the budget of keys that do not
+			// vote (two claims here) does not stop it; c's third is refused.
+			for who, id := range map[string]*attest.Identity{"a": a, "c": c} {
+				var ws [][]byte
+				for i := range 3 {
+					ws = append(ws, attesttest.Wire(t, attesttest.Claim(t, id, func(s *attest.Statement) {
+						s.Timestamp = s.Timestamp.Add(time.Duration(i+1) * time.Minute)
+					})))
+				}
+				res, err := h.API.ImportClaims(ctx, ws)
+				require.NoError(t, err)
+				over := 0
+				for _, r := range res {
+					if r.Status == store.StatusOverBudget.String() {
+						over++
+					}
+				}
+				wantOver := 0
+				if who == "c" || tc.hops == 0 {
+					wantOver = 1
+					if who == "a" {
+						wantOver = 2 // its first claim above already took one of two
+					}
+				}
+				assert.Equal(t, wantOver, over, "key %s, hops %d: over-budget claims", who, tc.hops)
+			}
 		})
 	}
 }
