@@ -65,3 +65,7 @@ bench:
 # the main job: 3 daemons on loopback rebuild hello under o3 with podman and agree
 demo: deps build
     bash .ci/demo.sh
+
+# build the Debian package of Lebowski itself into bin/ (reproducible: same commit, same bytes; docs/INSTALL.md)
+deb OUT="bin":
+    cmd/lebowskid/deb/build.sh {{OUT}}
