@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +67,11 @@ type Config struct {
 	PublicSocket      string `yaml:"public_socket"`
 	PublicSocketGroup string `yaml:"public_socket_group"` // name or GID; default "lebowski"
 	MetricsAddr       string `yaml:"metrics_addr"`        // opt-in, e.g. 127.0.0.1:9464
-	Mirror            string `yaml:"mirror"`
+	// StatusAddr serves the status page (HTML, /status.json, /events) over
+	// HTTP; opt-in, e.g. 127.0.0.1:9466. It shows what the read API shows,
+	// to anyone who can reach the address: keep it on loopback.
+	StatusAddr string `yaml:"status_addr"`
+	Mirror     string `yaml:"mirror"`
 	// SnapshotURL is a Debian snapshot archive (the directory holding
 	// archive/debian/<timestamp>/), the second place locked inputs are
 	// fetched from after the mirror; "" = none.
@@ -268,6 +274,14 @@ func (c *Config) Validate() error {
 	if c.PublicSocket != "" && c.PublicSocket == c.Socket() {
 		add("public_socket: %q is also the private api socket", c.PublicSocket)
 	}
+	for _, a := range []struct{ key, addr string }{{"metrics_addr", c.MetricsAddr}, {"status_addr", c.StatusAddr}} {
+		if err := checkAddr(a.addr); err != nil {
+			add("%s: %v", a.key, err)
+		}
+	}
+	if c.StatusAddr != "" && !strings.HasSuffix(c.StatusAddr, ":0") && (c.StatusAddr == c.MetricsAddr || c.StatusAddr == c.Repo.Addr) {
+		add("status_addr: %q is also metrics_addr or repo.addr: give the status page a port of its own", c.StatusAddr)
+	}
 	if l := c.Limits; l.GossipPerSecond < 0 || l.GossipBurst < 0 || l.SyncSessionsPerMinute < 0 || l.SyncSessionTimeout < 0 ||
 		l.SyncRequestsPerSession < 0 || l.BlobsPerPeer < 0 || l.BlobRequestsPerMinute < 0 {
 		add("limits: negative values are not allowed (leave a field out or 0 for its default)")
@@ -306,6 +320,23 @@ func (c *Config) Validate() error {
 		add("log_format: %q is not text|json", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// checkAddr accepts "" (off) or a TCP listen address host:port with a
+// numeric port (0: any free port; the host may be empty: every
+// interface).
+func checkAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:9466, [::1]:9466): %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number in 0..65535", addr, port)
+	}
+	return nil
 }
 
 // Layout is the data directory of this configuration.

@@ -197,6 +197,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		serve(g, gctx, "metrics", msrv, mln)
 	}
+	if d.cfg.StatusAddr != "" {
+		ssrv, sln, err := d.listenStatus(gctx)
+		if err != nil {
+			return err
+		}
+		serve(g, gctx, "status page", ssrv, sln)
+	}
 	close(d.ready)
 	d.notify.send(sdReady, "STATUS=ready: peer "+n.ID().String()+", api "+d.cfg.Socket())
 	if *d.cfg.Builds.Enabled {

@@ -79,7 +79,7 @@ when it shuts down. Set up a new node first with "lebowskid init".`,
 				dst  *string
 				src  string
 			}{{"opinions", &cfg.OpinionsDir, flagCfg.OpinionsDir}, {"api-socket", &cfg.APISocket, flagCfg.APISocket},
-				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror}, {"snapshot-url", &cfg.SnapshotURL, flagCfg.SnapshotURL},
+				{"metrics-addr", &cfg.MetricsAddr, flagCfg.MetricsAddr}, {"status-addr", &cfg.StatusAddr, flagCfg.StatusAddr}, {"mirror", &cfg.Mirror, flagCfg.Mirror}, {"snapshot-url", &cfg.SnapshotURL, flagCfg.SnapshotURL},
 				{"cache-dir", &cfg.CacheDir, flagCfg.CacheDir}, {"podman-url", &cfg.Builds.PodmanURL, flagCfg.Builds.PodmanURL},
 				{"log-level", &cfg.LogLevel, flagCfg.LogLevel}, {"log-format", &cfg.LogFormat, flagCfg.LogFormat},
 				{"public-socket", &cfg.PublicSocket, flagCfg.PublicSocket}, {"public-socket-group", &cfg.PublicSocketGroup, flagCfg.PublicSocketGroup}} {
@@ -158,6 +158,7 @@ when it shuts down. Set up a new node first with "lebowskid init".`,
 	fl.StringVar(&flagCfg.PublicSocket, "public-socket", "", "also serve the read-only API on this socket to group --public-socket-group (the unit uses "+config.SystemSocket+")")
 	fl.StringVar(&flagCfg.PublicSocketGroup, "public-socket-group", "", "group allowed on --public-socket (default "+config.DefaultPublicSocketGroup+")")
 	fl.StringVar(&flagCfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here (e.g. 127.0.0.1:9464); off by default")
+	fl.StringVar(&flagCfg.StatusAddr, "status-addr", "", "serve the status page (HTML, /status.json, /events) here (e.g. 127.0.0.1:9466); off by default")
 	fl.StringVar(&flagCfg.Mirror, "mirror", "", "Debian mirror (default "+source.DefaultMirror+")")
 	fl.StringVar(&flagCfg.SnapshotURL, "snapshot-url", "", "Debian snapshot archive for locked inputs the mirror no longer has (e.g. http://snapshot.debian.org)")
 	fl.StringVar(&flagCfg.CacheDir, "cache-dir", "", "sources and images cache (default <data-dir>/cache; may be shared by nodes on one machine)")
