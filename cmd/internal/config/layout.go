@@ -11,7 +11,8 @@ import (
 type Layout struct{ Dir string }
 
 // DefaultDataDir is $LEBOWSKI_DATA_DIR, $XDG_DATA_HOME/lebowski,
-// ~/.local/share/lebowski, or /var/lib/lebowski without a home.
+// ~/.local/share/lebowski, or the system node's /var/lib/lebowski when the
+// user has no node of their own and may read it (or has no home).
 func DefaultDataDir() string {
 	if d := os.Getenv("LEBOWSKI_DATA_DIR"); d != "" {
 		return d
@@ -21,10 +22,23 @@ func DefaultDataDir() string {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil || home == "" {
-		return "/var/lib/lebowski"
+		return SystemDataDir
 	}
-	return filepath.Join(home, ".local", "share", "lebowski")
+	user := filepath.Join(home, ".local", "share", "lebowski")
+	if _, err := os.Stat(user); err != nil {
+		// No node of this user's own: the system node (the Debian
+		// package's, run by the lebowskid unit) when this user may read
+		// it — root; others reach it through its public socket.
+		if _, err := os.Stat(filepath.Join(SystemDataDir, "config.yaml")); err == nil {
+			return SystemDataDir
+		}
+	}
+	return user
 }
+
+// SystemDataDir is the data directory of the system node: the one the
+// lebowskid unit and the Debian package use.
+var SystemDataDir = "/var/lib/lebowski"
 
 // DefaultOpinionsDir is $LEBOWSKI_OPINIONS, ./opinions, the opinions
 // directory beside (or above) the running binary, or

@@ -284,6 +284,8 @@ trusted_keys: []
 # snapshot_url: {{q .C.SnapshotURL}}   # e.g. http://snapshot.debian.org
 # sync_interval: {{dur .C.SyncEvery}}
 # metrics_addr: {{q .C.MetricsAddr}}   # e.g. 127.0.0.1:9464
+# The status page (HTML, /status.json, live /events); keep it on loopback.
+# status_addr: {{q .C.StatusAddr}}   # e.g. 127.0.0.1:9466
 # builds:
 #   enabled: {{.C.Builds.Enabled | deref}}
 #   concurrency: {{.C.Builds.Concurrency}}
