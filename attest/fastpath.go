@@ -87,6 +87,31 @@ func (r *scan) optional(key string) bool {
 	return r.has(`,"` + key + `":`) // only ever after the first field
 }
 
+// strField consumes `,"key":` (or the first field's `"key":`) and a string.
+func (r *scan) strField(first bool, key string) string {
+	r.field(first, key)
+	return r.str()
+}
+
+// optStr consumes the omitempty string field key when present ("" when
+// absent; present, it is never "").
+func (r *scan) optStr(key string) string {
+	if !r.optional(key) {
+		return ""
+	}
+	r.field(false, key)
+	return r.nonEmpty()
+}
+
+// optArts consumes the omitempty artifact list key when present.
+func (r *scan) optArts(key string) []Artifact {
+	if !r.optional(key) {
+		return nil
+	}
+	r.field(false, key)
+	return r.optionalArtifacts()
+}
+
 // nonEmpty consumes an omitempty string field's value, which is never "".
 func (r *scan) nonEmpty() string {
 	v := r.str()
@@ -154,77 +179,36 @@ func parseCanonicalStatement(payload []byte) (*Statement, bool) {
 	r := &scan{s: string(payload), ok: true}
 	var s Statement
 	r.lit("{")
-	r.field(true, "arch")
-	s.Arch = r.str()
+	s.Arch = r.strField(true, "arch")
 	r.field(false, "artifacts")
 	s.Artifacts = r.artifacts()
-	r.field(false, "builder")
-	s.Builder = r.str()
-	if r.optional("buildinfo_cid") {
-		r.field(false, "buildinfo_cid")
-		s.BuildinfoCID = r.nonEmpty()
-	}
-	r.field(false, "container_digest")
-	s.ContainerDigest = r.str()
-	r.field(false, "debian_source_sha256")
-	s.DebianSourceSHA256 = r.str()
-	r.field(false, "debian_version")
-	s.DebianVersion = r.str()
-	if r.optional("diffoscope_cid") {
-		r.field(false, "diffoscope_cid")
-		s.DiffoscopeCID = r.nonEmpty()
-	}
-	if r.optional("expected") {
-		r.field(false, "expected")
-		s.Expected = r.optionalArtifacts()
-	}
-	if r.optional("lock_cid") {
-		r.field(false, "lock_cid")
-		s.LockCID = r.nonEmpty()
-	}
-	if r.optional("log_cid") {
-		r.field(false, "log_cid")
-		s.LogCID = r.nonEmpty()
-	}
+	s.Builder = r.strField(false, "builder")
+	s.BuildinfoCID = r.optStr("buildinfo_cid")
+	s.ContainerDigest = r.strField(false, "container_digest")
+	s.DebianSourceSHA256 = r.strField(false, "debian_source_sha256")
+	s.DebianVersion = r.strField(false, "debian_version")
+	s.DiffoscopeCID = r.optStr("diffoscope_cid")
+	s.Expected = r.optArts("expected")
+	s.LockCID = r.optStr("lock_cid")
+	s.LogCID = r.optStr("log_cid")
 	r.field(false, "opinion")
 	r.lit("{")
-	r.field(true, "cid")
-	s.Opinion.CID = r.str()
-	if r.optional("commit") {
-		r.field(false, "commit")
-		s.Opinion.Commit = r.nonEmpty()
-	}
-	r.field(false, "name")
-	s.Opinion.Name = r.str()
-	r.field(false, "purity")
-	s.Opinion.Purity = vocab.Purity(r.str())
+	s.Opinion.CID = r.strField(true, "cid")
+	s.Opinion.Commit = r.optStr("commit")
+	s.Opinion.Name = r.strField(false, "name")
+	s.Opinion.Purity = vocab.Purity(r.strField(false, "purity"))
 	r.lit("}")
-	r.field(false, "package")
-	s.Package = r.str()
-	if r.optional("peer_id") {
-		r.field(false, "peer_id")
-		s.PeerID = r.nonEmpty()
-	}
-	if r.optional("reason") {
-		r.field(false, "reason")
-		s.Reason = r.nonEmpty()
-	}
-	r.field(false, "recipe_id")
-	s.RecipeID = r.str()
-	r.field(false, "result")
-	s.Result = Result(r.str())
-	if r.optional("second_artifacts") {
-		r.field(false, "second_artifacts")
-		s.SecondArtifacts = r.optionalArtifacts()
-	}
-	r.field(false, "suite")
-	s.Suite = r.str()
+	s.Package = r.strField(false, "package")
+	s.PeerID = r.optStr("peer_id")
+	s.Reason = r.optStr("reason")
+	s.RecipeID = r.strField(false, "recipe_id")
+	s.Result = Result(r.strField(false, "result"))
+	s.SecondArtifacts = r.optArts("second_artifacts")
+	s.Suite = r.strField(false, "suite")
 	r.field(false, "timestamp")
 	s.Timestamp = r.timestamp()
-	r.field(false, "type")
-	s.Type = r.str()
-	r.field(false, "version")
-	s.Version = r.str()
+	s.Type = r.strField(false, "type")
+	s.Version = r.strField(false, "version")
 	r.lit("}")
 	if !r.ok || r.i != len(r.s) {
 		return nil, false
