@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 )
 
 func readAllLimited(r io.Reader, max int64) ([]byte, error) {
@@ -33,23 +34,7 @@ func notFoundIsUsage(err error, hint string) error {
 	return err
 }
 
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 0:
-		return "in the future"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
-}
+func ago(now, t time.Time) string { return human.Ago(now, t, "never") }
 
 func short(s string, n int) string {
 	if len(s) <= n {

@@ -1,0 +1,25 @@
+package human
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAgo(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Time{}, "never"},
+		{now.Add(time.Minute), "in the future"},
+		{now.Add(-42 * time.Second), "42s ago"},
+		{now.Add(-5 * time.Minute), "5m ago"},
+		{now.Add(-47 * time.Hour), "47h ago"},
+		{now.Add(-72 * time.Hour), "3d ago"},
+	} {
+		if got := Ago(now, tc.t, "never"); got != tc.want {
+			t.Errorf("Ago(%v) = %q, want %q", now.Sub(tc.t), got, tc.want)
+		}
+	}
+}
