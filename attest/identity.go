@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"crypto"
+	"crypto/dsa" //nolint:staticcheck // only to bound the size of DSA keys from the network
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -161,17 +162,31 @@ func LoadIdentity(path string) (*Identity, error) {
 }
 
 // ParsePublicKey parses one transferable public key, binary or armored.
+// go-crypto verifies its self-signatures while parsing, so keys whose
+// verification could cost seconds of CPU are refused first (checkKeyCost).
 func ParsePublicKey(b []byte) (*openpgp.Entity, error) {
 	if len(b) > 64<<10 {
 		return nil, errors.New("public key larger than 64 KiB")
 	}
-	var el openpgp.EntityList
-	var err error
 	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN")) {
-		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
-	} else {
-		el, err = openpgp.ReadKeyRing(bytes.NewReader(b))
+		block, err := armor.Decode(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("parse public key: %w", err)
+		}
+		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
+			return nil, fmt.Errorf("parse public key: armored block is %q, not a key", block.Type)
+		}
+		if b, err = io.ReadAll(io.LimitReader(block.Body, 64<<10+1)); err != nil {
+			return nil, fmt.Errorf("parse public key: %w", err)
+		}
+		if len(b) > 64<<10 {
+			return nil, errors.New("public key larger than 64 KiB")
+		}
 	}
+	if err := checkKeyCost(b); err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	el, err := openpgp.ReadKeyRing(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("parse public key: %w", err)
 	}
@@ -179,6 +194,60 @@ func ParsePublicKey(b []byte) (*openpgp.Entity, error) {
 		return nil, fmt.Errorf("parse public key: want exactly one key, found %d", len(el))
 	}
 	return el[0], nil
+}
+
+// Bounds on key parameters, far above what any real key uses, so that
+// verifying a signature by a key from the network stays cheap (DSA
+// verification with attacker-chosen 65,535-bit parameters takes minutes).
+const (
+	maxRSABits   = 8192
+	maxDSAPBits  = 3072 // FIPS 186-4's largest L
+	maxDSAQBits  = 256  // and N
+	maxElGamBits = 8192
+)
+
+// checkKeyCost reads the key packets of a binary key block (no crypto)
+// and refuses DSA, RSA and ElGamal keys with parameters beyond the bounds
+// above. Packets it cannot read are left to ReadKeyRing to report.
+func checkKeyCost(b []byte) error {
+	r := packet.NewReader(bytes.NewReader(b))
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return nil // ReadKeyRing reports it
+		}
+		var pk *packet.PublicKey
+		switch k := p.(type) {
+		case *packet.PublicKey:
+			pk = k
+		case *packet.PrivateKey:
+			pk = &k.PublicKey
+		default:
+			continue
+		}
+		bits, _ := pk.BitLength()
+		switch pk.PubKeyAlgo {
+		case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly, packet.PubKeyAlgoRSAEncryptOnly:
+			if bits > maxRSABits {
+				return fmt.Errorf("RSA key of %d bits (at most %d accepted)", bits, maxRSABits)
+			}
+		case packet.PubKeyAlgoDSA:
+			q := 0
+			if d, ok := pk.PublicKey.(*dsa.PublicKey); ok && d.Q != nil {
+				q = d.Q.BitLen()
+			}
+			if bits > maxDSAPBits || q > maxDSAQBits {
+				return fmt.Errorf("DSA key with %d-bit p and %d-bit q (at most %d and %d accepted)", bits, q, maxDSAPBits, maxDSAQBits)
+			}
+		case packet.PubKeyAlgoElGamal:
+			if bits > maxElGamBits {
+				return fmt.Errorf("ElGamal key of %d bits (at most %d accepted)", bits, maxElGamBits)
+			}
+		}
+	}
 }
 
 // KeyLookup finds a builder's public key by fingerprint (nil if unknown).

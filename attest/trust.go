@@ -43,14 +43,16 @@ func Certify(signer *Identity, target *openpgp.Entity) error {
 // a key that is itself certified within k-1 hops. Intermediate keys are
 // found in trusted or all (all may be nil); each certification is
 // verified cryptographically with go-crypto against the certifier's
-// primary key, and expired certifications or revoked certifiers do not
-// count. trusted is keyed by upper-case fingerprint (as Fingerprint).
+// primary key (VerifyCertification), and expired certifications or
+// revoked certifiers do not count; a revoked target is never certified
+// (nor trusted). trusted is keyed by upper-case fingerprint (as
+// Fingerprint).
 func CertifiedWithin(target *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLookup, k int) bool {
 	return certifiedWithin(target, trusted, all, k, time.Now())
 }
 
 func certifiedWithin(target *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLookup, k int, now time.Time) bool {
-	if target == nil || target.PrimaryKey == nil || k < 0 {
+	if target == nil || target.PrimaryKey == nil || k < 0 || target.Revoked(now) {
 		return false
 	}
 	if _, ok := trusted[Fingerprint(target)]; ok {
@@ -99,10 +101,7 @@ func certifiers(e *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLo
 			if fpr == self || seen[fpr] || c.Revoked(now) {
 				continue
 			}
-			if c.PrimaryKey.KeyId != issuerKeyID(sig) {
-				continue
-			}
-			if err := c.PrimaryKey.VerifyUserIdSignature(name, e.PrimaryKey, sig); err != nil {
+			if VerifyCertification(e, name, sig, c, now) != nil {
 				continue
 			}
 			seen[fpr] = true

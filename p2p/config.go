@@ -23,6 +23,9 @@ const (
 	DefaultSyncTimeout       = 5 * time.Minute
 	DefaultMaxBlobSize       = 64 << 20
 	DefaultSyncBatch         = 500
+	// DefaultKeyAnnounceInterval is how often a node re-announces its own
+	// key on KeysTopic.
+	DefaultKeyAnnounceInterval = 10 * time.Minute
 	// MaxGossipMessageSize is gossipsub's message size limit: well above
 	// attest.MaxEnvelopeSize so that oversize claims reach the validator
 	// (and cost their sender score) instead of being dropped silently.
@@ -59,6 +62,10 @@ type Config struct {
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	// ReconnectInterval between attempts to reach bootstrap peers.
 	ReconnectInterval time.Duration `yaml:"reconnect_interval"`
+	// KeyAnnounceInterval between re-announcements of the node's own key
+	// on KeysTopic (jittered ±25 %; default 10 min). Negative disables
+	// them (the announcement after a new peer connects stays).
+	KeyAnnounceInterval time.Duration `yaml:"key_announce_interval"`
 	// MaxBlobSize bounds blobs served and fetched.
 	MaxBlobSize int64 `yaml:"max_blob_size"`
 	// Limits bound what one peer can make the node do (limits.go).
@@ -74,6 +81,9 @@ func (c *Config) fill() {
 	}
 	if c.ReconnectInterval <= 0 {
 		c.ReconnectInterval = DefaultReconnectInterval
+	}
+	if c.KeyAnnounceInterval == 0 {
+		c.KeyAnnounceInterval = DefaultKeyAnnounceInterval
 	}
 	if c.MaxBlobSize <= 0 {
 		c.MaxBlobSize = DefaultMaxBlobSize
@@ -108,6 +118,10 @@ type Deps struct {
 	// Keys, optional, is consulted before Claims for builder keys (e.g. the
 	// operator's trusted keyring).
 	Keys attest.KeyLookup
+	// KeyRecords, optional, receives key announcements from KeysTopic and
+	// names the keys the node re-announces. Without it the node relays
+	// announcements and keeps nothing.
+	KeyRecords KeyRecords
 }
 
 type options struct {

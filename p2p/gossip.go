@@ -157,6 +157,9 @@ func (n *Node) Topics() []string {
 
 // TopicPeers lists the peers known to be subscribed to a topic we joined.
 func (n *Node) TopicPeers(spec string) []peer.ID {
+	if spec == KeysTopic {
+		return n.keysTopic.ListPeers()
+	}
 	name, err := TopicFromSpec(spec)
 	if err != nil {
 		return nil
@@ -211,18 +214,7 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	}
 	if from != n.host.ID() && !n.gossipRate.allow(from) && !n.trustedBuilder(wireBuilder(msg.Data)) {
 		n.refused.add(RefuseGossipRate, 1)
-		// Only the flood's author is penalized: an honest peer relaying
-		// someone else's flood is ignored past its rate, never scored
-		// down (the pubsub signature makes GetFrom authentic).
-		if peer.ID(msg.GetFrom()) == from {
-			n.mu.Lock()
-			n.overflow[from]++
-			penalize := n.overflow[from]%overflowPenaltyEvery == 0
-			n.mu.Unlock()
-			if penalize {
-				n.Penalize(from, fmt.Sprintf("published over its gossip rate (%d ignored)", overflowPenaltyEvery))
-			}
-		}
+		n.overRate(from, msg) // only the flood's author is penalized
 		return pubsub.ValidationIgnore
 	}
 	c, err := attest.Verify(msg.Data, n.keys, n.opt.verify)

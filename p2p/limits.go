@@ -24,6 +24,11 @@ type Limits struct {
 	// keeps overflowing is penalized.
 	GossipPerSecond float64 `yaml:"gossip_per_second"`
 	GossipBurst     int     `yaml:"gossip_burst"`
+	// KeysPerSecond is the key announcements per second accepted from one
+	// forwarding peer on KeysTopic (token bucket of KeysBurst); past it
+	// they are ignored before they are parsed.
+	KeysPerSecond float64 `yaml:"keys_per_second"`
+	KeysBurst     int     `yaml:"keys_burst"`
 	// SyncSessionsPerMinute is how many inbound catch-up sessions one peer
 	// may open per minute (burst 5): a peer syncing every 2 s fits.
 	SyncSessionsPerMinute float64 `yaml:"sync_sessions_per_minute"`
@@ -41,6 +46,8 @@ type Limits struct {
 const (
 	DefaultGossipPerSecond        = 200
 	DefaultGossipBurst            = 2000
+	DefaultKeysPerSecond          = 20
+	DefaultKeysBurst              = 100
 	DefaultSyncSessionsPerMinute  = 30
 	DefaultSyncSessionTimeout     = 5 * time.Minute
 	DefaultSyncRequestsPerSession = 5000
@@ -73,6 +80,8 @@ var (
 func (l *Limits) fill() {
 	orDefault(&l.GossipPerSecond, DefaultGossipPerSecond)
 	orDefault(&l.GossipBurst, DefaultGossipBurst)
+	orDefault(&l.KeysPerSecond, DefaultKeysPerSecond)
+	orDefault(&l.KeysBurst, DefaultKeysBurst)
 	orDefault(&l.SyncSessionsPerMinute, DefaultSyncSessionsPerMinute)
 	orDefault(&l.SyncSessionTimeout, DefaultSyncSessionTimeout)
 	orDefault(&l.SyncRequestsPerSession, DefaultSyncRequestsPerSession)
@@ -133,10 +142,11 @@ const (
 	RefuseBlobBusy    = "blob_busy"    // blob request refused: per-peer or global streams taken
 	RefuseBlobInvalid = "blob_invalid" // a blob answer broke the protocol or its CID (peer penalized)
 	RefuseGossipDrop  = "gossip_queue" // claim dropped: the ingest queue was full
+	RefuseKeysRate    = "keys_rate"    // key announcement ignored: the forwarding peer is over its rate
 )
 
 var refuseKinds = []string{RefuseGossipRate, RefuseSyncRate, RefuseSyncBusy, RefuseSyncEvicted, RefuseSyncBudget,
-	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop}
+	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop, RefuseKeysRate}
 
 // refusals counts refused work by kind.
 type refusals map[string]*atomic.Uint64

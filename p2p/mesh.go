@@ -69,6 +69,9 @@ func (m *meshTracer) UndeliverableMessage(*pubsub.Message)                 {}
 // MeshPeers lists the peers in this node's gossipsub mesh for a topic
 // (a full topic name or "<pkg>/<opinion>").
 func (n *Node) MeshPeers(spec string) []peer.ID {
+	if spec == KeysTopic {
+		return n.mesh.peers(KeysTopic)
+	}
 	name, err := TopicFromSpec(spec)
 	if err != nil {
 		return nil

@@ -68,6 +68,7 @@ type Node struct {
 
 	// limits (limits.go)
 	gossipRate, syncRate, blobRate *peerRates
+	keyRate                        *peerRates
 	refused                        refusals
 	gossipQ                        chan gossipClaim
 	// penalties are application penalties (Penalize), under their own
@@ -75,6 +76,11 @@ type Node struct {
 	// n.mu may be held around a call into gossipsub.
 	penMu     sync.Mutex
 	penalties map[peer.ID]penalty
+
+	// KeysTopic (keys.go)
+	keysTopic    *pubsub.Topic
+	keysSub      *pubsub.Subscription
+	announceKick chan struct{}
 }
 
 type topicState struct {
@@ -133,6 +139,8 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		blobsPerPeer: make(map[peer.ID]int),
 		overflow:     make(map[peer.ID]int),
 		gossipRate:   newPeerRates(cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst),
+		keyRate:      newPeerRates(cfg.Limits.KeysPerSecond, cfg.Limits.KeysBurst),
+		announceKick: make(chan struct{}, 1),
 		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, syncSessionBurst),
 		blobRate:     newPeerRates(cfg.Limits.BlobRequestsPerMinute/60, max(1, int(cfg.Limits.BlobRequestsPerMinute/6))),
 		refused:      newRefusals(),
@@ -212,6 +220,9 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 	n.wg.Add(1)
 	go n.ingestLoop()
 
+	if err := n.joinKeys(); err != nil {
+		return fail(err)
+	}
 	for _, t := range topicsWanted {
 		if err := n.Subscribe(t); err != nil {
 			return fail(err)
@@ -343,6 +354,10 @@ func (n *Node) Close() error {
 		_ = ts.topic.Close()
 		delete(n.topics, name)
 	}
+	if n.keysSub != nil {
+		n.keysSub.Cancel()
+		_ = n.keysTopic.Close()
+	}
 	n.mu.Unlock()
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
@@ -444,6 +459,7 @@ func (n *Node) identifyLoop(sub event.Subscription) {
 				continue
 			}
 			n.startSync(e.Peer)
+			n.kickAnnounce()
 		}
 	}
 }

@@ -144,7 +144,7 @@ func (w *txWriter) checkBudget(c *attest.Claim, fk []byte, u keyUsage, size int6
 		if err != nil {
 			return "", err
 		}
-		if ki.Trust.Normalize().Votes() {
+		if ki.Trust.Normalize().Votes() && ki.Revocation == nil { // a revoked key votes nowhere
 			return "", nil
 		}
 	}

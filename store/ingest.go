@@ -392,6 +392,7 @@ type checked struct {
 	ck, rk, fk, akey []byte
 	pub              []byte
 	certifiers       []string
+	revocation       *attest.Revocation
 	artifacts        [][]byte
 	value            []byte // `claims` value
 	summary          []byte // `by_recipe` value
@@ -446,6 +447,7 @@ func checkClaim(c *attest.Claim) (*checked, IngestResult) {
 		ch.artifacts = append(ch.artifacts, h)
 	}
 	ch.certifiers = attest.Certifiers(c.Signer)
+	ch.revocation = attest.RevocationOf(c.Signer, time.Now().Add(attest.DefaultSkew))
 	if c.Envelope != nil && len(c.Envelope.Key) > 0 {
 		ch.pub = c.Envelope.Key
 	} else if c.Signer != nil {
@@ -643,7 +645,7 @@ func (w *txWriter) updateKey(id, fpr string, ch *checked, proof *Proof) error {
 			// from the stored proofs.
 			return nil
 		}
-		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: attest.TrustUnknown, Source: "claim " + id, FirstSeen: w.now, Certifiers: ch.certifiers}
+		ki = KeyInfo{Fingerprint: fpr, PublicKey: ch.pub, Trust: attest.TrustUnknown, Source: "claim " + id, FirstSeen: w.now, Certifiers: ch.certifiers, Revocation: ch.revocation}
 	}
 	if proof != nil {
 		ki.Equivocating = true

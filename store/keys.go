@@ -25,6 +25,10 @@ type KeyInfo struct {
 	// Certifiers are the fingerprints that claim to certify the key
 	// (attest.Certifiers: unverified, an index for the trust view).
 	Certifiers []string `json:"certifiers,omitempty"`
+	// Revocation is the key's own revocation signature in effect when the
+	// record was written, or dated up to attest.DefaultSkew later (clocks
+	// differ; attest.RevocationOf), nil if none.
+	Revocation *attest.Revocation `json:"revocation,omitempty"`
 }
 
 func decodeKeyInfo(v []byte) (KeyInfo, error) {
@@ -53,7 +57,9 @@ func serializeKey(e *openpgp.Entity) ([]byte, error) {
 
 // PutKey stores a builder's public key (binary or armored) with a trust
 // level. An existing record keeps FirstSeen and the equivocation flag; its
-// key bytes, trust and source are replaced.
+// trust and source are replaced, and its key material is merged with the
+// new (attest.MergeKey): a revocation or certification once stored is
+// never lost by importing an older copy of the key.
 func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, error) {
 	if s.cfg.readOnly {
 		return KeyInfo{}, fmt.Errorf("put key: %w", ErrReadOnly)
@@ -61,16 +67,47 @@ func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, 
 	if !trust.Stored() {
 		return KeyInfo{}, fmt.Errorf("put key: %w %q (want unknown, unvetted, trusted, own or distrusted)", attest.ErrInvalidTrust, trust)
 	}
+	if _, err := attest.ParsePublicKey(pub); err != nil {
+		return KeyInfo{}, fmt.Errorf("put key: %w", err)
+	}
+	for range 4 {
+		ki, retry, err := s.putKeyOnce(pub, trust, source)
+		if !retry {
+			return ki, err
+		}
+	}
+	return KeyInfo{}, fmt.Errorf("put key: %w (gave up after 4 attempts)", ErrKeyConflict)
+}
+
+// putKeyOnce merges pub with the stored key material outside the write
+// transaction, then writes only if the record's key material is still
+// what it merged with (retry otherwise).
+func (s *Store) putKeyOnce(pub []byte, trust attest.Trust, source string) (KeyInfo, bool, error) {
 	e, err := attest.ParsePublicKey(pub)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("put key: %w", err)
+		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
+	}
+	fpr := attest.Fingerprint(e)
+	var was []byte // the stored key material merged with (nil: no record)
+	if old, err := s.GetKey(fpr); err == nil {
+		was = old.PublicKey
+		if oe, err := attest.ParsePublicKey(old.PublicKey); err == nil {
+			if e, _, err = attest.MergeKey(e, oe, s, s.cfg.now()); err != nil {
+				return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
+			}
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
 	}
 	bin, err := serializeKey(e)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("put key: %w", err)
+		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
 	}
-	fpr := attest.Fingerprint(e)
+	if e, err = attest.ParsePublicKey(bin); err != nil {
+		return KeyInfo{}, false, fmt.Errorf("put key %s: merged key: %w", fpr, err)
+	}
 	var out KeyInfo
+	retry := false
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		fk, _ := fprKey(fpr)
 		b := tx.Bucket(bktKeys)
@@ -80,25 +117,37 @@ func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, 
 			if err != nil {
 				return err
 			}
+			if !bytes.Equal(old.PublicKey, was) {
+				retry = true // merged or written since we read it
+				return nil
+			}
 			ki = old
 		} else {
+			if was != nil {
+				retry = true
+				return nil
+			}
 			// Proofs may predate the record (claims ingested without key material).
 			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
 			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
 		}
 		ki.PublicKey, ki.Trust, ki.Source = bin, trust, source
 		ki.Certifiers = attest.Certifiers(e)
+		ki.Revocation = attest.RevocationOf(e, s.cfg.now().Add(attest.DefaultSkew))
 		out = ki
 		return putKeyInfo(b, fk, ki)
 	})
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("put key %s: %w", fpr, err)
+		return KeyInfo{}, false, fmt.Errorf("put key %s: %w", fpr, err)
+	}
+	if retry {
+		return KeyInfo{}, true, nil
 	}
 	s.keyMu.Lock()
 	s.keyCache[fpr] = e
 	s.keyMu.Unlock()
 	s.keysVersion.Add(1)
-	return out, nil
+	return out, false, nil
 }
 
 func putKeyInfo(b *bolt.Bucket, fk []byte, ki KeyInfo) error {

@@ -196,3 +196,72 @@ func TestCLIKeyGenExport(t *testing.T) {
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, `"trust": "trusted"`)
 }
+
+// key certify / revoke / announce without a daemon: stored locally, the
+// CLI says nothing was published; announce needs the daemon.
+func TestCLIKeyCertifyRevokeAnnounce(t *testing.T) {
+	dd := t.TempDir()
+	code, out, _ := run(t, dd, "--json", "key", "gen")
+	require.Equal(t, ExitOK, code)
+	var own struct{ Fingerprint string }
+	require.NoError(t, json.Unmarshal([]byte(out), &own))
+	other := attesttest.Fresh(t, 1)[0]
+	arm, err := other.ArmoredPublicKey()
+	require.NoError(t, err)
+	pub := filepath.Join(t.TempDir(), "other.asc")
+	require.NoError(t, os.WriteFile(pub, []byte(arm), 0o644))
+	code, _, _ = run(t, dd, "key", "import", pub)
+	require.Equal(t, ExitOK, code)
+
+	code, out, errOut := run(t, dd, "key", "certify", strings.ToLower(other.Fingerprint()))
+	require.Equal(t, ExitOK, code, errOut)
+	require.Contains(t, out, "certified "+other.Fingerprint()+": certified via "+own.Fingerprint[:8])
+	require.Contains(t, errOut, "nothing was published")
+	code, out, _ = run(t, dd, "key", "list")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "certified via")
+
+	for _, args := range [][]string{
+		{"key", "certify", "nothex"},
+		{"key", "certify", strings.Repeat("AB", 20)},
+		{"key", "certify", own.Fingerprint},
+		{"key", "revoke", "--successor", "xyz"},
+		{"key", "revoke", "--successor", own.Fingerprint},
+		{"key", "announce", "zz"},
+	} {
+		code, _, errOut := run(t, dd, args...)
+		require.Equal(t, ExitUsage, code, "%v: %s", args, errOut)
+	}
+	code, _, errOut = run(t, dd, "key", "announce")
+	require.Equal(t, ExitEnv, code)
+	require.Contains(t, errOut, "needs a running lebowskid")
+
+	code, out, errOut = run(t, dd, "--json", "key", "revoke", "--successor", other.Fingerprint(), "--reason", "rotation test")
+	require.Equal(t, ExitOK, code, errOut)
+	var res struct {
+		Fingerprint string
+		Trust       string
+		Published   bool
+		Revocation  struct{ Reason, Successor, Text string }
+		RotatedTo   string `json:"rotated_to"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, own.Fingerprint, res.Fingerprint)
+	require.Equal(t, "distrusted", res.Trust)
+	require.False(t, res.Published)
+	require.Equal(t, "superseded", res.Revocation.Reason)
+	require.Equal(t, other.Fingerprint(), res.Revocation.Successor)
+	require.Empty(t, res.RotatedTo, "the old key's certification of its successor no longer counts: the successor does not vote here")
+	code, out, _ = run(t, dd, "key", "list")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "does not vote here")
+	code, _, _ = run(t, dd, "key", "trust", other.Fingerprint())
+	require.Equal(t, ExitOK, code)
+	code, out, _ = run(t, dd, "key", "list")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "earlier claims count as "+other.Fingerprint()[:8])
+	// A revoked key signs nothing.
+	code, _, errOut = run(t, dd, "key", "certify", other.Fingerprint())
+	require.Equal(t, ExitEnv, code)
+	require.Contains(t, errOut, "was revoked")
+}

@@ -201,17 +201,144 @@ func newKeyCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "FINGERPRINT\tTRUST\tEQUIVOCATING\tFIRST SEEN\tSOURCE")
 			for _, k := range keys {
-				trust := string(k.Trust)
-				if len(k.Via) > 0 {
-					trust += " via " + strings.Join(shortAll(k.Via, 8), " → ")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Fingerprint, trust, k.Equivocating, k.FirstSeen.Format("2006-01-02 15:04"), k.Source)
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Fingerprint, trustWords(k), k.Equivocating, k.FirstSeen.Format("2006-01-02 15:04"), k.Source)
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(gen, export, imp, trust, list)
+	cmd.AddCommand(gen, export, imp, trust, list, newKeyCertifyCmd(g), newKeyRevokeCmd(g), newKeyAnnounceCmd(g))
 	return cmd
+}
+
+// trustWords is a key's effective trust as `key list` shows it.
+func trustWords(k core.KeyInfo) string {
+	trust := string(k.Trust)
+	if len(k.Via) > 0 {
+		trust += " via " + strings.Join(shortAll(k.Via, 8), " → ")
+	}
+	if r := k.Revocation; r != nil {
+		trust += fmt.Sprintf(" (revoked %s, %s", r.Time.Format("2006-01-02"), r.Reason)
+		switch {
+		case k.RotatedTo != "":
+			trust += "; earlier claims count as " + short(k.RotatedTo, 8) + "'s"
+		case r.Successor != "":
+			trust += "; successor " + short(r.Successor, 8) + " does not vote here"
+		}
+		trust += ")"
+	}
+	return trust
+}
+
+// printKeyResult reports a certified, revoked or announced key.
+func (g *globals) printKeyResult(verb string, res *core.KeyResult) error {
+	if g.json {
+		return g.printJSON(res)
+	}
+	g.printf("%s %s: %s\n", verb, res.Fingerprint, trustWords(res.KeyInfo))
+	if res.Published {
+		g.printf("published on the keys topic\n")
+	} else {
+		fmt.Fprintf(g.errOut, "stored locally; nothing was published (no lebowskid running): start it (it announces its own key) or run `lebowski key announce %s` when it runs\n", res.Fingerprint)
+	}
+	return nil
+}
+
+func newKeyCertifyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "certify FINGERPRINT",
+		Short: "Certify a stored builder key with this node's key (as gpg --sign-key) and publish it",
+		Long: `Certify a stored builder key with this node's key (an OpenPGP certification,
+as gpg --sign-key makes) and publish the certified key on the keys topic.
+Nodes that trust this node's key count the certified key as "certified"
+within their trust_hops (docs/TRUST.md). Import the key first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fpr := vocab.NormalizeFingerprint(args[0])
+			if err := vocab.CheckFingerprint(fpr); err != nil {
+				return usageErr("%v", err)
+			}
+			b, done, err := g.api(cmd.Context(), write)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := b.CertifyKey(cmd.Context(), fpr)
+			if err != nil {
+				return notFoundIsUsage(err, "import the key first with `lebowski key import`")
+			}
+			return g.printKeyResult("certified", res)
+		},
+	}
+}
+
+func newKeyRevokeCmd(g *globals) *cobra.Command {
+	var successor, reason string
+	var compromised bool
+	cmd := &cobra.Command{
+		Use:   "revoke [--successor FPR] [--reason TEXT] [--compromised]",
+		Short: "Revoke this node's builder key and publish the revocation",
+		Long: `Revoke this node's builder key: a key revocation signature made with the key
+itself, stored and published on the keys topic. Every node stops counting
+the key's claims and certifications. With --successor (a rotation) the
+revocation names the key that replaces it: nodes that trust or certify the
+successor count the old key's claims signed before the revocation as the
+successor's. --compromised: none of the key's signatures count, whenever
+made (no successor). The node signs nothing with a revoked key: generate a
+new one (docs/TRUST.md, rotation).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if successor != "" {
+				successor = vocab.NormalizeFingerprint(successor)
+				if err := vocab.CheckFingerprint(successor); err != nil {
+					return usageErr("--successor: %v", err)
+				}
+			}
+			b, done, err := g.api(cmd.Context(), write)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := b.RevokeKey(cmd.Context(), core.RevokeRequest{Successor: successor, Reason: reason, Compromised: compromised})
+			if core.IsInvalid(err) {
+				return usageErr("%v", err)
+			}
+			if err != nil {
+				return err
+			}
+			return g.printKeyResult("revoked", res)
+		},
+	}
+	cmd.Flags().StringVar(&successor, "successor", "", "fingerprint of the key that replaces this one (a rotation)")
+	cmd.Flags().StringVar(&reason, "reason", "", "one line kept in the revocation")
+	cmd.Flags().BoolVar(&compromised, "compromised", false, "the key was stolen or leaked: none of its signatures count")
+	return cmd
+}
+
+func newKeyAnnounceCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "announce [FINGERPRINT]",
+		Short: "Publish this node's key (or a stored key) on the keys topic now (needs lebowskid)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fpr := ""
+			if len(args) == 1 {
+				fpr = vocab.NormalizeFingerprint(args[0])
+				if err := vocab.CheckFingerprint(fpr); err != nil {
+					return usageErr("%v", err)
+				}
+			}
+			b, done, err := g.api(cmd.Context(), write)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := b.AnnounceKey(cmd.Context(), fpr)
+			if err != nil {
+				return notFoundIsUsage(err, "list known keys with `lebowski key list`")
+			}
+			return g.printKeyResult("announced", res)
+		},
+	}
 }
 
 func shortAll(fprs []string, n int) []string {

@@ -63,6 +63,18 @@ type API interface {
 	ImportKey(ctx context.Context, pub []byte, trust attest.Trust, source string) (*KeyInfo, error)
 	// SetTrust changes how far the operator trusts a stored key.
 	SetTrust(ctx context.Context, fingerprint string, trust attest.Trust, note string) error
+	// CertifyKey certifies a stored builder key with the node's own key
+	// (an OpenPGP certification, as `gpg --sign-key` makes), stores it and
+	// publishes the certified key on the keys topic when online.
+	CertifyKey(ctx context.Context, fingerprint string) (*KeyResult, error)
+	// RevokeKey revokes the node's own builder key (a key revocation
+	// signature, naming a successor for a rotation), stores it and
+	// publishes the revoked key when online. The node signs nothing with
+	// a revoked key.
+	RevokeKey(ctx context.Context, req RevokeRequest) (*KeyResult, error)
+	// AnnounceKey publishes a stored key ("" = the node's own) on the
+	// keys topic now (ErrOffline without a network).
+	AnnounceKey(ctx context.Context, fingerprint string) (*KeyResult, error)
 
 	// PutBlob keeps content-addressed bytes and returns their CID.
 	PutBlob(ctx context.Context, data []byte) (string, error)
@@ -325,13 +337,41 @@ type KeyInfo struct {
 	// Stored is the level kept in the store (what `key trust` sets).
 	Stored attest.Trust `json:"stored_trust"`
 	// Via is the certification path from a trusted key, for certified keys.
-	Via          []string  `json:"via,omitempty"`
+	Via []string `json:"via,omitempty"`
+	// Revocation is the key's own revocation signature, when it has one:
+	// the key is distrusted (its claims do not count).
+	Revocation *attest.Revocation `json:"revocation,omitempty"`
+	// RotatedTo is the successor the revocation names, when that key
+	// votes here: the revoked key's claims signed before the revocation
+	// count as the successor's (docs/TRUST.md).
+	RotatedTo    string    `json:"rotated_to,omitempty"`
 	Source       string    `json:"source"`
 	FirstSeen    time.Time `json:"first_seen"`
 	Equivocating bool      `json:"equivocating"`
 	Note         string    `json:"note,omitempty"`
 	// PublicKey is the binary transferable public key (Key only).
 	PublicKey []byte `json:"public_key,omitempty"`
+}
+
+// KeyResult is a key after CertifyKey, RevokeKey or AnnounceKey.
+type KeyResult struct {
+	KeyInfo
+	// Published: the key was announced on the keys topic (false without
+	// a running daemon: it is stored, and the daemon announces the own
+	// key when it starts; `key announce` publishes any key later).
+	Published bool `json:"published"`
+}
+
+// RevokeRequest asks RevokeKey to revoke the node's own key.
+type RevokeRequest struct {
+	// Successor, for a rotation, is the fingerprint of the key that
+	// replaces this one.
+	Successor string `json:"successor,omitempty"`
+	// Reason is free text kept in the revocation (one line).
+	Reason string `json:"reason,omitempty"`
+	// Compromised marks a stolen or leaked key: none of its signatures
+	// count, whenever made; it names no successor.
+	Compromised bool `json:"compromised,omitempty"`
 }
 
 // PeerInfo is one connected peer.

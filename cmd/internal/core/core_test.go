@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/coretest"
@@ -52,4 +54,34 @@ func TestOfflineNode(t *testing.T) {
 	assert.Empty(t, st2.Builder)
 	_, err = n.RecordBuild(ctx, core.BuildRecord{})
 	assert.True(t, errors.Is(err, core.ErrNoIdentity), "%v", err)
+}
+
+// Without a network (the CLI without a daemon) certify and revoke store
+// locally and say nothing was published; announce needs the daemon.
+func TestOfflineKeyCommands(t *testing.T) {
+	cfg := &config.Config{DataDir: t.TempDir()}
+	cfg.Defaults()
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	ids := attesttest.Fresh(t, 2)
+	n := core.New(st, core.WithConfig(cfg), core.WithIdentity(ids[0]))
+	ctx := context.Background()
+	_, err = n.ImportKey(ctx, ids[1].PublicKey(), attest.TrustUnvetted, "test")
+	require.NoError(t, err)
+	res, err := n.CertifyKey(ctx, ids[1].Fingerprint())
+	require.NoError(t, err)
+	assert.False(t, res.Published)
+	assert.Equal(t, attest.TrustCertified, res.Trust)
+	_, err = n.AnnounceKey(ctx, "")
+	assert.ErrorIs(t, err, core.ErrOffline)
+	res, err = n.RevokeKey(ctx, core.RevokeRequest{Reason: "retired"})
+	require.NoError(t, err)
+	assert.False(t, res.Published)
+	require.NotNil(t, res.Revocation)
+	assert.Equal(t, "retired", res.Revocation.Reason)
+	// The certification made before the revocation no longer counts.
+	k, err := n.Key(ctx, ids[1].Fingerprint())
+	require.NoError(t, err)
+	assert.Equal(t, attest.TrustUnvetted, k.Trust)
 }

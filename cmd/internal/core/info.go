@@ -91,15 +91,16 @@ func opinionMatches(r store.RecipeSummary, q InfoQuery) bool {
 
 // rank orders recipes with consensus.Rank: unvetted keys are free to
 // create, so a flood of them for another recipe must not displace the
-// recipe trusted builders agree on (docs/SECURITY.md).
-func rank(rcs []store.RecipeClaims, trust consensus.TrustSource) []store.RecipeClaims {
+// recipe trusted builders agree on (docs/SECURITY.md). A rotated key's
+// earlier claims count as its successor's (trustView.countAs).
+func rank(rcs []store.RecipeClaims, trust *trustView) []store.RecipeClaims {
 	votes := make([]consensus.RecipeVotes, len(rcs))
 	byID := make(map[string]store.RecipeClaims, len(rcs))
 	for i, rc := range rcs {
 		v := consensus.RecipeVotes{RecipeID: rc.Recipe.RecipeID, Newest: rc.Recipe.Newest}
 		for _, c := range rc.Claims {
 			if c.Result != attest.ResultMismatch { // red flags never vote
-				v.Builders = append(v.Builders, c.Builder)
+				v.Builders = append(v.Builders, trust.countAs(c.Builder, c.Timestamp))
 			}
 		}
 		votes[i] = v
@@ -113,8 +114,10 @@ func rank(rcs []store.RecipeClaims, trust consensus.TrustSource) []store.RecipeC
 	return out
 }
 
-// evaluate decodes a recipe's claims and runs consensus on them.
-func (n *Node) evaluate(rc store.RecipeClaims, trust consensus.TrustSource) (RecipeInfo, error) {
+// evaluate decodes a recipe's claims and runs consensus on them. A
+// rotated key's claims signed before its revocation are evaluated as its
+// successor's (one vote per key: the successor's newest claim counts).
+func (n *Node) evaluate(rc store.RecipeClaims, trust *trustView) (RecipeInfo, error) {
 	ids := make([]string, len(rc.Claims))
 	own := false
 	for i, c := range rc.Claims {
@@ -129,9 +132,16 @@ func (n *Node) evaluate(rc store.RecipeClaims, trust consensus.TrustSource) (Rec
 	}
 	cl := make([]consensus.Claim, 0, len(full))
 	for _, c := range full {
-		if c != nil {
-			cl = append(cl, consensus.Claim{ID: c.ID, Statement: c.Statement})
+		if c == nil {
+			continue
 		}
+		st := c.Statement
+		if to := trust.countAs(st.Builder, st.Timestamp); to != st.Builder {
+			cp := *st
+			cp.Builder = to
+			st = &cp
+		}
+		cl = append(cl, consensus.Claim{ID: c.ID, Statement: st})
 	}
 	o := n.options()
 	o.RecipeID = rc.Recipe.RecipeID

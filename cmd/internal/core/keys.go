@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -12,6 +13,7 @@ import (
 func keyInfo(k store.KeyInfo, t *trustView) KeyInfo {
 	return KeyInfo{
 		Fingerprint: k.Fingerprint, Trust: t.Level(k.Fingerprint), Stored: k.Trust, Via: t.via[k.Fingerprint],
+		Revocation: t.revoked[k.Fingerprint], RotatedTo: t.rotated[k.Fingerprint].To,
 		Source: k.Source, FirstSeen: k.FirstSeen, Equivocating: k.Equivocating, Note: k.Note,
 	}
 }
@@ -102,4 +104,142 @@ func (n *Node) SetTrust(ctx context.Context, fpr string, trust attest.Trust, not
 		return Invalid(fmt.Errorf("%s is this node's own key; its trust is always %q", fpr, attest.TrustOwn))
 	}
 	return n.st.SetTrust(fpr, trust, note)
+}
+
+// CertifyKey certifies a stored key with the node's own key, stores the
+// certification (store.MergeKey, which checks it) and publishes the key.
+func (n *Node) CertifyKey(ctx context.Context, fpr string) (*KeyResult, error) {
+	if n.id == nil {
+		return nil, fmt.Errorf("certify key: %w on this node: run `lebowski key gen`", ErrNoIdentity)
+	}
+	fpr = vocab.NormalizeFingerprint(fpr)
+	if err := vocab.CheckFingerprint(fpr); err != nil {
+		return nil, Invalid(fmt.Errorf("certify key: %w", err))
+	}
+	if fpr == n.id.Fingerprint() {
+		return nil, Invalid(fmt.Errorf("certify key: %s is this node's own key; certify other builders' keys", fpr))
+	}
+	if err := n.usableOwnKey("certify key"); err != nil {
+		return nil, err
+	}
+	k, err := n.st.GetKey(fpr)
+	if err != nil {
+		return nil, fmt.Errorf("certify key: %w", err)
+	}
+	e, err := attest.ParsePublicKey(k.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("certify key: stored key %s: %w", fpr, err)
+	}
+	if r := attest.RevocationOf(e, n.now()); r != nil {
+		return nil, Invalid(fmt.Errorf("certify key: %s was revoked on %s (%s); certify its successor instead", fpr, r.Time.Format(time.DateOnly), r.Reason))
+	}
+	if err := attest.Certify(n.id, e); err != nil {
+		return nil, Invalid(fmt.Errorf("certify key: %w", err))
+	}
+	pub, err := attest.SerializeKey(e)
+	if err != nil {
+		return nil, fmt.Errorf("certify key: %w", err)
+	}
+	ki, out, err := n.st.MergeKey(pub, "certified by this node")
+	if err != nil {
+		return nil, fmt.Errorf("certify key %s: %w", fpr, err)
+	}
+	if !out.Changed() {
+		return nil, fmt.Errorf("certify key %s: the store kept no new certification (%s): it already carries %d", fpr, out, attest.MaxCertifications)
+	}
+	n.log.Info("key certified", "key", fpr, "by", n.id.Fingerprint())
+	return n.publishKey(ctx, ki)
+}
+
+// RevokeKey revokes the node's own key, stores the revocation and
+// publishes the revoked key.
+func (n *Node) RevokeKey(ctx context.Context, req RevokeRequest) (*KeyResult, error) {
+	if n.id == nil {
+		return nil, fmt.Errorf("revoke key: %w on this node: nothing to revoke", ErrNoIdentity)
+	}
+	succ := ""
+	if req.Successor != "" {
+		succ = vocab.NormalizeFingerprint(req.Successor)
+		if err := vocab.CheckFingerprint(succ); err != nil {
+			return nil, Invalid(fmt.Errorf("revoke key: successor: %w", err))
+		}
+	}
+	if err := n.ensureOwnKey(); err != nil {
+		return nil, err
+	}
+	pub, err := attest.Revoke(n.id, succ, req.Reason, req.Compromised, n.now())
+	if err != nil {
+		return nil, Invalid(err)
+	}
+	ki, out, err := n.st.MergeKey(pub, "own key")
+	if err != nil {
+		return nil, fmt.Errorf("revoke key %s: %w", n.id.Fingerprint(), err)
+	}
+	if !out.Changed() {
+		return nil, fmt.Errorf("revoke key %s: the store kept no new revocation (%s): it already carries %d", n.id.Fingerprint(), out, attest.MaxRevocations)
+	}
+	n.log.Warn("own builder key revoked", "key", n.id.Fingerprint(), "successor", succ, "compromised", req.Compromised)
+	return n.publishKey(ctx, ki)
+}
+
+// AnnounceKey publishes a stored key ("" = the node's own) now.
+func (n *Node) AnnounceKey(ctx context.Context, fpr string) (*KeyResult, error) {
+	if fpr == "" {
+		if n.id == nil {
+			return nil, fmt.Errorf("announce key: %w on this node: run `lebowski key gen`", ErrNoIdentity)
+		}
+		if err := n.ensureOwnKey(); err != nil {
+			return nil, err
+		}
+		fpr = n.id.Fingerprint()
+	}
+	fpr = vocab.NormalizeFingerprint(fpr)
+	if err := vocab.CheckFingerprint(fpr); err != nil {
+		return nil, Invalid(fmt.Errorf("announce key: %w", err))
+	}
+	if n.net == nil {
+		return nil, fmt.Errorf("announce key: %w", ErrOffline)
+	}
+	k, err := n.st.GetKey(fpr)
+	if err != nil {
+		return nil, fmt.Errorf("announce key: %w", err)
+	}
+	res, err := n.publishKey(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	if !res.Published {
+		return nil, fmt.Errorf("announce key %s: publishing on the keys topic failed (see lebowskid's log)", fpr)
+	}
+	return res, nil
+}
+
+// publishKey describes a stored key and publishes it when online.
+func (n *Node) publishKey(ctx context.Context, k store.KeyInfo) (*KeyResult, error) {
+	ki, err := n.withTrust(k)
+	if err != nil {
+		return nil, err
+	}
+	ki.PublicKey = k.PublicKey
+	res := &KeyResult{KeyInfo: *ki}
+	if n.net != nil {
+		if err := n.net.PublishKey(ctx, k.PublicKey); err != nil {
+			n.log.Warn("publish key", "key", k.Fingerprint, "err", err)
+		} else {
+			res.Published = true
+		}
+	}
+	return res, nil
+}
+
+// usableOwnKey refuses to sign with a revoked own key.
+func (n *Node) usableOwnKey(what string) error {
+	if err := n.ensureOwnKey(); err != nil {
+		return err
+	}
+	if r := attest.RevocationOf(n.st.Lookup(n.id.Fingerprint()), n.now()); r != nil {
+		return fmt.Errorf("%s: %w: this node's key %s was revoked on %s (%s); generate a new one (docs/TRUST.md, rotation)",
+			what, ErrNoIdentity, n.id.Fingerprint(), r.Time.Format(time.DateOnly), r.Reason)
+	}
+	return nil
 }

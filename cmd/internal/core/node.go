@@ -27,6 +27,8 @@ type Network interface {
 	// FetchBlob gets a blob from some peer (checked against the CID,
 	// kept by the node) and says which peer answered.
 	FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error)
+	// PublishKey announces a stored public key (binary) on the keys topic.
+	PublishKey(ctx context.Context, pub []byte) error
 }
 
 // Subscriber follows opinion topics (the daemon: load the opinion, join

@@ -168,7 +168,7 @@ func OneLine(s string) string {
 // (marked as the node's own build when own), emits it and publishes it
 // when online.
 func (n *Node) signAndPublish(ctx context.Context, stmt *attest.Statement, own bool) (*RecordResult, error) {
-	if err := n.ensureOwnKey(); err != nil {
+	if err := n.usableOwnKey("sign"); err != nil {
 		return nil, err
 	}
 	claim, err := attest.Sign(n.id, stmt)

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"time"
+
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/lebowski-dist/lebowski/attest"
@@ -10,12 +12,31 @@ import (
 
 // trustView is the operator's trust in builder keys as consensus sees it:
 // the levels kept in the store, the config's trusted_keys, the node's own
-// key, and keys certified by voting keys within trust_hops. It is cached
-// until the store's keys change (store.KeysVersion).
+// key, and keys certified by voting keys within trust_hops; a key with a
+// revocation signature is distrusted whatever else says, and a rotation
+// lets its earlier claims count as its successor's. It is cached until the
+// store's keys change (store.KeysVersion).
 type trustView struct {
-	levels map[string]attest.Trust
-	equiv  map[string]bool
-	via    map[string][]string // certified key → certifying path from a trusted key
+	levels  map[string]attest.Trust
+	equiv   map[string]bool
+	via     map[string][]string           // certified key → certifying path from a trusted key
+	revoked map[string]*attest.Revocation // keys with a revocation signature in effect
+	rotated map[string]rotation           // revoked key → the successor its earlier claims count as
+}
+
+// rotation: claims of a revoked key signed before At count as To's.
+type rotation struct {
+	To string
+	At time.Time
+}
+
+// countAs is the key a claim by fpr signed at ts counts as: the successor
+// of a rotated key for claims signed before the revocation, else fpr.
+func (t *trustView) countAs(fpr string, ts time.Time) string {
+	if r, ok := t.rotated[fpr]; ok && ts.Before(r.At) {
+		return r.To
+	}
+	return fpr
 }
 
 var _ consensus.TrustSource = (*trustView)(nil)
@@ -64,7 +85,8 @@ func (n *Node) RefreshTrust() error {
 }
 
 func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
-	t := &trustView{levels: map[string]attest.Trust{}, equiv: map[string]bool{}, via: map[string][]string{}}
+	t := &trustView{levels: map[string]attest.Trust{}, equiv: map[string]bool{}, via: map[string][]string{},
+		revoked: map[string]*attest.Revocation{}, rotated: map[string]rotation{}}
 	for _, k := range keys {
 		t.levels[k.Fingerprint] = k.Trust.Normalize()
 		if k.Equivocating {
@@ -79,8 +101,44 @@ func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
 	if n.id != nil {
 		t.levels[n.id.Fingerprint()] = attest.TrustOwn
 	}
+	n.revocations(t, keys)
 	n.certify(t, keys)
+	n.rotations(t)
 	return t
+}
+
+// revocations makes every key with a revocation signature in effect
+// distrusted — its own, a trusted or a config-trusted key too: a
+// revocation wins over any level and any certification path. The store
+// records revocations when it writes a key (KeyInfo.Revocation); keys
+// that would vote are also checked on their key material, for records
+// written before revocations were recorded.
+func (n *Node) revocations(t *trustView, keys []store.KeyInfo) {
+	now := n.now().Add(attest.DefaultSkew) // as the store: clocks differ
+	for _, k := range keys {
+		r := k.Revocation
+		if r == nil && t.Level(k.Fingerprint).Votes() {
+			r = attest.RevocationOf(n.st.Lookup(k.Fingerprint), now)
+		}
+		if r != nil {
+			t.revoked[k.Fingerprint] = r
+			t.levels[k.Fingerprint] = attest.TrustDistrusted
+		}
+	}
+}
+
+// rotations lets a revoked key's claims signed before its revocation
+// count as its successor's, when the revocation names the successor (and
+// is not for a compromised key) and the successor itself votes here.
+func (n *Node) rotations(t *trustView) {
+	for f, r := range t.revoked {
+		if r.Successor == "" || r.Compromised() || r.Successor == f {
+			continue
+		}
+		if t.votes(r.Successor) && t.revoked[r.Successor] == nil {
+			t.rotated[f] = rotation{To: r.Successor, At: r.Time}
+		}
+	}
 }
 
 // certify marks keys certified (OpenPGP certification signatures, checked

@@ -6,7 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -38,7 +43,7 @@ func (s storeAdapter) TrustedBuilder(fpr string) bool {
 		return true
 	}
 	ki, err := s.Store.GetKey(fpr)
-	return err == nil && ki.Trust.Normalize().Votes()
+	return err == nil && ki.Trust.Normalize().Votes() && ki.Revocation == nil
 }
 
 // OpenBlob streams a blob from the store, else from the build cache.
@@ -106,6 +111,69 @@ func (s storeAdapter) cachedFile(cid string) (string, bool) {
 	return source.CachedFile(s.sourceCache, hex.EncodeToString(sum[:]))
 }
 
+// keyAdapter lets the keys topic use the store: announced keys are merged
+// with store.MergeKey (which never raises trust), and the node
+// re-announces its own key as stored (with the certifications others
+// made of it and its revocation, if any).
+type keyAdapter struct {
+	st     *store.Store
+	own    string // the node's builder key fingerprint
+	ownPub []byte // its public key, until the store holds it
+	log    *slog.Logger
+}
+
+var _ p2p.KeyRecords = keyAdapter{}
+
+func (d *Daemon) keyRecords() keyAdapter {
+	return keyAdapter{st: d.st, own: d.id.Fingerprint(), ownPub: d.id.PublicKey(), log: d.log.With("sub", "keys")}
+}
+
+func (k keyAdapter) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool, error) {
+	ki, out, err := k.st.MergeKey(pub, "announced by "+from.String())
+	if err != nil {
+		return false, err
+	}
+	if out.Changed() {
+		k.log.Info("key learned from the network", "key", ki.Fingerprint, "outcome", out.String(), "peer", from,
+			"certifiers", len(ki.Certifiers), "revoked", ki.Revocation != nil)
+	}
+	return out.Changed(), nil
+}
+
+// AnnounceKeys is the own key as stored, then up to announceCertified
+// keys this node certified (picked at random each time), so a
+// certification whose announcement some nodes missed reaches them later.
+func (k keyAdapter) AnnounceKeys() [][]byte {
+	out := [][]byte{k.ownPub}
+	ki, err := k.st.GetKey(k.own)
+	switch {
+	case err == nil:
+		out[0] = ki.PublicKey
+		if ki.Revocation != nil {
+			return out // a revoked key's certifications no longer count
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		k.log.Warn("own key for announcement", "err", err)
+	}
+	keys, err := k.st.Keys()
+	if err != nil {
+		k.log.Warn("keys for announcement", "err", err)
+		return out
+	}
+	var certified [][]byte
+	for _, c := range keys {
+		if c.Fingerprint != k.own && slices.Contains(c.Certifiers, k.own) {
+			certified = append(certified, c.PublicKey)
+		}
+	}
+	rand.Shuffle(len(certified), func(i, j int) { certified[i], certified[j] = certified[j], certified[i] })
+	return append(out, certified[:min(len(certified), announceCertified)]...)
+}
+
+// announceCertified bounds the keys certified by this node re-announced
+// with its own key.
+const announceCertified = 3
+
 // network lets the core node use the libp2p node.
 type network struct{ n *p2p.Node }
 
@@ -116,6 +184,7 @@ func (w network) Addrs() []string { return addrStrings(w.n) }
 func (w network) Publish(ctx context.Context, c *attest.Claim) error {
 	return w.n.Publish(ctx, c)
 }
+func (w network) PublishKey(ctx context.Context, pub []byte) error { return w.n.PublishKey(ctx, pub) }
 func (w network) FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error) {
 	data, p, err := w.n.FetchBlobAny(ctx, cid, maxSize, true)
 	return data, p.String(), err

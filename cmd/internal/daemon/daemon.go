@@ -147,7 +147,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		DHT:            d.cfg.DHT,
 		SyncInterval:   d.cfg.SyncEvery,
 		Limits:         d.cfg.Limits,
-	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}},
+	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords()},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))
 	if err != nil {

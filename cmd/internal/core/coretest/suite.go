@@ -69,6 +69,10 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"VerifyPinsOpinionContent", testOpinionCID},
 		{"TrustedKeysFromConfig", testConfigTrust},
 		{"TrustHopsCertification", testTrustHops},
+		{"CertifyAndAnnounceKey", testCertifyKey},
+		{"KeyRevocationAndRotation", testRevocation},
+		{"RevocationBeatsCertification", testRevocationBeatsCertification},
+		{"RevokeOwnKey", testRevokeOwnKey},
 		{"Equivocation", testEquivocation},
 		{"Keys", testKeys},
 		{"Blobs", testBlobs},
@@ -630,11 +634,12 @@ func testEvents(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness
 	}
 }
 
-// FakeNetwork records published claims and reports fixed peers.
+// FakeNetwork records published claims and keys and reports fixed peers.
 type FakeNetwork struct {
 	mu        sync.Mutex
 	peers     []core.PeerInfo
 	published []string
+	keys      [][]byte
 	Fail      error             // Publish returns it when set
 	Blobs     map[string][]byte // what the fake peers serve, by CID
 }
@@ -680,6 +685,24 @@ func (f *FakeNetwork) Publish(_ context.Context, c *attest.Claim) error {
 	}
 	f.published = append(f.published, c.ID)
 	return nil
+}
+
+// PublishKey records an announced key (Fail makes it fail).
+func (f *FakeNetwork) PublishKey(_ context.Context, pub []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Fail != nil {
+		return f.Fail
+	}
+	f.keys = append(f.keys, append([]byte(nil), pub...))
+	return nil
+}
+
+// PublishedKeys are the keys announced, in order.
+func (f *FakeNetwork) PublishedKeys() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]byte(nil), f.keys...)
 }
 
 // PublishedIDs are the claims published, in order.

@@ -196,6 +196,21 @@ func (c *Client) SetTrust(ctx context.Context, fpr string, t attest.Trust, note 
 	return c.do(ctx, http.MethodPost, "/v1/keys/trust", setTrust{Fingerprint: fpr, Trust: t, Note: note}, nil)
 }
 
+func (c *Client) CertifyKey(ctx context.Context, fpr string) (*core.KeyResult, error) {
+	var out core.KeyResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/keys/certify", keyRef{Fingerprint: fpr}, &out)
+}
+
+func (c *Client) RevokeKey(ctx context.Context, req core.RevokeRequest) (*core.KeyResult, error) {
+	var out core.KeyResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/keys/revoke", req, &out)
+}
+
+func (c *Client) AnnounceKey(ctx context.Context, fpr string) (*core.KeyResult, error) {
+	var out core.KeyResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/keys/announce", keyRef{Fingerprint: fpr}, &out)
+}
+
 func (c *Client) PutBlob(ctx context.Context, data []byte) (string, error) {
 	resp, err := c.request(ctx, http.MethodPost, "/v1/blobs", bytes.NewReader(data), "application/octet-stream")
 	if err != nil {

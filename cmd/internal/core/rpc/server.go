@@ -87,6 +87,15 @@ func Handler(api core.API) http.Handler {
 	mux.HandleFunc("POST /v1/keys/trust", jsonIn(func(r *http.Request, req setTrust) (any, error) {
 		return map[string]bool{"ok": true}, api.SetTrust(r.Context(), req.Fingerprint, req.Trust, req.Note)
 	}))
+	mux.HandleFunc("POST /v1/keys/certify", jsonIn(func(r *http.Request, req keyRef) (any, error) {
+		return api.CertifyKey(r.Context(), req.Fingerprint)
+	}))
+	mux.HandleFunc("POST /v1/keys/revoke", jsonIn(func(r *http.Request, req core.RevokeRequest) (any, error) {
+		return api.RevokeKey(r.Context(), req)
+	}))
+	mux.HandleFunc("POST /v1/keys/announce", jsonIn(func(r *http.Request, req keyRef) (any, error) {
+		return api.AnnounceKey(r.Context(), req.Fingerprint)
+	}))
 	mux.HandleFunc("POST /v1/blobs", func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBlob))
 		if err != nil {
@@ -181,6 +190,10 @@ type setTrust struct {
 	Fingerprint string       `json:"fingerprint"`
 	Trust       attest.Trust `json:"trust"`
 	Note        string       `json:"note"`
+}
+
+type keyRef struct {
+	Fingerprint string `json:"fingerprint"`
 }
 
 type subscribe struct {

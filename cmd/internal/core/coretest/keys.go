@@ -1,0 +1,281 @@
+package coretest
+
+import (
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+)
+
+// certifiedBy returns target's public key certified by signers.
+func certifiedBy(t *testing.T, target *attest.Identity, signers ...*attest.Identity) []byte {
+	t.Helper()
+	e, err := attest.ParsePublicKey(target.PublicKey())
+	require.NoError(t, err)
+	for _, s := range signers {
+		require.NoError(t, attest.Certify(s, e))
+	}
+	b, err := attest.SerializeKey(e)
+	require.NoError(t, err)
+	return b
+}
+
+// revokedKey returns id's public key revoked at `at`, naming successor.
+func revokedKey(t *testing.T, id *attest.Identity, successor string, at time.Time) []byte {
+	t.Helper()
+	b, err := attest.Revoke(id, successor, "test", false, at)
+	require.NoError(t, err)
+	return b
+}
+
+// trustedGroup is the sorted fingerprints of the trusted keys in the
+// consensus group of hello's best recipe (nil without a consensus).
+func trustedGroup(t *testing.T, api core.API) []string {
+	t.Helper()
+	info, err := api.Info(ctx, core.InfoQuery{Package: "hello"})
+	require.NoError(t, err)
+	g := info.Recipes[0].Report.Consensus
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range g.Trusted {
+		out = append(out, k.Fingerprint)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedFprs(ids ...*attest.Identity) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, id.Fingerprint())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func testCertifyKey(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	other := attesttest.Fresh(t, 1)[0]
+	_, err := h.API.ImportKey(ctx, other.PublicKey(), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	res, err := h.API.CertifyKey(ctx, strings.ToLower(other.Fingerprint()))
+	require.NoError(t, err)
+	assert.True(t, res.Published)
+	assert.Equal(t, other.Fingerprint(), res.Fingerprint)
+	assert.Equal(t, attest.TrustCertified, res.Trust, "certified by the node's own key, one hop")
+	assert.Equal(t, []string{h.Identity.Fingerprint()}, res.Via)
+	assert.Equal(t, attest.TrustUnvetted, res.Stored, "the stored level is unchanged")
+	keys := h.Net.PublishedKeys()
+	require.Len(t, keys, 1)
+	pub, err := attest.ParsePublicKey(keys[0])
+	require.NoError(t, err)
+	own, err := attest.ParsePublicKey(h.Identity.PublicKey())
+	require.NoError(t, err)
+	assert.True(t, attest.CertifiedWithin(pub, map[string]*openpgp.Entity{h.Identity.Fingerprint(): own}, nil, 1),
+		"the published key carries the node's certification")
+
+	// Announce: the own key, any stored key.
+	res, err = h.API.AnnounceKey(ctx, "")
+	require.NoError(t, err)
+	assert.True(t, res.Published)
+	assert.Equal(t, h.Identity.Fingerprint(), res.Fingerprint)
+	res, err = h.API.AnnounceKey(ctx, other.Fingerprint())
+	require.NoError(t, err)
+	assert.True(t, res.Published)
+	assert.Len(t, h.Net.PublishedKeys(), 3)
+
+	for _, tc := range []struct {
+		desc string
+		err  error
+		want func(error) bool
+	}{
+		{"certify own key", func() error { _, err := h.API.CertifyKey(ctx, h.Identity.Fingerprint()); return err }(), core.IsInvalid},
+		{"certify unknown key", func() error { _, err := h.API.CertifyKey(ctx, strings.Repeat("AB", 20)); return err }(), core.IsNotFound},
+		{"certify bad fingerprint", func() error { _, err := h.API.CertifyKey(ctx, "zz"); return err }(), core.IsInvalid},
+		{"announce unknown key", func() error { _, err := h.API.AnnounceKey(ctx, strings.Repeat("CD", 20)); return err }(), core.IsNotFound},
+		{"announce bad fingerprint", func() error { _, err := h.API.AnnounceKey(ctx, "nope"); return err }(), core.IsInvalid},
+	} {
+		assert.True(t, tc.err != nil && tc.want(tc.err), "%s: %v", tc.desc, tc.err)
+	}
+
+	// The network failing: the certification is stored, not published.
+	h.Net.Fail = errors.New("no peers")
+	defer func() { h.Net.Fail = nil }()
+	third := attesttest.Fresh(t, 1)[0]
+	_, err = h.API.ImportKey(ctx, third.PublicKey(), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	res, err = h.API.CertifyKey(ctx, third.Fingerprint())
+	require.NoError(t, err)
+	assert.False(t, res.Published)
+	assert.Equal(t, attest.TrustCertified, res.Trust)
+	_, err = h.API.AnnounceKey(ctx, "")
+	assert.Error(t, err, "announce says it could not publish")
+}
+
+// A revoked key's claims stop counting; a rotation lets its claims signed
+// before the revocation count as the successor's, only when the
+// revocation names the successor and the successor votes here.
+func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	ids := attesttest.Fresh(t, 4)
+	a, b, k, s := ids[0], ids[1], ids[2], ids[3]
+	for _, tc := range []struct {
+		desc      string
+		successor string
+		sLevel    string // trusted, certified (by a), unvetted
+		after     bool   // k's claim is signed after the revocation
+		want      []*attest.Identity
+		rotatedTo string
+	}{
+		{"revoked, no successor", "", "trusted", false, []*attest.Identity{a, b}, ""},
+		{"rotation to a trusted successor", s.Fingerprint(), "trusted", false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to a certified successor", s.Fingerprint(), "certified", false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to an unvetted successor", s.Fingerprint(), "unvetted", false, []*attest.Identity{a, b}, ""},
+		{"claims signed after the revocation", s.Fingerprint(), "trusted", true, []*attest.Identity{a, b}, s.Fingerprint()},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			h := mk(t, nil)
+			importTrusted(t, h.API, []*attest.Identity{a, b})
+			revokedAt := time.Now().Add(-30 * time.Second).Truncate(time.Second)
+			ts := revokedAt.Add(-time.Hour)
+			if tc.after {
+				ts = revokedAt.Add(10 * time.Second)
+			}
+			res, err := h.API.ImportClaims(ctx, wires(t, attesttest.Claim(t, k, func(st *attest.Statement) { st.Timestamp = ts })))
+			require.NoError(t, err)
+			require.Equal(t, "new", res[0].Status, res[0].Error)
+			require.NoError(t, h.API.SetTrust(ctx, k.Fingerprint(), attest.TrustTrusted, "before"))
+			assert.Equal(t, sortedFprs(a, b, k), trustedGroup(t, h.API), "k counts before its revocation")
+
+			switch tc.sLevel {
+			case "trusted":
+				_, err = h.API.ImportKey(ctx, s.PublicKey(), attest.TrustTrusted, "operator")
+			case "certified":
+				_, err = h.API.ImportKey(ctx, certifiedBy(t, s, a), attest.TrustUnvetted, "keyserver")
+				// a's key must be stored for its certification to be checked.
+				require.NoError(t, err)
+				_, err = h.API.ImportKey(ctx, a.PublicKey(), attest.TrustTrusted, "operator")
+			default:
+				_, err = h.API.ImportKey(ctx, s.PublicKey(), attest.TrustUnvetted, "keyserver")
+			}
+			require.NoError(t, err)
+			// The revocation arrives (an import here, an announcement on the
+			// network): the operator's level is kept, the key stops voting.
+			_, err = h.API.ImportKey(ctx, revokedKey(t, k, tc.successor, revokedAt), attest.TrustTrusted, "revocation")
+			require.NoError(t, err)
+			ki, err := h.API.Key(ctx, k.Fingerprint())
+			require.NoError(t, err)
+			assert.Equal(t, attest.TrustDistrusted, ki.Trust)
+			assert.Equal(t, attest.TrustTrusted, ki.Stored)
+			require.NotNil(t, ki.Revocation)
+			assert.Equal(t, tc.successor, ki.Revocation.Successor)
+			assert.Equal(t, tc.rotatedTo, ki.RotatedTo)
+			assert.Equal(t, sortedFprs(tc.want...), trustedGroup(t, h.API))
+		})
+	}
+}
+
+// A revocation wins over any certification path and any level: a
+// certified key that is revoked is distrusted, the keys a revoked key
+// certified are no longer certified, and a config-trusted key or the
+// operator's trusted key is distrusted once revoked.
+func testRevocationBeatsCertification(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	ids := attesttest.Fresh(t, 4)
+	root, x, y, cfgKey := ids[0], ids[1], ids[2], ids[3]
+	two := 2
+	h := mk(t, func(c *config.Config) {
+		c.TrustHops = &two
+		c.TrustedKeys = []string{cfgKey.Fingerprint()}
+	})
+	_, err := h.API.ImportKey(ctx, root.PublicKey(), attest.TrustTrusted, "operator")
+	require.NoError(t, err)
+	_, err = h.API.ImportKey(ctx, certifiedBy(t, x, root), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	_, err = h.API.ImportKey(ctx, certifiedBy(t, y, x), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	_, err = h.API.ImportKey(ctx, cfgKey.PublicKey(), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	level := func(id *attest.Identity) attest.Trust {
+		k, err := h.API.Key(ctx, id.Fingerprint())
+		require.NoError(t, err)
+		return k.Trust
+	}
+	assert.Equal(t, attest.TrustCertified, level(x))
+	assert.Equal(t, attest.TrustCertified, level(y))
+	assert.Equal(t, attest.TrustTrusted, level(cfgKey))
+
+	// x revoked: distrusted although root certifies it, and y (certified
+	// only through x) is no longer certified.
+	_, err = h.API.ImportKey(ctx, revokedKey(t, x, "", time.Now().Add(-time.Second)), attest.TrustUnvetted, "revocation")
+	require.NoError(t, err)
+	assert.Equal(t, attest.TrustDistrusted, level(x))
+	assert.Equal(t, attest.TrustUnvetted, level(y))
+
+	// The operator's trusted root revoked: distrusted.
+	_, err = h.API.ImportKey(ctx, revokedKey(t, root, "", time.Now().Add(-time.Second)), attest.TrustTrusted, "revocation")
+	require.NoError(t, err)
+	assert.Equal(t, attest.TrustDistrusted, level(root))
+	// A config-trusted key revoked: distrusted.
+	_, err = h.API.ImportKey(ctx, revokedKey(t, cfgKey, "", time.Now().Add(-time.Second)), attest.TrustUnvetted, "revocation")
+	require.NoError(t, err)
+	assert.Equal(t, attest.TrustDistrusted, level(cfgKey))
+	// Importing the old, unrevoked copy again does not undo a revocation.
+	_, err = h.API.ImportKey(ctx, root.PublicKey(), attest.TrustTrusted, "old copy")
+	require.NoError(t, err)
+	assert.Equal(t, attest.TrustDistrusted, level(root))
+}
+
+func testRevokeOwnKey(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	next := attesttest.Fresh(t, 1)[0]
+	for _, tc := range []struct {
+		desc string
+		req  core.RevokeRequest
+	}{
+		{"bad successor", core.RevokeRequest{Successor: "xyz"}},
+		{"own key as successor", core.RevokeRequest{Successor: h.Identity.Fingerprint()}},
+		{"compromised with a successor", core.RevokeRequest{Successor: next.Fingerprint(), Compromised: true}},
+		{"two-line reason", core.RevokeRequest{Reason: "a\nb"}},
+	} {
+		_, err := h.API.RevokeKey(ctx, tc.req)
+		assert.True(t, core.IsInvalid(err), "%s: %v", tc.desc, err)
+	}
+	assert.Empty(t, h.Net.PublishedKeys(), "nothing published for refused requests")
+
+	res, err := h.API.RevokeKey(ctx, core.RevokeRequest{Successor: strings.ToLower(next.Fingerprint()), Reason: "yearly rotation"})
+	require.NoError(t, err)
+	assert.True(t, res.Published)
+	assert.Equal(t, h.Identity.Fingerprint(), res.Fingerprint)
+	assert.Equal(t, attest.TrustDistrusted, res.Trust, "a revoked own key does not vote either")
+	require.NotNil(t, res.Revocation)
+	assert.Equal(t, "superseded", res.Revocation.Reason)
+	assert.Equal(t, next.Fingerprint(), res.Revocation.Successor)
+	assert.Contains(t, res.Revocation.Text, "yearly rotation")
+	keys := h.Net.PublishedKeys()
+	require.Len(t, keys, 1)
+	pub, err := attest.ParsePublicKey(keys[0])
+	require.NoError(t, err)
+	assert.NotNil(t, attest.RevocationOf(pub, time.Now()), "the published key carries the revocation")
+
+	// The node signs nothing with a revoked key.
+	res2 := fakeResult(t, "deb")
+	res2.Recipe.OpinionCID = ""
+	_, err = core.Record(ctx, h.API, res2, nil)
+	assert.True(t, errors.Is(err, core.ErrNoIdentity), "%v", err)
+	other := attesttest.Fresh(t, 1)[0]
+	_, err = h.API.ImportKey(ctx, other.PublicKey(), attest.TrustUnvetted, "keyserver")
+	require.NoError(t, err)
+	_, err = h.API.CertifyKey(ctx, other.Fingerprint())
+	assert.True(t, errors.Is(err, core.ErrNoIdentity), "%v", err)
+}

@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/config"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
+)
+
+// TestTrustTravelsBetweenDaemons: node 0 trusts node 1's key R; node 1
+// certifies node 2's key B through its API (`lebowski key certify`) and
+// node 0's trust view counts B as certified via R within seconds, without
+// any import. Node 2 then revokes its key (`lebowski key revoke`) and
+// node 0 sees B distrusted within seconds.
+func TestTrustTravelsBetweenDaemons(t *testing.T) {
+	ds := startDaemonsWith(t, 3, nil, func(_ int, c *config.Config) {
+		c.TrustedKeys = nil // trust comes from the key store only
+		c.Subscribe = nil   // no rebuilds: keys only
+	}, nil)
+	ctx := context.Background()
+	r, b := ds[1].d.id, ds[2].d.id
+	c0, c1, c2 := dial(t, ds[0]), dial(t, ds[1]), dial(t, ds[2])
+	_, err := c0.ImportKey(ctx, r.PublicKey(), attest.TrustTrusted, "met node 1's operator")
+	require.NoError(t, err)
+	_, err = c1.ImportKey(ctx, b.PublicKey(), attest.TrustUnvetted, "node 2's key")
+	require.NoError(t, err)
+	// Gossipsub drops a publication to a peer before its first heartbeat
+	// with it: wait for the score and the topic subscription.
+	for _, i := range []int{1, 2} {
+		require.Eventually(t, func() bool {
+			if _, ok := ds[i].d.net.PeerScore(ds[0].d.net.ID()); !ok {
+				return false
+			}
+			for _, p := range ds[i].d.net.TopicPeers(p2p.KeysTopic) {
+				if p == ds[0].d.net.ID() {
+					return true
+				}
+			}
+			return false
+		}, 20*time.Second, 20*time.Millisecond, "node %d sees node 0 on the keys topic", i)
+	}
+
+	start := time.Now()
+	res, err := c1.CertifyKey(ctx, b.Fingerprint())
+	require.NoError(t, err)
+	require.True(t, res.Published)
+	var k *core.KeyInfo
+	require.Eventually(t, func() bool {
+		k, err = c0.Key(ctx, b.Fingerprint())
+		return err == nil && k.Trust == attest.TrustCertified
+	}, 10*time.Second, 10*time.Millisecond, "B certified at node 0")
+	t.Logf("node 0 counts B as certified %s after node 1 certified it", time.Since(start).Round(time.Millisecond))
+	require.Equal(t, []string{r.Fingerprint()}, k.Via)
+	require.Equal(t, attest.TrustUnknown, k.Stored, "learned from the network: the stored level is not raised")
+
+	start = time.Now()
+	res, err = c2.RevokeKey(ctx, core.RevokeRequest{Reason: "retired"})
+	require.NoError(t, err)
+	require.True(t, res.Published)
+	require.Eventually(t, func() bool {
+		k, err = c0.Key(ctx, b.Fingerprint())
+		return err == nil && k.Trust == attest.TrustDistrusted && k.Revocation != nil
+	}, 10*time.Second, 10*time.Millisecond, "B revoked at node 0")
+	t.Logf("node 0 sees B revoked %s after node 2 revoked it", time.Since(start).Round(time.Millisecond))
+}
+
+// The daemon re-announces its own key as stored, plus at most 3 keys it
+// certified; a revoked own key goes out alone.
+func TestKeyAdapterAnnounceKeys(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.WithNoSync())
+	require.NoError(t, err)
+	defer st.Close()
+	ids := attesttest.Fresh(t, 6)
+	own := ids[0]
+	k := keyAdapter{st: st, own: own.Fingerprint(), ownPub: own.PublicKey(), log: slog.New(slog.DiscardHandler)}
+	got := k.AnnounceKeys()
+	require.Equal(t, [][]byte{own.PublicKey()}, got, "before the store holds it: the identity's key")
+	_, err = st.PutKey(own.PublicKey(), attest.TrustOwn, "own key")
+	require.NoError(t, err)
+	for _, id := range ids[1:5] {
+		e, err := attest.ParsePublicKey(id.PublicKey())
+		require.NoError(t, err)
+		require.NoError(t, attest.Certify(own, e))
+		pub, err := attest.SerializeKey(e)
+		require.NoError(t, err)
+		_, out, err := st.MergeKey(pub, "certified by this node")
+		require.NoError(t, err)
+		require.Equal(t, store.MergeNew, out)
+	}
+	_, err = st.PutKey(ids[5].PublicKey(), attest.TrustUnvetted, "not certified")
+	require.NoError(t, err)
+	got = k.AnnounceKeys()
+	require.Len(t, got, 1+announceCertified)
+	for i, pub := range got {
+		e, err := attest.ParsePublicKey(pub)
+		require.NoError(t, err)
+		if i == 0 {
+			require.Equal(t, own.Fingerprint(), attest.Fingerprint(e))
+		} else {
+			require.Contains(t, attest.Certifiers(e), own.Fingerprint())
+		}
+	}
+	rev, err := attest.Revoke(own, "", "", false, time.Now())
+	require.NoError(t, err)
+	_, _, err = st.MergeKey(rev, "own key")
+	require.NoError(t, err)
+	got = k.AnnounceKeys()
+	require.Len(t, got, 1)
+	e, err := attest.ParsePublicKey(got[0])
+	require.NoError(t, err)
+	require.NotNil(t, attest.RevocationOf(e, time.Now()))
+}

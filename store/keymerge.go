@@ -1,0 +1,192 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// MergeOutcome says what MergeKey did with an announced key.
+type MergeOutcome int
+
+const (
+	// MergeIgnored: a key the store does not hold and that no key which
+	// votes here certifies (nor the config trusts): it cannot change
+	// this node's trust view, so it is not stored.
+	MergeIgnored MergeOutcome = iota
+	// MergeUnchanged: the stored key already carries everything the
+	// announcement does.
+	MergeUnchanged
+	// MergeNew: a new key, stored with attest.TrustUnknown.
+	MergeNew
+	// MergeUpdated: certifications or revocations were added to (or
+	// invalid ones dropped from) the stored key.
+	MergeUpdated
+)
+
+func (o MergeOutcome) String() string {
+	switch o {
+	case MergeUnchanged:
+		return "unchanged"
+	case MergeNew:
+		return "new"
+	case MergeUpdated:
+		return "updated"
+	}
+	return "ignored"
+}
+
+// Changed reports a new or updated key record.
+func (o MergeOutcome) Changed() bool { return o == MergeNew || o == MergeUpdated }
+
+// ErrKeyConflict: the stored key kept changing while a merge ran (retried
+// a few times first).
+var ErrKeyConflict = errors.New("key changed concurrently")
+
+// MergeKey merges an announced public key (binary or armored: the key
+// with its self-signatures, certifications by other keys and revocation
+// signatures) into the store with attest.MergeKey. It never raises
+// trust: a stored key keeps its level, source and first-seen time and
+// only gains certifications and revocation signatures (each verified
+// where the certifier's key is stored; at most attest.MaxCertifications
+// per key). A key the store does not hold is stored (level unknown,
+// counted as unvetted) only when a key that votes here — stored as
+// trusted or own, or exempt (the config's trusted_keys, or certified by
+// the trust view) — certifies it, or when it is itself exempt; anything
+// else could not change the trust view and is ignored. source says where
+// it came from ("announced by <peer>").
+func (s *Store) MergeKey(pub []byte, source string) (KeyInfo, MergeOutcome, error) {
+	if s.cfg.readOnly {
+		return KeyInfo{}, MergeIgnored, fmt.Errorf("merge key: %w", ErrReadOnly)
+	}
+	if _, err := attest.ParsePublicKey(pub); err != nil {
+		return KeyInfo{}, MergeIgnored, fmt.Errorf("merge key: %w", err)
+	}
+	for range 4 {
+		ki, out, retry, err := s.mergeKeyOnce(pub, source)
+		if !retry {
+			return ki, out, err
+		}
+	}
+	return KeyInfo{}, MergeIgnored, fmt.Errorf("merge key: %w (gave up after 4 attempts)", ErrKeyConflict)
+}
+
+// mergeKeyOnce does the crypto work outside the write transaction (a bbolt
+// read inside a write transaction of the same goroutine can deadlock), then
+// writes only if the record is still what it merged with.
+func (s *Store) mergeKeyOnce(pub []byte, source string) (KeyInfo, MergeOutcome, bool, error) {
+	in, err := attest.ParsePublicKey(pub) // fresh objects: MergeKey changes them
+	if err != nil {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key: %w", err)
+	}
+	fpr := attest.Fingerprint(in)
+	now := s.cfg.now()
+	old, err := s.GetKey(fpr)
+	exists := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: %w", fpr, err)
+	}
+	var base *openpgp.Entity
+	if exists {
+		if base, err = attest.ParsePublicKey(old.PublicKey); err != nil {
+			return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: stored key: %w", fpr, err)
+		}
+	}
+	merged, changed, err := attest.MergeKey(base, in, s, now)
+	if err != nil {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: %w", fpr, err)
+	}
+	if exists && !changed {
+		return old, MergeUnchanged, false, nil
+	}
+	if !exists && !s.wanted(merged, now) {
+		return KeyInfo{}, MergeIgnored, false, nil
+	}
+	bin, err := attest.SerializeKey(merged)
+	if err != nil {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key: %w", err)
+	}
+	// Parse what is stored, as Lookup will (and check it still fits).
+	stored, err := attest.ParsePublicKey(bin)
+	if err != nil {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: merged key does not parse: %w", fpr, err)
+	}
+	var out KeyInfo
+	outcome := MergeUpdated
+	retry := false
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		fk, _ := fprKey(fpr)
+		b := tx.Bucket(bktKeys)
+		v := b.Get(fk)
+		var ki KeyInfo
+		switch {
+		case v == nil && exists, v != nil && !exists:
+			retry = true // deleted or created since we read it
+			return nil
+		case v == nil:
+			outcome = MergeNew
+			ki = KeyInfo{Fingerprint: fpr, Trust: attest.TrustUnknown, Source: source, FirstSeen: now.UTC().Truncate(time.Second)}
+			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
+			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
+		default:
+			cur, err := decodeKeyInfo(v)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(cur.PublicKey, old.PublicKey) {
+				retry = true
+				return nil
+			}
+			ki = cur
+		}
+		ki.PublicKey = bin
+		ki.Certifiers = attest.Certifiers(stored)
+		ki.Revocation = attest.RevocationOf(stored, now.Add(attest.DefaultSkew))
+		out = ki
+		return putKeyInfo(b, fk, ki)
+	})
+	if err != nil {
+		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: %w", fpr, err)
+	}
+	if retry {
+		return KeyInfo{}, MergeIgnored, true, nil
+	}
+	s.keyMu.Lock()
+	s.keyCache[fpr] = stored
+	s.keyMu.Unlock()
+	s.keysVersion.Add(1)
+	return out, outcome, false, nil
+}
+
+// wanted reports whether a key the store does not hold may change the
+// trust view: it is exempt itself, or a key that votes certified it.
+func (s *Store) wanted(e *openpgp.Entity, now time.Time) bool {
+	if s.Exempt(attest.Fingerprint(e)) {
+		return true
+	}
+	for _, c := range attest.Certifiers(e) {
+		if !s.votes(c) {
+			continue
+		}
+		ce := s.Lookup(c)
+		if ce != nil && attest.CertifiedWithin(e, map[string]*openpgp.Entity{c: ce}, nil, 1) {
+			return true
+		}
+	}
+	return false
+}
+
+// votes reports a key stored with a level that votes, or exempt.
+func (s *Store) votes(fpr string) bool {
+	if s.Exempt(fpr) {
+		return true
+	}
+	ki, err := s.GetKey(fpr)
+	return err == nil && ki.Trust.Normalize().Votes() && ki.Revocation == nil
+}
