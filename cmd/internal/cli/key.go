@@ -253,9 +253,9 @@ Nodes that trust this node's key count the certified key as "certified"
 within their trust_hops (docs/TRUST.md). Import the key first.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fpr := vocab.NormalizeFingerprint(args[0])
-			if err := vocab.CheckFingerprint(fpr); err != nil {
-				return usageErr("%v", err)
+			fpr, err := fingerprintArg(args[0], "")
+			if err != nil {
+				return err
 			}
 			b, done, err := g.api(cmd.Context(), write)
 			if err != nil {
@@ -288,9 +288,9 @@ new one (docs/TRUST.md, rotation).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if successor != "" {
-				successor = vocab.NormalizeFingerprint(successor)
-				if err := vocab.CheckFingerprint(successor); err != nil {
-					return usageErr("--successor: %v", err)
+				var err error
+				if successor, err = fingerprintArg(successor, "--successor: "); err != nil {
+					return err
 				}
 			}
 			b, done, err := g.api(cmd.Context(), write)
@@ -322,9 +322,9 @@ func newKeyAnnounceCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fpr := ""
 			if len(args) == 1 {
-				fpr = vocab.NormalizeFingerprint(args[0])
-				if err := vocab.CheckFingerprint(fpr); err != nil {
-					return usageErr("%v", err)
+				var err error
+				if fpr, err = fingerprintArg(args[0], ""); err != nil {
+					return err
 				}
 			}
 			b, done, err := g.api(cmd.Context(), write)
@@ -339,6 +339,16 @@ func newKeyAnnounceCmd(g *globals) *cobra.Command {
 			return g.printKeyResult("announced", res)
 		},
 	}
+}
+
+// fingerprintArg normalizes a fingerprint given on the command line; a
+// malformed one is a usage error (exit 2), prefixed with what.
+func fingerprintArg(s, what string) (string, error) {
+	fpr := vocab.NormalizeFingerprint(s)
+	if err := vocab.CheckFingerprint(fpr); err != nil {
+		return "", usageErr("%s%v", what, err)
+	}
+	return fpr, nil
 }
 
 func shortAll(fprs []string, n int) []string {
