@@ -776,12 +776,15 @@ func (s *statusServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// newNonce is a CSP nonce in URL-safe base64: html/template would write a
+// '+' of standard base64 as &#43; in the attribute (browsers decode it, but
+// the page's bytes would no longer contain the nonce as sent in the header).
 func newNonce() (string, error) {
 	b := make([]byte, 18)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("nonce: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(b), nil
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // short is the first n characters of s and "…" when it is longer.
