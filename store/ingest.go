@@ -451,7 +451,7 @@ func checkClaim(c *attest.Claim) (*checked, IngestResult) {
 	if c.Envelope != nil && len(c.Envelope.Key) > 0 {
 		ch.pub = c.Envelope.Key
 	} else if c.Signer != nil {
-		if ch.pub, err = serializeKey(c.Signer); err != nil {
+		if ch.pub, err = attest.SerializeKey(c.Signer); err != nil {
 			return nil, rejected(c.ID, "serialize signer key: %v", err)
 		}
 	}

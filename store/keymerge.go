@@ -1,13 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lebowski-dist/lebowski/attest"
 )
@@ -108,48 +106,10 @@ func (s *Store) mergeKeyOnce(pub []byte, source string) (KeyInfo, MergeOutcome, 
 	if !exists && !s.wanted(merged, now) {
 		return KeyInfo{}, MergeIgnored, false, nil
 	}
-	bin, err := attest.SerializeKey(merged)
-	if err != nil {
-		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key: %w", err)
-	}
-	// Parse what is stored, as Lookup will (and check it still fits).
-	stored, err := attest.ParsePublicKey(bin)
-	if err != nil {
-		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: merged key does not parse: %w", fpr, err)
-	}
-	var out KeyInfo
-	outcome := MergeUpdated
-	retry := false
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		fk, _ := fprKey(fpr)
-		b := tx.Bucket(bktKeys)
-		v := b.Get(fk)
-		var ki KeyInfo
-		switch {
-		case v == nil && exists, v != nil && !exists:
-			retry = true // deleted or created since we read it
-			return nil
-		case v == nil:
-			outcome = MergeNew
-			ki = KeyInfo{Fingerprint: fpr, Trust: attest.TrustUnknown, Source: source, FirstSeen: now.UTC().Truncate(time.Second)}
-			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
-			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
-		default:
-			cur, err := decodeKeyInfo(v)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(cur.PublicKey, old.PublicKey) {
-				retry = true
-				return nil
-			}
-			ki = cur
+	ki, created, retry, err := s.writeKey(fpr, exists, old.PublicKey, merged, now, func(ki *KeyInfo, created bool) {
+		if created {
+			ki.Trust, ki.Source = attest.TrustUnknown, source
 		}
-		ki.PublicKey = bin
-		ki.Certifiers = attest.Certifiers(stored)
-		ki.Revocation = attest.RevocationOf(stored, now.Add(attest.DefaultSkew))
-		out = ki
-		return putKeyInfo(b, fk, ki)
 	})
 	if err != nil {
 		return KeyInfo{}, MergeIgnored, false, fmt.Errorf("merge key %s: %w", fpr, err)
@@ -157,11 +117,10 @@ func (s *Store) mergeKeyOnce(pub []byte, source string) (KeyInfo, MergeOutcome, 
 	if retry {
 		return KeyInfo{}, MergeIgnored, true, nil
 	}
-	s.keyMu.Lock()
-	s.keyCache[fpr] = stored
-	s.keyMu.Unlock()
-	s.keysVersion.Add(1)
-	return out, outcome, false, nil
+	if created {
+		return ki, MergeNew, false, nil
+	}
+	return ki, MergeUpdated, false, nil
 }
 
 // wanted reports whether a key the store does not hold may change the

@@ -47,14 +47,6 @@ func decodeKeyInfo(v []byte) (KeyInfo, error) {
 	return k, nil
 }
 
-func serializeKey(e *openpgp.Entity) ([]byte, error) {
-	var b bytes.Buffer
-	if err := e.Serialize(&b); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
 // PutKey stores a builder's public key (binary or armored) with a trust
 // level. An existing record keeps FirstSeen and the equivocation flag; its
 // trust and source are replaced, and its key material is merged with the
@@ -88,66 +80,85 @@ func (s *Store) putKeyOnce(pub []byte, trust attest.Trust, source string) (KeyIn
 		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
 	}
 	fpr := attest.Fingerprint(e)
-	var was []byte // the stored key material merged with (nil: no record)
-	if old, err := s.GetKey(fpr); err == nil {
+	now := s.cfg.now()
+	var was []byte // the stored key material merged with
+	old, err := s.GetKey(fpr)
+	existed := err == nil
+	if existed {
 		was = old.PublicKey
 		if oe, err := attest.ParsePublicKey(old.PublicKey); err == nil {
-			if e, _, err = attest.MergeKey(e, oe, s, s.cfg.now()); err != nil {
+			if e, _, err = attest.MergeKey(e, oe, s, now); err != nil {
 				return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
 			}
 		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
 	}
-	bin, err := serializeKey(e)
-	if err != nil {
-		return KeyInfo{}, false, fmt.Errorf("put key: %w", err)
-	}
-	if e, err = attest.ParsePublicKey(bin); err != nil {
-		return KeyInfo{}, false, fmt.Errorf("put key %s: merged key: %w", fpr, err)
-	}
-	var out KeyInfo
-	retry := false
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		fk, _ := fprKey(fpr)
-		b := tx.Bucket(bktKeys)
-		ki := KeyInfo{Fingerprint: fpr, FirstSeen: s.cfg.now().UTC().Truncate(time.Second)}
-		if v := b.Get(fk); v != nil {
-			old, err := decodeKeyInfo(v)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(old.PublicKey, was) {
-				retry = true // merged or written since we read it
-				return nil
-			}
-			ki = old
-		} else {
-			if was != nil {
-				retry = true
-				return nil
-			}
-			// Proofs may predate the record (claims ingested without key material).
-			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
-			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
-		}
-		ki.PublicKey, ki.Trust, ki.Source = bin, trust, source
-		ki.Certifiers = attest.Certifiers(e)
-		ki.Revocation = attest.RevocationOf(e, s.cfg.now().Add(attest.DefaultSkew))
-		out = ki
-		return putKeyInfo(b, fk, ki)
+	ki, _, retry, err := s.writeKey(fpr, existed, was, e, now, func(ki *KeyInfo, _ bool) {
+		ki.Trust, ki.Source = trust, source
 	})
 	if err != nil {
 		return KeyInfo{}, false, fmt.Errorf("put key %s: %w", fpr, err)
 	}
-	if retry {
-		return KeyInfo{}, true, nil
+	return ki, retry, nil
+}
+
+// writeKey is the one write of merged key material (PutKey, MergeKey):
+// it serializes e, checks that it parses back as Lookup will read it, and
+// writes the record only if its key material is still was (existed: a
+// record was read; retry=true otherwise, nothing written). fill sets the
+// record's own fields (created: no record before, FirstSeen and the
+// equivocation flag are set already); the key material, certifier index
+// and revocation are derived from e here.
+func (s *Store) writeKey(fpr string, existed bool, was []byte, e *openpgp.Entity, now time.Time, fill func(ki *KeyInfo, created bool)) (out KeyInfo, created, retry bool, err error) {
+	bin, err := attest.SerializeKey(e)
+	if err != nil {
+		return KeyInfo{}, false, false, err
+	}
+	if e, err = attest.ParsePublicKey(bin); err != nil {
+		return KeyInfo{}, false, false, fmt.Errorf("merged key: %w", err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		fk, _ := fprKey(fpr)
+		b := tx.Bucket(bktKeys)
+		v := b.Get(fk)
+		var ki KeyInfo
+		switch {
+		case (v == nil) == existed:
+			retry = true // created or deleted since we read it
+			return nil
+		case v == nil:
+			created = true
+			ki = KeyInfo{Fingerprint: fpr, FirstSeen: now.UTC().Truncate(time.Second)}
+			// Proofs may predate the record (claims ingested without key material).
+			k, _ := tx.Bucket(bktEquivocations).Cursor().Seek(fk)
+			ki.Equivocating = k != nil && bytes.HasPrefix(k, fk)
+		default:
+			cur, err := decodeKeyInfo(v)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(cur.PublicKey, was) {
+				retry = true // merged or written since we read it
+				return nil
+			}
+			ki = cur
+		}
+		fill(&ki, created)
+		ki.PublicKey = bin
+		ki.Certifiers = attest.Certifiers(e)
+		ki.Revocation = attest.RevocationOf(e, now.Add(attest.DefaultSkew))
+		out = ki
+		return putKeyInfo(b, fk, ki)
+	})
+	if err != nil || retry {
+		return KeyInfo{}, false, retry, err
 	}
 	s.keyMu.Lock()
 	s.keyCache[fpr] = e
 	s.keyMu.Unlock()
 	s.keysVersion.Add(1)
-	return out, false, nil
+	return out, created, false, nil
 }
 
 func putKeyInfo(b *bolt.Bucket, fk []byte, ki KeyInfo) error {
