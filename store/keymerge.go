@@ -130,7 +130,7 @@ func (s *Store) wanted(e *openpgp.Entity, now time.Time) bool {
 		return true
 	}
 	for _, c := range attest.Certifiers(e) {
-		if !s.votes(c) {
+		if !s.Votes(c) {
 			continue
 		}
 		ce := s.Lookup(c)
@@ -141,8 +141,10 @@ func (s *Store) wanted(e *openpgp.Entity, now time.Time) bool {
 	return false
 }
 
-// votes reports a key stored with a level that votes, or exempt.
-func (s *Store) votes(fpr string) bool {
+// Votes reports a key that votes as the store knows it: exempt (the
+// config's trusted_keys, keys certified by the trust view), or stored with
+// a level that votes and not revoked.
+func (s *Store) Votes(fpr string) bool {
 	if s.Exempt(fpr) {
 		return true
 	}

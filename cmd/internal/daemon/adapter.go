@@ -37,14 +37,9 @@ var (
 )
 
 // TrustedBuilder: claims of keys that vote (own, trusted in the store or
-// by the config's trusted_keys) pass a flooding peer's gossip rate.
-func (s storeAdapter) TrustedBuilder(fpr string) bool {
-	if s.Store.Exempt(fpr) {
-		return true
-	}
-	ki, err := s.Store.GetKey(fpr)
-	return err == nil && ki.Trust.Normalize().Votes() && ki.Revocation == nil
-}
+// by the config's trusted_keys, certified) pass a flooding peer's gossip
+// rate.
+func (s storeAdapter) TrustedBuilder(fpr string) bool { return s.Store.Votes(fpr) }
 
 // OpenBlob streams a blob from the store, else from the build cache.
 func (s storeAdapter) OpenBlob(cid string) (io.ReadSeekCloser, int64, bool, error) {
