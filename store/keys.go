@@ -59,10 +59,7 @@ func (s *Store) PutKey(pub []byte, trust attest.Trust, source string) (KeyInfo, 
 	if !trust.Stored() {
 		return KeyInfo{}, fmt.Errorf("put key: %w %q (want unknown, unvetted, trusted, own or distrusted)", attest.ErrInvalidTrust, trust)
 	}
-	if _, err := attest.ParsePublicKey(pub); err != nil {
-		return KeyInfo{}, fmt.Errorf("put key: %w", err)
-	}
-	for range 4 {
+	for range 4 { // a key that does not parse fails the first attempt
 		ki, retry, err := s.putKeyOnce(pub, trust, source)
 		if !retry {
 			return ki, err
