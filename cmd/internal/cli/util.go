@@ -36,12 +36,7 @@ func notFoundIsUsage(err error, hint string) error {
 
 func ago(now, t time.Time) string { return human.Ago(now, t, "never") }
 
-func short(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
+func short(s string, n int) string { return human.Short(s, n) }
 
 // writeFileAtomic writes data to path through a temporary file in the
 // same directory, so a reader never sees half a file.

@@ -788,13 +788,7 @@ func newNonce() (string, error) {
 }
 
 // short is the first n characters of s and "…" when it is longer.
-func short(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
-}
+func short(s string, n int) string { return human.Short(s, n) }
 
 // agoText says how long before now t was.
 func agoText(now, t time.Time) string { return human.Ago(now, t, "-") }

@@ -26,3 +26,13 @@ func Ago(now, t time.Time, zero string) string {
 	}
 	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 }
+
+// Short is s cut to its first n characters (runes, so UTF-8 stays whole),
+// with "…" when it was longer.
+func Short(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -23,3 +23,20 @@ func TestAgo(t *testing.T) {
 		}
 	}
 }
+
+func TestShort(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"ABCDEF", 8, "ABCDEF"},
+		{"ABCDEF", 6, "ABCDEF"},
+		{"ABCDEF", 4, "ABCD…"},
+		{"ünïcödé", 3, "ünï…"},
+	} {
+		if got := Short(tc.s, tc.n); got != tc.want {
+			t.Errorf("Short(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
