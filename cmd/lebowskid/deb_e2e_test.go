@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 )
 
 // TestE2EDebPackage builds the Debian package of Lebowski twice from a
@@ -70,7 +72,7 @@ func TestE2EDebPackage(t *testing.T) {
 	in := func(cmd string) string {
 		return run(t, ctx, "", nil, "podman", "exec", name, "sh", "-c", cmd)
 	}
-	waitFor(t, 60*time.Second, "systemd in the container", func() bool {
+	attesttest.Eventually(t, 60*time.Second, "systemd in the container", func() bool {
 		out, _ := exec.Command("podman", "exec", name, "systemctl", "is-system-running").Output()
 		s := strings.TrimSpace(string(out))
 		return s == "running" || s == "degraded"
@@ -78,7 +80,7 @@ func TestE2EDebPackage(t *testing.T) {
 	start = time.Now()
 	inst := in("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /deb/" + filepath.Base(debA) + " 2>&1")
 	t.Logf("apt-get install in %s; postinst said:\n%s", time.Since(start).Round(time.Second), tail(inst, 14))
-	waitFor(t, 30*time.Second, "lebowskid.service active", func() bool {
+	attesttest.Eventually(t, 30*time.Second, "lebowskid.service active", func() bool {
 		out, _ := exec.Command("podman", "exec", name, "systemctl", "is-active", "lebowskid").Output()
 		return strings.TrimSpace(string(out)) == "active"
 	})
@@ -153,17 +155,6 @@ func fileSHA(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 func tail(s string, n int) string {
