@@ -72,7 +72,10 @@ type BuilderClaim struct {
 func (b BuilderClaim) Trusted() bool { return b.Level.Votes() }
 
 // operatorKey is the identity used for diversity: the TrustSource operator
-// when known, else the libp2p peer ID, else the key itself.
+// when known, else the libp2p peer ID, else the key itself. Only trusted
+// claims carry an Operator and only they are counted (Group.Operators);
+// the node's trust view knows every voting key's operator, so there the
+// peer ID fallback never applies.
 func (b BuilderClaim) operatorKey() string {
 	switch {
 	case b.Operator != "":

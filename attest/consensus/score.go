@@ -19,6 +19,9 @@ const (
 	// DiversitySaturation is the number of distinct operators that gives
 	// full diversity. One operator gives 0, so a single operator can never
 	// score above 10×WeightVolume = 5, whatever number of keys it runs.
+	// An operator is what TrustSource.Operator groups: for the node, a
+	// certification cluster (a directly trusted key and every key certified
+	// from it), not a peer ID (docs/TRUST.md, "Operator diversity").
 	DiversitySaturation = 5
 	// Recency: full until RecencyGrace, then linear down to RecencyFloor
 	// at RecencyHorizon, and RecencyFloor after that.
@@ -45,7 +48,7 @@ const (
 // Components are the factors that make up a Report's score.
 type Components struct {
 	TrustedAgree int           `json:"trusted_agree"` // n: trusted keys in the consensus group
-	Operators    int           `json:"operators"`     // d: distinct operators among them
+	Operators    int           `json:"operators"`     // d: distinct operators among them (TrustSource.Operator)
 	TrustedFail  int           `json:"trusted_failed"`
 	Dissent      int           `json:"trusted_dissent"`
 	Age          time.Duration `json:"age_ns"`    // age of the newest agreeing trusted claim (negative = future, counted as fresh)

@@ -17,7 +17,12 @@ type TrustSource interface {
 	// equivocation proof for any recipe) to have signed conflicting claims.
 	Equivocating(fingerprint string) bool
 	// Operator is an optional grouping key for diversity: keys run by the
-	// same person or organisation return the same string; "" = unknown.
+	// same person or organisation return the same string; "" = unknown
+	// (the claim's peer ID, else the key, stands in). It is asked only for
+	// keys whose level votes. The node's trust view returns the key's
+	// certification cluster — the directly trusted key its trust comes
+	// from — so peer IDs, which anyone can mint, count for nothing there
+	// (docs/TRUST.md, "Operator diversity").
 	Operator(fingerprint string) string
 }
 

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"sort"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -14,7 +15,8 @@ import (
 // the levels kept in the store, the config's trusted_keys, the node's own
 // key, and keys certified by voting keys within trust_hops; a key with a
 // revocation signature is distrusted whatever else says, and a rotation
-// lets its earlier claims count as its successor's. It is cached until the
+// lets its earlier claims count as its successor's. Operator groups voting
+// keys into operator clusters for diversity. It is cached until the
 // store's keys change (store.KeysVersion).
 type trustView struct {
 	levels  map[string]attest.Trust
@@ -48,7 +50,38 @@ func (t *trustView) Level(f string) attest.Trust {
 	return attest.TrustUnvetted
 }
 func (t *trustView) Equivocating(f string) bool { return t.equiv[f] }
-func (t *trustView) Operator(string) string     { return "" }
+
+// Operator is the operator cluster of a voting key, what consensus counts
+// as one operator for diversity (docs/TRUST.md, "Operator diversity"): the
+// key the node trusts directly that the key's vote comes from.
+//
+//   - A key trusted directly (the node's own key, a stored trusted key, a
+//     config trusted_keys entry) is its own cluster: its fingerprint.
+//   - A certified key is in its certifier's cluster, and so transitively in
+//     the cluster of the first key of its certification path (via[f][0]):
+//     a key certified by C, which R certified, is in R's cluster, like C.
+//
+// So a key and every key it certifies, directly or through keys it
+// certified, are one operator: Sybil keys certified by one key — or by a
+// chain of keys it minted, with trust_hops above 1 — never add an operator,
+// and neither do libp2p peer IDs. The number of operators is at most the
+// number of keys the node's operator trusts directly. (Clustering by the
+// direct certifier, via[f][len-1], would let a certified key mint
+// intermediate keys that each anchor a new "operator".) At trust_hops 1
+// the first key of the path is the direct certifier.
+//
+// Keys that do not vote return "": consensus asks only for trusted claims
+// (unvetted keys never count towards the score) and falls back to the
+// claim's peer ID there.
+func (t *trustView) Operator(f string) string {
+	if !t.Level(f).Votes() {
+		return ""
+	}
+	if p := t.via[f]; len(p) > 0 {
+		return p[0]
+	}
+	return f
+}
 
 // votes reports a non-equivocating key whose level votes.
 func (t *trustView) votes(f string) bool { return t.Level(f).Votes() && !t.equiv[f] }
@@ -146,7 +179,10 @@ func (n *Node) rotations(t *trustView) {
 // up to n.hops. Candidates come from the store's certifier index, so the
 // cost grows with the certified keys, not with all keys; unvetted keys
 // never create trust, a distrusted key is never certified, and cycles end
-// because a key is certified at most once.
+// because a key is certified at most once. Each hop takes its certifiers
+// in fingerprint order, so a key certified by several at the same
+// distance gets the same path (and operator cluster, Operator) on every
+// rebuild, whatever the map order.
 func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 	if n.hops <= 0 {
 		return
@@ -170,6 +206,7 @@ func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 		}
 	}
 	for hop := 1; hop <= n.hops && len(frontier) > 0; hop++ {
+		sort.Strings(frontier)
 		var next []string
 		for _, certifier := range frontier {
 			cands := byCertifier[certifier]
