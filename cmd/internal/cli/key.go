@@ -250,7 +250,11 @@ func newKeyCertifyCmd(g *globals) *cobra.Command {
 		Long: `Certify a stored builder key with this node's key (an OpenPGP certification,
 as gpg --sign-key makes) and publish the certified key on the keys topic.
 Nodes that trust this node's key count the certified key as "certified"
-within their trust_hops (docs/TRUST.md). Import the key first.`,
+within their trust_hops (docs/TRUST.md). For diversity in the score, a
+certified key counts as the same operator as the key its certification
+path starts from: certify your own machines' keys; trust another
+organisation's key directly to count it as a separate operator.
+Import the key first.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fpr, err := fingerprintArg(args[0], "")
