@@ -122,6 +122,9 @@ type Deps struct {
 	// names the keys the node re-announces. Without it the node relays
 	// announcements and keeps nothing.
 	KeyRecords KeyRecords
+	// Intents, optional, receives verified build intents from
+	// IntentsTopic. Without it the node relays intents and keeps nothing.
+	Intents IntentSink
 }
 
 type options struct {

@@ -157,8 +157,11 @@ func (n *Node) Topics() []string {
 
 // TopicPeers lists the peers known to be subscribed to a topic we joined.
 func (n *Node) TopicPeers(spec string) []peer.ID {
-	if spec == KeysTopic {
+	switch spec {
+	case KeysTopic:
 		return n.keysTopic.ListPeers()
+	case IntentsTopic:
+		return n.intentsTopic.ListPeers()
 	}
 	name, err := TopicFromSpec(spec)
 	if err != nil {

@@ -29,6 +29,10 @@ type Limits struct {
 	// they are ignored before they are parsed.
 	KeysPerSecond float64 `yaml:"keys_per_second"`
 	KeysBurst     int     `yaml:"keys_burst"`
+	// IntentsPerSecond is the build intents per second accepted from one
+	// forwarding peer on IntentsTopic (token bucket of IntentsBurst).
+	IntentsPerSecond float64 `yaml:"intents_per_second"`
+	IntentsBurst     int     `yaml:"intents_burst"`
 	// SyncSessionsPerMinute is how many inbound catch-up sessions one peer
 	// may open per minute (burst 5): a peer syncing every 2 s fits.
 	SyncSessionsPerMinute float64 `yaml:"sync_sessions_per_minute"`
@@ -48,6 +52,8 @@ const (
 	DefaultGossipBurst            = 2000
 	DefaultKeysPerSecond          = 20
 	DefaultKeysBurst              = 100
+	DefaultIntentsPerSecond       = 10
+	DefaultIntentsBurst           = 100
 	DefaultSyncSessionsPerMinute  = 30
 	DefaultSyncSessionTimeout     = 5 * time.Minute
 	DefaultSyncRequestsPerSession = 5000
@@ -82,6 +88,8 @@ func (l *Limits) fill() {
 	orDefault(&l.GossipBurst, DefaultGossipBurst)
 	orDefault(&l.KeysPerSecond, DefaultKeysPerSecond)
 	orDefault(&l.KeysBurst, DefaultKeysBurst)
+	orDefault(&l.IntentsPerSecond, DefaultIntentsPerSecond)
+	orDefault(&l.IntentsBurst, DefaultIntentsBurst)
 	orDefault(&l.SyncSessionsPerMinute, DefaultSyncSessionsPerMinute)
 	orDefault(&l.SyncSessionTimeout, DefaultSyncSessionTimeout)
 	orDefault(&l.SyncRequestsPerSession, DefaultSyncRequestsPerSession)
@@ -143,10 +151,11 @@ const (
 	RefuseBlobInvalid = "blob_invalid" // a blob answer broke the protocol or its CID (peer penalized)
 	RefuseGossipDrop  = "gossip_queue" // claim dropped: the ingest queue was full
 	RefuseKeysRate    = "keys_rate"    // key announcement ignored: the forwarding peer is over its rate
+	RefuseIntentsRate = "intents_rate" // build intent ignored: the forwarding peer is over its rate
 )
 
 var refuseKinds = []string{RefuseGossipRate, RefuseSyncRate, RefuseSyncBusy, RefuseSyncEvicted, RefuseSyncBudget,
-	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop, RefuseKeysRate}
+	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop, RefuseKeysRate, RefuseIntentsRate}
 
 // refusals counts refused work by kind.
 type refusals map[string]*atomic.Uint64

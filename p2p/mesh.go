@@ -69,8 +69,8 @@ func (m *meshTracer) UndeliverableMessage(*pubsub.Message)                 {}
 // MeshPeers lists the peers in this node's gossipsub mesh for a topic
 // (a full topic name or "<pkg>/<opinion>").
 func (n *Node) MeshPeers(spec string) []peer.ID {
-	if spec == KeysTopic {
-		return n.mesh.peers(KeysTopic)
+	if spec == KeysTopic || spec == IntentsTopic {
+		return n.mesh.peers(spec)
 	}
 	name, err := TopicFromSpec(spec)
 	if err != nil {

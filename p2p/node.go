@@ -68,7 +68,7 @@ type Node struct {
 
 	// limits (limits.go)
 	gossipRate, syncRate, blobRate *peerRates
-	keyRate                        *peerRates
+	keyRate, intentRate            *peerRates
 	refused                        refusals
 	gossipQ                        chan gossipClaim
 	// penalties are application penalties (Penalize), under their own
@@ -81,6 +81,9 @@ type Node struct {
 	keysTopic    *pubsub.Topic
 	keysSub      *pubsub.Subscription
 	announceKick chan struct{}
+
+	// IntentsTopic (intents.go)
+	intentsTopic *pubsub.Topic
 }
 
 type topicState struct {
@@ -140,6 +143,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		overflow:     make(map[peer.ID]int),
 		gossipRate:   newPeerRates(cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst),
 		keyRate:      newPeerRates(cfg.Limits.KeysPerSecond, cfg.Limits.KeysBurst),
+		intentRate:   newPeerRates(cfg.Limits.IntentsPerSecond, cfg.Limits.IntentsBurst),
 		announceKick: make(chan struct{}, 1),
 		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, syncSessionBurst),
 		blobRate:     newPeerRates(cfg.Limits.BlobRequestsPerMinute/60, max(1, int(cfg.Limits.BlobRequestsPerMinute/6))),
@@ -221,6 +225,9 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 	go n.ingestLoop()
 
 	if err := n.joinKeys(); err != nil {
+		return fail(err)
+	}
+	if err := n.joinIntents(); err != nil {
 		return fail(err)
 	}
 	for _, t := range topicsWanted {

@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
@@ -34,9 +35,21 @@ const (
 	DefaultBuildTimeout = time.Hour
 	DefaultConcurrency  = 1
 	DefaultQueue        = 64
-	DefaultLogLevel     = "info"
-	DefaultLogFormat    = "text"
-	MaxTrustHops        = 5
+	// DefaultTarget is how many independent trusted builders each
+	// subscribed recipe should reach before this node skips it.
+	DefaultTarget = 5
+	// DefaultReverifyAfter: claims older than this no longer count toward
+	// the target, so old recipes are rebuilt again (re-verification).
+	DefaultReverifyAfter = 30 * 24 * time.Hour
+	// DefaultIntentTTL is how long others count this node's build intent
+	// without a renewal (renewed every third of it while building).
+	DefaultIntentTTL = 10 * time.Minute
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "text"
+	MaxTrustHops     = 5
+	// MinIntentTTL is the shortest builds.intent_ttl: shorter would flood
+	// the intents topic with renewals.
+	MinIntentTTL = time.Second
 )
 
 // ErrInvalid wraps every configuration problem (exit 2).
@@ -134,6 +147,28 @@ type BuildConfig struct {
 	Queue       int           `yaml:"queue"`       // default 64
 	Timeout     time.Duration `yaml:"timeout"`     // default 1h; a timeout is signed as a failed build
 	PodmanURL   string        `yaml:"podman_url"`  // default: start a private podman service
+	// Target is how many independent trusted builders (own included) each
+	// subscribed recipe should reach: the node builds the recipes furthest
+	// from it and skips those that reached it, by claims or by others'
+	// build intents (docs/SCHEDULER.md). Default 5.
+	Target int `yaml:"target"`
+	// ReverifyAfter: claims older than this do not count toward Target,
+	// so recipes are rebuilt again once their newest claims are that old
+	// (default 720h; negative: claims never get too old).
+	ReverifyAfter time.Duration `yaml:"reverify_after"`
+	// IntentTTL is how long peers count this node's build intent without a
+	// renewal: a node that dies mid-build is replaced after at most this
+	// long (default 10m, whole seconds, 1s..6h).
+	IntentTTL time.Duration `yaml:"intent_ttl"`
+}
+
+// MaxAge is ReverifyAfter for the scheduler: 0 when claims never get too
+// old.
+func (b BuildConfig) MaxAge() time.Duration {
+	if b.ReverifyAfter < 0 {
+		return 0
+	}
+	return b.ReverifyAfter
 }
 
 // Load reads the configuration of the node at dataDir ("" = DefaultDataDir):
@@ -220,6 +255,15 @@ func (c *Config) Defaults() {
 	if c.Builds.Timeout == 0 {
 		c.Builds.Timeout = DefaultBuildTimeout
 	}
+	if c.Builds.Target == 0 {
+		c.Builds.Target = DefaultTarget
+	}
+	if c.Builds.ReverifyAfter == 0 {
+		c.Builds.ReverifyAfter = DefaultReverifyAfter
+	}
+	if c.Builds.IntentTTL == 0 {
+		c.Builds.IntentTTL = DefaultIntentTTL
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultLogLevel
 	}
@@ -258,6 +302,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Builds.Timeout < 0 {
 		add("builds.timeout: %s is negative", c.Builds.Timeout)
+	}
+	if c.Builds.Target < 0 || c.Builds.Target > 100 {
+		add("builds.target: %d not in 1..100", c.Builds.Target)
+	}
+	if ttl := c.Builds.IntentTTL; ttl != 0 && (ttl < MinIntentTTL || ttl > attest.MaxIntentTTL || ttl%time.Second != 0) {
+		add("builds.intent_ttl: %s not whole seconds in %s..%s", ttl, MinIntentTTL, attest.MaxIntentTTL)
 	}
 	if c.Threshold < 0 || c.Threshold > 10 {
 		add("threshold: %v not in 0..10", c.Threshold)

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,6 +30,7 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
+	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
@@ -60,11 +62,15 @@ type Daemon struct {
 	mirror *mirror    // the apt repository; nil when repo.addr is unset
 	repoMu sync.Mutex // one refresh at a time
 
+	// sched chooses what to build, sharing the work with other builders
+	// through their intents (work.go); buildSecs is the moving average of
+	// this node's build durations, announced as what to expect.
+	sched     *sched.Scheduler
+	buildSecs atomic.Int64
+
 	mu      sync.Mutex
 	subs    map[string]*subscription // by "pkg/name"
-	queue   chan buildJob
-	pending map[string]bool // dedupe key: pkg/opinion-cid
-	running map[string]time.Time
+	running map[string]time.Time     // by recipe key
 }
 
 // subscription is one followed topic. op is nil for a vanilla build, and
@@ -77,7 +83,7 @@ type subscription struct {
 }
 
 type buildJob struct {
-	key    string
+	key    string // attest.RecipeKey
 	pkg    string
 	op     *opinions.Opinion // nil: vanilla
 	reason string
@@ -106,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}),
-		subs: map[string]*subscription{}, pending: map[string]bool{}, running: map[string]time.Time{}}
+		subs: map[string]*subscription{}, running: map[string]time.Time{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -127,7 +133,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	d.st = st
-	d.queue = make(chan buildJob, cfg.Builds.Queue)
+	d.sched = sched.New(sched.Config{Self: id.Fingerprint(), Target: cfg.Builds.Target, MaxAge: cfg.Builds.MaxAge(), Queue: cfg.Builds.Queue},
+		d.recipeClaims, st.Votes, nil)
 	d.metrics = newMetrics()
 	return d, nil
 }
@@ -147,7 +154,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		DHT:            d.cfg.DHT,
 		SyncInterval:   d.cfg.SyncEvery,
 		Limits:         d.cfg.Limits,
-	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords()},
+	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords(), Intents: intentSink{d}},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))
 	if err != nil {
@@ -212,6 +219,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error { d.refreshTrust(gctx); return nil })
+	if *d.cfg.Builds.Enabled && d.cfg.Builds.MaxAge() > 0 {
+		g.Go(func() error { d.reverifyLoop(gctx); return nil })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
@@ -239,6 +249,7 @@ func (d *Daemon) refreshTrust(ctx context.Context) {
 		if err := d.node.RefreshTrust(); err != nil && ctx.Err() == nil {
 			d.log.Warn("refresh trust view", "err", err)
 		}
+		d.sched.Changed() // a key that votes now may cover a recipe
 		select {
 		case <-ctx.Done():
 			return
@@ -547,7 +558,7 @@ func (d *Daemon) Subscriptions() []string {
 }
 
 // Queued implements core.BuildQueue.
-func (d *Daemon) Queued() int { return len(d.queue) }
+func (d *Daemon) Queued() int { return d.sched.Waiting() }
 
 // Running implements core.BuildQueue.
 func (d *Daemon) Running() []string {
@@ -560,61 +571,29 @@ func (d *Daemon) Running() []string {
 	return out
 }
 
-// hasOwn reports whether this node already signed a claim for the
-// opinion's current content (any recipe: rebuilding would give our recipe
-// again); for a vanilla build, any own vanilla claim of the package.
-func (d *Daemon) hasOwn(pkg string, o *opinions.Opinion) bool {
-	ver, cid := "", ""
-	if o != nil {
-		ver, cid = o.Debian.Version, o.CID()
-	}
-	rcs, err := d.st.ByPackage(pkg, ver)
-	if err != nil {
-		d.log.Warn("reading own claims", "package", pkg, "err", err)
-		return false
-	}
-	own := d.id.Fingerprint()
-	for _, rc := range rcs {
-		if rc.Recipe.Opinion.CID != cid {
-			continue
-		}
-		for _, c := range rc.Claims {
-			if c.Builder == own {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func jobKey(pkg string, o *opinions.Opinion) string {
 	if o == nil {
-		return pkg + "/" + vocab.Vanilla
+		return attest.RecipeKey(pkg, "")
 	}
-	return pkg + "/" + o.CID()
+	return attest.RecipeKey(pkg, o.CID())
 }
 
+// maybeQueue offers a recipe to the scheduler, unless this node has a
+// claim for it that still counts (builds.reverify_after).
 func (d *Daemon) maybeQueue(pkg string, o *opinions.Opinion, reason string) {
-	if !*d.cfg.Builds.Enabled || d.hasOwn(pkg, o) {
+	if !*d.cfg.Builds.Enabled {
 		return
 	}
 	key := jobKey(pkg, o)
-	d.mu.Lock()
-	if d.pending[key] {
-		d.mu.Unlock()
+	if d.ownFresh(key) {
 		return
 	}
-	d.pending[key] = true
-	d.mu.Unlock()
-	select {
-	case d.queue <- buildJob{key: key, pkg: pkg, op: o, reason: reason}:
-		d.metrics.queue.Inc()
+	switch d.sched.Want(sched.Recipe{Key: key, Job: buildJob{key: key, pkg: pkg, op: o, reason: reason}}) {
+	case sched.Queued:
+		d.metrics.queue.Set(float64(d.sched.Waiting()))
 		d.log.Info("rebuild queued", "package", pkg, "opinion", opinionName(o), "reason", reason)
-	default:
-		d.mu.Lock()
-		delete(d.pending, key)
-		d.mu.Unlock()
-		d.log.Warn("rebuild queue full; dropping", "package", pkg, "opinion", opinionName(o))
+	case sched.Full:
+		d.log.Warn("rebuild queue full; dropping", "package", pkg, "opinion", opinionName(o), "queue", d.cfg.Builds.Queue)
 	}
 }
 
@@ -630,6 +609,7 @@ func opinionName(o *opinions.Opinion) string {
 func (d *Daemon) onClaim(c *attest.Claim, from peer.ID) {
 	st := c.Statement
 	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
+	d.sched.Changed() // the claim may cover a waiting recipe
 	d.node.Emit(core.Event{Type: core.EventClaim, Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()
@@ -670,23 +650,34 @@ func (d *Daemon) buildEnv() builder.Env {
 		Peers: peerInputs{d.net}, PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")}
 }
 
+// buildWorker builds what the scheduler picks: it announces its intent,
+// waits for others' intents to arrive, builds unless enough builders are
+// ahead of it, and renews the intent while the build runs (work.go).
 func (d *Daemon) buildWorker(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
+		r, err := d.sched.Next(ctx)
+		if err != nil {
 			return
-		case job := <-d.queue:
-			d.metrics.queue.Dec()
-			d.runJob(ctx, job)
 		}
+		d.metrics.queue.Set(float64(d.sched.Waiting()))
+		job := r.Job.(buildJob)
+		w, ok := d.claimWork(ctx, job)
+		if !ok {
+			d.sched.Release(r, ctx.Err() == nil)
+			continue
+		}
+		built := d.runJob(ctx, job)
+		w.finish(built)
+		d.sched.Release(r, false)
 	}
 }
 
-func (d *Daemon) runJob(ctx context.Context, job buildJob) {
+// runJob rebuilds and records the result; it reports whether a claim was
+// signed.
+func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
 	o := job.op
 	defer func() {
 		d.mu.Lock()
-		delete(d.pending, job.key)
 		delete(d.running, job.key)
 		d.mu.Unlock()
 	}()
@@ -699,7 +690,7 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	if err != nil {
 		log.Error("cannot build: builder unavailable", "err", err)
 		d.metrics.builds.WithLabelValues("error").Inc()
-		return
+		return false
 	}
 	start := time.Now()
 	log.Info("rebuilding", "reason", job.reason)
@@ -717,18 +708,20 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) {
 	case err != nil:
 		log.Error("rebuild refused or environment error", "err", err)
 		d.metrics.builds.WithLabelValues("error").Inc()
-		return
+		return false
 	}
 	d.metrics.builds.WithLabelValues(string(res.Status)).Inc()
 	d.metrics.buildSeconds.Observe(time.Since(start).Seconds())
+	d.noteBuildTime(time.Since(start))
 	rec, err := core.Record(ctx, d.node, res, o)
 	if err != nil {
 		log.Error("recording the build result", "err", err)
-		return
+		return false
 	}
 	log.Info("rebuilt and published", "status", res.Status, "claim", rec.ID, "published", rec.Published, "seconds", int(time.Since(start).Seconds()), "artifacts", len(res.Artifacts))
 	data, _ := json.Marshal(map[string]any{"status": res.Status, "artifacts": res.Artifacts})
 	d.node.Emit(core.Event{Type: core.EventBuildFinished, Package: job.pkg, Opinion: opinionName(o), ClaimID: rec.ID, Data: data})
+	return true
 }
 
 // Ready is closed once the network and the local API are up; after it,

@@ -37,10 +37,25 @@ type fakeBuilder struct {
 	// flaky makes every build's bytes differ (an unreproducible package);
 	// notApplicable makes the opinion not apply (a failed build).
 	flaky, notApplicable bool
+	// delay makes every build take this long; hang makes builds run until
+	// the daemon stops (a node that dies mid-build).
+	delay time.Duration
+	hang  bool
 }
 
-func (f *fakeBuilder) Build(_ context.Context, req builder.Request) (*builder.Result, error) {
+func (f *fakeBuilder) Build(ctx context.Context, req builder.Request) (*builder.Result, error) {
 	f.builds.Add(1)
+	if f.hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if f.delay > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(f.delay):
+		}
+	}
 	o := req.Opinion
 	r := attest.Recipe{Source: req.Package, DebianVersion: o.Debian.Version, Suite: o.Debian.Suite, Arch: "amd64", OpinionCID: o.CID(),
 		SourceSHA256: hex64("src"), ImageDigest: "sha256:" + hex64("img")}

@@ -290,6 +290,12 @@ trusted_keys: []
 #   enabled: {{.C.Builds.Enabled | deref}}
 #   concurrency: {{.C.Builds.Concurrency}}
 #   timeout: {{dur .C.Builds.Timeout}}
+#   # Rebuild work is shared: skip recipes that this many trusted builders
+#   # built or are building; rebuild recipes whose claims are older than
+#   # reverify_after (docs/SCHEDULER.md).
+#   target: {{.C.Builds.Target}}
+#   reverify_after: {{dur .C.Builds.ReverifyAfter}}
+#   intent_ttl: {{dur .C.Builds.IntentTTL}}
 # log_level: {{q .C.LogLevel}}
 # log_format: {{q .C.LogFormat}}
 `))

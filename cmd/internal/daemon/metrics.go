@@ -19,6 +19,7 @@ type metrics struct {
 	builds       *prometheus.CounterVec
 	buildSeconds prometheus.Histogram
 	queue        prometheus.Gauge
+	backoffs     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -32,8 +33,10 @@ func newMetrics() *metrics {
 			Help: "Wall time of rebuilds.", Buckets: prometheus.ExponentialBuckets(5, 2, 10)}),
 		queue: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lebowski", Name: "build_queue",
 			Help: "Rebuilds waiting in the queue."}),
+		backoffs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "lebowski", Name: "build_backoffs_total",
+			Help: "Rebuilds announced and then left to builders whose intents or claims came first (shared work)."}),
 	}
-	m.reg.MustRegister(m.claims, m.builds, m.buildSeconds, m.queue,
+	m.reg.MustRegister(m.claims, m.builds, m.buildSeconds, m.queue, m.backoffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

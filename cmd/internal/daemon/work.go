@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
+)
+
+// Shared rebuild work (docs/SCHEDULER.md): before building, a node
+// publishes a signed intent on p2p.IntentsTopic, waits intentSettle for
+// the intents of nodes that chose the same recipe at the same moment, and
+// builds only if fewer than builds.target trusted builders are ahead of
+// it (fresh claims, earlier intents). While it builds it renews the intent
+// every third of builds.intent_ttl; a build that ends without a claim
+// withdraws it. Peers count an intent until its TTL runs out, so a node
+// that dies mid-build is replaced after at most one TTL.
+
+// intentSettle is how long a node waits after announcing an intent before
+// it decides to build: long enough for gossip to bring the intents of
+// nodes that decided at the same moment (tens of ms on a healthy mesh).
+// A variable so tests can shorten it.
+var intentSettle = 2 * time.Second
+
+// intentSink hands intents from the network to the scheduler.
+type intentSink struct{ d *Daemon }
+
+func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) { s.d.sched.Observe(in, at) }
+
+// recipeClaims is sched.Claims over the store: every builder with a claim
+// for the recipe key (its newest claim's time). Red flags (mismatch
+// reports) are not builds and do not count.
+func (d *Daemon) recipeClaims(key string) (map[string]time.Time, error) {
+	pkg, cid, _ := strings.Cut(key, "/")
+	if cid == vocab.Vanilla {
+		cid = ""
+	}
+	rcs, err := d.st.ByPackage(pkg, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, rc := range rcs {
+		if rc.Recipe.Opinion.CID != cid {
+			continue
+		}
+		for _, c := range rc.Claims {
+			if c.Result == attest.ResultMismatch {
+				continue
+			}
+			if t, ok := out[c.Builder]; !ok || c.Timestamp.After(t) {
+				out[c.Builder] = c.Timestamp
+			}
+		}
+	}
+	return out, nil
+}
+
+// ownFresh reports whether this node has a claim for the recipe that
+// still counts (younger than builds.reverify_after).
+func (d *Daemon) ownFresh(key string) bool {
+	cl, err := d.recipeClaims(key)
+	if err != nil {
+		d.log.Warn("reading own claims", "recipe", key, "err", err)
+		return false
+	}
+	t, ok := cl[d.id.Fingerprint()]
+	return ok && (d.cfg.Builds.MaxAge() == 0 || time.Since(t) <= d.cfg.Builds.MaxAge())
+}
+
+// noteBuildTime keeps a moving average of build durations (the "expect"
+// of the next intents).
+func (d *Daemon) noteBuildTime(took time.Duration) {
+	secs := int64(took / time.Second)
+	if old := d.buildSecs.Load(); old > 0 {
+		secs = (3*old + secs) / 4
+	}
+	d.buildSecs.Store(max(secs, 1))
+}
+
+// workClaim is this node's intent for a recipe it builds.
+type workClaim struct {
+	d    *Daemon
+	in   attest.Intent
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// claimWork announces the intent to build job, waits for others' intents
+// and asks the scheduler whether to go ahead. If not, the intent is
+// withdrawn and ok is false; else the intent is renewed until finish.
+func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool) {
+	now := time.Now().UTC().Truncate(time.Millisecond) // as signed: peers rank by this
+	cid := ""
+	if job.op != nil {
+		cid = job.op.CID()
+	}
+	w := &workClaim{d: d, stop: make(chan struct{}), in: attest.Intent{Package: job.pkg, Opinion: opinionName(job.op), OpinionCID: cid,
+		State: attest.IntentBuilding, Started: now, Issued: now, TTL: int64(d.cfg.Builds.IntentTTL / time.Second), Expect: d.buildSecs.Load()}}
+	w.publish(ctx)
+	if len(d.net.Peers()) > 0 {
+		t := time.NewTimer(intentSettle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		}
+	}
+	if !d.sched.Confirm(job.key, now) {
+		d.log.Info("skipping a rebuild: enough trusted builders have built it or are building it", "package", job.pkg, "opinion", opinionName(job.op), "target", d.cfg.Builds.Target)
+		d.metrics.backoffs.Inc()
+		w.withdraw(ctx)
+		return nil, false
+	}
+	w.done.Add(1)
+	go w.renew(ctx)
+	return w, true
+}
+
+// renew re-publishes the intent every third of its TTL until finish.
+func (w *workClaim) renew(ctx context.Context) {
+	defer w.done.Done()
+	t := time.NewTicker(time.Duration(w.in.TTL) * time.Second / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.stop:
+			return
+		case <-t.C:
+			w.in.Issued = time.Now()
+			w.publish(ctx)
+		}
+	}
+}
+
+// finish stops the renewals; a build that signed no claim withdraws the
+// intent so that another builder takes the recipe now, not after the TTL.
+func (w *workClaim) finish(built bool) {
+	close(w.stop)
+	w.done.Wait()
+	if !built {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w.withdraw(ctx)
+	}
+}
+
+func (w *workClaim) withdraw(ctx context.Context) {
+	w.in.State, w.in.Issued = attest.IntentWithdrawn, time.Now()
+	w.publish(ctx)
+}
+
+func (w *workClaim) publish(ctx context.Context) {
+	d := w.d
+	data, err := attest.SignIntent(d.id, w.in)
+	if err == nil {
+		err = d.net.PublishIntent(ctx, data)
+	}
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn("publishing a build intent", "package", w.in.Package, "opinion", w.in.Opinion, "state", w.in.State, "err", err)
+	}
+}
+
+// reverifyLoop offers every subscribed recipe to the scheduler again
+// from time to time, so recipes whose claims grew older than
+// builds.reverify_after are rebuilt (re-verification).
+func (d *Daemon) reverifyLoop(ctx context.Context) {
+	every := min(d.cfg.Builds.MaxAge()/8, time.Hour)
+	t := time.NewTicker(max(every, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		subs := make([]subscription, 0, len(d.subs))
+		for _, s := range d.subs {
+			subs = append(subs, *s)
+		}
+		d.mu.Unlock()
+		for _, s := range subs {
+			if !s.waiting {
+				d.maybeQueue(s.ref.Package, s.op, "re-verify: no claim of ours younger than "+d.cfg.Builds.MaxAge().String())
+			}
+		}
+	}
+}
+
+// Intents lists the build intents of other builders this node counts
+// (core.BuildQueue).
+func (d *Daemon) Intents() []sched.IntentView { return d.sched.Intents() }

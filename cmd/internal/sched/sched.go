@@ -1,0 +1,367 @@
+// Package sched decides which recipe this node rebuilds next, so that
+// volunteers share the work: every subscribed recipe should reach a target
+// number of independent trusted builders with as few builds as possible,
+// none starves, and a builder that announced a build and vanished is
+// replaced once its intent expires (docs/SCHEDULER.md).
+//
+// The scheduler is pure bookkeeping over a clock: the daemon tells it
+// which recipes it wants built (Want), what others intend (Observe) and
+// asks it what to build (Next, Confirm, Done). Claims are read through
+// Claims, trust through Votes; gossiping the intents is the daemon's job.
+package sched
+
+import (
+	"context"
+	"hash/fnv"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// Recipe is one unit of rebuild work as the scheduler sees it.
+type Recipe struct {
+	Key string // attest.RecipeKey
+	// Job is the caller's description of the work (opaque here).
+	Job any
+}
+
+// Config tunes the scheduler (config.BuildConfig holds the operator's
+// values).
+type Config struct {
+	Self   string        // this node's builder fingerprint
+	Target int           // independent trusted builders wanted per recipe (≥ 1)
+	MaxAge time.Duration // claims older than this do not count (re-verification); 0 = never too old
+	Queue  int           // most recipes waiting (0 = unbounded)
+}
+
+// Claims reports, for a recipe key, every builder that signed a claim for
+// it and the newest such claim's time.
+type Claims func(key string) (map[string]time.Time, error)
+
+// held is an intent as counted here.
+type held struct {
+	started time.Time
+	until   time.Time // by the local clock
+	expect  time.Duration
+}
+
+// Scheduler is safe for concurrent use.
+type Scheduler struct {
+	cfg    Config
+	claims Claims
+	votes  func(fpr string) bool
+	now    func() time.Time
+
+	mu      sync.Mutex
+	wanted  map[string]Recipe           // waiting to be built here
+	taken   map[string]bool             // chosen by a local worker, not finished
+	intents map[string]map[string]*held // recipe key → builder → intent
+	wake    chan struct{}
+}
+
+// New returns a scheduler. votes says whether a builder key counts
+// (trusted, certified or own); now is the clock (nil: time.Now).
+func New(cfg Config, claims Claims, votes func(string) bool, now func() time.Time) *Scheduler {
+	if cfg.Target < 1 {
+		cfg.Target = 1
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Scheduler{cfg: cfg, claims: claims, votes: votes, now: now,
+		wanted: map[string]Recipe{}, taken: map[string]bool{}, intents: map[string]map[string]*held{}, wake: make(chan struct{}, 1)}
+}
+
+// WantResult says what Want did.
+type WantResult int
+
+const (
+	Queued        WantResult = iota // newly waiting
+	AlreadyQueued                   // was waiting already (its job is replaced)
+	Busy                            // being built here now
+	Full                            // the queue is full
+)
+
+// Want adds a recipe this node could build (or refreshes its job).
+func (s *Scheduler) Want(r Recipe) WantResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken[r.Key] {
+		return Busy
+	}
+	_, had := s.wanted[r.Key]
+	if !had && s.cfg.Queue > 0 && len(s.wanted) >= s.cfg.Queue {
+		return Full
+	}
+	s.wanted[r.Key] = r
+	s.poke()
+	if had {
+		return AlreadyQueued
+	}
+	return Queued
+}
+
+// Drop forgets a wanted recipe (unsubscribed).
+func (s *Scheduler) Drop(key string) {
+	s.mu.Lock()
+	delete(s.wanted, key)
+	s.mu.Unlock()
+}
+
+// Waiting is the number of recipes waiting.
+func (s *Scheduler) Waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.wanted)
+}
+
+// Observe records a verified intent received at the local time at. A
+// withdrawal removes the builder's intent; an intent from a key that does
+// not vote is ignored (it could otherwise make a recipe look covered).
+func (s *Scheduler) Observe(in *attest.Intent, at time.Time) {
+	if in.Builder == s.cfg.Self || !s.votes(in.Builder) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := in.Key()
+	if in.State == attest.IntentWithdrawn {
+		if m := s.intents[key]; m != nil {
+			delete(m, in.Builder)
+			if len(m) == 0 {
+				delete(s.intents, key)
+			}
+		}
+		s.poke()
+		return
+	}
+	m := s.intents[key]
+	if m == nil {
+		m = map[string]*held{}
+		s.intents[key] = m
+	}
+	m[in.Builder] = &held{started: in.Started, until: at.Add(in.TTLDuration()), expect: time.Duration(in.Expect) * time.Second}
+}
+
+// Changed wakes a waiting Next: a claim arrived, a key's trust changed.
+func (s *Scheduler) Changed() {
+	s.mu.Lock()
+	s.poke()
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// coverage is what counts toward a recipe's target.
+type coverage struct {
+	builders map[string]bool      // fresh claims and live intents of voting keys, self excluded
+	claimed  int                  // of which fresh claims
+	own      bool                 // this node has a fresh claim
+	starts   map[string]time.Time // live intents: builder → started
+}
+
+// coverageLocked reads the claims of key and the live intents. s.mu held.
+func (s *Scheduler) coverageLocked(key string, now time.Time) (coverage, error) {
+	cv := coverage{builders: map[string]bool{}, starts: map[string]time.Time{}}
+	cl, err := s.claims(key)
+	if err != nil {
+		return cv, err
+	}
+	for b, ts := range cl {
+		if s.cfg.MaxAge > 0 && now.Sub(ts) > s.cfg.MaxAge {
+			continue
+		}
+		if b == s.cfg.Self {
+			cv.own = true
+			continue
+		}
+		if s.votes(b) {
+			cv.builders[b] = true
+			cv.claimed++
+		}
+	}
+	for b, h := range s.intents[key] {
+		if !now.Before(h.until) {
+			delete(s.intents[key], b)
+			continue
+		}
+		if !s.votes(b) {
+			continue
+		}
+		if !cv.builders[b] {
+			cv.builders[b] = true
+			cv.starts[b] = h.started
+		}
+	}
+	if len(s.intents[key]) == 0 {
+		delete(s.intents, key)
+	}
+	return cv, nil
+}
+
+// Next blocks until there is a recipe for this node to build and returns
+// it, marked taken: the recipe furthest from its target (fewest builders
+// counted), among those this node has no fresh claim for and that are
+// not covered. Ties go to a per-node pseudo-random order, so nodes that
+// decide at the same moment mostly pick different recipes. Recipes
+// covered by claims leave the queue; recipes covered only by intents wait
+// until an intent expires or is withdrawn.
+func (s *Scheduler) Next(ctx context.Context) (Recipe, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Recipe{}, err
+		}
+		r, wait, ok := s.pick()
+		if ok {
+			return r, nil
+		}
+		var t *time.Timer
+		var timer <-chan time.Time
+		if wait > 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return Recipe{}, ctx.Err()
+		case <-s.wake:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// pick chooses a recipe, or says how long until an intent expires.
+func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	type cand struct {
+		r    Recipe
+		n    int
+		rank uint64
+	}
+	var best *cand
+	var wait time.Duration
+	for key, r := range s.wanted {
+		cv, err := s.coverageLocked(key, now)
+		if err != nil {
+			continue // the store is failing; try again on the next wake
+		}
+		if cv.own || cv.claimed >= s.cfg.Target {
+			delete(s.wanted, key) // built here, or enough trusted builders have
+			continue
+		}
+		if len(cv.builders) >= s.cfg.Target {
+			if d := s.firstExpiryLocked(key, now); d > 0 && (wait == 0 || d < wait) {
+				wait = d
+			}
+			continue
+		}
+		c := cand{r: r, n: len(cv.builders), rank: tieRank(s.cfg.Self, key)}
+		if best == nil || c.n < best.n || (c.n == best.n && c.rank < best.rank) {
+			best = &c
+		}
+	}
+	if best == nil {
+		return Recipe{}, wait, false
+	}
+	delete(s.wanted, best.r.Key)
+	s.taken[best.r.Key] = true
+	return best.r, 0, true
+}
+
+// firstExpiryLocked is the time until the first live intent for key ends.
+func (s *Scheduler) firstExpiryLocked(key string, now time.Time) time.Duration {
+	var d time.Duration
+	for _, h := range s.intents[key] {
+		if left := h.until.Sub(now); left > 0 && (d == 0 || left < d) {
+			d = left
+		}
+	}
+	return d
+}
+
+// tieRank orders recipes differently on every node.
+func tieRank(self, key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(self))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum64()
+}
+
+// Confirm is asked after this node announced its intent for a taken
+// recipe (started at started) and waited for others' intents to arrive:
+// it says whether to build. It does not when fresh claims plus the
+// intents that rank before this node's (started earlier; equal times by
+// fingerprint) already reach the target; the recipe then waits again.
+func (s *Scheduler) Confirm(key string, started time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	cv, err := s.coverageLocked(key, now)
+	if err == nil && cv.own {
+		return false
+	}
+	ahead := cv.claimed
+	for b, st := range cv.starts {
+		if st.Before(started) || (st.Equal(started) && b < s.cfg.Self) {
+			ahead++
+		}
+	}
+	return err == nil && ahead < s.cfg.Target
+}
+
+// Release puts a taken recipe back in the queue (backed off) or, with
+// again false, forgets it (built, or failed in a way a retry would not
+// fix until something changes).
+func (s *Scheduler) Release(r Recipe, again bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.taken, r.Key)
+	if again {
+		s.wanted[r.Key] = r
+	}
+	s.poke()
+}
+
+// IntentView is one counted intent (status page, `lebowski status`).
+type IntentView struct {
+	Recipe  string        `json:"recipe"`
+	Builder string        `json:"builder"`
+	Started time.Time     `json:"started"`
+	Expires time.Time     `json:"expires"`
+	Expect  time.Duration `json:"expect_ns,omitempty"`
+}
+
+// Intents lists the live intents of other builders, by recipe then start.
+func (s *Scheduler) Intents() []IntentView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var out []IntentView
+	for key, m := range s.intents {
+		for b, h := range m {
+			if now.Before(h.until) {
+				out = append(out, IntentView{Recipe: key, Builder: b, Started: h.started, Expires: h.until, Expect: h.expect})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Recipe != out[j].Recipe {
+			return out[i].Recipe < out[j].Recipe
+		}
+		return out[i].Started.Before(out[j].Started)
+	})
+	return out
+}

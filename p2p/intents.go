@@ -1,0 +1,116 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lebowski-dist/lebowski/attest"
+)
+
+// IntentsTopic carries signed build intents ("builder B is rebuilding
+// recipe R, expect N minutes"), so volunteers share rebuild work
+// (docs/SCHEDULER.md). Every node subscribes.
+const IntentsTopic = "/lebowski/1/intents"
+
+// IntentSink receives verified intents from the network (Deps.Intents).
+type IntentSink interface {
+	// Intent is called for every verified intent another node published
+	// or relayed; at is when it arrived.
+	Intent(in *attest.Intent, from peer.ID, at time.Time)
+}
+
+// joinIntents joins IntentsTopic with its validator and hands what it
+// delivers to Deps.Intents.
+func (n *Node) joinIntents() error {
+	if err := n.ps.RegisterTopicValidator(IntentsTopic, pubsub.ValidatorEx(n.validateIntent)); err != nil {
+		return fmt.Errorf("join %s: register validator: %w", IntentsTopic, err)
+	}
+	// Identified by author and sequence number: a renewal has the same
+	// recipe and differs only in its times, and must travel.
+	t, err := n.ps.Join(IntentsTopic, pubsub.WithTopicMessageIdFn(pubsub.DefaultMsgIdFn))
+	if err != nil {
+		return fmt.Errorf("join %s: %w", IntentsTopic, err)
+	}
+	if err := t.SetScoreParams(TopicScoreParams()); err != nil {
+		_ = t.Close()
+		return fmt.Errorf("join %s: score params: %w", IntentsTopic, err)
+	}
+	sub, err := t.Subscribe(pubsub.WithBufferSize(256))
+	if err != nil {
+		_ = t.Close()
+		return fmt.Errorf("subscribe %s: %w", IntentsTopic, err)
+	}
+	n.intentsTopic = t
+	n.wg.Add(1)
+	go n.intentsLoop(sub)
+	return nil
+}
+
+// validateIntent is IntentsTopic's validator: a forwarding peer over its
+// rate (Limits.IntentsPerSecond) is ignored before anything is parsed; a
+// malformed, expired or badly signed intent is rejected (P4 penalty); one
+// by a key this node does not know is ignored (it cannot count here, and
+// forwarding what nobody checked would let anyone flood the topic).
+func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if len(msg.Data) > attest.MaxIntentSize {
+		return pubsub.ValidationReject
+	}
+	if from == n.host.ID() {
+		return pubsub.ValidationAccept // signed here (PublishIntent); not delivered to ourselves
+	}
+	if !n.intentRate.allow(from) {
+		n.refused.add(RefuseIntentsRate, 1)
+		n.overRate(from, msg)
+		return pubsub.ValidationIgnore
+	}
+	in, err := attest.VerifyIntent(msg.Data, n.keys, time.Now())
+	switch {
+	case errors.Is(err, attest.ErrInvalid):
+		n.log.Debug("reject build intent", "from", from, "err", err)
+		return pubsub.ValidationReject
+	case err != nil:
+		n.log.Debug("cannot check build intent", "from", from, "err", err)
+		return pubsub.ValidationIgnore
+	}
+	msg.ValidatorData = in
+	return pubsub.ValidationAccept
+}
+
+// intentsLoop hands accepted intents to Deps.Intents.
+func (n *Node) intentsLoop(sub *pubsub.Subscription) {
+	defer n.wg.Done()
+	for {
+		msg, err := sub.Next(n.ctx)
+		if err != nil {
+			return
+		}
+		in, ok := msg.ValidatorData.(*attest.Intent)
+		if !ok || msg.ReceivedFrom == n.host.ID() || n.deps.Intents == nil {
+			continue
+		}
+		n.deps.Intents.Intent(in, msg.ReceivedFrom, time.Now())
+	}
+}
+
+// PublishIntent publishes a signed intent (attest.SignIntent) on
+// IntentsTopic.
+func (n *Node) PublishIntent(ctx context.Context, data []byte) error {
+	n.mu.Lock()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		return fmt.Errorf("publish intent: %w", ErrClosed)
+	}
+	if len(data) > attest.MaxIntentSize {
+		return fmt.Errorf("publish intent: %d bytes (max %d)", len(data), attest.MaxIntentSize)
+	}
+	if err := n.intentsTopic.Publish(ctx, data); err != nil {
+		return fmt.Errorf("publish intent on %s: %w", IntentsTopic, err)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package p2p
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
+)
+
+// memIntents is an IntentSink that remembers what it was given.
+type memIntents struct {
+	mu  sync.Mutex
+	got []*attest.Intent
+}
+
+func (m *memIntents) Intent(in *attest.Intent, _ peer.ID, _ time.Time) {
+	m.mu.Lock()
+	m.got = append(m.got, in)
+	m.mu.Unlock()
+}
+
+func (m *memIntents) count() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.got) }
+
+func intentNode(t *testing.T, sink IntentSink, keys ...*attest.Identity) *Node {
+	t.Helper()
+	st := p2ptest.NewMemStore()
+	for _, id := range keys {
+		st.PutKey(pubOf(t, id))
+	}
+	d := Deps{Claims: st, Blobs: st}
+	if sink != nil {
+		d.Intents = sink
+	}
+	n, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1}, d)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// TestIntentsTravel: a signed intent goes a → b → c; a node that does not
+// know the builder's key neither counts nor forwards it; garbage costs
+// its sender score.
+func TestIntentsTravel(t *testing.T) {
+	ids := attesttest.Fresh(t, 1)
+	sc, sd := &memIntents{}, &memIntents{}
+	a := intentNode(t, nil, ids[0])
+	b := intentNode(t, nil, ids[0]) // relays only
+	c := intentNode(t, sc, ids[0])
+	d := intentNode(t, sd) // does not know the key
+	ctx := context.Background()
+	require.NoError(t, a.Connect(ctx, b.AddrInfo()))
+	require.NoError(t, c.Connect(ctx, b.AddrInfo()))
+	require.NoError(t, d.Connect(ctx, a.AddrInfo()))
+	attesttest.Eventually(t, 20*time.Second, "intents meshes", func() bool {
+		return len(a.MeshPeers(IntentsTopic)) == 2 && len(b.MeshPeers(IntentsTopic)) == 2 && len(c.MeshPeers(IntentsTopic)) == 1 && len(d.MeshPeers(IntentsTopic)) == 1
+	})
+	now := time.Now()
+	data, err := attest.SignIntent(ids[0], attest.Intent{Package: "hello", Opinion: "o3", OpinionCID: vocab.CID([]byte("o3")),
+		State: attest.IntentBuilding, Started: now, Issued: now, TTL: 600, Expect: 60})
+	require.NoError(t, err)
+	require.NoError(t, a.PublishIntent(ctx, data))
+	attesttest.Eventually(t, 10*time.Second, "intent at c", func() bool { return sc.count() == 1 })
+	assert.Equal(t, ids[0].Fingerprint(), sc.got[0].Builder)
+	time.Sleep(300 * time.Millisecond)
+	assert.Zero(t, sd.count(), "a node without the key does not count the intent")
+
+	// A hostile peer publishing garbage on the topic.
+	h := rawHost(t)
+	ps, err := pubsub.NewGossipSub(ctx, h)
+	require.NoError(t, err)
+	top, err := ps.Join(IntentsTopic)
+	require.NoError(t, err)
+	_, err = top.Subscribe()
+	require.NoError(t, err)
+	require.NoError(t, h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}))
+	attesttest.Eventually(t, 20*time.Second, "hostile peer scored down", func() bool {
+		_ = top.Publish(ctx, []byte(`{"payload_type":"x"}`))
+		s, ok := b.PeerScore(h.ID())
+		return ok && s < 0
+	})
+	assert.Equal(t, 1, sc.count(), "nothing but the real intent reached c")
+}
