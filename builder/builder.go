@@ -20,6 +20,10 @@ type Request struct {
 	// Lock pins the inputs; nil uses the opinion's lock, or resolves one
 	// from the verified mirror.
 	Lock *opinions.Lock
+	// Progress, optional, receives this build's log lines as the build
+	// writes them (the daemon keeps a tail for the status page). It is
+	// called from one goroutine at a time and must not block.
+	Progress func(line string)
 }
 
 // Output is one produced file.

@@ -325,7 +325,7 @@ func (b *PodmanBuilder) runBuild(ctx context.Context, req Request, src *source.S
 
 	tailCtx, stopTail := context.WithCancel(ctx)
 	tailDone := make(chan struct{})
-	go func() { defer close(tailDone); b.tailLog(tailCtx, filepath.Join(work, "build.log")) }()
+	go func() { defer close(tailDone); b.tailLog(tailCtx, filepath.Join(work, "build.log"), req.Progress) }()
 	start := time.Now()
 	rr, runErr := b.run.Run(ctx, RunSpec{
 		Image:   img.Ref,
@@ -439,8 +439,9 @@ func copyFile(from, to string) error {
 }
 
 // tailLog follows the build log while the container runs and sends each
-// line to the logger (Debug) and the progress callback.
-func (b *PodmanBuilder) tailLog(ctx context.Context, path string) {
+// line to the logger (Debug), the builder's progress callback and the
+// request's (each optional).
+func (b *PodmanBuilder) tailLog(ctx context.Context, path string, progress func(string)) {
 	var f *os.File
 	var rd *bufio.Reader
 	var partial string
@@ -458,9 +459,13 @@ func (b *PodmanBuilder) tailLog(ctx context.Context, path string) {
 				if err != nil {
 					break
 				}
-				b.log.Debug("build", "line", strings.TrimRight(partial, "\n"))
+				l := strings.TrimRight(partial, "\n")
+				b.log.Debug("build", "line", l)
 				if b.progress != nil {
-					b.progress(strings.TrimRight(partial, "\n"))
+					b.progress(l)
+				}
+				if progress != nil {
+					progress(l)
 				}
 				partial = ""
 			}

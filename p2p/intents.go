@@ -24,6 +24,18 @@ type IntentSink interface {
 	Intent(in *attest.Intent, from peer.ID, at time.Time)
 }
 
+// IntentRenewer is optionally implemented by an IntentSink: RenewIntents
+// re-publishes the node's live intents now. The node calls it a little
+// after a new peer is identified (at most once per intentRenewGap), so a
+// node that joins learns the builds already running without waiting for
+// their next periodic renewal.
+type IntentRenewer interface {
+	RenewIntents()
+}
+
+// intentRenewGap spaces renewals triggered by new peers.
+var intentRenewGap = 10 * time.Second
+
 // joinIntents joins IntentsTopic with its validator and hands what it
 // delivers to Deps.Intents.
 func (n *Node) joinIntents() error {
@@ -46,9 +58,53 @@ func (n *Node) joinIntents() error {
 		return fmt.Errorf("subscribe %s: %w", IntentsTopic, err)
 	}
 	n.intentsTopic = t
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.intentsLoop(sub)
+	go n.renewLoop()
 	return nil
+}
+
+// kickRenew asks renewLoop to have the node's intents re-published.
+func (n *Node) kickRenew() {
+	select {
+	case n.renewKick <- struct{}{}:
+	default:
+	}
+}
+
+// renewLoop calls IntentRenewer.RenewIntents keyAnnounceDelay after a new
+// peer (so its subscription and mesh exist), at most once per
+// intentRenewGap.
+func (n *Node) renewLoop() {
+	defer n.wg.Done()
+	r, ok := n.deps.Intents.(IntentRenewer)
+	if !ok {
+		return
+	}
+	var last time.Time
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.renewKick:
+		}
+		w := time.NewTimer(keyAnnounceDelay)
+		select {
+		case <-n.ctx.Done():
+			w.Stop()
+			return
+		case <-w.C:
+		}
+		select {
+		case <-n.renewKick: // peers identified meanwhile: one renewal
+		default:
+		}
+		if !last.IsZero() && time.Since(last) < intentRenewGap {
+			continue
+		}
+		last = time.Now()
+		r.RenewIntents()
+	}
 }
 
 // validateIntent is IntentsTopic's validator: a forwarding peer over its

@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,14 @@ func (m *memIntents) Intent(in *attest.Intent, _ peer.ID, _ time.Time) {
 }
 
 func (m *memIntents) count() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.got) }
+
+// renewer counts RenewIntents calls.
+type renewer struct {
+	memIntents
+	renewals atomic.Int32
+}
+
+func (r *renewer) RenewIntents() { r.renewals.Add(1) }
 
 func intentNode(t *testing.T, sink IntentSink, keys ...*attest.Identity) *Node {
 	t.Helper()
@@ -89,4 +98,19 @@ func TestIntentsTravel(t *testing.T) {
 		return ok && s < 0
 	})
 	assert.Equal(t, 1, sc.count(), "nothing but the real intent reached c")
+}
+
+// TestRenewOnNewPeer: a node asks for its intents to be re-published
+// shortly after a new peer is identified, at most once per gap.
+func TestRenewOnNewPeer(t *testing.T) {
+	r := &renewer{}
+	a := intentNode(t, r)
+	ctx := context.Background()
+	start := time.Now()
+	require.NoError(t, intentNode(t, nil).Connect(ctx, a.AddrInfo()))
+	attesttest.Eventually(t, 10*time.Second, "renewal after a new peer", func() bool { return r.renewals.Load() == 1 })
+	require.GreaterOrEqual(t, time.Since(start), keyAnnounceDelay, "waits for the peer's subscriptions")
+	require.NoError(t, intentNode(t, nil).Connect(ctx, a.AddrInfo()))
+	time.Sleep(keyAnnounceDelay + 500*time.Millisecond)
+	require.Equal(t, int32(1), r.renewals.Load(), "a second peer within intentRenewGap: no second renewal")
 }

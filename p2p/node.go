@@ -84,6 +84,7 @@ type Node struct {
 
 	// IntentsTopic (intents.go)
 	intentsTopic *pubsub.Topic
+	renewKick    chan struct{}
 }
 
 type topicState struct {
@@ -145,6 +146,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		keyRate:      newPeerRates(cfg.Limits.KeysPerSecond, cfg.Limits.KeysBurst),
 		intentRate:   newPeerRates(cfg.Limits.IntentsPerSecond, cfg.Limits.IntentsBurst),
 		announceKick: make(chan struct{}, 1),
+		renewKick:    make(chan struct{}, 1),
 		syncRate:     newPeerRates(cfg.Limits.SyncSessionsPerMinute/60, syncSessionBurst),
 		blobRate:     newPeerRates(cfg.Limits.BlobRequestsPerMinute/60, max(1, int(cfg.Limits.BlobRequestsPerMinute/6))),
 		refused:      newRefusals(),
@@ -467,6 +469,7 @@ func (n *Node) identifyLoop(sub event.Subscription) {
 			}
 			n.startSync(e.Peer)
 			n.kickAnnounce()
+			n.kickRenew()
 		}
 	}
 }

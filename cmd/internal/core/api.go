@@ -393,9 +393,42 @@ type Status struct {
 	Peers         int       `json:"peers"`
 	Claims        int       `json:"claims"`
 	QueuedBuilds  int       `json:"queued_builds"`
-	RunningBuilds []string  `json:"running_builds"`
-	Started       time.Time `json:"started,omitempty"`
-	Version       string    `json:"version"`
+	RunningBuilds []string  `json:"running_builds"` // recipe keys (package/opinion CID)
+	// Builds are the rebuilds running here, with the tail of their log;
+	// Intents the rebuilds other trusted builders announced that this node
+	// counts toward each recipe's target (docs/SCHEDULER.md).
+	Builds  []RunningBuild `json:"builds"`
+	Intents []BuildIntent  `json:"intents"`
+	Started time.Time      `json:"started,omitempty"`
+	Version string         `json:"version"`
+}
+
+// RunningBuild is one rebuild running on this node.
+type RunningBuild struct {
+	Recipe  string    `json:"recipe"` // package/opinion CID, or package/vanilla
+	Package string    `json:"package"`
+	Opinion string    `json:"opinion"`
+	Started time.Time `json:"started"`
+	Reason  string    `json:"reason,omitempty"`
+	// LogTail is the end of the build log so far (at most MaxLogTail
+	// lines, each cut to MaxLogLine characters).
+	LogTail []string `json:"log_tail"`
+}
+
+// Bounds of RunningBuild.LogTail.
+const (
+	MaxLogTail = 40
+	MaxLogLine = 400
+)
+
+// BuildIntent is a rebuild another builder announced (signed, on the
+// intents topic).
+type BuildIntent struct {
+	Recipe  string    `json:"recipe"`
+	Builder string    `json:"builder"`
+	Started time.Time `json:"started"`
+	Expires time.Time `json:"expires"` // counted until then unless renewed
+	Expect  int64     `json:"expect_seconds,omitempty"`
 }
 
 // Event types.

@@ -11,7 +11,8 @@ import (
 
 // Status describes the node.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Online: n.net != nil, Started: n.started, Version: n.version, Subscriptions: []string{}, RunningBuilds: []string{}}
+	st := &Status{Online: n.net != nil, Started: n.started, Version: n.version, Subscriptions: []string{}, RunningBuilds: []string{},
+		Builds: []RunningBuild{}, Intents: []BuildIntent{}}
 	if n.id != nil {
 		st.Builder = n.id.Fingerprint()
 	}
@@ -26,6 +27,10 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		st.QueuedBuilds = n.builds.Queued()
 		st.RunningBuilds = append(st.RunningBuilds, n.builds.Running()...)
 		sort.Strings(st.RunningBuilds)
+		if d, ok := n.builds.(BuildDetails); ok {
+			st.Builds = append(st.Builds, d.RunningBuilds()...)
+			st.Intents = append(st.Intents, d.BuildIntents()...)
+		}
 	}
 	s, err := n.st.Stats()
 	if err != nil {

@@ -50,6 +50,13 @@ type BuildQueue interface {
 	Running() []string
 }
 
+// BuildDetails is optionally implemented by a BuildQueue: the running
+// builds with their log tails, and the intents of other builders counted.
+type BuildDetails interface {
+	RunningBuilds() []RunningBuild
+	BuildIntents() []BuildIntent
+}
+
 // Node implements API over the node's store: in the CLI when no daemon
 // runs, and inside lebowskid, which serves it on its socket.
 type Node struct {

@@ -70,7 +70,8 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by "pkg/name"
-	running map[string]time.Time     // by recipe key
+	running map[string]*runningBuild // by recipe key
+	claims  map[*workClaim]struct{}  // own intents being renewed
 }
 
 // subscription is one followed topic. op is nil for a vanilla build, and
@@ -112,7 +113,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}),
-		subs: map[string]*subscription{}, running: map[string]time.Time{}}
+		subs: map[string]*subscription{}, running: map[string]*runningBuild{}, claims: map[*workClaim]struct{}{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -681,8 +682,9 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
 		delete(d.running, job.key)
 		d.mu.Unlock()
 	}()
+	run := newRunningBuild(job)
 	d.mu.Lock()
-	d.running[job.key] = time.Now()
+	d.running[job.key] = run
 	d.mu.Unlock()
 	log := d.log.With("package", job.pkg, "opinion", opinionName(o))
 	d.node.Emit(core.Event{Type: core.EventBuildStarted, Package: job.pkg, Opinion: opinionName(o)})
@@ -694,7 +696,7 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
 	}
 	start := time.Now()
 	log.Info("rebuilding", "reason", job.reason)
-	req := builder.Request{Package: job.pkg, Opinion: o}
+	req := builder.Request{Package: job.pkg, Opinion: o, Progress: run.line}
 	var res *builder.Result
 	if d.cfg.Rebuild == "twice" {
 		res, err = builder.BuildTwice(ctx, b, req)

@@ -41,10 +41,26 @@ type fakeBuilder struct {
 	// the daemon stops (a node that dies mid-build).
 	delay time.Duration
 	hang  bool
+	// lines are written to the request's progress callback first; then,
+	// with release set, the build waits for it to be closed.
+	lines   []string
+	release chan struct{}
 }
 
 func (f *fakeBuilder) Build(ctx context.Context, req builder.Request) (*builder.Result, error) {
 	f.builds.Add(1)
+	for _, l := range f.lines {
+		if req.Progress != nil {
+			req.Progress(l)
+		}
+	}
+	if f.release != nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-f.release:
+		}
+	}
 	if f.hang {
 		<-ctx.Done()
 		return nil, ctx.Err()

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
 )
 
@@ -32,6 +35,19 @@ var intentSettle = 2 * time.Second
 type intentSink struct{ d *Daemon }
 
 func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) { s.d.sched.Observe(in, at) }
+
+// RenewIntents re-publishes the intents of the builds running here (a peer
+// joined: it has not seen them).
+func (s intentSink) RenewIntents() {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	for w := range s.d.claims {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // recipeClaims is sched.Claims over the store: every builder with a claim
 // for the recipe key (its newest claim's time). Red flags (mismatch
@@ -89,6 +105,7 @@ type workClaim struct {
 	d    *Daemon
 	in   attest.Intent
 	stop chan struct{}
+	kick chan struct{} // renew now
 	done sync.WaitGroup
 }
 
@@ -101,7 +118,7 @@ func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool)
 	if job.op != nil {
 		cid = job.op.CID()
 	}
-	w := &workClaim{d: d, stop: make(chan struct{}), in: attest.Intent{Package: job.pkg, Opinion: opinionName(job.op), OpinionCID: cid,
+	w := &workClaim{d: d, stop: make(chan struct{}), kick: make(chan struct{}, 1), in: attest.Intent{Package: job.pkg, Opinion: opinionName(job.op), OpinionCID: cid,
 		State: attest.IntentBuilding, Started: now, Issued: now, TTL: int64(d.cfg.Builds.IntentTTL / time.Second), Expect: d.buildSecs.Load()}}
 	w.publish(ctx)
 	if len(d.net.Peers()) > 0 {
@@ -119,6 +136,9 @@ func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool)
 		w.withdraw(ctx)
 		return nil, false
 	}
+	d.mu.Lock()
+	d.claims[w] = struct{}{}
+	d.mu.Unlock()
 	w.done.Add(1)
 	go w.renew(ctx)
 	return w, true
@@ -136,15 +156,19 @@ func (w *workClaim) renew(ctx context.Context) {
 		case <-w.stop:
 			return
 		case <-t.C:
-			w.in.Issued = time.Now()
-			w.publish(ctx)
+		case <-w.kick:
 		}
+		w.in.Issued = time.Now()
+		w.publish(ctx)
 	}
 }
 
 // finish stops the renewals; a build that signed no claim withdraws the
 // intent so that another builder takes the recipe now, not after the TTL.
 func (w *workClaim) finish(built bool) {
+	w.d.mu.Lock()
+	delete(w.d.claims, w)
+	w.d.mu.Unlock()
 	close(w.stop)
 	w.done.Wait()
 	if !built {
@@ -197,6 +221,65 @@ func (d *Daemon) reverifyLoop(ctx context.Context) {
 	}
 }
 
-// Intents lists the build intents of other builders this node counts
-// (core.BuildQueue).
+// Intents lists the build intents of other builders this node counts.
 func (d *Daemon) Intents() []sched.IntentView { return d.sched.Intents() }
+
+// BuildIntents implements core.BuildDetails.
+func (d *Daemon) BuildIntents() []core.BuildIntent {
+	iv := d.sched.Intents()
+	out := make([]core.BuildIntent, len(iv))
+	for i, in := range iv {
+		out[i] = core.BuildIntent{Recipe: in.Recipe, Builder: in.Builder, Started: in.Started, Expires: in.Expires, Expect: int64(in.Expect / time.Second)}
+	}
+	return out
+}
+
+// RunningBuilds implements core.BuildDetails.
+func (d *Daemon) RunningBuilds() []core.RunningBuild {
+	d.mu.Lock()
+	runs := make([]*runningBuild, 0, len(d.running))
+	for _, r := range d.running {
+		runs = append(runs, r)
+	}
+	d.mu.Unlock()
+	out := make([]core.RunningBuild, len(runs))
+	for i, r := range runs {
+		out[i] = r.view()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+// runningBuild is a rebuild in progress and the tail of its log.
+type runningBuild struct {
+	info core.RunningBuild
+	mu   sync.Mutex
+	tail []string // ring of core.MaxLogTail lines
+	next int
+}
+
+func newRunningBuild(job buildJob) *runningBuild {
+	return &runningBuild{info: core.RunningBuild{Recipe: job.key, Package: job.pkg, Opinion: opinionName(job.op), Started: time.Now(), Reason: job.reason}}
+}
+
+// line is builder.Request.Progress: it keeps the last lines, each cut to
+// core.MaxLogLine characters (valid UTF-8).
+func (r *runningBuild) line(l string) {
+	l = human.Short(strings.ToValidUTF8(l, "\uFFFD"), core.MaxLogLine)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.tail) < core.MaxLogTail {
+		r.tail = append(r.tail, l)
+		return
+	}
+	r.tail[r.next] = l
+	r.next = (r.next + 1) % core.MaxLogTail
+}
+
+func (r *runningBuild) view() core.RunningBuild {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.info
+	v.LogTail = append(append(make([]string, 0, len(r.tail)), r.tail[r.next:]...), r.tail[:r.next]...)
+	return v
+}
