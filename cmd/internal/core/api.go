@@ -385,15 +385,15 @@ type PeerInfo struct {
 
 // Status describes the node.
 type Status struct {
-	Online        bool      `json:"online"` // a daemon with a network
-	PeerID        string    `json:"peer_id,omitempty"`
-	Builder       string    `json:"builder,omitempty"`
-	Addrs         []string  `json:"addrs,omitempty"`
-	Subscriptions []string  `json:"subscriptions"`
-	Peers         int       `json:"peers"`
-	Claims        int       `json:"claims"`
-	QueuedBuilds  int       `json:"queued_builds"`
-	RunningBuilds []string  `json:"running_builds"` // recipe keys (package/opinion CID)
+	Online        bool     `json:"online"` // a daemon with a network
+	PeerID        string   `json:"peer_id,omitempty"`
+	Builder       string   `json:"builder,omitempty"`
+	Addrs         []string `json:"addrs,omitempty"`
+	Subscriptions []string `json:"subscriptions"`
+	Peers         int      `json:"peers"`
+	Claims        int      `json:"claims"`
+	QueuedBuilds  int      `json:"queued_builds"`
+	RunningBuilds []string `json:"running_builds"` // recipe keys (package/opinion CID)
 	// Builds are the rebuilds running here, with the tail of their log;
 	// Intents the rebuilds other trusted builders announced that this node
 	// counts toward each recipe's target (docs/SCHEDULER.md).
