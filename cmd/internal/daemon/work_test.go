@@ -213,3 +213,23 @@ func TestStatusShowsBuildsAndIntents(t *testing.T) {
 		return err == nil && len(st.Builds) == 0
 	}, 20*time.Second, 20*time.Millisecond, "the build finished")
 }
+
+// TestReverifyOldRecipes: once a node's own claim is older than
+// builds.reverify_after, it rebuilds the recipe and signs a new claim.
+func TestReverifyOldRecipes(t *testing.T) {
+	ds := startDaemonsWith(t, 1, nil, func(_ int, c *config.Config) {
+		c.Builds.ReverifyAfter = 2 * time.Second
+	}, nil)
+	c := dial(t, ds[0])
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() >= 2 }, 20*time.Second, 50*time.Millisecond,
+		"the recipe is rebuilt after its claim got older than reverify_after")
+	require.Eventually(t, func() bool {
+		cl, err := c.Claims(ctx, core.ClaimsQuery{Package: "hello"})
+		return err == nil && len(cl) >= 2
+	}, 10*time.Second, 50*time.Millisecond, "two own claims stored")
+	info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
+	require.NoError(t, err)
+	require.True(t, info.Recipes[0].Own)
+	require.False(t, info.Recipes[0].Report.Conflict, "a re-verification that agrees is not a conflict")
+}

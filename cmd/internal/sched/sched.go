@@ -43,8 +43,10 @@ type Claims func(key string) (map[string]time.Time, error)
 // held is an intent as counted here.
 type held struct {
 	started time.Time
+	issued  time.Time // of the newest message: older ones (replays) are ignored
 	until   time.Time // by the local clock
 	expect  time.Duration
+	gone    bool // withdrawn: kept until until, so a replayed "building" cannot revive it
 }
 
 // Scheduler is safe for concurrent use.
@@ -58,6 +60,7 @@ type Scheduler struct {
 	wanted  map[string]Recipe           // waiting to be built here
 	taken   map[string]bool             // chosen by a local worker, not finished
 	intents map[string]map[string]*held // recipe key → builder → intent
+	swept   time.Time                   // last sweep of expired intents
 	wake    chan struct{}
 }
 
@@ -126,23 +129,40 @@ func (s *Scheduler) Observe(in *attest.Intent, at time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweepLocked(at)
 	key := in.Key()
-	if in.State == attest.IntentWithdrawn {
-		if m := s.intents[key]; m != nil {
-			delete(m, in.Builder)
-			if len(m) == 0 {
-				delete(s.intents, key)
-			}
-		}
-		s.poke()
-		return
-	}
 	m := s.intents[key]
 	if m == nil {
 		m = map[string]*held{}
 		s.intents[key] = m
 	}
-	m[in.Builder] = &held{started: in.Started, until: at.Add(in.TTLDuration()), expect: time.Duration(in.Expect) * time.Second}
+	if old := m[in.Builder]; old != nil && !in.Issued.After(old.issued) {
+		return // a replay, or older than what we have
+	}
+	m[in.Builder] = &held{started: in.Started, issued: in.Issued, until: at.Add(in.TTLDuration()),
+		expect: time.Duration(in.Expect) * time.Second, gone: in.State == attest.IntentWithdrawn}
+	if in.State == attest.IntentWithdrawn {
+		s.poke()
+	}
+}
+
+// sweepLocked drops expired intents once a minute, also those of recipes
+// this node does not want (coverageLocked only cleans wanted ones).
+func (s *Scheduler) sweepLocked(now time.Time) {
+	if now.Sub(s.swept) < time.Minute {
+		return
+	}
+	s.swept = now
+	for key, m := range s.intents {
+		for b, h := range m {
+			if !now.Before(h.until) {
+				delete(m, b)
+			}
+		}
+		if len(m) == 0 {
+			delete(s.intents, key)
+		}
+	}
 }
 
 // Changed wakes a waiting Next: a claim arrived, a key's trust changed.
@@ -192,7 +212,7 @@ func (s *Scheduler) coverageLocked(key string, now time.Time) (coverage, error) 
 			delete(s.intents[key], b)
 			continue
 		}
-		if !s.votes(b) {
+		if h.gone || !s.votes(b) {
 			continue
 		}
 		if !cv.builders[b] {
@@ -284,7 +304,7 @@ func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
 func (s *Scheduler) firstExpiryLocked(key string, now time.Time) time.Duration {
 	var d time.Duration
 	for _, h := range s.intents[key] {
-		if left := h.until.Sub(now); left > 0 && (d == 0 || left < d) {
+		if left := h.until.Sub(now); !h.gone && left > 0 && (d == 0 || left < d) {
 			d = left
 		}
 	}
@@ -352,7 +372,7 @@ func (s *Scheduler) Intents() []IntentView {
 	var out []IntentView
 	for key, m := range s.intents {
 		for b, h := range m {
-			if now.Before(h.until) {
+			if now.Before(h.until) && !h.gone {
 				out = append(out, IntentView{Recipe: key, Builder: b, Started: h.started, Expires: h.until, Expect: h.expect})
 			}
 		}

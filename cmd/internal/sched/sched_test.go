@@ -147,9 +147,18 @@ func TestIntentsCoverUntilTheyEnd(t *testing.T) {
 	if _, ok := next(t, s, 50*time.Millisecond); ok {
 		t.Fatal("picked while covered again")
 	}
+	w.advance(time.Second)
 	s.Observe(w.intent("T1", "a", start, 60*time.Second, attest.IntentWithdrawn), w.clock())
 	if r, ok := next(t, s, time.Second); !ok || r.Key != rk("a") {
 		t.Fatalf("after T1 withdrew: picked %q %v, want a", r.Key, ok)
+	}
+	s.Release(Recipe{Key: rk("a")}, true)
+	// A replay of T1's earlier "building" message does not revive it.
+	replay := w.intent("T1", "a", start, 60*time.Second, attest.IntentBuilding)
+	replay.Issued = replay.Issued.Add(-time.Second)
+	s.Observe(replay, w.clock())
+	if r, ok := next(t, s, time.Second); !ok || r.Key != rk("a") {
+		t.Fatalf("a replayed intent covered the recipe again: %q %v", r.Key, ok)
 	}
 }
 
