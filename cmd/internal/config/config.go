@@ -90,7 +90,11 @@ type Config struct {
 	// fetched from after the mirror; "" = none.
 	SnapshotURL string        `yaml:"snapshot_url"`
 	SyncEvery   time.Duration `yaml:"sync_interval"`
-	Builds      BuildConfig   `yaml:"builds"`
+	// KeyAnnounceInterval is how often the node re-announces its key (with
+	// the certifications it holds) on the keys topic: default 10m,
+	// jittered ±25 %; negative: only when new peers arrive.
+	KeyAnnounceInterval time.Duration `yaml:"key_announce_interval"`
+	Builds              BuildConfig   `yaml:"builds"`
 	// Rebuild is "once" (default) or "twice": build every recipe two
 	// times and sign "unreproducible" (both hash sets, the diffoscope
 	// report) when they differ.
@@ -242,6 +246,9 @@ func (c *Config) Defaults() {
 	}
 	if c.SyncEvery == 0 {
 		c.SyncEvery = p2p.DefaultSyncInterval
+	}
+	if c.KeyAnnounceInterval == 0 {
+		c.KeyAnnounceInterval = p2p.DefaultKeyAnnounceInterval
 	}
 	if c.Builds.Enabled == nil {
 		c.Builds.Enabled = ptr(true)

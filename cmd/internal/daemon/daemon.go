@@ -148,13 +148,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 
 	n, err := p2p.New(ctx, p2p.Config{
-		IdentityPath:   d.cfg.Layout().PeerKey(),
-		ListenAddrs:    d.cfg.Listen,
-		BootstrapPeers: d.cfg.Bootstrap,
-		MDNS:           *d.cfg.MDNS,
-		DHT:            d.cfg.DHT,
-		SyncInterval:   d.cfg.SyncEvery,
-		Limits:         d.cfg.Limits,
+		IdentityPath:        d.cfg.Layout().PeerKey(),
+		ListenAddrs:         d.cfg.Listen,
+		BootstrapPeers:      d.cfg.Bootstrap,
+		MDNS:                *d.cfg.MDNS,
+		DHT:                 d.cfg.DHT,
+		SyncInterval:        d.cfg.SyncEvery,
+		KeyAnnounceInterval: d.cfg.KeyAnnounceInterval,
+		Limits:              d.cfg.Limits,
 	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords(), Intents: intentSink{d}},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))

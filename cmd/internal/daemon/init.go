@@ -283,6 +283,7 @@ trusted_keys: []
 # mirror: {{q .C.Mirror}}
 # snapshot_url: {{q .C.SnapshotURL}}   # e.g. http://snapshot.debian.org
 # sync_interval: {{dur .C.SyncEvery}}
+# key_announce_interval: {{dur .C.KeyAnnounceInterval}}
 # metrics_addr: {{q .C.MetricsAddr}}   # e.g. 127.0.0.1:9464
 # The status page (HTML, /status.json, live /events); keep it on loopback.
 # status_addr: {{q .C.StatusAddr}}   # e.g. 127.0.0.1:9466
