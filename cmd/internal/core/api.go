@@ -436,6 +436,10 @@ const (
 	EventClaim         = "claim"          // a claim was stored (own or a peer's)
 	EventBuildStarted  = "build-started"  // the daemon started a rebuild
 	EventBuildFinished = "build-finished" // a rebuild finished (Data: status, artifacts)
+	// EventKey: a builder key changed here — imported, its trust set,
+	// certified, revoked, or learned or updated from the network (Key;
+	// Data: {"change": what, "trust": the level it has now}).
+	EventKey = "key"
 )
 
 // Event is one item of the node's event stream.
@@ -445,6 +449,7 @@ type Event struct {
 	Package string          `json:"package,omitempty"`
 	Opinion string          `json:"opinion,omitempty"`
 	ClaimID string          `json:"claim_id,omitempty"`
+	Key     string          `json:"key,omitempty"`  // fingerprint (EventKey)
 	From    string          `json:"from,omitempty"` // peer ID, "self" for own claims, "import" for imports
 	Data    json.RawMessage `json:"data,omitempty"`
 }

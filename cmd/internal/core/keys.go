@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -88,7 +89,20 @@ func (n *Node) ImportKey(ctx context.Context, pub []byte, trust attest.Trust, so
 	if err != nil {
 		return nil, err
 	}
+	n.KeyChanged(k.Fingerprint, "imported as "+string(trust), "import")
 	return n.withTrust(k)
+}
+
+// KeyChanged puts an EventKey on the event stream: what changed about the
+// key fpr, who caused it (a peer ID, "self", "import") and the trust
+// level the key has now.
+func (n *Node) KeyChanged(fpr, change, from string) {
+	data := map[string]string{"change": change}
+	if t, err := n.trust(); err == nil {
+		data["trust"] = string(t.Level(fpr))
+	}
+	b, _ := json.Marshal(data)
+	n.Emit(Event{Type: EventKey, Key: fpr, From: from, Data: b})
 }
 
 // SetTrust changes a stored key's operator trust level.
@@ -103,7 +117,11 @@ func (n *Node) SetTrust(ctx context.Context, fpr string, trust attest.Trust, not
 	if n.id != nil && fpr == n.id.Fingerprint() {
 		return Invalid(fmt.Errorf("%s is this node's own key; its trust is always %q", fpr, attest.TrustOwn))
 	}
-	return n.st.SetTrust(fpr, trust, note)
+	if err := n.st.SetTrust(fpr, trust, note); err != nil {
+		return err
+	}
+	n.KeyChanged(fpr, "trust set to "+string(trust), "self")
+	return nil
 }
 
 // CertifyKey certifies a stored key with the node's own key, stores the
@@ -148,6 +166,7 @@ func (n *Node) CertifyKey(ctx context.Context, fpr string) (*KeyResult, error) {
 		return nil, fmt.Errorf("certify key %s: the store kept no new certification (%s): it already carries %d", fpr, out, attest.MaxCertifications)
 	}
 	n.log.Info("key certified", "key", fpr, "by", n.id.Fingerprint())
+	n.KeyChanged(fpr, "certified by this node", "self")
 	return n.publishKey(ctx, ki)
 }
 
@@ -179,6 +198,7 @@ func (n *Node) RevokeKey(ctx context.Context, req RevokeRequest) (*KeyResult, er
 		return nil, fmt.Errorf("revoke key %s: the store kept no new revocation (%s): it already carries %d", n.id.Fingerprint(), out, attest.MaxRevocations)
 	}
 	n.log.Warn("own builder key revoked", "key", n.id.Fingerprint(), "successor", succ, "compromised", req.Compromised)
+	n.KeyChanged(n.id.Fingerprint(), "own key revoked", "self")
 	return n.publishKey(ctx, ki)
 }
 

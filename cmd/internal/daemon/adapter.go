@@ -111,6 +111,7 @@ func (s storeAdapter) cachedFile(cid string) (string, bool) {
 // re-announces its own key as stored (with the certifications others
 // made of it and its revocation, if any).
 type keyAdapter struct {
+	d      *Daemon // for the event stream, once ready
 	st     *store.Store
 	own    string // the node's builder key fingerprint
 	ownPub []byte // its public key, until the store holds it
@@ -120,7 +121,7 @@ type keyAdapter struct {
 var _ p2p.KeyRecords = keyAdapter{}
 
 func (d *Daemon) keyRecords() keyAdapter {
-	return keyAdapter{st: d.st, own: d.id.Fingerprint(), ownPub: d.id.PublicKey(), log: d.log.With("sub", "keys")}
+	return keyAdapter{d: d, st: d.st, own: d.id.Fingerprint(), ownPub: d.id.PublicKey(), log: d.log.With("sub", "keys")}
 }
 
 func (k keyAdapter) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool, error) {
@@ -131,6 +132,13 @@ func (k keyAdapter) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool,
 	if out.Changed() {
 		k.log.Info("key learned from the network", "key", ki.Fingerprint, "outcome", out.String(), "peer", from,
 			"certifiers", len(ki.Certifiers), "revoked", ki.Revocation != nil)
+		if k.d != nil {
+			select {
+			case <-k.d.ready: // d.node is set
+				k.d.node.KeyChanged(ki.Fingerprint, "from the network: "+out.String(), from.String())
+			default:
+			}
+		}
 	}
 	return out.Changed(), nil
 }

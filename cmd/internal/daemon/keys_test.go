@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +52,10 @@ func TestTrustTravelsBetweenDaemons(t *testing.T) {
 		}, 20*time.Second, 20*time.Millisecond, "node %d sees node 0 on the keys topic", i)
 	}
 
+	evctx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	events, err := c0.Events(evctx)
+	require.NoError(t, err)
 	start := time.Now()
 	res, err := c1.CertifyKey(ctx, b.Fingerprint())
 	require.NoError(t, err)
@@ -62,6 +68,22 @@ func TestTrustTravelsBetweenDaemons(t *testing.T) {
 	t.Logf("node 0 counts B as certified %s after node 1 certified it", time.Since(start).Round(time.Millisecond))
 	require.Equal(t, []string{r.Fingerprint()}, k.Via)
 	require.Equal(t, attest.TrustUnknown, k.Stored, "learned from the network: the stored level is not raised")
+	// The change is on node 0's event stream, with the peer it came from.
+	var ev core.Event
+	require.Eventually(t, func() bool {
+		for {
+			select {
+			case ev = <-events:
+				if ev.Type == core.EventKey && ev.Key == b.Fingerprint() {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}, 10*time.Second, 10*time.Millisecond, "key event at node 0")
+	require.Equal(t, ds[1].d.net.ID().String(), ev.From)
+	require.JSONEq(t, `{"change":"from the network: `+keyOutcome(t, ev)+`","trust":"certified"}`, string(ev.Data))
 
 	start = time.Now()
 	res, err = c2.RevokeKey(ctx, core.RevokeRequest{Reason: "retired"})
@@ -119,4 +141,15 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 	e, err := attest.ParsePublicKey(got[0])
 	require.NoError(t, err)
 	require.NotNil(t, attest.RevocationOf(e, time.Now()))
+}
+
+// keyOutcome is the store's merge outcome named in a key event's change.
+func keyOutcome(t *testing.T, ev core.Event) string {
+	t.Helper()
+	var d map[string]string
+	require.NoError(t, json.Unmarshal(ev.Data, &d))
+	out, ok := strings.CutPrefix(d["change"], "from the network: ")
+	require.True(t, ok, "change %q", d["change"])
+	require.NotEmpty(t, out)
+	return out
 }

@@ -75,6 +75,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"RevokeOwnKey", testRevokeOwnKey},
 		{"Equivocation", testEquivocation},
 		{"Keys", testKeys},
+		{"KeyEvents", testKeyEvents},
 		{"Blobs", testBlobs},
 		{"RecordBuild", testRecordBuild},
 		{"RecordBuildRefusals", testRecordRefusals},
@@ -606,6 +607,46 @@ func testClaims(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness
 	assert.Equal(t, "[]", string(b), "an empty listing is [] in --json")
 	_, err = h.API.Claims(ctx, core.ClaimsQuery{Package: "Bad Name"})
 	assert.True(t, core.IsInvalid(err), "%v", err)
+}
+
+// testKeyEvents: key changes made here are on the event stream, with the
+// level the key has after the change.
+func testKeyEvents(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	h := mk(t, nil)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := h.API.Events(cctx)
+	require.NoError(t, err)
+	other := attesttest.Fresh(t, 1)[0]
+	_, err = h.API.ImportKey(ctx, other.PublicKey(), attest.TrustUnvetted, "events test")
+	require.NoError(t, err)
+	// The stream may attach a moment after Events returns over a socket:
+	// change the trust until the event shows up.
+	deadline := time.After(10 * time.Second)
+	levels := []attest.Trust{attest.TrustTrusted, attest.TrustDistrusted}
+	for i := 0; ; i++ {
+		lvl := levels[i%2]
+		require.NoError(t, h.API.SetTrust(ctx, other.Fingerprint(), lvl, ""))
+		wait := time.After(200 * time.Millisecond)
+		for waiting := true; waiting; {
+			select {
+			case ev := <-events:
+				if ev.Type != core.EventKey || ev.Key != other.Fingerprint() || ev.From != "self" {
+					continue
+				}
+				var d map[string]string
+				require.NoError(t, json.Unmarshal(ev.Data, &d))
+				if d["change"] == "trust set to "+string(lvl) {
+					assert.Equal(t, string(lvl), d["trust"])
+					return
+				}
+			case <-wait:
+				waiting = false
+			case <-deadline:
+				t.Fatal("no key event within 10s")
+			}
+		}
+	}
 }
 
 func testEvents(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
