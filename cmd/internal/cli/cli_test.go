@@ -220,6 +220,14 @@ func TestCLIKeyCertifyRevokeAnnounce(t *testing.T) {
 	code, out, _ = run(t, dd, "key", "list")
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, "certified via")
+	// info shows the path beside the certified builder's claim.
+	cp := filepath.Join(t.TempDir(), "claim.jsonl")
+	require.NoError(t, os.WriteFile(cp, attesttest.Wire(t, attesttest.Claim(t, other)), 0o644))
+	code, _, errOut = run(t, dd, "claims", "import", cp)
+	require.Equal(t, ExitOK, code, errOut)
+	code, out, _ = run(t, dd, "info", "hello")
+	require.Equal(t, ExitOK, code)
+	require.Regexp(t, other.Fingerprint()[:16]+`… +certified via `+own.Fingerprint[:8], out)
 
 	for _, args := range [][]string{
 		{"key", "certify", "nothex"},

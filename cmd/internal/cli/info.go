@@ -121,7 +121,11 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 		if peer == "" {
 			peer = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", short(b.Fingerprint, 16), b.Level, b.Result, agrees, short(peer, 14), ago(now, b.Timestamp))
+		level := string(b.Level)
+		if p := ri.Via[b.Fingerprint]; len(p) > 0 {
+			level += " via " + strings.Join(shortAll(p, 8), " → ")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", short(b.Fingerprint, 16), level, b.Result, agrees, short(peer, 14), ago(now, b.Timestamp))
 	}
 	for i, gr := range rep.Groups {
 		agrees := "no"

@@ -155,6 +155,10 @@ type RecipeInfo struct {
 	Own    bool                `json:"own_build"` // this node built it
 	// Evidence is what the recipe's claims publish beside the hashes.
 	Evidence RecipeEvidence `json:"evidence"`
+	// Via is, for each certified builder in Report, the certification
+	// path that makes it trusted here: [A, B] reads "trusted via A → B"
+	// (A is a key this node trusts directly).
+	Via map[string][]string `json:"via,omitempty"`
 }
 
 // RecipeEvidence lists the blobs a recipe's claims name, by kind.

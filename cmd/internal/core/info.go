@@ -150,7 +150,24 @@ func (n *Node) evaluate(rc store.RecipeClaims, trust *trustView) (RecipeInfo, er
 	if err != nil {
 		return RecipeInfo{}, err
 	}
-	return RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own, Evidence: ev}, nil
+	return RecipeInfo{Recipe: rc.Recipe, Report: rep, Bar: consensus.Bar(rep.Score, 10), Own: own, Evidence: ev, Via: trust.paths(rep)}, nil
+}
+
+// paths are the certification paths of the certified builders in a
+// report (nil when none is certified).
+func (t *trustView) paths(rep consensus.Report) map[string][]string {
+	var out map[string][]string
+	for _, g := range rep.Groups {
+		for _, b := range g.Trusted {
+			if p := t.via[b.Fingerprint]; len(p) > 0 {
+				if out == nil {
+					out = map[string][]string{}
+				}
+				out[b.Fingerprint] = p
+			}
+		}
+	}
+	return out
 }
 
 // evidence collects the buildinfo, log and lock CIDs a recipe's claims

@@ -332,6 +332,12 @@ func testTrustHops(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harn
 				want = 2
 			}
 			assert.Len(t, info.Recipes[0].Report.Groups[0].Trusted, want)
+			// info says how the certified builder is trusted.
+			if tc.hops > 0 {
+				assert.Equal(t, map[string][]string{a.Fingerprint(): {root.Fingerprint()}}, info.Recipes[0].Via)
+			} else {
+				assert.Empty(t, info.Recipes[0].Via)
+			}
 			// A certified key votes, so the budget of keys that do not
 			// vote (two claims here) does not stop it; c's third is refused.
 			for who, id := range map[string]*attest.Identity{"a": a, "c": c} {
