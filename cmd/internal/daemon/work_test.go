@@ -233,3 +233,24 @@ func TestReverifyOldRecipes(t *testing.T) {
 	require.True(t, info.Recipes[0].Own)
 	require.False(t, info.Recipes[0].Report.Conflict, "a re-verification that agrees is not a conflict")
 }
+
+// TestConcurrentBuilds: builds.concurrency 2 runs two recipes at once.
+func TestConcurrentBuilds(t *testing.T) {
+	dir, refs := shareOpinions(t, 3)
+	release := make(chan struct{})
+	ds := startDaemonsWith(t, 1, nil, func(_ int, c *config.Config) {
+		c.OpinionsDir = dir
+		c.Subscribe = nil
+		c.Builds.Concurrency = 2
+	}, func(_ int, fb *fakeBuilder) { fb.release = release })
+	ctx := context.Background()
+	for _, r := range refs {
+		require.NoError(t, ds[0].d.Subscribe(ctx, r, true))
+	}
+	require.Eventually(t, func() bool { return len(ds[0].d.Running()) == 2 }, 10*time.Second, 10*time.Millisecond, "two builds at once")
+	time.Sleep(200 * time.Millisecond)
+	require.Len(t, ds[0].d.Running(), 2, "not more than builds.concurrency")
+	require.Equal(t, 1, ds[0].d.Queued(), "the third waits")
+	close(release)
+	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() == 3 && len(ds[0].d.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
+}
