@@ -194,11 +194,7 @@ func Sign(id *Identity, s *Statement) (*Claim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	var sig bytes.Buffer
-	if err := openpgp.DetachSign(&sig, id.Entity, bytes.NewReader(payload), pgpConfig()); err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	armored, err := armorSignature(sig.Bytes())
+	armored, err := detachSign(id, payload)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
@@ -208,6 +204,16 @@ func Sign(id *Identity, s *Statement) (*Claim, error) {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	return &Claim{ID: ClaimID(raw), Raw: raw, Envelope: env, Statement: &st, Signer: id.Entity}, nil
+}
+
+// detachSign is the one signature Sign and SignIntent make: a detached
+// OpenPGP signature by id over payload, armored canonically.
+func detachSign(id *Identity, payload []byte) (string, error) {
+	var sig bytes.Buffer
+	if err := openpgp.DetachSign(&sig, id.Entity, bytes.NewReader(payload), pgpConfig()); err != nil {
+		return "", err
+	}
+	return armorSignature(sig.Bytes())
 }
 
 // VerifyOptions tune Verify.

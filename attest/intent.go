@@ -152,11 +152,7 @@ func SignIntent(id *Identity, in Intent) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign intent: %w", err)
 	}
-	var sig bytes.Buffer
-	if err := openpgp.DetachSign(&sig, id.Entity, bytes.NewReader(payload), pgpConfig()); err != nil {
-		return nil, fmt.Errorf("sign intent: %w", err)
-	}
-	armored, err := armorSignature(sig.Bytes())
+	armored, err := detachSign(id, payload)
 	if err != nil {
 		return nil, fmt.Errorf("sign intent: %w", err)
 	}

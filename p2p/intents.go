@@ -42,20 +42,9 @@ func (n *Node) joinIntents() error {
 	if err := n.ps.RegisterTopicValidator(IntentsTopic, pubsub.ValidatorEx(n.validateIntent)); err != nil {
 		return fmt.Errorf("join %s: register validator: %w", IntentsTopic, err)
 	}
-	// Identified by author and sequence number: a renewal has the same
-	// recipe and differs only in its times, and must travel.
-	t, err := n.ps.Join(IntentsTopic, pubsub.WithTopicMessageIdFn(pubsub.DefaultMsgIdFn))
+	t, sub, err := n.joinNodeTopic(IntentsTopic)
 	if err != nil {
-		return fmt.Errorf("join %s: %w", IntentsTopic, err)
-	}
-	if err := t.SetScoreParams(TopicScoreParams()); err != nil {
-		_ = t.Close()
-		return fmt.Errorf("join %s: score params: %w", IntentsTopic, err)
-	}
-	sub, err := t.Subscribe(pubsub.WithBufferSize(256))
-	if err != nil {
-		_ = t.Close()
-		return fmt.Errorf("subscribe %s: %w", IntentsTopic, err)
+		return err
 	}
 	n.intentsTopic = t
 	n.wg.Add(2)
@@ -88,16 +77,8 @@ func (n *Node) renewLoop() {
 			return
 		case <-n.renewKick:
 		}
-		w := time.NewTimer(keyAnnounceDelay)
-		select {
-		case <-n.ctx.Done():
-			w.Stop()
+		if !n.settleKick(n.renewKick) {
 			return
-		case <-w.C:
-		}
-		select {
-		case <-n.renewKick: // peers identified meanwhile: one renewal
-		default:
 		}
 		if !last.IsZero() && time.Since(last) < intentRenewGap {
 			continue

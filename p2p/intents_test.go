@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -83,20 +82,7 @@ func TestIntentsTravel(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	assert.Zero(t, sd.count(), "a node without the key does not count the intent")
 
-	// A hostile peer publishing garbage on the topic.
-	h := rawHost(t)
-	ps, err := pubsub.NewGossipSub(ctx, h)
-	require.NoError(t, err)
-	top, err := ps.Join(IntentsTopic)
-	require.NoError(t, err)
-	_, err = top.Subscribe()
-	require.NoError(t, err)
-	require.NoError(t, h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}))
-	attesttest.Eventually(t, 20*time.Second, "hostile peer scored down", func() bool {
-		_ = top.Publish(ctx, []byte(`{"payload_type":"x"}`))
-		s, ok := b.PeerScore(h.ID())
-		return ok && s < 0
-	})
+	publishUntilScoredDown(t, b, IntentsTopic, []byte(`{"payload_type":"x"}`))
 	assert.Equal(t, 1, sc.count(), "nothing but the real intent reached c")
 }
 

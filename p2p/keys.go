@@ -130,18 +130,9 @@ func (n *Node) joinKeys() error {
 	// Messages are identified by author and sequence number (gossipsub's
 	// default), not by content as claims are: a re-announcement of the
 	// same key must travel again, to reach nodes that joined since.
-	t, err := n.ps.Join(KeysTopic, pubsub.WithTopicMessageIdFn(pubsub.DefaultMsgIdFn))
+	t, sub, err := n.joinNodeTopic(KeysTopic)
 	if err != nil {
-		return fmt.Errorf("join %s: %w", KeysTopic, err)
-	}
-	if err := t.SetScoreParams(TopicScoreParams()); err != nil {
-		_ = t.Close()
-		return fmt.Errorf("join %s: score params: %w", KeysTopic, err)
-	}
-	sub, err := t.Subscribe(pubsub.WithBufferSize(256))
-	if err != nil {
-		_ = t.Close()
-		return fmt.Errorf("subscribe %s: %w", KeysTopic, err)
+		return err
 	}
 	n.keysTopic, n.keysSub = t, sub
 	n.wg.Add(2)
@@ -257,16 +248,8 @@ func (n *Node) announceLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.announceKick:
-			w := time.NewTimer(keyAnnounceDelay)
-			select {
-			case <-n.ctx.Done():
-				w.Stop()
+			if !n.settleKick(n.announceKick) {
 				return
-			case <-w.C:
-			}
-			select {
-			case <-n.announceKick: // peers identified meanwhile: one announcement
-			default:
 			}
 			if !last.IsZero() && time.Since(last) < keyAnnounceMinGap {
 				continue
@@ -277,6 +260,47 @@ func (n *Node) announceLoop() {
 		n.announce()
 		last = time.Now()
 	}
+}
+
+// joinNodeTopic joins and subscribes to one of the topics every node is
+// on (keys, intents), whose validator is registered already. Messages are
+// identified by author and sequence number (gossipsub's default), not by
+// content as claims are: a re-announcement or renewal must travel again,
+// to reach nodes that joined since.
+func (n *Node) joinNodeTopic(name string) (*pubsub.Topic, *pubsub.Subscription, error) {
+	t, err := n.ps.Join(name, pubsub.WithTopicMessageIdFn(pubsub.DefaultMsgIdFn))
+	if err != nil {
+		return nil, nil, fmt.Errorf("join %s: %w", name, err)
+	}
+	if err := t.SetScoreParams(TopicScoreParams()); err != nil {
+		_ = t.Close()
+		return nil, nil, fmt.Errorf("join %s: score params: %w", name, err)
+	}
+	sub, err := t.Subscribe(pubsub.WithBufferSize(256))
+	if err != nil {
+		_ = t.Close()
+		return nil, nil, fmt.Errorf("subscribe %s: %w", name, err)
+	}
+	return t, sub, nil
+}
+
+// settleKick is called when kick fired (a new peer was identified): it
+// waits keyAnnounceDelay, so the peer's subscriptions and the mesh exist,
+// and swallows the kicks of peers identified meanwhile (one reaction for
+// all). It is false when the node is closing.
+func (n *Node) settleKick(kick <-chan struct{}) bool {
+	w := time.NewTimer(keyAnnounceDelay)
+	select {
+	case <-n.ctx.Done():
+		w.Stop()
+		return false
+	case <-w.C:
+	}
+	select {
+	case <-kick:
+	default:
+	}
+	return true
 }
 
 // announce publishes the keys to re-announce now.

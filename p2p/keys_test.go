@@ -171,17 +171,25 @@ func TestKeysTopicRelayAndReject(t *testing.T) {
 	err := a.PublishKey(ctx, []byte("garbage"))
 	require.ErrorIs(t, err, ErrBadKey)
 
-	// A hostile peer publishing garbage on the topic by hand.
+	publishUntilScoredDown(t, b, KeysTopic, []byte{0x99, 0x00, 0x01})
+	assert.Equal(t, 1, kc.count(), "nothing but the real key reached c")
+}
+
+// publishUntilScoredDown connects a hostile peer to victim that publishes
+// garbage on topic by hand until victim's score of it is negative.
+func publishUntilScoredDown(t *testing.T, victim *Node, topic string, garbage []byte) {
+	t.Helper()
+	ctx := context.Background()
 	h := rawHost(t)
 	ps, err := pubsub.NewGossipSub(ctx, h)
 	require.NoError(t, err)
-	top, err := ps.Join(KeysTopic)
+	top, err := ps.Join(topic)
 	require.NoError(t, err)
 	_, err = top.Subscribe()
 	require.NoError(t, err)
-	require.NoError(t, h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}))
+	require.NoError(t, h.Connect(ctx, peer.AddrInfo{ID: victim.ID(), Addrs: victim.Host().Addrs()}))
 	attesttest.Eventually(t, 20*time.Second, "hostile peer on the topic", func() bool {
-		for _, p := range b.TopicPeers(KeysTopic) {
+		for _, p := range victim.TopicPeers(topic) {
 			if p == h.ID() {
 				return true
 			}
@@ -191,11 +199,10 @@ func TestKeysTopicRelayAndReject(t *testing.T) {
 	// (The first messages may be dropped by the hostile node's own router
 	// before its first heartbeat: publish until the score drops.)
 	attesttest.Eventually(t, 20*time.Second, "hostile peer scored down", func() bool {
-		_ = top.Publish(ctx, []byte{0x99, 0x00, 0x01})
-		s, ok := b.PeerScore(h.ID())
+		_ = top.Publish(ctx, garbage)
+		s, ok := victim.PeerScore(h.ID())
 		return ok && s < 0
 	})
-	assert.Equal(t, 1, kc.count(), "nothing but the real key reached c")
 }
 
 // A peer publishing more announcements than its rate: the excess is

@@ -373,11 +373,14 @@ func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
 	if !on {
 		spec := ref.String()
 		d.mu.Lock()
-		_, ok := d.subs[spec]
+		sub, ok := d.subs[spec]
 		delete(d.subs, spec)
 		d.mu.Unlock()
 		if !ok {
 			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
+		}
+		if !sub.waiting {
+			d.sched.Drop(jobKey(ref.Package, sub.op)) // no longer wanted here
 		}
 		if err := d.net.Unsubscribe(spec); err != nil {
 			return err
@@ -492,9 +495,13 @@ func (d *Daemon) Reload(ctx context.Context) {
 			continue
 		}
 		d.mu.Lock()
-		changed := s.op == nil || s.op.CID() != o.CID()
+		old := s.op
+		changed := old == nil || old.CID() != o.CID()
 		s.op, s.waiting = o, false
 		d.mu.Unlock()
+		if changed && old != nil {
+			d.sched.Drop(jobKey(s.ref.Package, old)) // the old content is not what we follow any more
+		}
 		if changed {
 			d.log.Info("opinion reloaded", "topic", spec, "cid", o.CID())
 			d.keepBundle(o)
@@ -708,6 +715,9 @@ func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
 	case errors.Is(err, builder.ErrNotApplicable) && res != nil:
 		// Others should know the opinion does not apply: signed as failed.
 		log.Warn("the opinion does not apply: signing a failed build", "reason", res.FailReason)
+	case err != nil && ctx.Err() != nil:
+		log.Info("rebuild interrupted: the daemon is stopping", "err", err)
+		return false
 	case err != nil:
 		log.Error("rebuild refused or environment error", "err", err)
 		d.metrics.builds.WithLabelValues("error").Inc()

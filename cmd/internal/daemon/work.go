@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
+	"github.com/lebowski-dist/lebowski/p2p"
 )
 
 // Shared rebuild work (docs/SCHEDULER.md): before building, a node
@@ -189,7 +191,7 @@ func (w *workClaim) publish(ctx context.Context) {
 	if err == nil {
 		err = d.net.PublishIntent(ctx, data)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, p2p.ErrClosed) {
 		d.log.Warn("publishing a build intent", "package", w.in.Package, "opinion", w.in.Opinion, "state", w.in.State, "err", err)
 	}
 }
