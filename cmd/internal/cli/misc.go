@@ -3,15 +3,19 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
+	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 )
 
 func newDiffCmd(g *globals) *cobra.Command {
@@ -228,17 +232,101 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if g.json {
 				return g.printJSON(st)
 			}
-			state := "not running (answers come from the store)"
-			if st.Online {
-				state = fmt.Sprintf("running since %s, peer %s", st.Started.Format("2006-01-02 15:04:05"), st.PeerID)
-			}
-			builder := st.Builder
-			if builder == "" {
-				builder = "none (run `lebowski key gen`)"
-			}
-			g.printf("lebowskid:      %s\nbuilder key:    %s\nversion:        %s\nclaims:         %d\npeers:          %d\n", state, builder, st.Version, st.Claims, st.Peers)
-			g.printf("subscriptions:  %s\nbuilds:         %d queued, running %v\n", strings.Join(st.Subscriptions, ", "), st.QueuedBuilds, st.RunningBuilds)
-			return nil
+			return writeStatus(g.out, st, time.Now())
 		},
 	}
+}
+
+// writeStatus is `lebowski status` for people: the node, then the rebuilds
+// running here (one a line, with the last line of their log) and those
+// other builders announced.
+func writeStatus(w io.Writer, st *core.Status, now time.Time) error {
+	state := "not running (answers come from the store)"
+	if st.Online {
+		state = fmt.Sprintf("running since %s, peer %s", st.Started.Format("2006-01-02 15:04:05"), st.PeerID)
+	}
+	key := st.Builder
+	if key == "" {
+		key = "none (run `lebowski key gen`)"
+	}
+	fmt.Fprintf(w, "lebowskid:      %s\nbuilder key:    %s\nversion:        %s\nclaims:         %d\npeers:          %d\n", state, key, st.Version, st.Claims, st.Peers)
+	fmt.Fprintf(w, "subscriptions:  %s\n", strings.Join(st.Subscriptions, ", "))
+
+	// Running here: the builds with their details, then any key the build
+	// queue names without them.
+	refs := map[string]string{} // recipe key → package/opinion
+	type row struct{ name, since, reason, last string }
+	var rows []row
+	for _, b := range st.Builds {
+		ref := vocab.Ref{Package: b.Package, Opinion: b.Opinion}
+		if b.Opinion == vocab.Vanilla {
+			ref.Opinion = ""
+		}
+		refs[b.Recipe] = ref.String()
+		last := "(no output yet)"
+		if n := len(b.LogTail); n > 0 {
+			last = "| " + short(core.OneLine(b.LogTail[n-1]), 100)
+		}
+		r := row{name: ref.String(), since: "for " + span(b.Started, now), reason: core.OneLine(b.Reason), last: last}
+		if b.Started.IsZero() {
+			r.since = ""
+		}
+		rows = append(rows, r)
+	}
+	for _, k := range st.RunningBuilds {
+		if _, ok := refs[k]; !ok {
+			rows = append(rows, row{name: shortRecipeKey(k)})
+		}
+	}
+	fmt.Fprintf(w, "builds:         %d queued, %d running\n", st.QueuedBuilds, len(rows))
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.name, r.since, r.reason, r.last)
+	}
+	fmt.Fprintf(tw, "being built elsewhere: %d\n", len(st.Intents)) // a line without cells: ends the columns above
+	for _, in := range st.Intents {
+		name, ok := refs[in.Recipe]
+		if !ok {
+			name = shortRecipeKey(in.Recipe)
+		}
+		expires := "expired"
+		if in.Expires.After(now) {
+			expires = "expires in " + span(now, in.Expires)
+		}
+		expect := ""
+		if in.Expect > 0 {
+			expect = "expected ~" + span(now, now.Add(time.Duration(in.Expect)*time.Second))
+		}
+		fmt.Fprintf(tw, "  %s\tby %s\tstarted %s\t%s\t%s\n", name, short(core.OneLine(in.Builder), 16), ago(now, in.Started), expect, expires)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, l := range strings.SplitAfter(table.String(), "\n") {
+		if l != "" {
+			fmt.Fprintln(w, strings.TrimRight(l, " \n"))
+		}
+	}
+	return nil
+}
+
+// span is how long from a to b, in the units of human.Ago ("42s", "5m",
+// "3h", "2d").
+func span(a, b time.Time) string {
+	if b.Before(a) {
+		b = a
+	}
+	return strings.TrimSuffix(human.Ago(b, a, "-"), " ago")
+}
+
+// shortRecipeKey is a recipe key (package/opinion CID) for a terminal: its
+// opinion CID shortened, control characters removed.
+func shortRecipeKey(key string) string {
+	key = core.OneLine(key)
+	pkg, rest, ok := strings.Cut(key, "/")
+	if !ok || rest == vocab.Vanilla {
+		return short(key, 60)
+	}
+	return short(pkg, 40) + "/" + short(rest, 12)
 }

@@ -31,6 +31,10 @@ import (
 // The status page (opt-in status_addr): one server-rendered HTML page,
 // its JSON twin /status.json and a Server-Sent Events stream /events that
 // the page's few lines of script append to its list of recent events.
+// On every rebuild event and every few seconds (statusPollEvery while
+// rebuilds run here or elsewhere, statusIdlePollEvery otherwise) the script
+// also reads /builds.json (the rebuilds part only: one Status call) to
+// refresh the running builds' log tails and the intents of others.
 // Everything it shows comes from core.API; it changes nothing.
 //
 // Bounds: the daemon's HTTP server (newHTTPServer, limitListener) caps
@@ -43,6 +47,14 @@ import (
 // statusHeartbeatEvery is how often a quiet stream sends a comment line,
 // which finds dead connections (a variable: tests shorten it).
 var statusHeartbeatEvery = 20 * time.Second
+
+// statusPollEvery is how often the page reads /builds.json while rebuilds
+// run here or elsewhere, statusIdlePollEvery while none does (other
+// builders' intents arrive without an event). Variables: tests shorten them.
+var (
+	statusPollEvery     = 5 * time.Second
+	statusIdlePollEvery = 30 * time.Second
+)
 
 //go:embed status.html
 var statusHTML string
@@ -62,6 +74,9 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"ago":     func(t time.Time) string { return agoText(time.Now(), t) },
+	"until":   func(t time.Time) string { return untilText(time.Now(), t) },
+	"expect":  expectText,
+	"lines":   logLines,
 	"score":   func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"atLeast": func(a, b int) int { return max(a, b, 1) },
 	"verdictClass": func(v consensus.Verdict) string {
@@ -89,6 +104,8 @@ const (
 	statusLogTail      = 20               // lines of a finished build's log
 	statusLogTailBytes = 4 << 10          // bytes of a finished build's log
 	statusMaxLog       = 64 << 20         // logs larger than this are not read for a tail
+	statusMaxFinished  = 5                // finished rebuilds listed
+	statusMaxRefs      = 1000             // recipe keys remembered with their package/opinion
 )
 
 // statusEvent is one core.Event as the page shows it: the claim it names
@@ -118,6 +135,9 @@ type statusServer struct {
 	seq    uint64
 	recent []statusEvent // oldest first
 	subs   map[chan statusEvent]bool
+
+	refMu sync.Mutex
+	refs  map[string]string // recipe key (package/opinion CID) → package/opinion, as last seen
 }
 
 // newStatusServer returns the status page of api with cfg's trust policy
@@ -131,6 +151,7 @@ func newStatusServer(api core.API, cfg *config.Config, log *slog.Logger) *status
 		streams: make(chan struct{}, statusMaxStreams),
 		done:    make(chan struct{}),
 		subs:    map[chan statusEvent]bool{},
+		refs:    map[string]string{},
 	}
 	if s.policy.Threshold == 0 {
 		s.policy.Threshold = consensus.DefaultThreshold
@@ -196,6 +217,7 @@ func (s *statusServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("GET /status.json", s.serveJSON)
+	mux.HandleFunc("GET /builds.json", s.serveBuilds)
 	mux.HandleFunc("GET /events", s.serveEvents)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.hostAllowed(r.Host) {
@@ -250,7 +272,8 @@ type statusPolicy struct {
 
 // statusRecipe is one package/opinion: its best-attested recipe.
 type statusRecipe struct {
-	Ref        string `json:"ref"` // package/opinion ("package" for vanilla)
+	Ref        string `json:"ref"`           // package/opinion ("package" for vanilla)
+	Key        string `json:"key,omitempty"` // recipe key: package/opinion CID, as the scheduler and intents name it
 	Subscribed bool   `json:"subscribed"`
 	Note       string `json:"note,omitempty"` // why there is no recipe
 	Package    string `json:"package"`
@@ -280,8 +303,13 @@ type statusRedFlag struct {
 }
 
 type statusBuilds struct {
-	Queued  int             `json:"queued"`
+	Queued int `json:"queued"`
+	// Running are the rebuilds running here, oldest first, with the end of
+	// their log so far.
 	Running []statusRunning `json:"running"`
+	// Elsewhere are the rebuilds other trusted builders announced (build
+	// intents), which this node counts toward each recipe's target.
+	Elsewhere []statusIntent `json:"elsewhere"`
 	// Finished are the rebuilds finished since the page started, newest
 	// first, with the tail of their log.
 	Finished []statusEvent `json:"finished"`
@@ -290,7 +318,24 @@ type statusBuilds struct {
 type statusRunning struct {
 	Key     string    `json:"key"` // package/opinion CID (or /vanilla)
 	Package string    `json:"package"`
-	Since   time.Time `json:"since,omitzero"` // from the build-started event, when the page saw it
+	Opinion string    `json:"opinion,omitempty"`
+	Label   string    `json:"label"`          // package/opinion, or the key shortened
+	Since   time.Time `json:"since,omitzero"` // when it started
+	Reason  string    `json:"reason,omitempty"`
+	// LogTail is the end of the build log so far, most recent line last
+	// (build output: arbitrary text).
+	LogTail []string `json:"log_tail"`
+}
+
+// statusIntent is a rebuild another builder announced.
+type statusIntent struct {
+	Key     string    `json:"key"`           // recipe key: package/opinion CID (or /vanilla)
+	Ref     string    `json:"ref,omitempty"` // package/opinion, when the page knows the key
+	Label   string    `json:"label"`         // Ref, or the key shortened
+	Builder string    `json:"builder"`       // fingerprint
+	Started time.Time `json:"started,omitzero"`
+	Expires time.Time `json:"expires,omitzero"` // counted until then unless renewed
+	Expect  int64     `json:"expect_seconds,omitempty"`
 }
 
 func (s *statusServer) servePage(w http.ResponseWriter, r *http.Request) {
@@ -313,9 +358,14 @@ func (s *statusServer) servePage(w http.ResponseWriter, r *http.Request) {
 	var buf strings.Builder
 	if err := statusTmpl.Execute(&buf, struct {
 		*statusPage
-		Nonce     string
-		MaxEvents int
-	}{p, nonce, statusRecent}); err != nil {
+		Nonce       string
+		MaxEvents   int
+		MaxFinished int
+		PollMs      int64 // how often the page reads /builds.json while Active
+		IdlePollMs  int64 // and otherwise
+		Active      bool  // rebuilds run here or elsewhere
+	}{p, nonce, statusRecent, statusMaxFinished, statusPollEvery.Milliseconds(), statusIdlePollEvery.Milliseconds(),
+		len(p.Builds.Running)+len(p.Builds.Elsewhere) > 0}); err != nil {
 		s.log.Error("status page: render", "err", err)
 		http.Error(w, "status page: render: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -335,9 +385,45 @@ func (s *statusServer) serveJSON(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(p)
 }
 
+// statusBuildsNow is what /builds.json returns: the rebuilds part of the
+// page, and when it was read (the page says "started 3m ago" from it).
+type statusBuildsNow struct {
+	Generated time.Time `json:"generated"`
+	statusBuilds
+}
+
+// serveBuilds answers /builds.json, which the page reads to refresh its
+// rebuilds (running builds' log tails, intents) without recomputing the
+// recipes.
+func (s *statusServer) serveBuilds(w http.ResponseWriter, r *http.Request) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(statusRenderTime + statusWriteTimeout))
+	b, ok := computeFor(s, w, r, func(ctx context.Context) (*statusBuildsNow, error) {
+		st, err := s.api.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("node status: %w", err)
+		}
+		evs, _ := s.recentEvents()
+		return &statusBuildsNow{Generated: time.Now().UTC(), statusBuilds: s.builds(st, evs)}, nil
+	})
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(b)
+}
+
 // snapshotFor computes the page for one request, at most statusMaxRenders
 // at once.
 func (s *statusServer) snapshotFor(w http.ResponseWriter, r *http.Request) (*statusPage, bool) {
+	return computeFor(s, w, r, s.snapshot)
+}
+
+// computeFor runs compute for one request within statusRenderTime, at most
+// statusMaxRenders at once; on failure it has answered the request.
+func computeFor[T any](s *statusServer, w http.ResponseWriter, r *http.Request, compute func(context.Context) (T, error)) (T, bool) {
+	var zero T
 	ctx, cancel := context.WithTimeout(r.Context(), statusRenderTime)
 	defer cancel()
 	select {
@@ -345,15 +431,15 @@ func (s *statusServer) snapshotFor(w http.ResponseWriter, r *http.Request) (*sta
 		defer func() { <-s.renders }()
 	case <-ctx.Done():
 		http.Error(w, "status page: busy: too many pages are being computed at once; try again", http.StatusServiceUnavailable)
-		return nil, false
+		return zero, false
 	}
-	p, err := s.snapshot(ctx)
+	v, err := compute(ctx)
 	if err != nil {
 		s.log.Warn("status page", "err", err)
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
-		return nil, false
+		return zero, false
 	}
-	return p, true
+	return v, true
 }
 
 // snapshot reads everything the page shows from the API. A section that
@@ -375,27 +461,132 @@ func (s *statusServer) snapshot(ctx context.Context) (*statusPage, error) {
 	s.readRecipes(ctx, p)
 	s.readPeers(ctx, p)
 	s.readKeys(ctx, p)
-	p.Builds = statusBuilds{Queued: st.QueuedBuilds, Running: []statusRunning{}, Finished: []statusEvent{}}
+	p.Builds = s.builds(st, p.Events)
+	if len(p.Problems) == 0 {
+		p.Problems = nil
+	}
+	return p, nil
+}
+
+// builds is the rebuilds part of the page: st's running builds (with their
+// log tails) and other builders' intents, and the finished rebuilds among
+// events (newest first). Every list is capped.
+func (s *statusServer) builds(st *core.Status, events []statusEvent) statusBuilds {
+	b := statusBuilds{Queued: st.QueuedBuilds, Running: []statusRunning{}, Elsewhere: []statusIntent{}, Finished: []statusEvent{}}
+	seen := map[string]bool{}
+	for _, rb := range st.Builds {
+		if len(b.Running) == statusMaxRows {
+			break
+		}
+		ref := refString(rb.Package, rb.Opinion)
+		s.learnRef(rb.Recipe, ref)
+		seen[rb.Recipe] = true
+		b.Running = append(b.Running, statusRunning{Key: rb.Recipe, Package: rb.Package, Opinion: rb.Opinion, Label: ref,
+			Since: rb.Started, Reason: rb.Reason, LogTail: boundTail(rb.LogTail)})
+	}
+	// A build queue that does not describe its builds names them only.
 	for _, k := range st.RunningBuilds {
+		if seen[k] || len(b.Running) == statusMaxRows {
+			continue
+		}
+		seen[k] = true
 		pkg, _, _ := strings.Cut(k, "/")
-		r := statusRunning{Key: k, Package: pkg}
-		for _, ev := range p.Events { // newest first
+		r := statusRunning{Key: k, Package: pkg, Label: s.recipeLabel(k), LogTail: []string{}}
+		for _, ev := range events { // newest first
 			if ev.Type == core.EventBuildStarted && ev.Package == pkg {
 				r.Since = ev.Time
 				break
 			}
 		}
-		p.Builds.Running = append(p.Builds.Running, r)
+		b.Running = append(b.Running, r)
 	}
-	for _, ev := range p.Events {
-		if ev.Type == core.EventBuildFinished && len(p.Builds.Finished) < 5 {
-			p.Builds.Finished = append(p.Builds.Finished, ev)
+	for _, in := range st.Intents {
+		if len(b.Elsewhere) == statusMaxRows {
+			break
+		}
+		ref := s.recipeRef(in.Recipe)
+		label := ref
+		if label == "" {
+			label = shortKey(in.Recipe)
+		}
+		b.Elsewhere = append(b.Elsewhere, statusIntent{Key: in.Recipe, Ref: ref, Label: label, Builder: in.Builder,
+			Started: in.Started, Expires: in.Expires, Expect: in.Expect})
+	}
+	for _, ev := range events {
+		if ev.Type == core.EventBuildFinished && len(b.Finished) < statusMaxFinished {
+			b.Finished = append(b.Finished, ev)
 		}
 	}
-	if len(p.Problems) == 0 {
-		p.Problems = nil
+	return b
+}
+
+// boundTail is a copy of a running build's log tail within core's bounds
+// (the last core.MaxLogTail lines of at most core.MaxLogLine characters,
+// valid UTF-8), whatever the API returned.
+func boundTail(tail []string) []string {
+	if len(tail) > core.MaxLogTail {
+		tail = tail[len(tail)-core.MaxLogTail:]
 	}
-	return p, nil
+	out := make([]string, len(tail))
+	for i, l := range tail {
+		out[i] = short(strings.ToValidUTF8(l, "\uFFFD"), core.MaxLogLine)
+	}
+	return out
+}
+
+// refString is package/opinion as the recipes section names it.
+func refString(pkg, opinion string) string {
+	r := vocab.Ref{Package: pkg, Opinion: opinion}
+	if opinion == vocab.Vanilla {
+		r.Opinion = ""
+	}
+	return r.String()
+}
+
+// learnRef remembers which package/opinion a recipe key is, for naming
+// other builders' intents (at most statusMaxRefs keys: then it starts over).
+func (s *statusServer) learnRef(key, ref string) {
+	if key == "" || ref == "" {
+		return
+	}
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	if _, ok := s.refs[key]; !ok && len(s.refs) >= statusMaxRefs {
+		clear(s.refs)
+	}
+	s.refs[key] = ref
+}
+
+// recipeRef is the package/opinion of a recipe key, "" when the page has
+// not seen it (a vanilla key names itself).
+func (s *statusServer) recipeRef(key string) string {
+	s.refMu.Lock()
+	ref, ok := s.refs[key]
+	s.refMu.Unlock()
+	if ok {
+		return ref
+	}
+	if pkg, rest, _ := strings.Cut(key, "/"); rest == vocab.Vanilla {
+		return refString(pkg, "")
+	}
+	return ""
+}
+
+// recipeLabel is the package/opinion of a recipe key, or the key shortened.
+func (s *statusServer) recipeLabel(key string) string {
+	if ref := s.recipeRef(key); ref != "" {
+		return ref
+	}
+	return shortKey(key)
+}
+
+// shortKey is a recipe key with its opinion CID shortened: "hello/bafkreia…".
+func shortKey(key string) string {
+	pkg, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return short(key, 40)
+	}
+	return short(pkg, 40) + "/" + short(rest, 12)
 }
 
 // readRecipes evaluates the subscriptions, then the packages of recent
@@ -456,6 +647,7 @@ func (s *statusServer) readRecipes(ctx context.Context, p *statusPage) {
 			rec.Note = "no recipe"
 		default:
 			s.fillRecipe(&rec, info.Recipes[0])
+			s.learnRef(rec.Key, w.ref)
 			for _, f := range info.Recipes[0].Report.RedFlags {
 				if len(p.RedFlags) < statusMaxRows {
 					p.RedFlags = append(p.RedFlags, statusRedFlag{Ref: w.ref, RedFlag: f})
@@ -473,6 +665,11 @@ func (s *statusServer) fillRecipe(rec *statusRecipe, ri core.RecipeInfo) {
 	rep := ri.Report
 	rec.Version, rec.RecipeID, rec.Score, rec.Bar, rec.Conflict, rec.Own = ri.Recipe.Version, ri.Recipe.RecipeID, rep.Score, ri.Bar, rep.Conflict, ri.Own
 	rec.RedFlags, rec.Newest = len(rep.RedFlags), ri.Recipe.Newest
+	if op := ri.Recipe.Opinion; op.Name == vocab.Vanilla || op.CID == "" {
+		rec.Key = attest.RecipeKey(ri.Recipe.Package, "")
+	} else {
+		rec.Key = attest.RecipeKey(ri.Recipe.Package, op.CID)
+	}
 	trusted := map[string]bool{}
 	for _, g := range rep.Groups {
 		for _, b := range g.Trusted {
@@ -792,3 +989,46 @@ func short(s string, n int) string { return human.Short(s, n) }
 
 // agoText says how long before now t was.
 func agoText(now, t time.Time) string { return human.Ago(now, t, "-") }
+
+// spanText says a duration in the units of human.Ago: "42s", "5m", "3h",
+// "2d".
+func spanText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(max(d, 0).Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// untilText says how long after now t is: "in 5m", "expired".
+func untilText(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if d := t.Sub(now); d > 0 {
+		return "in " + spanText(d)
+	}
+	return "expired"
+}
+
+// expectText is a builder's guess of a build's duration, in seconds.
+func expectText(secs int64) string {
+	if secs <= 0 {
+		return "unknown"
+	}
+	return "~" + spanText(time.Duration(secs)*time.Second)
+}
+
+// logLines is a log tail as the text of a <pre>: a first empty line gets
+// a newline before it, which the HTML parser drops.
+func logLines(lines []string) string {
+	s := strings.Join(lines, "\n")
+	if strings.HasPrefix(s, "\n") {
+		s = "\n" + s
+	}
+	return s
+}

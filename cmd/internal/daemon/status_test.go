@@ -137,6 +137,157 @@ func (h hostileAPI) Status(ctx context.Context) (*core.Status, error) {
 	return st, nil
 }
 
+// buildsAPI is a node with a rebuild running here (nano/vanilla, whose
+// log carries markup) and the intents of two other builders: one for
+// hello/o3, a recipe the page knows, one for a recipe it does not.
+type buildsAPI struct {
+	core.API
+	mu      sync.Mutex
+	builds  []core.RunningBuild
+	intents []core.BuildIntent
+}
+
+const intentBuilder = "0123456789ABCDEF0123456789ABCDEF01234567"
+
+var (
+	helloKey   = attest.RecipeKey("hello", attesttest.OpinionCID)
+	unknownKey = attest.RecipeKey("zlib", vocab.CID([]byte("an opinion this node never saw")))
+	runLog     = []string{"dpkg-buildpackage: info: source package nano", hostile, "make[1]: Leaving directory '/build/nano'"}
+)
+
+func newBuildsAPI(a core.API) *buildsAPI {
+	now := time.Now()
+	return &buildsAPI{API: a,
+		builds: []core.RunningBuild{{Recipe: attest.RecipeKey("nano", ""), Package: "nano", Opinion: vocab.Vanilla,
+			Started: now.Add(-3 * time.Minute), Reason: "subscribed", LogTail: append([]string{}, runLog...)}},
+		intents: []core.BuildIntent{
+			{Recipe: helloKey, Builder: intentBuilder, Started: now.Add(-2 * time.Minute), Expires: now.Add(10*time.Minute + 30*time.Second), Expect: 300},
+			{Recipe: unknownKey, Builder: intentBuilder, Started: now.Add(-time.Minute), Expires: now.Add(5*time.Minute + 30*time.Second)},
+		}}
+}
+
+func (b *buildsAPI) Status(ctx context.Context) (*core.Status, error) {
+	st, err := b.API.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st.QueuedBuilds = 2
+	for _, r := range b.builds {
+		r.LogTail = append([]string{}, r.LogTail...)
+		st.Builds = append(st.Builds, r)
+		st.RunningBuilds = append(st.RunningBuilds, r.Recipe)
+	}
+	st.Intents = append(st.Intents, b.intents...)
+	return st, nil
+}
+
+// logLine adds a line to the running build's log.
+func (b *buildsAPI) logLine(l string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.builds[0].LogTail = append(b.builds[0].LogTail, l)
+}
+
+// finish ends the running build.
+func (b *buildsAPI) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.builds = nil
+}
+
+// TestStatusRunningBuildsAndIntents: the running build with its log tail
+// (the hostile line as text, most recent line last) and the intents of
+// others, on the page, in /status.json and in /builds.json.
+func TestStatusRunningBuildsAndIntents(t *testing.T) {
+	var fake *buildsAPI
+	f := newStatusFixture(t, func(a core.API) core.API { fake = newBuildsAPI(a); return fake })
+	resp, body := get(t, f.srv.URL+"/")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, 1, strings.Count(body, "<script"), "only the page's own script")
+	assert.NotContains(t, body, "<img")
+	for _, want := range []string{
+		"2 queued, 1 running",
+		`<li data-key="nano/vanilla"><div class="row"><strong title="nano/vanilla">nano/vanilla</strong><span class="muted since">started 3m ago · subscribed</span></div>`,
+		"<pre class=\"tail\">dpkg-buildpackage: info: source package nano\n" +
+			"&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;\n" +
+			"make[1]: Leaving directory &#39;/build/nano&#39;</pre>",
+		"Being built elsewhere",
+		`<strong title="` + helloKey + `">hello/o3</strong>`, // the key of a recipe the page shows
+		`<strong title="` + unknownKey + `">` + shortKey(unknownKey) + `</strong>`,
+		`<code title="` + intentBuilder + `">0123456789ABCDEF…</code>`,
+		"<td>2m ago</td><td>~5m</td><td>in 10m</td>",
+		"<td>1m ago</td><td>unknown</td><td>in 5m</td>",
+	} {
+		assert.Contains(t, body, want)
+	}
+	assert.True(t, strings.HasPrefix(shortKey(unknownKey), "zlib/"), shortKey(unknownKey))
+	assert.NotContains(t, body, `id="no-running" class="muted">`, "the running build hides the placeholder")
+
+	resp, js := get(t, f.srv.URL+"/status.json")
+	require.Equal(t, http.StatusOK, resp.StatusCode, js)
+	assert.NotContains(t, js, "<script", "JSON escapes markup too")
+	var p statusPage
+	require.NoError(t, json.Unmarshal([]byte(js), &p))
+	require.Len(t, p.Node.Builds, 1)
+	require.Len(t, p.Node.Intents, 2)
+	assert.Equal(t, helloKey, p.Recipes[0].Key, "a recipe names its key")
+	assert.Equal(t, 2, p.Builds.Queued)
+	require.Len(t, p.Builds.Running, 1)
+	r := p.Builds.Running[0]
+	assert.Equal(t, "nano/vanilla", r.Key)
+	assert.Equal(t, "nano/vanilla", r.Label)
+	assert.Equal(t, "nano", r.Package)
+	assert.Equal(t, "subscribed", r.Reason)
+	assert.Equal(t, runLog, r.LogTail)
+	assert.False(t, r.Since.IsZero())
+	require.Len(t, p.Builds.Elsewhere, 2)
+	in := p.Builds.Elsewhere[0]
+	assert.Equal(t, helloKey, in.Key)
+	assert.Equal(t, "hello/o3", in.Ref)
+	assert.Equal(t, "hello/o3", in.Label)
+	assert.Equal(t, intentBuilder, in.Builder)
+	assert.Equal(t, int64(300), in.Expect)
+	assert.Empty(t, p.Builds.Elsewhere[1].Ref, "a key the page never saw")
+	assert.Equal(t, shortKey(unknownKey), p.Builds.Elsewhere[1].Label)
+
+	// /builds.json: the same rebuilds, the log as it grows.
+	fake.logLine("dh_auto_test: " + hostile)
+	resp, js = get(t, f.srv.URL+"/builds.json")
+	require.Equal(t, http.StatusOK, resp.StatusCode, js)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.NotContains(t, js, "<script")
+	var b statusBuildsNow
+	require.NoError(t, json.Unmarshal([]byte(js), &b))
+	assert.WithinDuration(t, time.Now(), b.Generated, time.Minute)
+	require.Len(t, b.Running, 1)
+	assert.Equal(t, append(append([]string{}, runLog...), "dh_auto_test: "+hostile), b.Running[0].LogTail, "most recent line last")
+	require.Len(t, b.Elsewhere, 2)
+	assert.Equal(t, "hello/o3", b.Elsewhere[0].Ref, "remembered from the page's recipes")
+	assert.Equal(t, 2, b.Queued)
+	assert.NotNil(t, b.Finished)
+}
+
+func TestStatusBoundsLogTail(t *testing.T) {
+	var long []string
+	for i := range core.MaxLogTail + 5 {
+		long = append(long, fmt.Sprintf("line %d %s", i, strings.Repeat("x", core.MaxLogLine)))
+	}
+	long = append(long, "bad \xff utf-8")
+	got := boundTail(long)
+	require.Len(t, got, core.MaxLogTail)
+	assert.Equal(t, "bad \uFFFD utf-8", got[len(got)-1])
+	assert.Equal(t, core.MaxLogLine+1, len([]rune(got[0])), "cut to MaxLogLine characters and …")
+	assert.Equal(t, "\n\nfirst line empty", logLines([]string{"", "first line empty"}))
+	now := time.Now()
+	assert.Equal(t, "in 10m", untilText(now, now.Add(10*time.Minute+time.Second)))
+	assert.Equal(t, "expired", untilText(now, now.Add(-time.Second)))
+	assert.Equal(t, "~2h", expectText(2*3600+60))
+	assert.Equal(t, "unknown", expectText(0))
+	assert.Equal(t, "45s", spanText(45*time.Second))
+}
+
 func TestStatusPageRenders(t *testing.T) {
 	f := newStatusFixture(t, nil)
 	resp, body := get(t, f.srv.URL+"/")
@@ -443,12 +594,16 @@ func chromium(t *testing.T) string {
 
 // TestStatusPageInBrowser loads the page in headless Chromium, checks
 // what it shows, then imports a claim and a red flag and sees both appear
-// without a reload; no console error or exception is allowed, and the
-// hostile red-flag reason must stay text. The screenshot goes to
+// without a reload, and a running build's log grow and the build finish;
+// no console error or exception is allowed, and the hostile red-flag
+// reason and log line must stay text. The screenshot goes to
 // $LEBOWSKI_STATUS_SCREENSHOT (a phone-sized one beside it) when set.
 func TestStatusPageInBrowser(t *testing.T) {
 	exe := chromium(t)
-	f := newStatusFixture(t, nil)
+	defer func(d time.Duration) { statusPollEvery = d }(statusPollEvery)
+	statusPollEvery = 500 * time.Millisecond
+	var fake *buildsAPI
+	f := newStatusFixture(t, func(a core.API) core.API { fake = newBuildsAPI(a); return fake })
 	f.redFlag(t) // a hostile reason, before the page loads
 
 	var out syncBuffer
@@ -519,6 +674,24 @@ func TestStatusPageInBrowser(t *testing.T) {
 	assert.Equal(t, "undefined", eval(`typeof window.__pwned`), "the hostile reason did not run")
 	eval(`window.__sameDocument = "yes"`)
 
+	// The running build's log tail, most recent line last, and the
+	// intents of others.
+	tail := `document.querySelector('#running li[data-key="nano/vanilla"] pre.tail').innerText`
+	assert.Equal(t, strings.Join(runLog, "\n"), strings.TrimRight(eval(tail), "\n"))
+	assert.Equal(t, "true", eval(`String(document.querySelector('#running pre.tail').getBoundingClientRect().height > 0)`), "the tail is visible")
+	assert.Contains(t, text, "started 3m ago · subscribed")
+	assert.Contains(t, text, "Being built elsewhere")
+	assert.Equal(t, "2", eval(`String(document.querySelectorAll('#intents tbody tr').length)`))
+	assert.Contains(t, eval(`document.querySelector('#intents').innerText`), "hello/o3")
+	assert.Equal(t, intentBuilder, eval(`document.querySelector('#intents tbody code').title`))
+
+	// The log grows: the page reads /builds.json again.
+	fake.logLine("dh_auto_test: " + hostile)
+	step("the new log line appears", chromedp.Poll[chromedp.Void](
+		tail+`.trimEnd().endsWith("dh_auto_test: " + `+fmt.Sprintf("%q", hostile)+`)`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	assert.Equal(t, "2 queued, 1 running", eval(`document.getElementById("builds-count").textContent`))
+
 	// New events appear without a reload.
 	start := time.Now()
 	id := f.importClaim(t)
@@ -554,6 +727,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 	step("phone-sized viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
 	assert.Equal(t, "false", eval(`String(document.documentElement.scrollWidth > window.innerWidth)`), "no sideways scrolling on a phone")
 	shoot(strings.TrimSuffix(shot, ".png") + "-phone.png")
+
+	// The build finishes: it leaves the running list, its event joins the
+	// finished ones.
+	fake.finish()
+	f.node.Emit(core.Event{Type: core.EventBuildFinished, Package: "nano", Opinion: vocab.Vanilla, Data: json.RawMessage(`{"status":"success"}`)})
+	step("the finished build leaves the running list", chromedp.Poll[chromedp.Void](
+		`document.querySelectorAll('#running li').length === 0 && !document.getElementById("no-running").hidden`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	assert.Contains(t, eval(`document.querySelector('#finished details summary').innerText`), "rebuild finished: nano/vanilla success")
+	assert.Equal(t, "2 queued, 0 running", eval(`document.getElementById("builds-count").textContent`))
+	assert.Equal(t, "undefined", eval(`typeof window.__pwned`))
 
 	stopConsole()
 	<-consoleDone
