@@ -267,7 +267,7 @@ func writeStatus(w io.Writer, st *core.Status, now time.Time) error {
 		if n := len(b.LogTail); n > 0 {
 			last = "| " + short(core.OneLine(b.LogTail[n-1]), 100)
 		}
-		r := row{name: ref.String(), since: "for " + span(b.Started, now), reason: core.OneLine(b.Reason), last: last}
+		r := row{name: ref.String(), since: "for " + human.Span(now.Sub(b.Started)), reason: core.OneLine(b.Reason), last: last}
 		if b.Started.IsZero() {
 			r.since = ""
 		}
@@ -292,11 +292,11 @@ func writeStatus(w io.Writer, st *core.Status, now time.Time) error {
 		}
 		expires := "expired"
 		if in.Expires.After(now) {
-			expires = "expires in " + span(now, in.Expires)
+			expires = "expires in " + human.Span(in.Expires.Sub(now))
 		}
 		expect := ""
 		if in.Expect > 0 {
-			expect = "expected ~" + span(now, now.Add(time.Duration(in.Expect)*time.Second))
+			expect = "expected ~" + human.Span(time.Duration(in.Expect)*time.Second)
 		}
 		fmt.Fprintf(tw, "  %s\tby %s\tstarted %s\t%s\t%s\n", name, short(core.OneLine(in.Builder), 16), ago(now, in.Started), expect, expires)
 	}
@@ -309,15 +309,6 @@ func writeStatus(w io.Writer, st *core.Status, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// span is how long from a to b, in the units of human.Ago ("42s", "5m",
-// "3h", "2d").
-func span(a, b time.Time) string {
-	if b.Before(a) {
-		b = a
-	}
-	return strings.TrimSuffix(human.Ago(b, a, "-"), " ago")
 }
 
 // shortRecipeKey is a recipe key (package/opinion CID) for a terminal: its

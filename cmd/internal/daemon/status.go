@@ -990,27 +990,13 @@ func short(s string, n int) string { return human.Short(s, n) }
 // agoText says how long before now t was.
 func agoText(now, t time.Time) string { return human.Ago(now, t, "-") }
 
-// spanText says a duration in the units of human.Ago: "42s", "5m", "3h",
-// "2d".
-func spanText(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(max(d, 0).Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
 // untilText says how long after now t is: "in 5m", "expired".
 func untilText(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	if d := t.Sub(now); d > 0 {
-		return "in " + spanText(d)
+		return "in " + human.Span(d)
 	}
 	return "expired"
 }
@@ -1020,7 +1006,7 @@ func expectText(secs int64) string {
 	if secs <= 0 {
 		return "unknown"
 	}
-	return "~" + spanText(time.Duration(secs)*time.Second)
+	return "~" + human.Span(time.Duration(secs)*time.Second)
 }
 
 // logLines is a log tail as the text of a <pre>: a first empty line gets

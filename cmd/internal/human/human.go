@@ -13,18 +13,24 @@ func Ago(now, t time.Time, zero string) string {
 	if t.IsZero() {
 		return zero
 	}
-	d := now.Sub(t)
-	switch {
-	case d < 0:
+	if now.Before(t) {
 		return "in the future"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
-	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+	return Span(now.Sub(t)) + " ago"
+}
+
+// Span says a duration in whole units: "42s", "5m", "3h" (up to 48 h),
+// "2d"; negative durations are "0s".
+func Span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(max(d, 0).Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 // Short is s cut to its first n characters (runes, so UTF-8 stays whole),

@@ -24,6 +24,17 @@ func TestAgo(t *testing.T) {
 	}
 }
 
+func TestSpan(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second: "0s", 0: "0s", 45 * time.Second: "45s", 90 * time.Second: "1m",
+		2*time.Hour + time.Minute: "2h", 47 * time.Hour: "47h", 49 * time.Hour: "2d",
+	} {
+		if got := Span(d); got != want {
+			t.Errorf("Span(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
 func TestShort(t *testing.T) {
 	for _, tc := range []struct {
 		s    string
