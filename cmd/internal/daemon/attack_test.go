@@ -92,7 +92,7 @@ func wireOf(t *testing.T, c *attest.Claim) []byte {
 	return w
 }
 
-func dial(t *testing.T, td *testDaemon) *rpc.Client {
+func dial(t testing.TB, td *testDaemon) *rpc.Client {
 	t.Helper()
 	c, err := rpc.Dial(context.Background(), config.Layout{Dir: td.dir}.Socket())
 	require.NoError(t, err)

@@ -67,6 +67,9 @@ type Daemon struct {
 	// this node's build durations, announced as what to expect.
 	sched     *sched.Scheduler
 	buildSecs atomic.Int64
+	// ignoreIntents makes the scheduler count claims only (the baseline
+	// of BenchmarkSharedRebuildWork); set before Run.
+	ignoreIntents bool
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by "pkg/name"

@@ -125,7 +125,7 @@ type testDaemon struct {
 	dir    string
 }
 
-func repoOpinions(t *testing.T) string {
+func repoOpinions(t testing.TB) string {
 	t.Helper()
 	p, err := filepath.Abs("../../../opinions")
 	require.NoError(t, err)
@@ -141,7 +141,7 @@ func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
 
 // startDaemonsWith is startDaemons with each config and fake builder
 // changed by mod and fbMod (either may be nil).
-func startDaemonsWith(t *testing.T, n int, evil map[int]bool, mod func(i int, c *config.Config), fbMod func(i int, fb *fakeBuilder)) []*testDaemon {
+func startDaemonsWith(t testing.TB, n int, evil map[int]bool, mod func(i int, c *config.Config), fbMod func(i int, fb *fakeBuilder)) []*testDaemon {
 	t.Helper()
 	ids := make([]*attest.Identity, n)
 	dirs := make([]string, n)

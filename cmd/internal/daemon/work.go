@@ -36,7 +36,11 @@ var intentSettle = 2 * time.Second
 // intentSink hands intents from the network to the scheduler.
 type intentSink struct{ d *Daemon }
 
-func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) { s.d.sched.Observe(in, at) }
+func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
+	if !s.d.ignoreIntents {
+		s.d.sched.Observe(in, at)
+	}
+}
 
 // RenewIntents re-publishes the intents of the builds running here (a peer
 // joined: it has not seen them).

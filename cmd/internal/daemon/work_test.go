@@ -30,7 +30,7 @@ func init() {
 
 // shareOpinions writes n opinions for hello (s01…), each with its own
 // CFLAGS, and returns the opinions directory and their refs.
-func shareOpinions(t *testing.T, n int) (string, []vocab.Ref) {
+func shareOpinions(t testing.TB, n int) (string, []vocab.Ref) {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(repoOpinions(t), "hello", "o3.yaml"))
 	require.NoError(t, err)
@@ -52,19 +52,72 @@ func shareOpinions(t *testing.T, n int) (string, []vocab.Ref) {
 // fewer than 1.5× the 60 builds needed, and a node that announced a build
 // and died is replaced once its intent's TTL ran out.
 func TestSharedRebuildWork(t *testing.T) {
-	const nodes, recipes, target = 10, 20, 3
-	const ttl = 5 * time.Second
-	dir, refs := shareOpinions(t, recipes)
-	dead := nodes - 1
-	ds := startDaemonsWith(t, nodes, nil, func(_ int, c *config.Config) {
+	r := runSharedWork(t, sharedWork{dying: true})
+	require.Less(t, r.total, r.needed*3/2, "builds run")
+	// (Claims alone, without intents, gave 1.45× and 8 builders on one
+	// recipe here: the intents are what keeps every recipe near target;
+	// BenchmarkSharedRebuildWork measures both.)
+	require.LessOrEqual(t, r.most, shareTarget+1, "builders on one recipe")
+	require.GreaterOrEqual(t, r.doomedDone, shareTTL/2,
+		"the dead node's recipe waited for its intent to expire (renewed every ttl/3, so it ends ≥ 2/3 ttl after death)")
+}
+
+// BenchmarkSharedRebuildWork: builds run per build needed for the scenario
+// of TestSharedRebuildWork (no node dies), with the scheduler counting
+// other builders' intents, and the raw baseline ignoring them (claims
+// only), in the same run.
+func BenchmarkSharedRebuildWork(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opt  sharedWork
+	}{{"intents", sharedWork{}}, {"claims-only", sharedWork{ignoreIntents: true}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var builds, most float64
+			for range b.N {
+				r := runSharedWork(b, c.opt)
+				builds += float64(r.total) / float64(r.needed)
+				most += float64(r.most)
+			}
+			b.ReportMetric(builds/float64(b.N), "builds/needed")
+			b.ReportMetric(most/float64(b.N), "max-builders/recipe")
+		})
+	}
+}
+
+const (
+	shareNodes, shareRecipes, shareTarget = 10, 20, 3
+	shareTTL                              = 5 * time.Second
+)
+
+// sharedWork varies the scenario: dying makes the last node announce a
+// build, hang and disappear; ignoreIntents makes every node ignore the
+// others' intents (the baseline).
+type sharedWork struct{ dying, ignoreIntents bool }
+
+type sharedResult struct {
+	needed, total, most int
+	backoffs            float64
+	doomedDone          time.Duration // dying: when the dead node's recipe had target live builders
+}
+
+func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
+	dir, refs := shareOpinions(t, shareRecipes)
+	dead := -1
+	if opt.dying {
+		dead = shareNodes - 1
+	}
+	ds := startDaemonsWith(t, shareNodes, nil, func(_ int, c *config.Config) {
 		c.OpinionsDir = dir
 		c.Subscribe = nil
-		c.Builds.Target = target
-		c.Builds.IntentTTL = ttl
+		c.Builds.Target = shareTarget
+		c.Builds.IntentTTL = shareTTL
 	}, func(i int, fb *fakeBuilder) {
 		fb.delay = 300 * time.Millisecond
 		fb.hang = i == dead
 	})
+	for _, td := range ds {
+		td.d.ignoreIntents = opt.ignoreIntents
+	}
 	ctx := context.Background()
 	// A running network: every node has the others' keys (intents are
 	// verified against them) and sees the intents topic.
@@ -77,7 +130,7 @@ func TestSharedRebuildWork(t *testing.T) {
 			}
 		}
 	}
-	require.Eventually(t, func() bool { return len(ds[0].d.net.TopicPeers(p2p.IntentsTopic)) == nodes-1 },
+	require.Eventually(t, func() bool { return len(ds[0].d.net.TopicPeers(p2p.IntentsTopic)) == shareNodes-1 },
 		20*time.Second, 20*time.Millisecond, "node 0 sees every node on the intents topic")
 	subscribe := func(td *testDaemon) {
 		for _, r := range refs {
@@ -85,37 +138,42 @@ func TestSharedRebuildWork(t *testing.T) {
 		}
 	}
 
-	// The node that dies: it starts a build, announces it, and hangs.
-	subscribe(ds[dead])
-	var doomed string
-	require.Eventually(t, func() bool {
-		if r := ds[dead].d.Running(); len(r) == 1 {
-			doomed = r[0]
+	live := ds
+	var doomed, deadFpr string
+	var died time.Time
+	if opt.dying {
+		// The node that dies: it starts a build, announces it, and hangs.
+		live = ds[:dead]
+		subscribe(ds[dead])
+		require.Eventually(t, func() bool {
+			if r := ds[dead].d.Running(); len(r) == 1 {
+				doomed = r[0]
+				return true
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond, "the doomed node builds")
+		deadFpr = ds[dead].d.id.Fingerprint()
+		require.Eventually(t, func() bool {
+			for _, td := range live {
+				counted := false
+				for _, in := range td.d.Intents() {
+					counted = counted || (in.Builder == deadFpr && in.Recipe == doomed)
+				}
+				if !counted {
+					return false
+				}
+			}
 			return true
+		}, 10*time.Second, 10*time.Millisecond, "every node counts the doomed node's intent")
+		for _, td := range live {
+			td.d.net.Block(ds[dead].d.net.ID()) // from now on it is gone for everyone
 		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "the doomed node builds")
-	deadFpr := ds[dead].d.id.Fingerprint()
-	require.Eventually(t, func() bool {
-		for _, td := range ds[:dead] {
-			counted := false
-			for _, in := range td.d.Intents() {
-				counted = counted || (in.Builder == deadFpr && in.Recipe == doomed)
-			}
-			if !counted {
-				return false
-			}
-		}
-		return true
-	}, 10*time.Second, 10*time.Millisecond, "every node counts the doomed node's intent")
-	for _, td := range ds[:dead] {
-		td.d.net.Block(ds[dead].d.net.ID()) // from now on it is gone for everyone
+		ds[dead].cancel()
+		died = time.Now()
 	}
-	ds[dead].cancel()
-	died := time.Now()
 
 	var wg sync.WaitGroup
-	for _, td := range ds[:dead] {
+	for _, td := range live {
 		wg.Add(1)
 		go func() { defer wg.Done(); subscribe(td) }()
 	}
@@ -127,45 +185,41 @@ func TestSharedRebuildWork(t *testing.T) {
 		require.NoError(t, err)
 		keys[i] = attest.RecipeKey("hello", o.CID())
 	}
-	require.Contains(t, keys, doomed)
 	builders := func(key string) int {
 		cl, err := ds[0].d.recipeClaims(key)
 		require.NoError(t, err)
 		delete(cl, deadFpr)
 		return len(cl)
 	}
-	var doomedDone time.Duration
+	res := sharedResult{needed: shareRecipes * shareTarget}
 	require.Eventually(t, func() bool {
-		if doomedDone == 0 && builders(doomed) >= target {
-			doomedDone = time.Since(died)
+		if opt.dying && res.doomedDone == 0 && builders(doomed) >= shareTarget {
+			res.doomedDone = time.Since(died)
 		}
 		for _, k := range keys {
-			if builders(k) < target {
+			if builders(k) < shareTarget {
 				return false
 			}
 		}
 		return true
-	}, 90*time.Second, 50*time.Millisecond, "every recipe reaches %d live builders at node 0", target)
+	}, 90*time.Second, 50*time.Millisecond, "every recipe reaches %d live builders at node 0", shareTarget)
 	time.Sleep(2 * intentSettle) // builds that were about to start
-	total, most := 0, 0
 	for _, td := range ds {
-		total += int(td.fb.builds.Load())
+		res.total += int(td.fb.builds.Load())
 	}
 	for _, k := range keys {
-		most = max(most, builders(k))
+		res.most = max(res.most, builders(k))
 	}
-	backoffs := 0.0
-	for _, td := range ds[:dead] {
-		backoffs += testutil.ToFloat64(td.d.metrics.backoffs)
+	for _, td := range live {
+		res.backoffs += testutil.ToFloat64(td.d.metrics.backoffs)
 	}
-	t.Logf("%d recipes × target %d = %d builds needed; %d run (%.2f×, the dead node's hung build included), most builders on one recipe %d, %v back-offs; the dead node's recipe reached %d live builders %s after it died (intent ttl %s)",
-		recipes, target, recipes*target, total, float64(total)/float64(recipes*target), most, backoffs, target, doomedDone.Round(time.Millisecond), ttl)
-	require.Less(t, total, recipes*target*3/2, "builds run")
-	// (Claims alone, without intents, gave 1.45× and 8 builders on one
-	// recipe here: the intents are what keeps every recipe near target.)
-	require.LessOrEqual(t, most, target+1, "builders on one recipe")
-	require.GreaterOrEqual(t, doomedDone, ttl/2,
-		"the dead node's recipe waited for its intent to expire (renewed every ttl/3, so it ends ≥ 2/3 ttl after death)")
+	t.Logf("%d recipes × target %d = %d builds needed; %d run (%.2f×%s), most builders on one recipe %d, %v back-offs",
+		shareRecipes, shareTarget, res.needed, res.total, float64(res.total)/float64(res.needed), map[bool]string{true: ", the dead node's hung build included"}[opt.dying], res.most, res.backoffs)
+	if opt.dying {
+		require.Contains(t, keys, doomed)
+		t.Logf("the dead node's recipe reached %d live builders %s after it died (intent ttl %s)", shareTarget, res.doomedDone.Round(time.Millisecond), shareTTL)
+	}
+	return res
 }
 
 // TestStatusShowsBuildsAndIntents: the status of a node lists its running
