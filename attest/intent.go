@@ -108,7 +108,7 @@ func (in *Intent) check(now time.Time, skew time.Duration) error {
 	if in.State != IntentBuilding && in.State != IntentWithdrawn {
 		return fail("state %q (want %q or %q)", in.State, IntentBuilding, IntentWithdrawn)
 	}
-	if in.TTL < 1 || in.TTLDuration() > MaxIntentTTL {
+	if in.TTL < 1 || in.TTL > int64(MaxIntentTTL/time.Second) { // compared in seconds: no overflow
 		return fail("ttl_seconds %d not in 1..%d", in.TTL, int64(MaxIntentTTL/time.Second))
 	}
 	if in.Expect < 0 || in.Expect > int64(MaxIntentAge/time.Second) {

@@ -117,6 +117,7 @@ func TestSignIntentChecksFields(t *testing.T) {
 		"bad state":             func(in *Intent) { in.State = "maybe" },
 		"ttl zero":              func(in *Intent) { in.TTL = 0 },
 		"ttl too long":          func(in *Intent) { in.TTL = int64(MaxIntentTTL/time.Second) + 1 },
+		"ttl that overflows":    func(in *Intent) { in.TTL = 18446744074 },
 		"negative expect":       func(in *Intent) { in.Expect = -1 },
 		"started after issued":  func(in *Intent) { in.Started = in.Issued.Add(time.Second) },
 		"started long before":   func(in *Intent) { in.Started = in.Issued.Add(-MaxIntentAge - time.Second) },

@@ -63,7 +63,8 @@ func (n *Node) kickRenew() {
 
 // renewLoop calls IntentRenewer.RenewIntents keyAnnounceDelay after a new
 // peer (so its subscription and mesh exist), at most once per
-// intentRenewGap.
+// intentRenewGap: a peer that arrives within the gap is served when the
+// gap ends, not skipped.
 func (n *Node) renewLoop() {
 	defer n.wg.Done()
 	r, ok := n.deps.Intents.(IntentRenewer)
@@ -80,8 +81,18 @@ func (n *Node) renewLoop() {
 		if !n.settleKick(n.renewKick) {
 			return
 		}
-		if !last.IsZero() && time.Since(last) < intentRenewGap {
-			continue
+		if wait := intentRenewGap - time.Since(last); !last.IsZero() && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-n.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			select {
+			case <-n.renewKick: // peers identified meanwhile: served by this renewal
+			default:
+			}
 		}
 		last = time.Now()
 		r.RenewIntents()

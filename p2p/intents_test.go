@@ -69,8 +69,12 @@ func TestIntentsTravel(t *testing.T) {
 	require.NoError(t, a.Connect(ctx, b.AddrInfo()))
 	require.NoError(t, c.Connect(ctx, b.AddrInfo()))
 	require.NoError(t, d.Connect(ctx, a.AddrInfo()))
+	se := &memIntents{}
+	e := intentNode(t, se, ids[0]) // knows the key, but hears only through d
+	require.NoError(t, e.Connect(ctx, d.AddrInfo()))
 	attesttest.Eventually(t, 20*time.Second, "intents meshes", func() bool {
-		return len(a.MeshPeers(IntentsTopic)) == 2 && len(b.MeshPeers(IntentsTopic)) == 2 && len(c.MeshPeers(IntentsTopic)) == 1 && len(d.MeshPeers(IntentsTopic)) == 1
+		return len(a.MeshPeers(IntentsTopic)) == 2 && len(b.MeshPeers(IntentsTopic)) == 2 && len(c.MeshPeers(IntentsTopic)) == 1 &&
+			len(d.MeshPeers(IntentsTopic)) == 2 && len(e.MeshPeers(IntentsTopic)) == 1
 	})
 	now := time.Now()
 	data, err := attest.SignIntent(ids[0], attest.Intent{Package: "hello", Opinion: "o3", OpinionCID: vocab.CID([]byte("o3")),
@@ -81,22 +85,31 @@ func TestIntentsTravel(t *testing.T) {
 	assert.Equal(t, ids[0].Fingerprint(), sc.got[0].Builder)
 	time.Sleep(300 * time.Millisecond)
 	assert.Zero(t, sd.count(), "a node without the key does not count the intent")
+	assert.Zero(t, se.count(), "… nor forward it")
 
 	publishUntilScoredDown(t, b, IntentsTopic, []byte(`{"payload_type":"x"}`))
 	assert.Equal(t, 1, sc.count(), "nothing but the real intent reached c")
 }
 
 // TestRenewOnNewPeer: a node asks for its intents to be re-published
-// shortly after a new peer is identified, at most once per gap.
+// shortly after a new peer is identified; a peer that arrives within
+// intentRenewGap of the last renewal is served when the gap ends.
 func TestRenewOnNewPeer(t *testing.T) {
+	old := intentRenewGap
+	intentRenewGap = 4 * time.Second
+	t.Cleanup(func() { intentRenewGap = old })
 	r := &renewer{}
 	a := intentNode(t, r)
 	ctx := context.Background()
 	start := time.Now()
 	require.NoError(t, intentNode(t, nil).Connect(ctx, a.AddrInfo()))
 	attesttest.Eventually(t, 10*time.Second, "renewal after a new peer", func() bool { return r.renewals.Load() == 1 })
-	require.GreaterOrEqual(t, time.Since(start), keyAnnounceDelay, "waits for the peer's subscriptions")
+	first := time.Since(start)
+	require.GreaterOrEqual(t, first, keyAnnounceDelay, "waits for the peer's subscriptions")
 	require.NoError(t, intentNode(t, nil).Connect(ctx, a.AddrInfo()))
+	require.NoError(t, intentNode(t, nil).Connect(ctx, a.AddrInfo()))
+	attesttest.Eventually(t, 10*time.Second, "one more renewal for the two later peers", func() bool { return r.renewals.Load() == 2 })
+	require.GreaterOrEqual(t, time.Since(start), first+intentRenewGap-100*time.Millisecond, "not before the gap ended")
 	time.Sleep(keyAnnounceDelay + 500*time.Millisecond)
-	require.Equal(t, int32(1), r.renewals.Load(), "a second peer within intentRenewGap: no second renewal")
+	require.Equal(t, int32(2), r.renewals.Load(), "one renewal served both")
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -68,8 +69,9 @@ type Daemon struct {
 	sched     *sched.Scheduler
 	buildSecs atomic.Int64
 	// ignoreIntents makes the scheduler count claims only (the baseline
-	// of BenchmarkSharedRebuildWork); set before Run.
-	ignoreIntents bool
+	// of BenchmarkSharedRebuildWork).
+	ignoreIntents atomic.Bool
+	queueFullLog  *rate.Limiter // one "queue full" warning a minute
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by "pkg/name"
@@ -140,6 +142,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	d.sched = sched.New(sched.Config{Self: id.Fingerprint(), Target: cfg.Builds.Target, MaxAge: cfg.Builds.MaxAge(), Queue: cfg.Builds.Queue},
 		d.recipeClaims, st.Votes, nil)
 	d.metrics = newMetrics()
+	d.queueFullLog = rate.NewLimiter(rate.Every(time.Minute), 1)
 	return d, nil
 }
 
@@ -150,7 +153,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	n, err := p2p.New(ctx, p2p.Config{
+	// The network outlives ctx until Run returns (n.Close below), so that
+	// stopping build workers can still withdraw their intents.
+	n, err := p2p.New(context.WithoutCancel(ctx), p2p.Config{
 		IdentityPath:        d.cfg.Layout().PeerKey(),
 		ListenAddrs:         d.cfg.Listen,
 		BootstrapPeers:      d.cfg.Bootstrap,
@@ -254,7 +259,7 @@ func (d *Daemon) refreshTrust(ctx context.Context) {
 		if err := d.node.RefreshTrust(); err != nil && ctx.Err() == nil {
 			d.log.Warn("refresh trust view", "err", err)
 		}
-		d.sched.Changed() // a key that votes now may cover a recipe
+		d.sched.Changed("") // a key that votes now may cover a recipe
 		select {
 		case <-ctx.Done():
 			return
@@ -377,13 +382,18 @@ func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
 		spec := ref.String()
 		d.mu.Lock()
 		sub, ok := d.subs[spec]
+		var op *opinions.Opinion
+		waiting := true
+		if ok {
+			op, waiting = sub.op, sub.waiting
+		}
 		delete(d.subs, spec)
 		d.mu.Unlock()
 		if !ok {
 			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
 		}
-		if !sub.waiting {
-			d.sched.Drop(jobKey(ref.Package, sub.op)) // no longer wanted here
+		if !waiting {
+			d.sched.Drop(jobKey(ref.Package, op)) // no longer wanted here
 		}
 		if err := d.net.Unsubscribe(spec); err != nil {
 			return err
@@ -597,15 +607,14 @@ func (d *Daemon) maybeQueue(pkg string, o *opinions.Opinion, reason string) {
 		return
 	}
 	key := jobKey(pkg, o)
-	if d.ownFresh(key) {
-		return
-	}
 	switch d.sched.Want(sched.Recipe{Key: key, Job: buildJob{key: key, pkg: pkg, op: o, reason: reason}}) {
 	case sched.Queued:
 		d.metrics.queue.Set(float64(d.sched.Waiting()))
 		d.log.Info("rebuild queued", "package", pkg, "opinion", opinionName(o), "reason", reason)
 	case sched.Full:
-		d.log.Warn("rebuild queue full; dropping", "package", pkg, "opinion", opinionName(o), "queue", d.cfg.Builds.Queue)
+		if d.queueFullLog.Allow() {
+			d.log.Warn("rebuild queue full; dropping (raise builds.queue?)", "package", pkg, "opinion", opinionName(o), "queue", d.cfg.Builds.Queue)
+		}
 	}
 }
 
@@ -621,7 +630,7 @@ func opinionName(o *opinions.Opinion) string {
 func (d *Daemon) onClaim(c *attest.Claim, from peer.ID) {
 	st := c.Statement
 	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
-	d.sched.Changed() // the claim may cover a waiting recipe
+	d.sched.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
 	d.node.Emit(core.Event{Type: core.EventClaim, Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()

@@ -37,7 +37,7 @@ var intentSettle = 2 * time.Second
 type intentSink struct{ d *Daemon }
 
 func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
-	if !s.d.ignoreIntents {
+	if !s.d.ignoreIntents.Load() {
 		s.d.sched.Observe(in, at)
 	}
 }
@@ -84,18 +84,6 @@ func (d *Daemon) recipeClaims(key string) (map[string]time.Time, error) {
 	return out, nil
 }
 
-// ownFresh reports whether this node has a claim for the recipe that
-// still counts (younger than builds.reverify_after).
-func (d *Daemon) ownFresh(key string) bool {
-	cl, err := d.recipeClaims(key)
-	if err != nil {
-		d.log.Warn("reading own claims", "recipe", key, "err", err)
-		return false
-	}
-	t, ok := cl[d.id.Fingerprint()]
-	return ok && (d.cfg.Builds.MaxAge() == 0 || time.Since(t) <= d.cfg.Builds.MaxAge())
-}
-
 // noteBuildTime keeps a moving average of build durations (the "expect"
 // of the next intents).
 func (d *Daemon) noteBuildTime(took time.Duration) {
@@ -125,13 +113,17 @@ func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool)
 		cid = job.op.CID()
 	}
 	w := &workClaim{d: d, stop: make(chan struct{}), kick: make(chan struct{}, 1), in: attest.Intent{Package: job.pkg, Opinion: opinionName(job.op), OpinionCID: cid,
-		State: attest.IntentBuilding, Started: now, Issued: now, TTL: int64(d.cfg.Builds.IntentTTL / time.Second), Expect: d.buildSecs.Load()}}
+		State: attest.IntentBuilding, Started: now, TTL: int64(d.cfg.Builds.IntentTTL / time.Second), Expect: d.buildSecs.Load()}}
+	d.mu.Lock()
+	d.claims[w] = struct{}{} // RenewIntents finds it
+	d.mu.Unlock()
 	w.publish(ctx)
 	if len(d.net.Peers()) > 0 {
 		t := time.NewTimer(intentSettle)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			w.finish(false) // stopping: withdraw, so others need not wait for the TTL
 			return nil, false
 		case <-t.C:
 		}
@@ -139,12 +131,9 @@ func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool)
 	if !d.sched.Confirm(job.key, now) {
 		d.log.Info("skipping a rebuild: enough trusted builders have built it or are building it", "package", job.pkg, "opinion", opinionName(job.op), "target", d.cfg.Builds.Target)
 		d.metrics.backoffs.Inc()
-		w.withdraw(ctx)
+		w.finish(false)
 		return nil, false
 	}
-	d.mu.Lock()
-	d.claims[w] = struct{}{}
-	d.mu.Unlock()
 	w.done.Add(1)
 	go w.renew(ctx)
 	return w, true
@@ -164,7 +153,6 @@ func (w *workClaim) renew(ctx context.Context) {
 		case <-t.C:
 		case <-w.kick:
 		}
-		w.in.Issued = time.Now()
 		w.publish(ctx)
 	}
 }
@@ -185,12 +173,21 @@ func (w *workClaim) finish(built bool) {
 }
 
 func (w *workClaim) withdraw(ctx context.Context) {
-	w.in.State, w.in.Issued = attest.IntentWithdrawn, time.Now()
+	w.in.State = attest.IntentWithdrawn
 	w.publish(ctx)
 }
 
+// publish signs and publishes the intent as it is now. Issued grows by at
+// least a millisecond each time (signed times are cut to milliseconds):
+// peers ignore a message not newer than the last, so a withdrawal right
+// after a renewal must still count.
 func (w *workClaim) publish(ctx context.Context) {
 	d := w.d
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if next := w.in.Issued.Add(time.Millisecond); !w.in.Issued.IsZero() && now.Before(next) {
+		now = next
+	}
+	w.in.Issued = now
 	data, err := attest.SignIntent(d.id, w.in)
 	if err == nil {
 		err = d.net.PublishIntent(ctx, data)

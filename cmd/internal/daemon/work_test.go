@@ -53,10 +53,11 @@ func shareOpinions(t testing.TB, n int) (string, []vocab.Ref) {
 // and died is replaced once its intent's TTL ran out.
 func TestSharedRebuildWork(t *testing.T) {
 	r := runSharedWork(t, sharedWork{dying: true})
-	require.Less(t, r.total, r.needed*3/2, "builds run")
-	// (Claims alone, without intents, gave 1.45× and 8 builders on one
-	// recipe here: the intents are what keeps every recipe near target;
-	// BenchmarkSharedRebuildWork measures both.)
+	// The issue asks for < 1.5× the minimal builds; claims alone, without
+	// intents, gave 1.45× and 8 builders on one recipe here (1.52–1.63× in
+	// BenchmarkSharedRebuildWork), so the bound is tighter: intents gave
+	// 1.02× (61, the dead node's hung build included).
+	require.Less(t, r.total, r.needed*5/4, "builds run")
 	require.LessOrEqual(t, r.most, shareTarget+1, "builders on one recipe")
 	require.GreaterOrEqual(t, r.doomedDone, shareTTL/2,
 		"the dead node's recipe waited for its intent to expire (renewed every ttl/3, so it ends ≥ 2/3 ttl after death)")
@@ -116,7 +117,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		fb.hang = i == dead
 	})
 	for _, td := range ds {
-		td.d.ignoreIntents = opt.ignoreIntents
+		td.d.ignoreIntents.Store(opt.ignoreIntents)
 	}
 	ctx := context.Background()
 	// A running network: every node has the others' keys (intents are
@@ -308,3 +309,34 @@ func TestConcurrentBuilds(t *testing.T) {
 	close(release)
 	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() == 3 && len(ds[0].d.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
 }
+
+// TestStopWithdrawsIntent: a daemon stopped in the middle of a build
+// withdraws its intent on the way out, so peers do not wait for its TTL.
+func TestStopWithdrawsIntent(t *testing.T) {
+	ds := startDaemonsWith(t, 2, nil, func(i int, c *config.Config) {
+		c.Builds.Enabled = ptrTo(i == 1) // only node 1 builds
+	}, func(i int, fb *fakeBuilder) { fb.hang = true })
+	ctx := context.Background()
+	for i, a := range ds {
+		_, err := dial(t, a).ImportKey(ctx, ds[1-i].d.id.PublicKey(), attest.TrustTrusted, "test")
+		require.NoError(t, err)
+	}
+	fpr := ds[1].d.id.Fingerprint()
+	counted := func() bool {
+		for _, in := range ds[0].d.Intents() {
+			if in.Builder == fpr {
+				return true
+			}
+		}
+		return false
+	}
+	// Node 1's first intent may go out before node 0 has its key: the
+	// renewal on the new peer (~2 s) brings it.
+	require.Eventually(t, counted, 20*time.Second, 20*time.Millisecond, "node 0 counts node 1's intent")
+	start := time.Now()
+	ds[1].cancel()
+	require.Eventually(t, func() bool { return !counted() }, 10*time.Second, 20*time.Millisecond, "node 1's intent withdrawn when it stopped")
+	t.Logf("node 1's intent gone at node 0 %s after the stop (ttl %s)", time.Since(start).Round(time.Millisecond), ds[1].d.cfg.Builds.IntentTTL)
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -6,8 +6,9 @@
 //
 // The scheduler is pure bookkeeping over a clock: the daemon tells it
 // which recipes it wants built (Want), what others intend (Observe) and
-// asks it what to build (Next, Confirm, Done). Claims are read through
-// Claims, trust through Votes; gossiping the intents is the daemon's job.
+// asks it what to build (Next, Confirm, Release). Claims are read through
+// Claims — never while the scheduler's lock is held —, trust through
+// votes; gossiping the intents is the daemon's job.
 package sched
 
 import (
@@ -40,14 +41,26 @@ type Config struct {
 // it and the newest such claim's time.
 type Claims func(key string) (map[string]time.Time, error)
 
+// MaxIntentsPerBuilder bounds the intents kept for one builder key (a
+// node runs at most 16 builds at once): a trusted key that signs intents
+// for thousands of recipes cannot grow this node's memory.
+const MaxIntentsPerBuilder = 64
+
 // held is an intent as counted here.
 type held struct {
 	started time.Time
 	issued  time.Time // of the newest message: older ones (replays) are ignored
-	until   time.Time // by the local clock
-	expect  time.Duration
-	gone    bool // withdrawn: kept until until, so a replayed "building" cannot revive it
+	until   time.Time // counted until then (local clock)
+	// keep is until when the entry is remembered: past until, up to the
+	// last moment attest.VerifyIntent would still accept a replay of the
+	// newest message (issued + TTL + skew), so a replay cannot bring a
+	// dead builder back.
+	keep   time.Time
+	expect time.Duration
+	gone   bool // withdrawn
 }
+
+func (h *held) live(now time.Time) bool { return !h.gone && now.Before(h.until) }
 
 // Scheduler is safe for concurrent use.
 type Scheduler struct {
@@ -56,12 +69,13 @@ type Scheduler struct {
 	votes  func(fpr string) bool
 	now    func() time.Time
 
-	mu      sync.Mutex
-	wanted  map[string]Recipe           // waiting to be built here
-	taken   map[string]bool             // chosen by a local worker, not finished
-	intents map[string]map[string]*held // recipe key → builder → intent
-	swept   time.Time                   // last sweep of expired intents
-	wake    chan struct{}
+	mu        sync.Mutex
+	wanted    map[string]Recipe           // waiting to be built here
+	taken     map[string]bool             // chosen by a local worker, not finished; true: dropped meanwhile
+	intents   map[string]map[string]*held // recipe key → builder → intent
+	byBuilder map[string]int              // builder → entries in intents
+	swept     time.Time                   // last sweep of forgotten intents
+	wake      chan struct{}
 }
 
 // New returns a scheduler. votes says whether a builder key counts
@@ -73,8 +87,8 @@ func New(cfg Config, claims Claims, votes func(string) bool, now func() time.Tim
 	if now == nil {
 		now = time.Now
 	}
-	return &Scheduler{cfg: cfg, claims: claims, votes: votes, now: now,
-		wanted: map[string]Recipe{}, taken: map[string]bool{}, intents: map[string]map[string]*held{}, wake: make(chan struct{}, 1)}
+	return &Scheduler{cfg: cfg, claims: claims, votes: votes, now: now, wanted: map[string]Recipe{}, taken: map[string]bool{},
+		intents: map[string]map[string]*held{}, byBuilder: map[string]int{}, wake: make(chan struct{}, 1)}
 }
 
 // WantResult says what Want did.
@@ -85,13 +99,23 @@ const (
 	AlreadyQueued                   // was waiting already (its job is replaced)
 	Busy                            // being built here now
 	Full                            // the queue is full
+	Covered                         // this node's fresh claim, or Target trusted ones, exist: nothing to do
 )
 
-// Want adds a recipe this node could build (or refreshes its job).
+// Want offers a recipe this node could build (or refreshes its job). A
+// recipe already covered by claims is not queued, so covered
+// subscriptions never crowd out the ones that need builders.
 func (s *Scheduler) Want(r Recipe) WantResult {
+	cl, err := s.claims(r.Key) // outside the lock: a store read
+	if err == nil {
+		if cv := s.claimCoverage(cl, s.now()); cv.own || cv.claimed >= s.cfg.Target {
+			s.Drop(r.Key)
+			return Covered
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.taken[r.Key] {
+	if _, ok := s.taken[r.Key]; ok {
 		return Busy
 	}
 	_, had := s.wanted[r.Key]
@@ -106,10 +130,15 @@ func (s *Scheduler) Want(r Recipe) WantResult {
 	return Queued
 }
 
-// Drop forgets a wanted recipe (unsubscribed).
+// Drop forgets a recipe this node no longer follows (unsubscribed, or its
+// opinion changed); one being built now is not queued again if its
+// worker backs off.
 func (s *Scheduler) Drop(key string) {
 	s.mu.Lock()
 	delete(s.wanted, key)
+	if _, ok := s.taken[key]; ok {
+		s.taken[key] = true
+	}
 	s.mu.Unlock()
 }
 
@@ -120,9 +149,11 @@ func (s *Scheduler) Waiting() int {
 	return len(s.wanted)
 }
 
-// Observe records a verified intent received at the local time at. A
-// withdrawal removes the builder's intent; an intent from a key that does
-// not vote is ignored (it could otherwise make a recipe look covered).
+// Observe records a verified intent received at the local time at. Only
+// intents of keys that vote are kept (another key's could make a recipe
+// look covered), at most MaxIntentsPerBuilder per key; a message not newer
+// than the builder's last one for the recipe (a replay) is ignored; a
+// withdrawal ends the intent.
 func (s *Scheduler) Observe(in *attest.Intent, at time.Time) {
 	if in.Builder == s.cfg.Self || !s.votes(in.Builder) {
 		return
@@ -132,22 +163,48 @@ func (s *Scheduler) Observe(in *attest.Intent, at time.Time) {
 	s.sweepLocked(at)
 	key := in.Key()
 	m := s.intents[key]
+	old := m[in.Builder]
+	if old != nil && !in.Issued.After(old.issued) {
+		return
+	}
+	if old == nil && s.byBuilder[in.Builder] >= MaxIntentsPerBuilder {
+		return
+	}
 	if m == nil {
 		m = map[string]*held{}
 		s.intents[key] = m
 	}
-	if old := m[in.Builder]; old != nil && !in.Issued.After(old.issued) {
-		return // a replay, or older than what we have
+	if old == nil {
+		s.byBuilder[in.Builder]++
 	}
-	m[in.Builder] = &held{started: in.Started, issued: in.Issued, until: at.Add(in.TTLDuration()),
+	h := &held{started: in.Started, issued: in.Issued, until: at.Add(in.TTLDuration()),
 		expect: time.Duration(in.Expect) * time.Second, gone: in.State == attest.IntentWithdrawn}
-	if in.State == attest.IntentWithdrawn {
+	h.keep = h.until
+	if replayable := in.Issued.Add(in.TTLDuration() + attest.DefaultSkew); replayable.After(h.keep) {
+		h.keep = replayable
+	}
+	m[in.Builder] = h
+	if h.gone {
 		s.poke()
 	}
 }
 
-// sweepLocked drops expired intents once a minute, also those of recipes
-// this node does not want (coverageLocked only cleans wanted ones).
+// forgetLocked removes an intent entry. s.mu held.
+func (s *Scheduler) forgetLocked(key, builder string) {
+	m := s.intents[key]
+	if _, ok := m[builder]; !ok {
+		return
+	}
+	delete(m, builder)
+	if len(m) == 0 {
+		delete(s.intents, key)
+	}
+	if s.byBuilder[builder]--; s.byBuilder[builder] <= 0 {
+		delete(s.byBuilder, builder)
+	}
+}
+
+// sweepLocked forgets entries past their keep time, once a minute.
 func (s *Scheduler) sweepLocked(now time.Time) {
 	if now.Sub(s.swept) < time.Minute {
 		return
@@ -155,21 +212,22 @@ func (s *Scheduler) sweepLocked(now time.Time) {
 	s.swept = now
 	for key, m := range s.intents {
 		for b, h := range m {
-			if !now.Before(h.until) {
-				delete(m, b)
+			if !now.Before(h.keep) {
+				s.forgetLocked(key, b)
 			}
-		}
-		if len(m) == 0 {
-			delete(s.intents, key)
 		}
 	}
 }
 
-// Changed wakes a waiting Next: a claim arrived, a key's trust changed.
-func (s *Scheduler) Changed() {
+// Changed wakes a waiting Next: a claim arrived for a recipe key ("" =
+// something else changed, e.g. which keys vote). A claim for a recipe
+// this node does not wait for changes nothing and wakes nobody.
+func (s *Scheduler) Changed(key string) {
 	s.mu.Lock()
-	s.poke()
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if _, ok := s.wanted[key]; ok || key == "" {
+		s.poke()
+	}
 }
 
 func (s *Scheduler) poke() {
@@ -184,16 +242,13 @@ type coverage struct {
 	builders map[string]bool      // fresh claims and live intents of voting keys, self excluded
 	claimed  int                  // of which fresh claims
 	own      bool                 // this node has a fresh claim
-	starts   map[string]time.Time // live intents: builder → started
+	starts   map[string]time.Time // live intents not backed by a claim: builder → started
 }
 
-// coverageLocked reads the claims of key and the live intents. s.mu held.
-func (s *Scheduler) coverageLocked(key string, now time.Time) (coverage, error) {
+// claimCoverage counts fresh claims: those of voting keys, and this
+// node's own.
+func (s *Scheduler) claimCoverage(cl map[string]time.Time, now time.Time) coverage {
 	cv := coverage{builders: map[string]bool{}, starts: map[string]time.Time{}}
-	cl, err := s.claims(key)
-	if err != nil {
-		return cv, err
-	}
 	for b, ts := range cl {
 		if s.cfg.MaxAge > 0 && now.Sub(ts) > s.cfg.MaxAge {
 			continue
@@ -207,23 +262,34 @@ func (s *Scheduler) coverageLocked(key string, now time.Time) (coverage, error) 
 			cv.claimed++
 		}
 	}
+	return cv
+}
+
+// addIntentsLocked adds the live intents of voting keys to cv and forgets
+// entries past their keep time. s.mu held.
+func (s *Scheduler) addIntentsLocked(cv *coverage, key string, now time.Time) {
 	for b, h := range s.intents[key] {
-		if !now.Before(h.until) {
-			delete(s.intents[key], b)
+		if !now.Before(h.keep) {
+			s.forgetLocked(key, b)
 			continue
 		}
-		if h.gone || !s.votes(b) {
+		if !h.live(now) || !s.votes(b) || cv.builders[b] {
 			continue
 		}
-		if !cv.builders[b] {
-			cv.builders[b] = true
-			cv.starts[b] = h.started
+		cv.builders[b] = true
+		cv.starts[b] = h.started
+	}
+}
+
+// readClaims reads the claims of keys, without the lock.
+func (s *Scheduler) readClaims(keys []string) map[string]map[string]time.Time {
+	out := make(map[string]map[string]time.Time, len(keys))
+	for _, k := range keys {
+		if cl, err := s.claims(k); err == nil {
+			out[k] = cl
 		}
 	}
-	if len(s.intents[key]) == 0 {
-		delete(s.intents, key)
-	}
-	return cv, nil
+	return out
 }
 
 // Next blocks until there is a recipe for this node to build and returns
@@ -263,6 +329,14 @@ func (s *Scheduler) Next(ctx context.Context) (Recipe, error) {
 // pick chooses a recipe, or says how long until an intent expires.
 func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
 	s.mu.Lock()
+	keys := make([]string, 0, len(s.wanted))
+	for k := range s.wanted {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	claims := s.readClaims(keys)
+
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	type cand struct {
@@ -272,15 +346,18 @@ func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
 	}
 	var best *cand
 	var wait time.Duration
-	for key, r := range s.wanted {
-		cv, err := s.coverageLocked(key, now)
-		if err != nil {
-			continue // the store is failing; try again on the next wake
+	for _, key := range keys {
+		r, ok := s.wanted[key]
+		cl, read := claims[key]
+		if !ok || !read {
+			continue // taken or dropped meanwhile, or the store is failing (next wake)
 		}
+		cv := s.claimCoverage(cl, now)
 		if cv.own || cv.claimed >= s.cfg.Target {
 			delete(s.wanted, key) // built here, or enough trusted builders have
 			continue
 		}
+		s.addIntentsLocked(&cv, key, now)
 		if len(cv.builders) >= s.cfg.Target {
 			if d := s.firstExpiryLocked(key, now); d > 0 && (wait == 0 || d < wait) {
 				wait = d
@@ -296,7 +373,10 @@ func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
 		return Recipe{}, wait, false
 	}
 	delete(s.wanted, best.r.Key)
-	s.taken[best.r.Key] = true
+	s.taken[best.r.Key] = false
+	if len(s.wanted) > 0 {
+		s.poke() // another idle worker may take the next one
+	}
 	return best.r, 0, true
 }
 
@@ -304,7 +384,7 @@ func (s *Scheduler) pick() (Recipe, time.Duration, bool) {
 func (s *Scheduler) firstExpiryLocked(key string, now time.Time) time.Duration {
 	var d time.Duration
 	for _, h := range s.intents[key] {
-		if left := h.until.Sub(now); !h.gone && left > 0 && (d == 0 || left < d) {
+		if left := h.until.Sub(now); h.live(now) && (d == 0 || left < d) {
 			d = left
 		}
 	}
@@ -324,32 +404,39 @@ func tieRank(self, key string) uint64 {
 // recipe (started at started) and waited for others' intents to arrive:
 // it says whether to build. It does not when fresh claims plus the
 // intents that rank before this node's (started earlier; equal times by
-// fingerprint) already reach the target; the recipe then waits again.
+// fingerprint) already reach the target, or when this node has a fresh
+// claim already.
 func (s *Scheduler) Confirm(key string, started time.Time) bool {
+	cl, err := s.claims(key)
+	if err != nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	cv, err := s.coverageLocked(key, now)
-	if err == nil && cv.own {
+	cv := s.claimCoverage(cl, now)
+	if cv.own {
 		return false
 	}
+	s.addIntentsLocked(&cv, key, now)
 	ahead := cv.claimed
 	for b, st := range cv.starts {
 		if st.Before(started) || (st.Equal(started) && b < s.cfg.Self) {
 			ahead++
 		}
 	}
-	return err == nil && ahead < s.cfg.Target
+	return ahead < s.cfg.Target
 }
 
-// Release puts a taken recipe back in the queue (backed off) or, with
-// again false, forgets it (built, or failed in a way a retry would not
-// fix until something changes).
+// Release ends a taken recipe: with again (the worker backed off) it waits
+// again, unless it was dropped meanwhile; without, it is forgotten (built,
+// or failed in a way a retry would not fix until something changes).
 func (s *Scheduler) Release(r Recipe, again bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	dropped := s.taken[r.Key]
 	delete(s.taken, r.Key)
-	if again {
+	if again && !dropped {
 		s.wanted[r.Key] = r
 	}
 	s.poke()
@@ -372,7 +459,7 @@ func (s *Scheduler) Intents() []IntentView {
 	var out []IntentView
 	for key, m := range s.intents {
 		for b, h := range m {
-			if now.Before(h.until) && !h.gone {
+			if h.live(now) {
 				out = append(out, IntentView{Recipe: key, Builder: b, Started: h.started, Expires: h.until, Expect: h.expect})
 			}
 		}

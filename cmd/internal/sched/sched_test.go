@@ -138,7 +138,7 @@ func TestIntentsCoverUntilTheyEnd(t *testing.T) {
 		t.Fatalf("%d intents listed, want 2 (the unvetted one is not counted)", n)
 	}
 	w.advance(11 * time.Second) // T2's intent expired: "a" is one builder short
-	s.Changed()
+	s.Changed(rk("a"))
 	if r, ok := next(t, s, time.Second); !ok || r.Key != rk("a") {
 		t.Fatalf("after T2's intent expired: picked %q %v, want a", r.Key, ok)
 	}
@@ -262,5 +262,81 @@ func TestTiesSpreadNodes(t *testing.T) {
 	}
 	if len(first) < 5 {
 		t.Fatalf("10 nodes started with only %d distinct recipes: %v", len(first), first)
+	}
+}
+
+// TestWantSkipsCovered: a recipe covered by claims is not queued, so it
+// cannot crowd out one that needs builders.
+func TestWantSkipsCovered(t *testing.T) {
+	w := newWorld("SELF", "T1", "T2")
+	w.claim(rk("a"), "T1", 0)
+	w.claim(rk("a"), "T2", 0)
+	w.claim(rk("b"), "SELF", 0)
+	s := w.sched("SELF", 2, 0)
+	for _, k := range []string{"a", "b"} {
+		if got := s.Want(Recipe{Key: rk(k)}); got != Covered {
+			t.Errorf("Want(%s) = %v, want Covered", k, got)
+		}
+	}
+	if got := s.Want(Recipe{Key: rk("c")}); got != Queued {
+		t.Errorf("Want(c) = %v, want Queued", got)
+	}
+	if s.Waiting() != 1 {
+		t.Errorf("waiting %d, want 1", s.Waiting())
+	}
+}
+
+// TestDropWhileTaken: a recipe dropped while a worker holds it is not
+// queued again when the worker backs off.
+func TestDropWhileTaken(t *testing.T) {
+	w := newWorld("SELF")
+	s := w.sched("SELF", 2, 0)
+	s.Want(Recipe{Key: rk("a")})
+	r, ok := next(t, s, time.Second)
+	if !ok {
+		t.Fatal("nothing offered")
+	}
+	s.Drop(r.Key)
+	s.Release(r, true)
+	if s.Waiting() != 0 {
+		t.Fatal("a dropped recipe came back after a back-off")
+	}
+	s.Want(r)
+	r, _ = next(t, s, time.Second)
+	s.Release(r, true)
+	if s.Waiting() != 1 {
+		t.Fatal("a recipe still wanted is not queued again after a back-off")
+	}
+}
+
+// TestReplayAfterExpiry: the newest message of a builder is remembered
+// until a replay of it could no longer verify (issued + TTL + skew), so
+// replaying it after its TTL does not count the builder again.
+func TestReplayAfterExpiry(t *testing.T) {
+	w := newWorld("SELF", "T1")
+	s := w.sched("SELF", 1, 0)
+	in := w.intent("T1", "a", w.clock(), 60*time.Second, attest.IntentBuilding)
+	s.Observe(in, w.clock())
+	w.advance(61 * time.Second)
+	s.Observe(in, w.clock()) // the same bytes, replayed by anyone
+	s.Want(Recipe{Key: rk("a")})
+	if r, ok := next(t, s, time.Second); !ok || r.Key != rk("a") {
+		t.Fatal("a replayed expired intent covered the recipe")
+	}
+	if n := len(s.Intents()); n != 0 {
+		t.Fatalf("%d intents listed after expiry", n)
+	}
+}
+
+// TestIntentsPerBuilderBounded: one key's intents are capped.
+func TestIntentsPerBuilderBounded(t *testing.T) {
+	w := newWorld("SELF", "T1", "T2")
+	s := w.sched("SELF", 1, 0)
+	for i := range MaxIntentsPerBuilder + 50 {
+		s.Observe(w.intent("T1", fmt.Sprintf("p%d", i), w.clock(), time.Hour, attest.IntentBuilding), w.clock())
+	}
+	s.Observe(w.intent("T2", "q", w.clock(), time.Hour, attest.IntentBuilding), w.clock())
+	if n := len(s.Intents()); n != MaxIntentsPerBuilder+1 {
+		t.Fatalf("%d intents kept, want %d for T1 and 1 for T2", n, MaxIntentsPerBuilder+1)
 	}
 }
