@@ -100,7 +100,8 @@ func (n *Node) renewLoop() {
 }
 
 // validateIntent is IntentsTopic's validator: a forwarding peer over its
-// rate (Limits.IntentsPerSecond) is ignored before anything is parsed; a
+// rate (Limits.IntentsPerSecond) is ignored before the signature is
+// checked, unless the intent names a builder this node trusts; a
 // malformed, expired or badly signed intent is rejected (P4 penalty); one
 // by a key this node does not know is ignored (it cannot count here, and
 // forwarding what nobody checked would let anyone flood the topic).
@@ -111,7 +112,10 @@ func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Messa
 	if from == n.host.ID() {
 		return pubsub.ValidationAccept // signed here (PublishIntent); not delivered to ourselves
 	}
-	if !n.intentRate.allow(from) {
+	// A relay forwards everyone's intents: those of builders this node
+	// trusts pass its rate, as on claim topics (renewals must not be lost
+	// behind a busy hub).
+	if !n.intentRate.allow(from) && !n.trustedBuilder(wireBuilder(msg.Data)) {
 		n.refused.add(RefuseIntentsRate, 1)
 		n.overRate(from, msg)
 		return pubsub.ValidationIgnore

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,4 +113,48 @@ func TestRenewOnNewPeer(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), first+intentRenewGap-100*time.Millisecond, "not before the gap ended")
 	time.Sleep(keyAnnounceDelay + 500*time.Millisecond)
 	require.Equal(t, int32(2), r.renewals.Load(), "one renewal served both")
+}
+
+// TestIntentsRateSparesTrustedBuilders: a forwarding peer over its rate
+// is ignored, except for intents of builders the node trusts (a hub
+// relays everyone's renewals).
+func TestIntentsRateSparesTrustedBuilders(t *testing.T) {
+	ids := attesttest.Fresh(t, 2)
+	trusted, other := ids[0], ids[1]
+	st := p2ptest.NewMemStore()
+	st.PutKey(pubOf(t, other)) // known, so verifiable, but not trusted
+	sink := &memIntents{}
+	victim, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1,
+		Limits: Limits{IntentsPerSecond: 0.5, IntentsBurst: 2}},
+		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, trusted)), Intents: sink})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = victim.Close() })
+	relay := intentNode(t, nil, trusted, other)
+	ctx := context.Background()
+	require.NoError(t, relay.Connect(ctx, victim.AddrInfo()))
+	attesttest.Eventually(t, 20*time.Second, "mesh", func() bool { return len(relay.MeshPeers(IntentsTopic)) == 1 })
+	now := time.Now()
+	for i := range 20 {
+		for _, id := range []*attest.Identity{trusted, other} {
+			data, err := attest.SignIntent(id, attest.Intent{Package: fmt.Sprintf("p%d", i), Opinion: vocab.Vanilla,
+				State: attest.IntentBuilding, Started: now, Issued: now, TTL: 600})
+			require.NoError(t, err)
+			require.NoError(t, relay.PublishIntent(ctx, data))
+		}
+	}
+	byBuilder := func() map[string]int {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		m := map[string]int{}
+		for _, in := range sink.got {
+			m[in.Builder]++
+		}
+		return m
+	}
+	attesttest.Eventually(t, 10*time.Second, "every trusted builder's intent", func() bool { return byBuilder()[trusted.Fingerprint()] == 20 })
+	time.Sleep(300 * time.Millisecond)
+	got := byBuilder()[other.Fingerprint()]
+	t.Logf("past the rate: %d of 20 trusted, %d of 20 untrusted intents delivered, %d refused", 20, got, victim.Refusals()[RefuseIntentsRate])
+	require.Less(t, got, 10, "the untrusted builder's intents are held to the relay's rate")
+	require.Positive(t, victim.Refusals()[RefuseIntentsRate])
 }
