@@ -379,10 +379,15 @@ func (s *statusServer) serveJSON(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	writeJSON(w, p)
+}
+
+// writeJSON answers with v as indented JSON.
+func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(p)
+	_ = enc.Encode(v)
 }
 
 // statusBuildsNow is what /builds.json returns: the rebuilds part of the
@@ -408,10 +413,7 @@ func (s *statusServer) serveBuilds(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(b)
+	writeJSON(w, b)
 }
 
 // snapshotFor computes the page for one request, at most statusMaxRenders
