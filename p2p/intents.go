@@ -53,14 +53,6 @@ func (n *Node) joinIntents() error {
 	return nil
 }
 
-// kickRenew asks renewLoop to have the node's intents re-published.
-func (n *Node) kickRenew() {
-	select {
-	case n.renewKick <- struct{}{}:
-	default:
-	}
-}
-
 // renewLoop calls IntentRenewer.RenewIntents keyAnnounceDelay after a new
 // peer (so its subscription and mesh exist), at most once per
 // intentRenewGap: a peer that arrives within the gap is served when the

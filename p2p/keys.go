@@ -219,10 +219,11 @@ func (n *Node) PublishKey(ctx context.Context, pub []byte) error {
 	return nil
 }
 
-// kickAnnounce asks announceLoop to re-announce soon (a peer connected).
-func (n *Node) kickAnnounce() {
+// kick signals a loop waiting on c (capacity 1) without blocking: kicks
+// that arrive while one is pending merge into it.
+func kick(c chan<- struct{}) {
 	select {
-	case n.announceKick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }

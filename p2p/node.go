@@ -468,8 +468,8 @@ func (n *Node) identifyLoop(sub event.Subscription) {
 				continue
 			}
 			n.startSync(e.Peer)
-			n.kickAnnounce()
-			n.kickRenew()
+			kick(n.announceKick) // announceLoop re-announces the keys
+			kick(n.renewKick)    // renewLoop re-publishes the intents
 		}
 	}
 }

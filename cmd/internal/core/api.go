@@ -15,11 +15,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
@@ -424,6 +426,12 @@ const (
 	MaxLogTail = 40
 	MaxLogLine = 400
 )
+
+// LogLine is one line of a running build's log within the bounds of
+// RunningBuild.LogTail: valid UTF-8, at most MaxLogLine characters.
+func LogLine(l string) string {
+	return human.Short(strings.ToValidUTF8(l, "\uFFFD"), MaxLogLine)
+}
 
 // BuildIntent is a rebuild another builder announced (signed, on the
 // intents topic).

@@ -531,7 +531,7 @@ func boundTail(tail []string) []string {
 	}
 	out := make([]string, len(tail))
 	for i, l := range tail {
-		out[i] = short(strings.ToValidUTF8(l, "\uFFFD"), core.MaxLogLine)
+		out[i] = core.LogLine(l)
 	}
 	return out
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
 	"github.com/lebowski-dist/lebowski/p2p"
 )
@@ -268,7 +267,7 @@ func newRunningBuild(job buildJob) *runningBuild {
 // line is builder.Request.Progress: it keeps the last lines, each cut to
 // core.MaxLogLine characters (valid UTF-8).
 func (r *runningBuild) line(l string) {
-	l = human.Short(strings.ToValidUTF8(l, "\uFFFD"), core.MaxLogLine)
+	l = core.LogLine(l)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.tail) < core.MaxLogTail {
