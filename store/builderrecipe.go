@@ -22,37 +22,55 @@ import (
 // new fk | rk | ck entry anyway, not one more random page per claim.
 //
 //	key   fk | rk
-//	value [0]                      claims, none of them a success
-//	      [1] | ck(36) | akey      the first success claim and its artifact key
+//	value [flags]                      claims, none of them a success
+//	      [flags|1] | ck(36) | akey    the first success claim and its artifact key
+//
+// flags bit 1 (brVoted, schema 5): the pair is in the recipe's voter list
+// (voters.go), i.e. one of its claims is not a mismatch report.
 const (
 	brNoSuccess = 0
 	brSuccess   = 1
+	brVoted     = 2
 )
 
 // builderRecipe is one decoded by_builder head value.
 type builderRecipe struct {
 	seen    bool   // the builder has claimed the recipe before
+	voted   bool   // the builder is one of the recipe's voters
 	success []byte // ck of its first success claim, nil if none
 	akey    []byte // that claim's artifact key
 }
 
 func decodeBuilderRecipe(v []byte) (builderRecipe, error) {
-	switch {
-	case v == nil:
+	if v == nil {
 		return builderRecipe{}, nil
-	case len(v) == 1 && v[0] == brNoSuccess:
-		return builderRecipe{seen: true}, nil
-	case len(v) >= 1+36 && v[0] == brSuccess:
-		return builderRecipe{seen: true, success: v[1:37], akey: v[37:]}, nil
+	}
+	if len(v) >= 1 && v[0]&^(brSuccess|brVoted) == 0 {
+		br := builderRecipe{seen: true, voted: v[0]&brVoted != 0}
+		switch {
+		case v[0]&brSuccess == 0 && len(v) == 1:
+			return br, nil
+		case v[0]&brSuccess != 0 && len(v) >= 1+36:
+			br.success, br.akey = v[1:37], v[37:]
+			return br, nil
+		}
 	}
 	return builderRecipe{}, fmt.Errorf("%w: by_builder head value of %d bytes", ErrCorrupt, len(v))
 }
 
-func encodeBuilderRecipe(ck, akey []byte) []byte {
-	if ck == nil {
-		return []byte{brNoSuccess}
+func (br builderRecipe) encode() []byte {
+	flags := byte(brNoSuccess)
+	if br.voted {
+		flags |= brVoted
 	}
-	return cat([]byte{brSuccess}, ck, akey)
+	if br.success == nil {
+		return []byte{flags}
+	}
+	return cat([]byte{flags | brSuccess}, br.success, br.akey)
+}
+
+func encodeBuilderRecipe(ck, akey []byte) []byte {
+	return builderRecipe{success: ck, akey: akey}.encode()
 }
 
 // migrateBuilderRecipe adds the head entries to by_builder from its

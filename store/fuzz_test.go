@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -24,6 +25,8 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(ki)
 	rs, _ := json.Marshal(RecipeSummary{RecipeID: st.RecipeID, Package: "hello", Claims: 2})
 	f.Add(rs)
+	f.Add(encodeRecipeSummary(&RecipeSummary{RecipeID: st.RecipeID, Package: "hello", Claims: 2, Voters: 1, First: epoch}))
+	f.Add(encodeVoter(fk, epoch))
 	pr, _ := json.Marshal(Proof{Builder: "AB", ClaimA: "x", ClaimB: "y"})
 	f.Add(pr)
 	f.Add([]byte{blobFile, 0, 0, 0, 0, 0, 0, 0, 5})
@@ -60,8 +63,23 @@ func FuzzDecodeRecords(f *testing.F) {
 		if _, err := decodeKeyInfo(b); err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("key record error does not wrap ErrCorrupt: %v", err)
 		}
-		if _, err := decodeRecipeSummary(b); err != nil && !errors.Is(err, ErrCorrupt) {
+		if r, err := decodeRecipeSummary(b); err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("recipe summary error does not wrap ErrCorrupt: %v", err)
+		} else if err == nil && b[0] == recipeSummaryV2 { // JSON (schema < 5) is only read
+			again, err := decodeRecipeSummary(encodeRecipeSummary(&r))
+			if err != nil || !reflect.DeepEqual(again, r) {
+				t.Fatalf("recipe summary round trip: %v\n%+v\n%+v", err, r, again)
+			}
+		}
+		for v := b; len(v) > 0; {
+			_, _, rest, err := nextVoter(v)
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("voter error does not wrap ErrCorrupt: %v", err)
+				}
+				break
+			}
+			v = rest
 		}
 		_, _ = decodeProof(b)
 		_, _, _ = decodeClaimValue(b)

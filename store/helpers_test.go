@@ -76,10 +76,13 @@ func statement(sp spec) *attest.Statement {
 		Result:             sp.result,
 		Timestamp:          epoch.Add(time.Duration(sp.ts) * time.Second),
 	}
-	if sp.result == attest.ResultSuccess {
-		st.Artifacts = []attest.Artifact{
-			{Name: sp.pkg + "_" + sp.debver + "~o3+1_amd64.deb", SHA256: hex64("deb", sp.pkg, sp.debver, sp.recipe, sp.variant)},
-		}
+	deb := sp.pkg + "_" + sp.debver + "~o3+1_amd64.deb"
+	switch sp.result {
+	case attest.ResultSuccess:
+		st.Artifacts = []attest.Artifact{{Name: deb, SHA256: hex64("deb", sp.pkg, sp.debver, sp.recipe, sp.variant)}}
+	case attest.ResultMismatch: // a downloaded .deb that is not the rebuilt one
+		st.Artifacts = []attest.Artifact{{Name: deb, SHA256: hex64("bad deb", sp.pkg, sp.debver, sp.recipe, sp.variant)}}
+		st.Expected = []attest.Artifact{{Name: deb, SHA256: hex64("deb", sp.pkg, sp.debver, sp.recipe, 0)}}
 	}
 	st.RecipeID = st.Recipe().ID()
 	return st

@@ -343,6 +343,7 @@ type txWriter struct {
 	flagged                                            []string
 	// written once per transaction by finish
 	recipes map[string]*RecipeSummary // by_package key → summary
+	voters  map[string][]byte         // by_package key → voter entries new in this transaction
 	digs    map[string]*Digest        // package → digest
 }
 
@@ -353,18 +354,19 @@ func newTxWriter(tx *bolt.Tx, now time.Time) *txWriter {
 		byBuilder: tx.Bucket(bktByBuilder), byArtifact: tx.Bucket(bktByArtifact), keys: tx.Bucket(bktKeys),
 		equiv: tx.Bucket(bktEquivocations), digests: tx.Bucket(bktDigests), meta: tx.Bucket(bktMeta), origins: tx.Bucket(bktOrigins),
 		keyCounts: tx.Bucket(bktKeyCounts),
-		recipes:   map[string]*RecipeSummary{}, digs: map[string]*Digest{},
+		recipes:   map[string]*RecipeSummary{}, voters: map[string][]byte{}, digs: map[string]*Digest{},
 	}
 }
 
 func (w *txWriter) finish() error {
 	for k, r := range w.recipes {
-		v, err := json.Marshal(r)
-		if err != nil {
+		if err := w.byPackage.Put([]byte(k), encodeRecipeSummary(r)); err != nil {
 			return err
 		}
-		if err := w.byPackage.Put([]byte(k), v); err != nil {
-			return err
+		if nv := w.voters[k]; len(nv) > 0 {
+			if err := appendVoters(w.byPackage, []byte(k), r.Voters-countVoters(nv), nv); err != nil {
+				return err
+			}
 		}
 	}
 	for pkg, d := range w.digs {
@@ -497,12 +499,12 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 	if err := w.keyCounts.Put(ch.fk, usage.encode()); err != nil {
 		return IngestResult{}, err
 	}
+	head := br
+	head.seen = true
 	if st.Result == attest.ResultSuccess {
 		switch {
 		case br.success == nil:
-			if err := w.byBuilder.Put(prefix, encodeBuilderRecipe(ch.ck, ch.akey)); err != nil {
-				return IngestResult{}, err
-			}
+			head.success, head.akey = ch.ck, ch.akey
 		case !bytes.Equal(br.akey, ch.akey):
 			oldID, err := claimIDString(br.success)
 			if err != nil {
@@ -511,8 +513,12 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 			res.Status = StatusEquivocation
 			res.Proof = &Proof{Builder: st.Builder, RecipeID: st.RecipeID, ClaimA: oldID, ClaimB: c.ID, Detected: w.now}
 		}
-	} else if !br.seen {
-		if err := w.byBuilder.Put(prefix, encodeBuilderRecipe(nil, nil)); err != nil {
+	}
+	// A key votes for a recipe with any claim but a mismatch report.
+	newVoter := !br.voted && st.Result != attest.ResultMismatch
+	head.voted = br.voted || newVoter
+	if !br.seen || newVoter || (br.success == nil && head.success != nil) {
+		if err := w.byBuilder.Put(prefix, head.encode()); err != nil {
 			return IngestResult{}, err
 		}
 	}
@@ -535,7 +541,11 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 			return IngestResult{}, err
 		}
 	}
-	if err := w.updateRecipe(st, ch.rk, firstOfBuilder); err != nil {
+	var voter []byte
+	if newVoter {
+		voter = encodeVoter(ch.fk, st.Timestamp)
+	}
+	if err := w.updateRecipe(st, ch.rk, firstOfBuilder, voter); err != nil {
 		return IngestResult{}, err
 	}
 	if err := w.updateDigest(st.Package, c.ID); err != nil {
@@ -552,7 +562,7 @@ func packageKey(pkg, debVersion string, rk []byte) []byte {
 	return cat([]byte(pkg), []byte{0}, []byte(debVersion), []byte{0}, rk)
 }
 
-func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool) error {
+func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool, voter []byte) error {
 	k := string(packageKey(st.Package, st.DebianVersion, rk))
 	r := w.recipes[k]
 	if r == nil {
@@ -583,6 +593,10 @@ func (w *txWriter) updateRecipe(st *attest.Statement, rk []byte, newBuilder bool
 	}
 	if newBuilder {
 		r.Builders++
+	}
+	if voter != nil {
+		r.Voters++
+		w.voters[k] = append(w.voters[k], voter...)
 	}
 	if ts := st.Timestamp.UTC(); ts.After(r.Newest) && st.Result != attest.ResultMismatch {
 		r.Newest, r.Version = ts, st.Version

@@ -196,6 +196,9 @@ func (s *Store) ByPackage(pkg, debianVersion string) ([]RecipeClaims, error) {
 		br := tx.Bucket(bktByRecipe)
 		c := tx.Bucket(bktByPackage).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if packageKeyKind(k) != pkgKeySummary {
+				continue
+			}
 			r, err := decodeRecipeSummary(v)
 			if err != nil {
 				return err
@@ -231,6 +234,9 @@ func (s *Store) Recipes(pkg string) ([]RecipeSummary, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bktByPackage).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if packageKeyKind(k) != pkgKeySummary {
+				continue
+			}
 			r, err := decodeRecipeSummary(v)
 			if err != nil {
 				return err
@@ -387,6 +393,9 @@ func (s *Store) ClaimIDs(pkg string) ([]string, error) {
 		br := tx.Bucket(bktByRecipe).Cursor()
 		c := tx.Bucket(bktByPackage).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if packageKeyKind(k) != pkgKeySummary {
+				continue
+			}
 			rk := k[len(k)-32:]
 			for ck, _ := br.Seek(rk); ck != nil && bytes.HasPrefix(ck, rk); ck, _ = br.Next() {
 				id, err := claimIDString(ck[32:])

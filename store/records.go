@@ -211,17 +211,100 @@ type RecipeSummary struct {
 	Unreproducible int               `json:"unreproducible"`
 	Mismatch       int               `json:"mismatch,omitempty"` // red flags: mismatch reports
 	Builders       int               `json:"builders"`           // distinct keys with claims (reporters included)
+	Voters         int               `json:"voters"`             // distinct keys with a claim that is not a mismatch report (schema 5)
 	First          time.Time         `json:"first"`
 	Newest         time.Time         `json:"newest"`
 }
 
+// by_package summary values: JSON before schema 5, binary since (decoding
+// 200 JSON summaries took 1.4 ms of a busy package's `info`).
+//
+//	[recipeSummaryV2] rk(32) | strings (uvarint length | bytes): package,
+//	debian version, version, suite, arch, opinion name, cid, commit,
+//	purity, source sha256, image digest | uvarints: claims, success,
+//	failed, unreproducible, mismatch, builders, voters | first, newest:
+//	each varint unix seconds | uvarint nanoseconds+1 (0: zero time)
+const recipeSummaryV2 = 2
+
+func encodeRecipeSummary(r *RecipeSummary) []byte {
+	out := make([]byte, 0, 256)
+	out = append(out, recipeSummaryV2)
+	rk, _ := recipeKey(r.RecipeID)
+	if len(rk) != 32 {
+		rk = make([]byte, 32) // never: ingest validated the ID; decode refuses it
+	}
+	out = append(out, rk...)
+	for _, f := range []string{r.Package, r.DebianVersion, r.Version, r.Suite, r.Arch, r.Opinion.Name, r.Opinion.CID,
+		r.Opinion.Commit, string(r.Opinion.Purity), r.SourceSHA256, r.ImageDigest} {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	for _, n := range []int{r.Claims, r.Success, r.Failed, r.Unreproducible, r.Mismatch, r.Builders, r.Voters} {
+		out = binary.AppendUvarint(out, uint64(n))
+	}
+	for _, t := range []time.Time{r.First, r.Newest} {
+		if t.IsZero() {
+			out = binary.AppendVarint(out, 0)
+			out = binary.AppendUvarint(out, 0)
+			continue
+		}
+		out = binary.AppendVarint(out, t.Unix())
+		out = binary.AppendUvarint(out, uint64(t.Nanosecond())+1)
+	}
+	return out
+}
+
 func decodeRecipeSummary(v []byte) (RecipeSummary, error) {
 	var r RecipeSummary
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+	if len(v) > 0 && v[0] == '{' {
+		if err := json.Unmarshal(v, &r); err != nil {
+			return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+		}
+		if _, err := recipeKey(r.RecipeID); err != nil {
+			return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+		}
+		return r, nil
 	}
-	if _, err := recipeKey(r.RecipeID); err != nil {
-		return r, fmt.Errorf("%w: recipe summary: %v", ErrCorrupt, err)
+	bad := func(what string) (RecipeSummary, error) {
+		return RecipeSummary{}, fmt.Errorf("%w: recipe summary of %d bytes: %s", ErrCorrupt, len(v), what)
+	}
+	if len(v) < 33 || v[0] != recipeSummaryV2 {
+		return bad("unknown format")
+	}
+	r.RecipeID = hex.EncodeToString(v[1:33])
+	b := v[33:]
+	for _, f := range []*string{&r.Package, &r.DebianVersion, &r.Version, &r.Suite, &r.Arch, &r.Opinion.Name, &r.Opinion.CID,
+		&r.Opinion.Commit, (*string)(&r.Opinion.Purity), &r.SourceSHA256, &r.ImageDigest} {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return bad("string length")
+		}
+		*f, b = string(b[k:k+int(n)]), b[k+int(n):]
+	}
+	for _, f := range []*int{&r.Claims, &r.Success, &r.Failed, &r.Unreproducible, &r.Mismatch, &r.Builders, &r.Voters} {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > 1<<40 {
+			return bad("count")
+		}
+		*f, b = int(n), b[k:]
+	}
+	for _, f := range []*time.Time{&r.First, &r.Newest} {
+		sec, k := binary.Varint(b)
+		if k <= 0 {
+			return bad("time")
+		}
+		b = b[k:]
+		ns, k := binary.Uvarint(b)
+		if k <= 0 || ns > 1e9 || (ns == 0 && sec != 0) {
+			return bad("time")
+		}
+		b = b[k:]
+		if ns > 0 {
+			*f = time.Unix(sec, int64(ns-1)).UTC()
+		}
+	}
+	if len(b) != 0 {
+		return bad("trailing bytes")
 	}
 	return r, nil
 }

@@ -98,6 +98,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateBuilderRecipe,
 	// 3 → 4: key_counts, what each key's claims take (Budget).
 	migrateKeyCounts,
+	// 4 → 5: voter lists next to the recipe summaries (voters.go), binary
+	// recipe summaries.
+	migrateVoters,
 }
 
 // SchemaVersion is the schema this code writes.
