@@ -2,6 +2,7 @@ package attest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -401,4 +402,19 @@ func JoinEnvelope(payload, sig []byte) (*Envelope, []byte) {
 	raw = append(raw, strings.ReplaceAll(env.Signature, "\n", `\n`)...)
 	raw = append(raw, `"}`...)
 	return env, raw
+}
+
+// ParseStoredStatement decodes the payload of a claim that passed
+// verification earlier (the store's copy): the canonical fast path, else a
+// plain JSON decode. It does not validate: use VerifyClaim for bytes from
+// outside.
+func ParseStoredStatement(payload []byte) (*Statement, error) {
+	if s, ok := parseCanonicalStatement(payload); ok {
+		return s, nil
+	}
+	var s Statement
+	if err := json.Unmarshal(payload, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }

@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
 )
 
 // presign signs n distinct claims over the key pool using all cores.
@@ -264,9 +265,14 @@ func bigStore(b *testing.B) (string, int) {
 }
 
 // BenchmarkInfo1M measures what `lebowski info hello` needs on a store with
-// a million claims: every recipe of the package with its claim summaries
-// (ByPackage), then the full claims (decoded envelopes) of the busiest
-// recipe. Reports p50/p99 per query, and bytes per claim of the file.
+// a million claims, two ways in the same run:
+//   - voters (what core.Info does since schema 5): the recipes' voter
+//     lists (Voters), consensus.Rank on them, then the claim summaries
+//     (ByRecipe) and full claims (GetMany) of the best recipe;
+//   - claims (before): every claim summary of the package (ByPackage),
+//     then the full claims of the busiest recipe.
+//
+// Reports p50/p99 per query, and bytes per claim of the file.
 func BenchmarkInfo1M(b *testing.B) {
 	path, n := bigStore(b)
 	s, err := Open(path, WithReadOnly())
@@ -275,33 +281,84 @@ func BenchmarkInfo1M(b *testing.B) {
 	}
 	defer s.Close()
 	version := os.Getenv("LEBOWSKI_BENCH_VERSION") // "" = all Debian versions
-	info := func(pkg string) (int, int) {
-		rcs, err := s.ByPackage(pkg, version)
-		if err != nil {
-			b.Fatal(err)
-		}
-		busiest, total := 0, 0
-		for i, rc := range rcs {
-			total += len(rc.Claims)
-			if len(rc.Claims) > len(rcs[busiest].Claims) {
-				busiest = i
-			}
-		}
-		if len(rcs) == 0 {
-			return 0, 0
-		}
-		ids := make([]string, 0, len(rcs[busiest].Claims))
-		for _, sc := range rcs[busiest].Claims {
+	full := func(claims []StoredClaim) int {
+		ids := make([]string, 0, len(claims))
+		for _, sc := range claims {
 			ids = append(ids, sc.ID)
 		}
-		full, err := s.GetMany(ids)
-		if err != nil || len(full) != len(ids) {
-			b.Fatalf("get many: %v (%d of %d)", err, len(full), len(ids))
+		got, err := s.GetMany(ids)
+		if err != nil || len(got) != len(ids) {
+			b.Fatalf("get many: %v (%d of %d)", err, len(got), len(ids))
 		}
-		return total, len(full)
+		return len(got)
 	}
+	b.Run("path=voters", func(b *testing.B) {
+		benchInfo(b, s, n, func(pkg string) (int, int) {
+			rvs, err := s.Voters(pkg, version)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(rvs) == 0 {
+				return 0, 0
+			}
+			votes := make([]consensus.RecipeVotes, len(rvs))
+			total := 0
+			for i, rv := range rvs {
+				v := consensus.RecipeVotes{RecipeID: rv.Recipe.RecipeID, Newest: rv.Recipe.Newest, Builders: make([]string, len(rv.Voters))}
+				for j, vt := range rv.Voters {
+					v.Builders[j] = vt.Builder
+				}
+				votes[i] = v
+				total += len(rv.Voters)
+			}
+			consensus.Rank(votes, nil)
+			claims, err := s.ByRecipe(votes[0].RecipeID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return total, full(claims)
+		})
+	})
+	b.Run("path=claims", func(b *testing.B) {
+		benchInfo(b, s, n, func(pkg string) (int, int) {
+			rcs, err := s.ByPackage(pkg, version)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(rcs) == 0 {
+				return 0, 0
+			}
+			busiest, total := 0, 0
+			for i, rc := range rcs {
+				total += len(rc.Claims)
+				if len(rc.Claims) > len(rcs[busiest].Claims) {
+					busiest = i
+				}
+			}
+			return total, full(rcs[busiest].Claims)
+		})
+	})
+	st, err := s.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st.Claims != uint64(n) {
+		b.Fatalf("store holds %d claims, want %d", st.Claims, n)
+	}
+	b.Logf("file: %d bytes for %d claims, %.0f bytes/claim", st.FileSize, st.Claims, float64(st.FileSize)/float64(st.Claims))
+	_ = s.DB().View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			bs := bk.Stats()
+			b.Logf("bucket %-13s keys %8d  leaf in use %6.1f MiB of %6.1f MiB allocated, branch %5.1f MiB",
+				name, bs.KeyN, float64(bs.LeafInuse)/(1<<20), float64(bs.LeafAlloc)/(1<<20), float64(bs.BranchAlloc)/(1<<20))
+			return nil
+		})
+	})
+}
+
+func benchInfo(b *testing.B, s *Store, n int, info func(pkg string) (read, full int)) {
 	total, full := info("hello") // warm the page cache
-	b.Logf("info hello: %d claim summaries, %d full claims decoded", total, full)
+	b.Logf("info hello: %d entries read for ranking, %d full claims decoded", total, full)
 	lat := make([]time.Duration, 0, b.N)
 	cpu0 := cpuTime()
 	b.ResetTimer()
@@ -315,22 +372,6 @@ func BenchmarkInfo1M(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	st, err := s.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if st.Claims != uint64(n) {
-		b.Fatalf("store holds %d claims, want %d", st.Claims, n)
-	}
-	b.ReportMetric(float64(st.FileSize)/float64(st.Claims), "file-bytes/claim")
-	_ = s.DB().View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
-			bs := bk.Stats()
-			b.Logf("bucket %-13s keys %8d  leaf in use %6.1f MiB of %6.1f MiB allocated, branch %5.1f MiB",
-				name, bs.KeyN, float64(bs.LeafInuse)/(1<<20), float64(bs.LeafAlloc)/(1<<20), float64(bs.BranchAlloc)/(1<<20))
-			return nil
-		})
-	})
 }
 
 // BenchmarkSmallPackage1M: ByPackage + full claims of the busiest recipe

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -103,11 +102,11 @@ func (s *Store) parse(id string, val []byte, full bool) (*attest.Claim, error) {
 	// The bytes hash to the claim ID, so they are exactly the ones that
 	// passed attest's strict decoding at ingest: a plain (faster) decode
 	// of the payload suffices.
-	var st attest.Statement
-	if err := json.Unmarshal(env.Payload, &st); err != nil {
+	st, err := attest.ParseStoredStatement(env.Payload)
+	if err != nil {
 		return nil, fmt.Errorf("get claim %s: %w: %v", id, ErrCorrupt, err)
 	}
-	c.Statement = &st
+	c.Statement = st
 	c.Signer = s.Lookup(c.Statement.Builder)
 	return c, nil
 }

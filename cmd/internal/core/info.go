@@ -27,14 +27,14 @@ func (n *Node) Info(ctx context.Context, q InfoQuery) (*InfoResult, error) {
 			return nil, Invalid(err)
 		}
 	}
-	rcs, err := n.st.ByPackage(q.Package, q.DebianVersion)
+	rvs, err := n.st.Voters(q.Package, q.DebianVersion)
 	if err != nil {
 		return nil, err
 	}
-	kept := rcs[:0]
-	for _, rc := range rcs {
-		if opinionMatches(rc.Recipe, q) {
-			kept = append(kept, rc)
+	kept := rvs[:0]
+	for _, rv := range rvs {
+		if opinionMatches(rv.Recipe, q) {
+			kept = append(kept, rv)
 		}
 	}
 	if len(kept) == 0 {
@@ -49,11 +49,15 @@ func (n *Node) Info(ctx context.Context, q InfoQuery) (*InfoResult, error) {
 		kept = kept[:1]
 	}
 	res := &InfoResult{Package: q.Package}
-	for _, rc := range kept {
+	for _, rv := range kept {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ri, err := n.evaluate(rc, trust)
+		claims, err := n.st.ByRecipe(rv.Recipe.RecipeID)
+		if err != nil {
+			return nil, err
+		}
+		ri, err := n.evaluate(store.RecipeClaims{Recipe: rv.Recipe, Claims: claims}, trust)
 		if err != nil {
 			return nil, err
 		}
@@ -92,22 +96,22 @@ func opinionMatches(r store.RecipeSummary, q InfoQuery) bool {
 // rank orders recipes with consensus.Rank: unvetted keys are free to
 // create, so a flood of them for another recipe must not displace the
 // recipe trusted builders agree on (docs/SECURITY.md). A rotated key's
-// earlier claims count as its successor's (trustView.countAs).
-func rank(rcs []store.RecipeClaims, trust *trustView) []store.RecipeClaims {
-	votes := make([]consensus.RecipeVotes, len(rcs))
-	byID := make(map[string]store.RecipeClaims, len(rcs))
-	for i, rc := range rcs {
-		v := consensus.RecipeVotes{RecipeID: rc.Recipe.RecipeID, Newest: rc.Recipe.Newest}
-		for _, c := range rc.Claims {
-			if c.Result != attest.ResultMismatch { // red flags never vote
-				v.Builders = append(v.Builders, trust.countAs(c.Builder, c.Timestamp))
-			}
+// earlier claims count as its successor's (trustView.countAs). It reads
+// the recipes' voter lists (store.Voters: one entry per key), not their
+// claims; a voter's time is its first voting claim stored here.
+func rank(rvs []store.RecipeVoters, trust *trustView) []store.RecipeVoters {
+	votes := make([]consensus.RecipeVotes, len(rvs))
+	byID := make(map[string]store.RecipeVoters, len(rvs))
+	for i, rv := range rvs {
+		v := consensus.RecipeVotes{RecipeID: rv.Recipe.RecipeID, Newest: rv.Recipe.Newest, Builders: make([]string, 0, len(rv.Voters))}
+		for _, vt := range rv.Voters {
+			v.Builders = append(v.Builders, trust.countAs(vt.Builder, vt.First))
 		}
 		votes[i] = v
-		byID[rc.Recipe.RecipeID] = rc
+		byID[rv.Recipe.RecipeID] = rv
 	}
 	consensus.Rank(votes, trust)
-	out := make([]store.RecipeClaims, len(votes))
+	out := make([]store.RecipeVoters, len(votes))
 	for i, v := range votes {
 		out[i] = byID[v.RecipeID]
 	}

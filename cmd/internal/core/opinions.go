@@ -22,14 +22,14 @@ func (n *Node) Opinion(ctx context.Context, q OpinionQuery) (*OpinionBundle, err
 		if err := vocab.CheckOpinionName(q.Name); err != nil {
 			return nil, Invalid(err)
 		}
-		rcs, err := n.st.ByPackage(q.Package, "")
+		rvs, err := n.st.Voters(q.Package, "")
 		if err != nil {
 			return nil, err
 		}
-		kept := rcs[:0]
-		for _, rc := range rcs {
-			if rc.Recipe.Opinion.Name == q.Name && rc.Recipe.Opinion.CID != "" {
-				kept = append(kept, rc)
+		kept := rvs[:0]
+		for _, rv := range rvs {
+			if rv.Recipe.Opinion.Name == q.Name && rv.Recipe.Opinion.CID != "" {
+				kept = append(kept, rv)
 			}
 		}
 		if len(kept) == 0 {
@@ -40,7 +40,7 @@ func (n *Node) Opinion(ctx context.Context, q OpinionQuery) (*OpinionBundle, err
 			return nil, err
 		}
 		best := rank(kept, trust)[0]
-		out.CID, out.Claims = best.Recipe.Opinion.CID, len(best.Claims)
+		out.CID, out.Claims = best.Recipe.Opinion.CID, best.Recipe.Claims
 	} else if _, err := vocab.ParseCID(q.CID); err != nil {
 		return nil, Invalid(err)
 	}
