@@ -273,13 +273,15 @@ func decodeRecipeSummary(v []byte) (RecipeSummary, error) {
 	}
 	r.RecipeID = hex.EncodeToString(v[1:33])
 	b := v[33:]
+	all := string(b) // one allocation: the fields are substrings of it
 	for _, f := range []*string{&r.Package, &r.DebianVersion, &r.Version, &r.Suite, &r.Arch, &r.Opinion.Name, &r.Opinion.CID,
 		&r.Opinion.Commit, (*string)(&r.Opinion.Purity), &r.SourceSHA256, &r.ImageDigest} {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
 			return bad("string length")
 		}
-		*f, b = string(b[k:k+int(n)]), b[k+int(n):]
+		off := len(v) - 33 - len(b) + k
+		*f, b = all[off:off+int(n)], b[k+int(n):]
 	}
 	for _, f := range []*int{&r.Claims, &r.Success, &r.Failed, &r.Unreproducible, &r.Mismatch, &r.Builders, &r.Voters} {
 		n, k := binary.Uvarint(b)

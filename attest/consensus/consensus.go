@@ -9,8 +9,10 @@
 package consensus
 
 import (
+	"cmp"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -565,12 +567,16 @@ func Rank(rs []RecipeVotes, trust TrustSource) {
 	if trust == nil {
 		trust = noTrust{}
 	}
-	type key struct{ trusted, all int }
-	keys := make(map[string]key, len(rs))
+	type ranked struct {
+		r            RecipeVotes
+		trusted, all int
+	}
+	out := make([]ranked, len(rs))
 	votes := map[string]bool{}
-	for _, r := range rs {
-		seen := map[string]bool{}
-		var k key
+	seen := map[string]bool{} // cleared per recipe: one allocation, not one per recipe
+	for i, r := range rs {
+		clear(seen)
+		k := ranked{r: r}
 		for _, f := range r.Builders {
 			if seen[f] {
 				continue
@@ -586,20 +592,22 @@ func Rank(rs []RecipeVotes, trust TrustSource) {
 				k.trusted++
 			}
 		}
-		keys[r.RecipeID] = k
+		out[i] = k
 	}
-	sort.SliceStable(rs, func(i, j int) bool {
-		a, b := keys[rs[i].RecipeID], keys[rs[j].RecipeID]
+	slices.SortStableFunc(out, func(a, b ranked) int {
 		switch {
 		case a.trusted != b.trusted:
-			return a.trusted > b.trusted
+			return cmp.Compare(b.trusted, a.trusted)
 		case a.all != b.all:
-			return a.all > b.all
-		case !rs[i].Newest.Equal(rs[j].Newest):
-			return rs[i].Newest.After(rs[j].Newest)
+			return cmp.Compare(b.all, a.all)
+		case !a.r.Newest.Equal(b.r.Newest):
+			return b.r.Newest.Compare(a.r.Newest)
 		}
-		return rs[i].RecipeID < rs[j].RecipeID
+		return strings.Compare(a.r.RecipeID, b.r.RecipeID)
 	})
+	for i := range out {
+		rs[i] = out[i].r
+	}
 }
 
 // pickPurity returns the recipe's purity: opt.Purity when valid, else the
