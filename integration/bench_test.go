@@ -7,10 +7,12 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lebowski-dist/lebowski/attest"
@@ -179,6 +181,36 @@ func BenchmarkCatchUp100k(b *testing.B) {
 		b.ReportMetric(float64(total)/el.Seconds(), "claims/s")
 		_ = dst.Close()
 	}
+	b.StopTimer()
+	b.ReportMetric(verifyOnly(b, claims).Seconds(), "verify-only-s")
+}
+
+// verifyOnly is the raw baseline of a catch-up, measured in the same run:
+// attest.Verify of every claim, keys in a keyring, on every core, with no
+// network, no serving peer and no store. A catch-up cannot be faster on
+// this machine.
+func verifyOnly(b *testing.B, claims []*attest.Claim) time.Duration {
+	var es []*openpgp.Entity
+	for _, id := range builders(b) {
+		es = append(es, id.Entity)
+	}
+	keys := attest.NewKeyring(es...)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(claims)); i = next.Add(1) - 1 {
+				if _, err := attest.Verify(claims[i].Raw, keys, attest.VerifyOptions{}); err != nil {
+					panic(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
 }
 
 var catchupOpts []p2p.Option
