@@ -139,6 +139,7 @@ func (s *Store) Voters(pkg, debianVersion string) ([]RecipeVoters, error) {
 		c := tx.Bucket(bktByPackage).Cursor()
 		var cur *RecipeVoters
 		var curKey []byte
+		var arena []Voter // one allocation for many recipes' voters
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			switch packageKeyKind(k) {
 			case pkgKeySummary:
@@ -146,7 +147,11 @@ func (s *Store) Voters(pkg, debianVersion string) ([]RecipeVoters, error) {
 				if err != nil {
 					return err
 				}
-				out = append(out, RecipeVoters{Recipe: r, Voters: make([]Voter, 0, r.Voters)})
+				if cap(arena)-len(arena) < r.Voters {
+					arena = make([]Voter, 0, max(r.Voters, 1024))
+				}
+				out = append(out, RecipeVoters{Recipe: r, Voters: arena[len(arena):len(arena):len(arena)+r.Voters]})
+				arena = arena[:len(arena)+r.Voters]
 				cur, curKey = &out[len(out)-1], k
 			case pkgKeyVoters:
 				if cur == nil || !bytes.Equal(k[:len(k)-4], curKey) {

@@ -572,23 +572,27 @@ func Rank(rs []RecipeVotes, trust TrustSource) {
 		trusted, all int
 	}
 	out := make([]ranked, len(rs))
-	votes := map[string]bool{}
-	seen := map[string]bool{} // cleared per recipe: one allocation, not one per recipe
+	// One map lookup per builder and recipe: whether the key votes, and
+	// the last recipe it was counted for (repeats within a recipe count once).
+	type keyState struct {
+		votes bool
+		last  int
+	}
+	keys := map[string]*keyState{}
 	for i, r := range rs {
-		clear(seen)
 		k := ranked{r: r}
 		for _, f := range r.Builders {
-			if seen[f] {
+			ks := keys[f]
+			if ks == nil {
+				ks = &keyState{votes: trust.Level(f).Normalize().Votes() && !trust.Equivocating(f), last: -1}
+				keys[f] = ks
+			}
+			if ks.last == i {
 				continue
 			}
-			seen[f] = true
+			ks.last = i
 			k.all++
-			v, ok := votes[f]
-			if !ok {
-				v = trust.Level(f).Normalize().Votes() && !trust.Equivocating(f)
-				votes[f] = v
-			}
-			if v {
+			if ks.votes {
 				k.trusted++
 			}
 		}
