@@ -218,13 +218,22 @@ func Open(path string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        cfg.timeout,
-		NoSync:         cfg.noSync,
-		ReadOnly:       cfg.readOnly,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: false,
-	})
+	var db *bolt.DB
+	var err error
+	for try := 0; ; try++ {
+		before := fileID(path)
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:        cfg.timeout,
+			NoSync:         cfg.noSync,
+			ReadOnly:       cfg.readOnly,
+			FreelistType:   bolt.FreelistMapType,
+			NoFreelistSync: false,
+		})
+		if err != nil || try == 2 || !replaced(before, path) {
+			break
+		}
+		db.Close() // Compact replaced the file while we waited for its lock
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			who := "another process"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // run executes the CLI in-process against dataDir and returns its exit
@@ -272,4 +273,42 @@ func TestCLIKeyCertifyRevokeAnnounce(t *testing.T) {
 	code, _, errOut = run(t, dd, "key", "certify", other.Fingerprint())
 	require.Equal(t, ExitEnv, code)
 	require.Contains(t, errOut, "was revoked")
+}
+
+// `store compact` rewrites the store and everything reads as before; it
+// refuses a data dir without a node and a store another process holds.
+func TestCLIStoreCompact(t *testing.T) {
+	dd := t.TempDir()
+	p, _ := signedClaims(t, t.TempDir(), 3, sum("good deb"))
+	code, _, errOut := run(t, dd, "claims", "import", p)
+	require.Equal(t, ExitOK, code, errOut)
+	_, before, _ := run(t, dd, "--json", "claims", "list", "hello")
+
+	code, out, errOut := run(t, dd, "store", "compact")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Contains(t, out, "compacted "+filepath.Join(dd, "store.db"))
+	require.Contains(t, out, "3 claims")
+	code, out, errOut = run(t, dd, "--json", "store", "compact")
+	require.Equal(t, ExitOK, code, errOut)
+	var res struct {
+		BytesBefore int64 `json:"bytes_before"`
+		BytesAfter  int64 `json:"bytes_after"`
+		Claims      int   `json:"claims"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, 3, res.Claims)
+	require.Positive(t, res.BytesAfter)
+	_, after, _ := run(t, dd, "--json", "claims", "list", "hello")
+	require.JSONEq(t, before, after)
+
+	code, _, errOut = run(t, t.TempDir(), "store", "compact")
+	require.Equal(t, ExitEnv, code, "no node in an empty data dir")
+	require.Contains(t, errOut, "lebowski key gen")
+
+	st, err := store.Open(filepath.Join(dd, "store.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	code, _, errOut = run(t, dd, "store", "compact")
+	require.Equal(t, ExitEnv, code)
+	require.Contains(t, errOut, "stop lebowskid first")
 }

@@ -158,6 +158,7 @@ Exit codes: 0 ok / SAFE TO INSTALL, 1 mismatch / DO NOT INSTALL / UNVERIFIED,
 		newAptCheckCmd(g),
 		newAptSourceCmd(g),
 		newFetchCmd(g),
+		newStoreCmd(g),
 	)
 	groups(root)
 	return root

@@ -42,3 +42,21 @@ func Short(s string, n int) string {
 	}
 	return string(r[:n]) + "…"
 }
+
+// Bytes says a size in decimal units: "512 B", "3.4 kB", "1.68 GB".
+func Bytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v < 10 {
+		return fmt.Sprintf("%.2f %cB", v, "kMGTP"[exp])
+	}
+	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[exp])
+}

@@ -51,3 +51,11 @@ func TestShort(t *testing.T) {
 		}
 	}
 }
+
+func TestBytes(t *testing.T) {
+	for in, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.00 kB", 34_500: "34.5 kB", 2_506_080_256: "2.51 GB", 1_679_523_840: "1.68 GB", 5 << 50: "5.63 PB"} {
+		if got := Bytes(in); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
