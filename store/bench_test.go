@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -196,7 +197,7 @@ func bigStore(b *testing.B) (string, int) {
 	if v := os.Getenv("LEBOWSKI_BENCH_CLAIMS"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("lebowski-store-bench-v%d-f2-%d", SchemaVersion(), n))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("lebowski-store-bench-v%d-f3-%d", SchemaVersion(), n))
 	path := filepath.Join(dir, "store.db")
 	if _, err := os.Stat(path); err == nil {
 		return path, n
@@ -464,4 +465,42 @@ func BenchmarkVerifiedIngestBatch(b *testing.B) {
 		}
 	}
 	reportRates(b, start, cpu0)
+}
+
+// BenchmarkCompact1M runs store.Compact (`lebowski store compact`) on a
+// copy of the 1M-claim store and reports bytes per claim before and after.
+func BenchmarkCompact1M(b *testing.B) {
+	path, n := bigStore(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cp := filepath.Join(b.TempDir(), "store.db")
+		if err := copyFile(path, cp); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		res, err := Compact(cp, WithNoSync())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(res.BytesBefore)/float64(n), "bytes/claim-before")
+		b.ReportMetric(float64(res.BytesAfter)/float64(n), "bytes/claim-after")
+		b.ReportMetric(res.Took.Seconds(), "s/compact")
+	}
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

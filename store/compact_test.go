@@ -52,8 +52,8 @@ func takeSnapshot(t *testing.T, s *Store) snapshot {
 func TestCompact(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.db")
 	s := mustOpenPath(t, path)
-	keys := testKeys(t, 8)
-	for i := 0; i < 60; i++ { // one transaction each: random-key inserts leave pages part full
+	keys := testKeys(t, 12)
+	for i := 0; i < 250; i++ { // one transaction each: random-key inserts leave pages part full
 		var batch []*attest.Claim
 		for k := range keys {
 			batch = append(batch, mustSign(t, keys[k], spec{recipe: i % 7, ts: i}))
@@ -61,19 +61,19 @@ func TestCompact(t *testing.T) {
 		mustIngest(t, s, batch...)
 	}
 	before := takeSnapshot(t, s)
-	require.Len(t, before.ids, 480)
+	require.Len(t, before.ids, 3000)
 	require.NoError(t, s.Close())
 
 	res, err := Compact(path)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(480), res.Claims)
+	assert.Equal(t, uint64(3000), res.Claims)
 	assert.Less(t, res.BytesAfter, res.BytesBefore, "%+v", res)
 	_, err = os.Stat(path + compactSuffix)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "no copy left behind")
 
 	s = mustOpenPath(t, path)
 	assert.Equal(t, before, takeSnapshot(t, s), "a compacted store answers exactly as before")
-	res2 := mustIngest(t, s, mustSign(t, testKeys(t, 9)[8], spec{ts: 99}), mustSign(t, keys[0], spec{ts: 100, variant: 1}))
+	res2 := mustIngest(t, s, mustSign(t, testKeys(t, 13)[12], spec{ts: 99}), mustSign(t, keys[0], spec{ts: 100, variant: 1}))
 	assert.Equal(t, []Status{StatusNew, StatusEquivocation}, statuses(res2), "ingest goes on, the heads survived")
 }
 

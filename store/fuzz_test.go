@@ -36,7 +36,8 @@ func FuzzDecodeRecords(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(encodeClaimValue(c.Raw))
+	f.Add(encodeClaimValue(c.Raw, nil))
+	f.Add(encodeClaimValue(c.Raw, c.Statement))
 	f.Add(append([]byte{claimVerbatim}, c.Raw...))
 	f.Add([]byte("{\"trust\":\"own\"}"))
 
@@ -82,7 +83,13 @@ func FuzzDecodeRecords(f *testing.F) {
 			v = rest
 		}
 		_, _ = decodeProof(b)
-		_, _, _ = decodeClaimValue(b)
+		_, _, _, _ = decodeClaimValue(b)
+		if st, err := unpackStatement(b); err == nil {
+			again, err := unpackStatement(packStatement(st))
+			if err != nil || !reflect.DeepEqual(again, st) {
+				t.Fatalf("packed statement round trip: %v\n%+v\n%+v", err, st, again)
+			}
+		}
 		_, _ = decodeBlobValue(b, func() ([]byte, error) { return []byte("hello"), nil })
 		if len(b) > 0 {
 			_, _, _ = splitFprKey(b)

@@ -410,7 +410,7 @@ type prepared struct {
 func prepare(c *attest.Claim) prepared {
 	ch, rej := checkClaim(c)
 	if ch != nil {
-		ch.value = encodeClaimValue(c.Raw)
+		ch.value = encodeClaimValue(c.Raw, c.Statement)
 		ch.summary = encodeSummary(c.Statement, ch.akey, ch.fk)
 	}
 	return prepared{ch: ch, rej: rej}

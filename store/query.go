@@ -88,7 +88,7 @@ func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
 
 // parse decodes a `claims` value (copied out of its transaction).
 func (s *Store) parse(id string, val []byte, full bool) (*attest.Claim, error) {
-	raw, env, err := decodeClaimValue(val)
+	raw, env, st, err := decodeClaimValue(val)
 	if err != nil {
 		return nil, fmt.Errorf("get claim %s: %w", id, err)
 	}
@@ -102,9 +102,10 @@ func (s *Store) parse(id string, val []byte, full bool) (*attest.Claim, error) {
 	// The bytes hash to the claim ID, so they are exactly the ones that
 	// passed attest's strict decoding at ingest: a plain (faster) decode
 	// of the payload suffices.
-	st, err := attest.ParseStoredStatement(env.Payload)
-	if err != nil {
-		return nil, fmt.Errorf("get claim %s: %w: %v", id, ErrCorrupt, err)
+	if st == nil {
+		if st, err = attest.ParseStoredStatement(env.Payload); err != nil {
+			return nil, fmt.Errorf("get claim %s: %w: %v", id, ErrCorrupt, err)
+		}
 	}
 	c.Statement = st
 	c.Signer = s.Lookup(c.Statement.Builder)

@@ -67,11 +67,12 @@ func TestIngestGetAndIndexes(t *testing.T) {
 				ck, _ := claimKey(c.ID)
 				v := tx.Bucket(bktClaims).Get(ck)
 				require.NotNil(t, v)
-				assert.Equal(t, byte(claimCompact), v[0])
-				assert.Less(t, len(v), len(c.Raw)*3/4)
-				raw, _, err := decodeClaimValue(v)
+				assert.Equal(t, byte(claimPacked), v[0])
+				assert.Less(t, len(v), len(c.Raw)/2)
+				raw, _, st, err := decodeClaimValue(v)
 				require.NoError(t, err)
 				assert.Equal(t, c.Raw, raw)
+				assert.Equal(t, c.Statement, st)
 			}
 			return nil
 		}))
@@ -80,11 +81,18 @@ func TestIngestGetAndIndexes(t *testing.T) {
 		env.Signature += "\n"
 		raw, err := env.WithoutKey().Encode()
 		require.NoError(t, err)
-		v := encodeClaimValue(raw)
+		v := encodeClaimValue(raw, claims[0].Statement)
 		assert.Equal(t, byte(claimVerbatim), v[0])
-		got, _, err := decodeClaimValue(v)
+		got, _, _, err := decodeClaimValue(v)
 		require.NoError(t, err)
 		assert.Equal(t, raw, got)
+		// a statement that is not the payload's is not packed
+		v = encodeClaimValue(claims[1].Raw, claims[2].Statement)
+		assert.Equal(t, byte(claimCompact), v[0])
+		got, _, st, err := decodeClaimValue(v)
+		require.NoError(t, err)
+		assert.Equal(t, claims[1].Raw, got)
+		assert.Nil(t, st)
 		raw2, ok, err := s.GetRaw(claims[1].ID)
 		require.NoError(t, err)
 		require.True(t, ok)
@@ -491,7 +499,7 @@ func recomputeDigests(t *testing.T, s *Store) map[string]Digest {
 			if err != nil {
 				return err
 			}
-			_, env, err := decodeClaimValue(v)
+			_, env, _, err := decodeClaimValue(v)
 			if err != nil {
 				return err
 			}
