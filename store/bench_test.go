@@ -197,7 +197,7 @@ func bigStore(b *testing.B) (string, int) {
 	if v := os.Getenv("LEBOWSKI_BENCH_CLAIMS"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("lebowski-store-bench-v%d-f3-%d", SchemaVersion(), n))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("lebowski-store-bench-v%d-f4-%d", SchemaVersion(), n))
 	path := filepath.Join(dir, "store.db")
 	if _, err := os.Stat(path); err == nil {
 		return path, n
@@ -269,9 +269,9 @@ func bigStore(b *testing.B) (string, int) {
 // a million claims, two ways in the same run:
 //   - voters (what core.Info does since schema 5): the recipes' voter
 //     lists (Voters), consensus.Rank on them, then the claim summaries
-//     (ByRecipe) and full claims (GetMany) of the best recipe;
+//     (ByRecipe) and statements (Statements) of the best recipe;
 //   - claims (before): every claim summary of the package (ByPackage),
-//     then the full claims of the busiest recipe.
+//     then the full claims (GetMany) of the busiest recipe.
 //
 // Reports p50/p99 per query, and bytes per claim of the file.
 func BenchmarkInfo1M(b *testing.B) {
@@ -282,21 +282,21 @@ func BenchmarkInfo1M(b *testing.B) {
 	}
 	defer s.Close()
 	version := os.Getenv("LEBOWSKI_BENCH_VERSION") // "" = all Debian versions
-	full := func(claims []StoredClaim) int {
+	full := func(claims []StoredClaim, read func([]string) ([]*attest.Claim, error)) int {
 		ids := make([]string, 0, len(claims))
 		for _, sc := range claims {
 			ids = append(ids, sc.ID)
 		}
-		got, err := s.GetMany(ids)
+		got, err := read(ids)
 		if err != nil || len(got) != len(ids) {
-			b.Fatalf("get many: %v (%d of %d)", err, len(got), len(ids))
+			b.Fatalf("read claims: %v (%d of %d)", err, len(got), len(ids))
 		}
 		return len(got)
 	}
 	b.Run("path=voters", func(b *testing.B) {
 		benchInfo(b, s, n, func(pkg string) (int, int) {
 			total, claims := infoVoters(b, s, pkg, version)
-			return total, full(claims)
+			return total, full(claims, s.Statements)
 		})
 	})
 	b.Run("path=claims", func(b *testing.B) {
@@ -315,7 +315,7 @@ func BenchmarkInfo1M(b *testing.B) {
 					busiest = i
 				}
 			}
-			return total, full(rcs[busiest].Claims)
+			return total, full(rcs[busiest].Claims, s.GetMany)
 		})
 	})
 	st, err := s.Stats()
@@ -409,7 +409,7 @@ func BenchmarkSmallPackage1M(b *testing.B) {
 		for _, sc := range claims {
 			ids = append(ids, sc.ID)
 		}
-		if _, err := s.GetMany(ids); err != nil {
+		if _, err := s.Statements(ids); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t0))

@@ -86,6 +86,45 @@ func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
 	return out, nil
 }
 
+// Statements returns the claims with the given IDs, skipping unknown
+// ones, with ID and Statement only: what consensus and `info` read. A
+// packed record's statement is read without rebuilding the envelope
+// (its CRC-32C checks the bytes); other records are read as by GetMany,
+// the claim ID re-hashed. Use Get, GetRaw or GetWire for the signed bytes.
+func (s *Store) Statements(ids []string) ([]*attest.Claim, error) {
+	out := make([]*attest.Claim, 0, len(ids))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktClaims)
+		for _, id := range ids {
+			ck, err := claimKey(id)
+			if err != nil {
+				return err
+			}
+			v := b.Get(ck)
+			if v == nil {
+				continue
+			}
+			st, ok, err := packedStatement(v)
+			if err != nil {
+				return fmt.Errorf("claim %s: %w", id, err)
+			}
+			if !ok {
+				c, err := s.parse(id, bytes.Clone(v), true)
+				if err != nil {
+					return err
+				}
+				st = c.Statement
+			}
+			out = append(out, &attest.Claim{ID: id, Statement: st})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get statements: %w", err)
+	}
+	return out, nil
+}
+
 // parse decodes a `claims` value (copied out of its transaction).
 func (s *Store) parse(id string, val []byte, full bool) (*attest.Claim, error) {
 	raw, env, st, err := decodeClaimValue(val)

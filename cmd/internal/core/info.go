@@ -130,7 +130,7 @@ func (n *Node) evaluate(rc store.RecipeClaims, trust *trustView) (RecipeInfo, er
 			own = true
 		}
 	}
-	full, err := n.st.GetMany(ids)
+	full, err := n.st.Statements(ids) // ID and statement: all consensus and evidence read
 	if err != nil {
 		return RecipeInfo{}, err
 	}
