@@ -375,10 +375,7 @@ func benchInfo(b *testing.B, s *Store, n int, info func(pkg string) (read, full 
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	reportLatency(b, lat, cpu0)
 }
 
 // BenchmarkSmallPackage1M: what `info` reads (voter lists, rank, the
@@ -415,6 +412,12 @@ func BenchmarkSmallPackage1M(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
+	reportLatency(b, lat, cpu0)
+}
+
+// reportLatency reports CPU time per query since cpu0 and the p50/p99 of
+// the query latencies.
+func reportLatency(b *testing.B, lat []time.Duration, cpu0 time.Duration) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
