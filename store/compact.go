@@ -28,7 +28,7 @@ const compactSuffix = ".compact.tmp"
 // no free pages, then replaces the file. Claims arrive in random key order,
 // so an ingested store's pages are about two thirds full and the file only
 // grows (bbolt reuses freed pages but never shrinks): on the 1M-claim
-// benchmark store, 2,506 → 1,680 bytes per claim (BENCHMARKS.md).
+// benchmark store, 1,946 → 1,235 bytes per claim (BENCHMARKS.md).
 //
 // It needs the store to itself: it takes the write lock (ErrLocked when a
 // daemon holds it) and keeps it until the new file is in place. It needs
