@@ -52,7 +52,7 @@ an interruption leaves it as it was. Takes about 20 s per million claims.`,
 				saved = 100 * float64(res.BytesBefore-res.BytesAfter) / float64(res.BytesBefore)
 			}
 			fmt.Fprintf(g.out, "compacted %s: %s → %s (%.0f%% smaller), %d claims, in %s\n",
-				res.Path, human.Bytes(res.BytesBefore), human.Bytes(res.BytesAfter), saved, res.Claims, res.Took.Round(10*time.Millisecond))
+				res.Path, human.Bytes(res.BytesBefore), human.Bytes(res.BytesAfter), saved, res.Claims, res.Took.Round(time.Millisecond))
 			return nil
 		},
 	}
