@@ -38,11 +38,11 @@ const compactSuffix = ".compact.tmp"
 func Compact(path string, opts ...Option) (*CompactResult, error) {
 	start := time.Now()
 	tmp := path + compactSuffix
-	_ = os.Remove(tmp)
 	s, err := Open(path, opts...)
 	if err != nil {
 		return nil, err
 	}
+	_ = os.Remove(tmp) // a crashed compaction's copy; we hold the lock now
 	if s.cfg.readOnly {
 		s.Close()
 		return nil, fmt.Errorf("compact %s: %w", path, errors.New("the store was opened read-only"))
@@ -82,6 +82,12 @@ func Compact(path string, opts ...Option) (*CompactResult, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("compact %s: %w (the store is unchanged)", path, err)
 	}
+	// The copy gets the store's mode and owner: compacting a daemon's
+	// store as root must not leave a file the daemon cannot open.
+	if err := sameOwnerAndMode(tmp, fi); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("compact %s: %w (the store is unchanged)", path, err)
+	}
 	// Still holding the lock on the old file: a process that opens the
 	// path from now on gets the new one, and one that was waiting on the
 	// old file's lock notices it was replaced (Open checks the inode).
@@ -118,6 +124,23 @@ func checkFreeSpace(dir string, db *bolt.DB) error {
 	}
 	if need > avail {
 		return fmt.Errorf("needs up to %d MB free in %s for the copy, %d MB are: free some space and try again", need>>20, dir, avail>>20)
+	}
+	return nil
+}
+
+func sameOwnerAndMode(path string, like os.FileInfo) error {
+	if err := os.Chmod(path, like.Mode().Perm()); err != nil {
+		return err
+	}
+	st, ok := like.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if int(st.Uid) == os.Getuid() && int(st.Gid) == os.Getgid() {
+		return nil
+	}
+	if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("give the copy the store's owner %d:%d: %w (run as that user or root)", st.Uid, st.Gid, err)
 	}
 	return nil
 }

@@ -63,6 +63,7 @@ func TestCompact(t *testing.T) {
 	before := takeSnapshot(t, s)
 	require.Len(t, before.ids, 3000)
 	require.NoError(t, s.Close())
+	require.NoError(t, os.Chmod(path, 0o640))
 
 	res, err := Compact(path)
 	require.NoError(t, err)
@@ -70,6 +71,9 @@ func TestCompact(t *testing.T) {
 	assert.Less(t, res.BytesAfter, res.BytesBefore, "%+v", res)
 	_, err = os.Stat(path + compactSuffix)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "no copy left behind")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "the store's mode is kept")
 
 	s = mustOpenPath(t, path)
 	assert.Equal(t, before, takeSnapshot(t, s), "a compacted store answers exactly as before")

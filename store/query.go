@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -92,37 +93,90 @@ func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
 // (its CRC-32C checks the bytes); other records are read as by GetMany,
 // the claim ID re-hashed. Use Get, GetRaw or GetWire for the signed bytes.
 func (s *Store) Statements(ids []string) ([]*attest.Claim, error) {
-	out := make([]*attest.Claim, 0, len(ids))
+	// Values are copied in the transaction and decoded after it: decoding
+	// must not open another transaction inside this one (bbolt's remap lock).
+	vals := make([][]byte, len(ids))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktClaims)
-		for _, id := range ids {
+		for i, id := range ids {
 			ck, err := claimKey(id)
 			if err != nil {
 				return err
 			}
-			v := b.Get(ck)
-			if v == nil {
-				continue
+			if v := b.Get(ck); v != nil {
+				vals[i] = bytes.Clone(v)
 			}
-			st, ok, err := packedStatement(v)
-			if err != nil {
-				return fmt.Errorf("claim %s: %w", id, err)
-			}
-			if !ok {
-				c, err := s.parse(id, bytes.Clone(v), true)
-				if err != nil {
-					return err
-				}
-				st = c.Statement
-			}
-			out = append(out, &attest.Claim{ID: id, Statement: st})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get statements: %w", err)
 	}
+	out := make([]*attest.Claim, 0, len(ids))
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
+		st, ok, err := packedStatement(v)
+		if err != nil {
+			return nil, fmt.Errorf("get statements: claim %s: %w", ids[i], err)
+		}
+		if !ok {
+			c, err := s.parse(ids[i], v, false)
+			if err != nil {
+				return nil, err
+			}
+			if st, err = attest.ParseStoredStatement(c.Envelope.Payload); err != nil {
+				return nil, fmt.Errorf("get statements: claim %s: %w: %v", ids[i], ErrCorrupt, err)
+			}
+		}
+		out = append(out, &attest.Claim{ID: ids[i], Statement: st})
+	}
 	return out, nil
+}
+
+// VoteSpan returns the timestamps of a key's first and last claims about a
+// recipe that are not mismatch reports (ok false when it has none). Ranking
+// asks it for rotated keys, whose claims count as the successor's only
+// before the revocation.
+func (s *Store) VoteSpan(fpr, recipeID string) (first, last time.Time, ok bool, err error) {
+	fk, err := fprKey(fpr)
+	if err != nil {
+		return first, last, false, fmt.Errorf("vote span: %w", err)
+	}
+	rk, err := recipeKey(recipeID)
+	if err != nil {
+		return first, last, false, fmt.Errorf("vote span: %w", err)
+	}
+	prefix := cat(fk, rk)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		br := tx.Bucket(bktByRecipe)
+		c := tx.Bucket(bktByBuilder).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) == len(prefix) {
+				continue // the pair's head
+			}
+			sc, err := decodeSummary(br.Get(cat(rk, k[len(prefix):])))
+			if err != nil {
+				return err
+			}
+			if sc.Result == attest.ResultMismatch {
+				continue
+			}
+			if !ok || sc.Timestamp.Before(first) {
+				first = sc.Timestamp
+			}
+			if !ok || sc.Timestamp.After(last) {
+				last = sc.Timestamp
+			}
+			ok = true
+		}
+		return nil
+	})
+	if err != nil {
+		return first, last, false, fmt.Errorf("vote span of %s for %s: %w", fpr, recipeID, err)
+	}
+	return first, last, ok, nil
 }
 
 // parse decodes a `claims` value (copied out of its transaction).

@@ -229,10 +229,13 @@ func Open(path string, opts ...Option) (*Store, error) {
 			FreelistType:   bolt.FreelistMapType,
 			NoFreelistSync: false,
 		})
-		if err != nil || try == 2 || !replaced(before, path) {
+		if err != nil || !replaced(before, path) {
 			break
 		}
 		db.Close() // Compact replaced the file while we waited for its lock
+		if try == 2 {
+			return nil, fmt.Errorf("open store %s: the file was replaced 3 times while this process waited for its lock: is something rewriting it in a loop?", path)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {

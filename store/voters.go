@@ -147,11 +147,15 @@ func (s *Store) Voters(pkg, debianVersion string) ([]RecipeVoters, error) {
 				if err != nil {
 					return err
 				}
-				if cap(arena)-len(arena) < r.Voters {
-					arena = make([]Voter, 0, max(r.Voters, 1024))
+				// The arena holds the expected count; more entries (a
+				// damaged count) grow the slice like any append, and the
+				// check below reports the disagreement.
+				want := min(r.Voters, 1<<16)
+				if cap(arena)-len(arena) < want {
+					arena = make([]Voter, 0, max(want, 1024))
 				}
-				out = append(out, RecipeVoters{Recipe: r, Voters: arena[len(arena):len(arena):len(arena)+r.Voters]})
-				arena = arena[:len(arena)+r.Voters]
+				out = append(out, RecipeVoters{Recipe: r, Voters: arena[len(arena):len(arena):len(arena)+want]})
+				arena = arena[:len(arena)+want]
 				cur, curKey = &out[len(out)-1], k
 			case pkgKeyVoters:
 				if cur == nil || !bytes.Equal(k[:len(k)-4], curKey) {

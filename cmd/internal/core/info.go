@@ -44,7 +44,9 @@ func (n *Node) Info(ctx context.Context, q InfoQuery) (*InfoResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	kept = rank(kept, trust)
+	if kept, err = n.rank(kept, trust); err != nil {
+		return nil, err
+	}
 	if !q.All {
 		kept = kept[:1]
 	}
@@ -96,16 +98,28 @@ func opinionMatches(r store.RecipeSummary, q InfoQuery) bool {
 // rank orders recipes with consensus.Rank: unvetted keys are free to
 // create, so a flood of them for another recipe must not displace the
 // recipe trusted builders agree on (docs/SECURITY.md). A rotated key's
-// earlier claims count as its successor's (trustView.countAs). It reads
-// the recipes' voter lists (store.Voters: one entry per key), not their
-// claims; a voter's time is its first voting claim stored here.
-func rank(rvs []store.RecipeVoters, trust *trustView) []store.RecipeVoters {
+// claims signed before its revocation count as its successor's
+// (trustView.countAs). It reads the recipes' voter lists (store.Voters:
+// one entry per key), not their claims; only for a rotated key does it
+// read when its votes were signed (store.VoteSpan: the first and the last
+// count as they would claim by claim).
+func (n *Node) rank(rvs []store.RecipeVoters, trust *trustView) ([]store.RecipeVoters, error) {
 	votes := make([]consensus.RecipeVotes, len(rvs))
 	byID := make(map[string]store.RecipeVoters, len(rvs))
 	for i, rv := range rvs {
 		v := consensus.RecipeVotes{RecipeID: rv.Recipe.RecipeID, Newest: rv.Recipe.Newest, Builders: make([]string, 0, len(rv.Voters))}
 		for _, vt := range rv.Voters {
-			v.Builders = append(v.Builders, trust.countAs(vt.Builder, vt.First))
+			if _, rotated := trust.rotated[vt.Builder]; !rotated {
+				v.Builders = append(v.Builders, vt.Builder)
+				continue
+			}
+			first, last, ok, err := n.st.VoteSpan(vt.Builder, rv.Recipe.RecipeID)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				v.Builders = append(v.Builders, trust.countAs(vt.Builder, first), trust.countAs(vt.Builder, last))
+			}
 		}
 		votes[i] = v
 		byID[rv.Recipe.RecipeID] = rv
@@ -115,7 +129,7 @@ func rank(rvs []store.RecipeVoters, trust *trustView) []store.RecipeVoters {
 	for i, v := range votes {
 		out[i] = byID[v.RecipeID]
 	}
-	return out
+	return out, nil
 }
 
 // evaluate decodes a recipe's claims and runs consensus on them. A

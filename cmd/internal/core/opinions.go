@@ -39,7 +39,11 @@ func (n *Node) Opinion(ctx context.Context, q OpinionQuery) (*OpinionBundle, err
 		if err != nil {
 			return nil, err
 		}
-		best := rank(kept, trust)[0]
+		ranked, err := n.rank(kept, trust)
+		if err != nil {
+			return nil, err
+		}
+		best := ranked[0]
 		out.CID, out.Claims = best.Recipe.Opinion.CID, best.Recipe.Claims
 	} else if _, err := vocab.ParseCID(q.CID); err != nil {
 		return nil, Invalid(err)
