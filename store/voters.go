@@ -154,7 +154,7 @@ func (s *Store) Voters(pkg, debianVersion string) ([]RecipeVoters, error) {
 				if cap(arena)-len(arena) < want {
 					arena = make([]Voter, 0, max(want, 1024))
 				}
-				out = append(out, RecipeVoters{Recipe: r, Voters: arena[len(arena):len(arena):len(arena)+want]})
+				out = append(out, RecipeVoters{Recipe: r, Voters: arena[len(arena) : len(arena) : len(arena)+want]})
 				arena = arena[:len(arena)+want]
 				cur, curKey = &out[len(out)-1], k
 			case pkgKeyVoters:
