@@ -53,9 +53,11 @@ func (s *Store) get(id string, full bool) (*attest.Claim, bool, error) {
 	return c, true, nil
 }
 
-// GetMany returns the claims with the given IDs, skipping unknown ones, in
-// one read transaction.
-func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
+// claimValues copies the `claims` values of ids (nil for unknown ones) in
+// one read transaction. Callers decode them after it: decoding may read
+// keys, and a transaction must not open another inside it (bbolt's remap
+// lock would deadlock against a writer growing the file).
+func (s *Store) claimValues(ids []string) ([][]byte, error) {
 	vals := make([][]byte, len(ids))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktClaims)
@@ -70,6 +72,13 @@ func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
 		}
 		return nil
 	})
+	return vals, err
+}
+
+// GetMany returns the claims with the given IDs, skipping unknown ones, in
+// one read transaction.
+func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
+	vals, err := s.claimValues(ids)
 	if err != nil {
 		return nil, fmt.Errorf("get claims: %w", err)
 	}
@@ -93,22 +102,7 @@ func (s *Store) GetMany(ids []string) ([]*attest.Claim, error) {
 // (its CRC-32C checks the bytes); other records are read as by GetMany,
 // the claim ID re-hashed. Use Get, GetRaw or GetWire for the signed bytes.
 func (s *Store) Statements(ids []string) ([]*attest.Claim, error) {
-	// Values are copied in the transaction and decoded after it: decoding
-	// must not open another transaction inside this one (bbolt's remap lock).
-	vals := make([][]byte, len(ids))
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bktClaims)
-		for i, id := range ids {
-			ck, err := claimKey(id)
-			if err != nil {
-				return err
-			}
-			if v := b.Get(ck); v != nil {
-				vals[i] = bytes.Clone(v)
-			}
-		}
-		return nil
-	})
+	vals, err := s.claimValues(ids)
 	if err != nil {
 		return nil, fmt.Errorf("get statements: %w", err)
 	}
