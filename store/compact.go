@@ -42,12 +42,12 @@ func Compact(path string, opts ...Option) (*CompactResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = os.Remove(tmp) // a crashed compaction's copy; we hold the lock now
 	if s.cfg.readOnly {
 		s.Close()
 		return nil, fmt.Errorf("compact %s: %w", path, errors.New("the store was opened read-only"))
 	}
 	defer s.Close()
+	_ = os.Remove(tmp) // a crashed compaction's copy; we hold the write lock now
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s: %w", path, err)
@@ -65,6 +65,8 @@ func Compact(path string, opts ...Option) (*CompactResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compact %s: create %s: %w", path, tmp, err)
 	}
+	// fail leaves the store as it was: the copy is closed (bbolt's Close
+	// is a no-op the second time) and removed.
 	fail := func(err error) (*CompactResult, error) {
 		dst.Close()
 		os.Remove(tmp)
@@ -79,21 +81,18 @@ func Compact(path string, opts ...Option) (*CompactResult, error) {
 		return fail(err)
 	}
 	if err := dst.Close(); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("compact %s: %w (the store is unchanged)", path, err)
+		return fail(err)
 	}
 	// The copy gets the store's mode and owner: compacting a daemon's
 	// store as root must not leave a file the daemon cannot open.
 	if err := sameOwnerAndMode(tmp, fi); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("compact %s: %w (the store is unchanged)", path, err)
+		return fail(err)
 	}
 	// Still holding the lock on the old file: a process that opens the
 	// path from now on gets the new one, and one that was waiting on the
 	// old file's lock notices it was replaced (Open checks the inode).
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("compact %s: replace the store: %w (the store is unchanged)", path, err)
+		return fail(fmt.Errorf("replace the store: %w", err))
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
@@ -116,7 +115,8 @@ func checkFreeSpace(dir string, db *bolt.DB) error {
 	avail := int64(fs.Bavail) * int64(fs.Bsize)
 	var need int64
 	err := db.View(func(tx *bolt.Tx) error {
-		need = tx.Size() - int64(db.Stats().FreePageN+db.Stats().PendingPageN)*int64(db.Info().PageSize)
+		st := db.Stats()
+		need = tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(db.Info().PageSize)
 		return nil
 	})
 	if err != nil {

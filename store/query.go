@@ -116,13 +116,11 @@ func (s *Store) Statements(ids []string) ([]*attest.Claim, error) {
 			return nil, fmt.Errorf("get statements: claim %s: %w", ids[i], err)
 		}
 		if !ok {
-			c, err := s.parse(ids[i], v, false)
+			c, err := s.parse(ids[i], v, true)
 			if err != nil {
 				return nil, err
 			}
-			if st, err = attest.ParseStoredStatement(c.Envelope.Payload); err != nil {
-				return nil, fmt.Errorf("get statements: claim %s: %w: %v", ids[i], ErrCorrupt, err)
-			}
+			st = c.Statement
 		}
 		out = append(out, &attest.Claim{ID: ids[i], Statement: st})
 	}

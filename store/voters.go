@@ -220,14 +220,14 @@ func migrateVoters(tx *bolt.Tx) error {
 		var order []string
 		c := br.Cursor()
 		for k, v := c.Seek(rk); k != nil && bytes.HasPrefix(k, rk); k, v = c.Next() {
-			if len(v) < 42 || v[0] != summaryV1 {
-				return fmt.Errorf("%w: claim summary of %d bytes", ErrCorrupt, len(v))
+			sc, err := decodeSummary(v)
+			if err != nil {
+				return err
 			}
-			if v[1] == resultCodes[attest.ResultMismatch] {
+			if sc.Result == attest.ResultMismatch {
 				continue
 			}
-			fk := string(v[42:])
-			ts := time.Unix(int64(binary.BigEndian.Uint64(v[2:10])), 0).UTC()
+			fk, ts := string(v[42:]), sc.Timestamp // decodeSummary checked the fingerprint key there
 			if t, ok := first[fk]; !ok {
 				order = append(order, fk)
 				first[fk] = ts
