@@ -25,7 +25,7 @@ var ErrKeyMismatch = errors.New("keys differ")
 
 // VerifyCertification checks one third-party certification sig over
 // target's user ID name against the certifier's primary key: a
-// certification type (0x10–0x13), not expired at now, issued by that key
+// certification type (0x10–0x13), in force at now (certCurrent), issued by that key
 // (key ID), and cryptographically valid. It is the one check behind
 // CertifiedWithin and MergeKey.
 func VerifyCertification(target *openpgp.Entity, name string, sig *packet.Signature, certifier *openpgp.Entity, now time.Time) error {
@@ -34,8 +34,8 @@ func VerifyCertification(target *openpgp.Entity, name string, sig *packet.Signat
 		return errors.New("certification: missing key or signature")
 	case !isCertification(sig.SigType):
 		return fmt.Errorf("certification: signature type %#x is not a certification", uint8(sig.SigType))
-	case sig.SigExpired(now):
-		return fmt.Errorf("certification by %s: expired or not valid yet at %s", Fingerprint(certifier), now.UTC().Format(time.RFC3339))
+	case !certCurrent(sig, now):
+		return fmt.Errorf("certification by %s: expired, or dated more than %s after %s", Fingerprint(certifier), DefaultSkew, now.UTC().Format(time.RFC3339))
 	case certifier.PrimaryKey.KeyId != issuerKeyID(sig):
 		return fmt.Errorf("certification: issuer key ID %016X is not %s", issuerKeyID(sig), Fingerprint(certifier))
 	}
@@ -43,6 +43,22 @@ func VerifyCertification(target *openpgp.Entity, name string, sig *packet.Signat
 		return fmt.Errorf("certification by %s of %s: %w", Fingerprint(certifier), Fingerprint(target), err)
 	}
 	return nil
+}
+
+// certCurrent reports whether a certification is in force at now: its
+// lifetime, if it has one, has not passed, and it is dated no later than
+// DefaultSkew after now. A certifier whose clock runs a little ahead of
+// ours still certifies (claims and revocations allow the same skew); a
+// strict "not valid yet" would drop a fresh certification from a peer
+// whose clock is one second ahead.
+func certCurrent(sig *packet.Signature, now time.Time) bool {
+	if sig.CreationTime.Unix() > now.Add(DefaultSkew).Unix() {
+		return false
+	}
+	if sig.SigLifetimeSecs == nil || *sig.SigLifetimeSecs == 0 {
+		return true
+	}
+	return now.Unix() <= sig.CreationTime.Add(time.Duration(*sig.SigLifetimeSecs)*time.Second).Unix()
 }
 
 // MergeKey merges what an announced copy of a key adds to the stored copy
@@ -126,7 +142,7 @@ func MergeKey(base, in *openpgp.Entity, lookup KeyLookup, now time.Time) (*openp
 				}
 				continue
 			}
-			if !isCertification(sig.SigType) || sig.SigExpired(now) {
+			if !isCertification(sig.SigType) || !certCurrent(sig, now) {
 				if oldSigs[sig] {
 					changed = true
 				}

@@ -268,3 +268,38 @@ func TestSuccessorOf(t *testing.T) {
 		}
 	}
 }
+
+// A certification dated a little after now (the certifier's clock runs
+// ahead) is kept; one dated beyond DefaultSkew is dropped.
+func TestMergeKeyClockSkew(t *testing.T) {
+	root, target := newID(t, "root"), newID(t, "target")
+	certified := pub(t, target.Entity)
+	mustCertify(t, root, certified)
+	known := NewKeyring(pub(t, root.Entity))
+	tests := []struct {
+		desc  string
+		ahead time.Duration // how far the certifier's clock is ahead of ours
+		want  int
+	}{
+		{"same clock", 0, 1},
+		{"one second ahead", time.Second, 1},
+		{"within the skew", DefaultSkew - time.Minute, 1},
+		{"beyond the skew", DefaultSkew + time.Minute, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			now := time.Now().Add(-tt.ahead)
+			got, _, err := MergeKey(pub(t, target.Entity), reparse(t, certified), known, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := certCount(reparse(t, got)); n != tt.want {
+				t.Errorf("%d certifications kept, want %d", n, tt.want)
+			}
+			trusted := map[string]*openpgp.Entity{root.Fingerprint(): known.Lookup(root.Fingerprint())}
+			if ok := certifiedWithin(reparse(t, certified), trusted, nil, 1, now); ok != (tt.want == 1) {
+				t.Errorf("certified within 1 hop = %v, want %v", ok, tt.want == 1)
+			}
+		})
+	}
+}

@@ -90,7 +90,7 @@ func certifiers(e *openpgp.Entity, trusted map[string]*openpgp.Entity, all KeyLo
 			continue
 		}
 		for _, sig := range id.Signatures {
-			if sig == nil || !isCertification(sig.SigType) || sig.SigExpired(now) {
+			if sig == nil || !isCertification(sig.SigType) || !certCurrent(sig, now) {
 				continue
 			}
 			c := issuer(sig, trusted, all)
