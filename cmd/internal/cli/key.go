@@ -206,7 +206,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(gen, export, imp, trust, list, newKeyCertifyCmd(g), newKeyRevokeCmd(g), newKeyAnnounceCmd(g))
+	cmd.AddCommand(gen, export, imp, trust, list, newKeyCertifyCmd(g), newKeyRevokeCmd(g), newKeyRotateCmd(g), newKeyAnnounceCmd(g))
 	return cmd
 }
 

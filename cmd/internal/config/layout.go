@@ -63,8 +63,19 @@ func DefaultOpinionsDir() string {
 	return "/usr/share/lebowski/opinions"
 }
 
-func (l Layout) BuilderKey() string   { return filepath.Join(l.Dir, "builder.key") }
-func (l Layout) PeerKey() string      { return filepath.Join(l.Dir, "peer.key") }
+func (l Layout) BuilderKey() string { return filepath.Join(l.Dir, "builder.key") }
+func (l Layout) PeerKey() string    { return filepath.Join(l.Dir, "peer.key") }
+
+// NextBuilderKey holds the key `lebowski key rotate` installs, from its
+// generation until it replaces builder.key (a rotation cut short resumes
+// with it).
+func (l Layout) NextBuilderKey() string { return filepath.Join(l.Dir, "builder.key.next") }
+
+// RetiredBuilderKey is where `lebowski key rotate` keeps the private key
+// it revoked and replaced (fpr is its fingerprint).
+func (l Layout) RetiredBuilderKey(fpr string) string {
+	return filepath.Join(l.Dir, "builder.key."+fpr+".revoked")
+}
 func (l Layout) StoreDB() string      { return filepath.Join(l.Dir, "store.db") }
 func (l Layout) Socket() string       { return filepath.Join(l.Dir, "lebowskid.sock") }
 func (l Layout) Config() string       { return filepath.Join(l.Dir, "config.yaml") }

@@ -144,8 +144,11 @@ func (k keyAdapter) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool,
 }
 
 // AnnounceKeys is the own key as stored, then up to announceCertified
-// keys this node certified (picked at random each time), so a
-// certification whose announcement some nodes missed reaches them later.
+// others picked at random each time: first this node's former keys, which
+// carry their revocations (after `lebowski key rotate`, the revocation
+// naming the new key travels this way), then keys this node certified, so
+// a certification or revocation whose announcement some nodes missed
+// reaches them later.
 func (k keyAdapter) AnnounceKeys() [][]byte {
 	out := [][]byte{k.ownPub}
 	ki, err := k.st.GetKey(k.own)
@@ -163,14 +166,23 @@ func (k keyAdapter) AnnounceKeys() [][]byte {
 		k.log.Warn("keys for announcement", "err", err)
 		return out
 	}
-	var certified [][]byte
+	var former, certified [][]byte
 	for _, c := range keys {
-		if c.Fingerprint != k.own && slices.Contains(c.Certifiers, k.own) {
+		switch {
+		case c.Fingerprint == k.own:
+		case c.Trust == attest.TrustOwn && c.Revocation != nil:
+			former = append(former, c.PublicKey)
+		case slices.Contains(c.Certifiers, k.own):
 			certified = append(certified, c.PublicKey)
 		}
 	}
-	rand.Shuffle(len(certified), func(i, j int) { certified[i], certified[j] = certified[j], certified[i] })
-	return append(out, certified[:min(len(certified), announceCertified)]...)
+	shuffle(former)
+	shuffle(certified)
+	return append(out, append(former, certified...)[:min(len(former)+len(certified), announceCertified)]...)
+}
+
+func shuffle(keys [][]byte) {
+	rand.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 }
 
 // announceCertified bounds the keys certified by this node re-announced

@@ -96,8 +96,9 @@ func TestTrustTravelsBetweenDaemons(t *testing.T) {
 	t.Logf("node 0 sees B revoked %s after node 2 revoked it", time.Since(start).Round(time.Millisecond))
 }
 
-// The daemon re-announces its own key as stored, plus at most 3 keys it
-// certified; a revoked own key goes out alone.
+// The daemon re-announces its own key as stored, plus at most 3 others:
+// its former (revoked) own keys, then keys it certified; a revoked own key
+// goes out alone.
 func TestKeyAdapterAnnounceKeys(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.WithNoSync())
 	require.NoError(t, err)
@@ -141,6 +142,38 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 	e, err := attest.ParsePublicKey(got[0])
 	require.NoError(t, err)
 	require.NotNil(t, attest.RevocationOf(e, time.Now()))
+
+	// After a rotation (`key rotate`) the node runs with the successor:
+	// the former own key, with the revocation naming it, goes out too
+	// (the keys certified so far were certified by the former key, not
+	// by this one: they are not re-announced).
+	next := attesttest.Fresh(t, 1)[0]
+	_, err = st.PutKey(next.PublicKey(), attest.TrustOwn, "own key")
+	require.NoError(t, err)
+	k = keyAdapter{st: st, own: next.Fingerprint(), ownPub: next.PublicKey(), log: slog.New(slog.DiscardHandler)}
+	got = k.AnnounceKeys()
+	require.Len(t, got, 2)
+	e, err = attest.ParsePublicKey(got[1])
+	require.NoError(t, err)
+	require.Equal(t, own.Fingerprint(), attest.Fingerprint(e), "the former own key goes out with the own key")
+	require.NotNil(t, attest.RevocationOf(e, time.Now()))
+	// Former own keys go before the keys this node certified.
+	for _, id := range ids[1:5] {
+		e, err := attest.ParsePublicKey(id.PublicKey())
+		require.NoError(t, err)
+		require.NoError(t, attest.Certify(next, e))
+		pub, err := attest.SerializeKey(e)
+		require.NoError(t, err)
+		_, _, err = st.MergeKey(pub, "certified by this node")
+		require.NoError(t, err)
+	}
+	for range 5 {
+		got = k.AnnounceKeys()
+		require.Len(t, got, 1+announceCertified)
+		e, err = attest.ParsePublicKey(got[1])
+		require.NoError(t, err)
+		require.Equal(t, own.Fingerprint(), attest.Fingerprint(e))
+	}
 }
 
 // keyOutcome is the store's merge outcome named in a key event's change.

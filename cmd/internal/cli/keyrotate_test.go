@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+)
+
+func keyList(t *testing.T, dd string) map[string]core.KeyInfo {
+	t.Helper()
+	code, out, errOut := run(t, dd, "--json", "key", "list")
+	require.Equal(t, ExitOK, code, errOut)
+	var keys []core.KeyInfo
+	require.NoError(t, json.Unmarshal([]byte(out), &keys))
+	m := map[string]core.KeyInfo{}
+	for _, k := range keys {
+		m[k.Fingerprint] = k
+	}
+	return m
+}
+
+func builderKey(t *testing.T, dd string) string {
+	t.Helper()
+	id, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	return id.Fingerprint()
+}
+
+// key rotate: a new builder key, the old one revoked naming it and kept
+// beside it, the old key's claims counted as the new key's; bad cases
+// refused with the documented exit codes.
+func TestCLIKeyRotate(t *testing.T) {
+	dd := t.TempDir()
+	code, _, errOut := run(t, dd, "key", "rotate")
+	require.Equal(t, ExitEnv, code)
+	require.Contains(t, errOut, "lebowski key gen")
+	code, _, _ = run(t, dd, "key", "rotate", "extra")
+	require.Equal(t, ExitUsage, code)
+
+	code, _, errOut = run(t, dd, "key", "gen", "--name", "Node One")
+	require.Equal(t, ExitOK, code, errOut)
+	old := builderKey(t, dd)
+	// A claim signed by the old key before the rotation.
+	oldID, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	cp := filepath.Join(t.TempDir(), "claim.jsonl")
+	require.NoError(t, os.WriteFile(cp, attesttest.Wire(t, attesttest.Claim(t, oldID)), 0o644))
+	code, _, errOut = run(t, dd, "claims", "import", cp)
+	require.Equal(t, ExitOK, code, errOut)
+
+	code, out, errOut := run(t, dd, "--json", "key", "rotate", "--reason", "yearly")
+	require.Equal(t, ExitOK, code, errOut)
+	var r rotation
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	require.Equal(t, old, r.Old)
+	require.NotEqual(t, old, r.New)
+	require.False(t, r.Resumed)
+	require.Equal(t, r.New, builderKey(t, dd))
+	require.Equal(t, r.New, r.Revocation.Successor)
+	require.Equal(t, "superseded", r.Revocation.Reason)
+	require.Contains(t, r.Revocation.Text, "yearly")
+	retired, err := attest.LoadIdentity(r.Retired)
+	require.NoError(t, err, "the revoked private key is kept")
+	require.Equal(t, old, retired.Fingerprint())
+	fi, err := os.Stat(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	_, err = os.Stat(filepath.Join(dd, "builder.key.next"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	newID, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	require.Equal(t, "Node One", newID.Entity.PrimaryIdentity().UserId.Name, "the new key keeps the old key's name")
+	keys := keyList(t, dd)
+	require.Equal(t, attest.TrustOwn, keys[r.New].Trust)
+	require.Equal(t, attest.TrustDistrusted, keys[old].Trust)
+	require.Equal(t, r.New, keys[old].RotatedTo, "the old key's earlier claims count as the new key's")
+
+	// The node signs with the new key: a build claim would be the new
+	// key's; `info` counts the old claim as the new key's.
+	code, out, errOut = run(t, dd, "info", "hello")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Contains(t, out, r.New[:16])
+
+	// Text output, and a second rotation from the new key.
+	code, out, errOut = run(t, dd, "key", "rotate")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Contains(t, out, "revoked "+r.New+" (superseded by ")
+	require.Contains(t, errOut, "lebowski key certify")
+	require.NotEqual(t, r.New, builderKey(t, dd))
+}
+
+// A rotation cut short is finished by running it again, with the same
+// new key: after the new key was written, and after the revocation.
+func TestCLIKeyRotateResumes(t *testing.T) {
+	for _, revoked := range []bool{false, true} {
+		dd := t.TempDir()
+		code, _, errOut := run(t, dd, "key", "gen")
+		require.Equal(t, ExitOK, code, errOut)
+		old := builderKey(t, dd)
+		next := attesttest.Fresh(t, 1)[0]
+		require.NoError(t, next.Save(filepath.Join(dd, "builder.key.next"), false))
+		if revoked {
+			code, _, errOut = run(t, dd, "key", "revoke", "--successor", next.Fingerprint())
+			require.Equal(t, ExitOK, code, errOut)
+		}
+		code, out, errOut := run(t, dd, "--json", "key", "rotate")
+		require.Equal(t, ExitOK, code, errOut)
+		var r rotation
+		require.NoError(t, json.Unmarshal([]byte(out), &r))
+		require.True(t, r.Resumed)
+		require.Equal(t, next.Fingerprint(), r.New)
+		require.Equal(t, next.Fingerprint(), builderKey(t, dd))
+		keys := keyList(t, dd)
+		require.NotNil(t, keys[old].Revocation)
+		require.Equal(t, next.Fingerprint(), keys[old].Revocation.Successor)
+		require.Equal(t, attest.TrustOwn, keys[next.Fingerprint()].Trust)
+	}
+	// A key revoked otherwise is not rotated: the operator generates a
+	// new one.
+	dd := t.TempDir()
+	code, _, errOut := run(t, dd, "key", "gen")
+	require.Equal(t, ExitOK, code, errOut)
+	code, _, errOut = run(t, dd, "key", "revoke", "--reason", "retired")
+	require.Equal(t, ExitOK, code, errOut)
+	old := builderKey(t, dd)
+	code, _, errOut = run(t, dd, "key", "rotate")
+	require.Equal(t, ExitEnv, code)
+	require.Contains(t, errOut, "already revoked")
+	require.Contains(t, errOut, "key gen --force")
+	require.Equal(t, old, builderKey(t, dd), "builder.key is left alone")
+}
