@@ -201,6 +201,7 @@ func (n *Node) Publish(ctx context.Context, c *attest.Claim) error {
 	if err := ts.topic.Publish(ctx, wire, pubsub.WithValidatorData(c)); err != nil {
 		return fmt.Errorf("publish %s on %s: %w", c.ID, name, err)
 	}
+	n.published()
 	return nil
 }
 

@@ -156,5 +156,6 @@ func (n *Node) PublishIntent(ctx context.Context, data []byte) error {
 	if err := n.intentsTopic.Publish(ctx, data); err != nil {
 		return fmt.Errorf("publish intent on %s: %w", IntentsTopic, err)
 	}
+	n.published()
 	return nil
 }

@@ -216,6 +216,7 @@ func (n *Node) PublishKey(ctx context.Context, pub []byte) error {
 	if err := n.keysTopic.Publish(ctx, pub); err != nil {
 		return fmt.Errorf("publish key %s on %s: %w", attest.Fingerprint(e), KeysTopic, err)
 	}
+	n.published()
 	return nil
 }
 

@@ -149,7 +149,12 @@ func TestSyncServerSlots(t *testing.T) {
 	// maxInboundSyncs holders, each keeping a session busy with cheap
 	// requests.
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	// The holders keep their sessions idle (sessions end idle only after
+	// 15 s) until the eviction is checked, then spend their budgets: had
+	// they spent them from the start (2.5 s), a slot could come free
+	// before the honest peer arrives on a slow machine, and nothing would
+	// be evicted.
+	stop, spend := make(chan struct{}), make(chan struct{})
 	var ended sync.Map
 	for i := range maxInboundSyncs {
 		h := rawHost(t)
@@ -164,6 +169,11 @@ func TestSyncServerSlots(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer s.Reset()
+			select {
+			case <-stop:
+				return
+			case <-spend:
+			}
 			for {
 				select {
 				case <-stop:
@@ -196,6 +206,7 @@ func TestSyncServerSlots(t *testing.T) {
 		return err == nil && honestLen(honest) == 5
 	})
 	assert.NotZero(t, victim.Refusals()[RefuseSyncEvicted], "a holder was evicted")
+	close(spend)
 
 	// The holders' sessions also end at their request budget (50).
 	attesttest.Eventually(t, 10*time.Second, "sessions end at their request budget", func() bool {

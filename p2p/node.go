@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -51,6 +52,10 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// lastPublish is when a message was last handed to pubsub (Unix ns):
+	// Close lets the newest ones leave first (see publishDrain).
+	lastPublish atomic.Int64
 
 	mu            sync.Mutex
 	closed        bool
@@ -337,8 +342,16 @@ func (n *Node) Block(p peer.ID) {
 // Unblock allows connections with p again; it does not redial.
 func (n *Node) Unblock(p peer.ID) { n.gater.set(p, false) }
 
+// publishDrain is how long after its last publish Close waits before it
+// closes the topics and the host.
+const publishDrain = 300 * time.Millisecond
+
+// published notes that a message was handed to pubsub.
+func (n *Node) published() { n.lastPublish.Store(time.Now().UnixNano()) }
+
 // Close stops the node: subscriptions, discovery, protocol handlers and
-// the host. It waits for the node's goroutines.
+// the host. It waits for the node's goroutines, and first up to
+// publishDrain for a message published just before.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -347,6 +360,13 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	// Publish returns once pubsub has queued a message, before it is
+	// written to any peer: a message published just before Close (a
+	// stopping build worker withdrawing its intent) would be lost with
+	// the streams, and peers would count the intent until its TTL.
+	if wait := time.Until(time.Unix(0, n.lastPublish.Load()).Add(publishDrain)); wait > 0 {
+		time.Sleep(wait)
+	}
 	n.host.RemoveStreamHandler(SyncProtocol)
 	n.host.RemoveStreamHandler(BlobProtocol)
 	var errs []error

@@ -107,11 +107,7 @@ func TestCrashSafety(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	acked := map[string]bool{}
 	blobs := map[string]bool{}
-	deadline := time.Now().Add(40 * time.Second)
 	for it := 0; it < iterations; it++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d iterations in the time budget", it)
-		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperIngestChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", crashEnv, path, seed+uint64(it)))
 		stdout, err := cmd.StdoutPipe()

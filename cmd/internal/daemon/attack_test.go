@@ -588,17 +588,15 @@ func startOne(t *testing.T, mod func(*config.Config)) *testDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dir}
 	go func() { td.done <- d.Run(ctx) }()
-	sock := cfg.APISocket
-	if sock == "" {
-		sock = config.Layout{Dir: dir}.Socket()
+	// Ready: every listener is open (the API socket comes before the
+	// metrics and status ports).
+	select {
+	case <-d.Ready():
+	case err := <-td.done:
+		t.Fatalf("daemon stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon not ready after 20s")
 	}
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, 20*time.Second, 50*time.Millisecond)
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -102,6 +102,13 @@ type sharedResult struct {
 }
 
 func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
+	// Ten daemons share the test machine's cores: intents take longer to
+	// be verified and gossiped than on loopback alone, and 300 ms let a
+	// fifth builder start on one recipe now and then (1 run in 6 on 2
+	// vCPUs). 1 s is still half the default.
+	was := intentSettle
+	intentSettle = time.Second
+	t.Cleanup(func() { intentSettle = was }) // after the daemons stop
 	dir, refs := shareOpinions(t, shareRecipes)
 	dead := -1
 	if opt.dying {
