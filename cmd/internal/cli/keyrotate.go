@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +48,9 @@ short (builder.key.next left behind) is finished by running it again.
 A stolen key is not rotated: use lebowski key revoke --compromised.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.ContainsAny(reason, "\r\n") {
+				return usageErr("--reason: the reason text must be one line")
+			}
 			if c, err := g.dial(cmd.Context()); err != nil {
 				return err
 			} else if c != nil {

@@ -186,3 +186,69 @@ func keyOutcome(t *testing.T, ev core.Event) string {
 	require.NotEmpty(t, out)
 	return out
 }
+
+// TestOfflineRotationTravels: node 0 is stopped and its key K rotated
+// offline (what `lebowski key rotate` does: K revoked naming S, S
+// installed as builder.key). When node 0 starts again it announces S and,
+// with it, K carrying the revocation: node 1, which trusts K and S, counts
+// K's earlier claims as S's without any import.
+func TestOfflineRotationTravels(t *testing.T) {
+	ds := startDaemonsWith(t, 2, nil, func(_ int, c *config.Config) { c.Subscribe = nil }, nil)
+	ctx := context.Background()
+	k := ds[0].d.id
+	s := attesttest.Fresh(t, 1)[0]
+	c1 := dial(t, ds[1])
+	_, err := c1.ImportKey(ctx, s.PublicKey(), attest.TrustTrusted, "node 0's next key, met its operator")
+	require.NoError(t, err)
+
+	// Stop node 0 (its cleanup from startDaemonsWith then finds it done).
+	ds[0].cancel()
+	select {
+	case err := <-ds[0].done:
+		require.NoError(t, err)
+		ds[0].done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 0 did not stop")
+	}
+	l := config.Layout{Dir: ds[0].dir}
+	st, err := store.Open(l.StoreDB())
+	require.NoError(t, err)
+	_, err = st.PutKey(k.PublicKey(), attest.TrustOwn, "own key") // as key rotate's RevokeKey stores it
+	require.NoError(t, err)
+	rev, err := attest.Revoke(k, s.Fingerprint(), "rotated offline", false, time.Now())
+	require.NoError(t, err)
+	_, _, err = st.MergeKey(rev, "own key")
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	require.NoError(t, s.Save(l.BuilderKey(), true))
+
+	st1, err := ds[1].d.node.Status(ctx)
+	require.NoError(t, err)
+	cfg := &config.Config{DataDir: ds[0].dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+		Bootstrap: st1.Addrs[:1], SyncEvery: 2 * time.Second}
+	f := false
+	cfg.MDNS = &f
+	d, err := New(ctx, cfg, slog.New(slog.DiscardHandler), WithBuilder(&fakeBuilder{}))
+	require.NoError(t, err)
+	require.Equal(t, s.Fingerprint(), d.id.Fingerprint(), "node 0 runs with the new key")
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("restarted node 0 did not stop")
+		}
+	})
+	start := time.Now()
+	var ki *core.KeyInfo
+	attesttest.Eventually(t, 30*time.Second, "K's rotation at node 1", func() bool {
+		ki, err = c1.Key(ctx, k.Fingerprint())
+		return err == nil && ki.Revocation != nil
+	})
+	t.Logf("node 1 learned the offline rotation %s after node 0 restarted", time.Since(start).Round(time.Millisecond))
+	require.Equal(t, attest.TrustDistrusted, ki.Trust)
+	require.Equal(t, s.Fingerprint(), ki.RotatedTo, "K's earlier claims count as S's at node 1")
+}
