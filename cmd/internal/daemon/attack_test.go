@@ -603,7 +603,7 @@ func startOne(t *testing.T, mod func(*config.Config)) *testDaemon {
 		case err := <-td.done:
 			require.NoError(t, err)
 		case <-time.After(20 * time.Second):
-			t.Errorf("daemon did not stop within 20s")
+			t.Errorf("daemon did not stop within 20s; goroutines:\n%s", goroutines())
 		}
 	})
 	return td

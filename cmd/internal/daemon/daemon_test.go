@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -125,6 +126,14 @@ type testDaemon struct {
 	dir    string
 }
 
+// goroutines is a dump of every goroutine's stack, for a daemon that does
+// not stop (what it waits on).
+func goroutines() string {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+	return b.String()
+}
+
 func repoOpinions(t testing.TB) string {
 	t.Helper()
 	p, err := filepath.Abs("../../../opinions")
@@ -197,7 +206,7 @@ func startDaemonsWith(t testing.TB, n int, evil map[int]bool, mod func(i int, c 
 					t.Errorf("daemon %d: %v", i, err)
 				}
 			case <-time.After(20 * time.Second):
-				t.Errorf("daemon %d did not stop within 20s", i)
+				t.Errorf("daemon %d did not stop within 20s; goroutines:\n%s", i, goroutines())
 			}
 		})
 	}

@@ -281,7 +281,7 @@ func startPinnedNode(t *testing.T, spec nodeSpec) *pinnedNode {
 		case err := <-td.done:
 			assert.NoError(t, err)
 		case <-time.After(20 * time.Second):
-			t.Error("daemon did not stop within 20s")
+			t.Errorf("daemon did not stop within 20s; goroutines:\n%s", goroutines())
 		}
 	})
 	return &pinnedNode{testDaemon: td, runner: runner}
