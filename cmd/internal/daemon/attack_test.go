@@ -585,28 +585,7 @@ func startOne(t *testing.T, mod func(*config.Config)) *testDaemon {
 	fb := &fakeBuilder{}
 	d, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), WithBuilder(fb))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dir}
-	go func() { td.done <- d.Run(ctx) }()
-	// Ready: every listener is open (the API socket comes before the
-	// metrics and status ports).
-	select {
-	case <-d.Ready():
-	case err := <-td.done:
-		t.Fatalf("daemon stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon not ready after 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-td.done:
-			require.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Errorf("daemon did not stop within 20s; goroutines:\n%s", goroutines())
-		}
-	})
-	return td
+	return runDaemon(t, d, fb, dir)
 }
 
 const apiChildEnv = "LEBOWSKI_DRILL_API_CHILD"

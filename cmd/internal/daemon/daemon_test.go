@@ -126,6 +126,35 @@ type testDaemon struct {
 	dir    string
 }
 
+// runDaemon runs d (built with fake builder fb on data dir dir) until
+// the test ends: it returns once d is ready (every listener open) and
+// stops it in the test's cleanup.
+func runDaemon(t testing.TB, d *Daemon, fb *fakeBuilder, dir string) *testDaemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dir}
+	go func() { td.done <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case err := <-td.done:
+		t.Fatalf("daemon %s stopped: %v", dir, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("daemon %s not ready after 20s", dir)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-td.done:
+			if err != nil {
+				t.Errorf("daemon %s: %v", dir, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("daemon %s did not stop within 20s; goroutines:\n%s", dir, goroutines())
+		}
+	})
+	return td
+}
+
 // goroutines is a dump of every goroutine's stack, for a daemon that does
 // not stop (what it waits on).
 func goroutines() string {
@@ -182,33 +211,13 @@ func startDaemonsWith(t testing.TB, n int, evil map[int]bool, mod func(i int, c 
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		d, err := New(context.Background(), cfg, log.With("node", i), WithBuilder(fb))
 		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		td := &testDaemon{d: d, fb: fb, cancel: cancel, done: make(chan error, 1), dir: dirs[i]}
-		go func() { td.done <- d.Run(ctx) }()
-		select {
-		case <-d.Ready():
-		case err := <-td.done:
-			t.Fatalf("daemon %d stopped: %v", i, err)
-		case <-time.After(20 * time.Second):
-			t.Fatalf("daemon %d not ready after 20s", i)
-		}
+		td := runDaemon(t, d, fb, dirs[i])
 		if i == 0 {
 			st, err := d.Node().Status(context.Background())
 			require.NoError(t, err)
 			boot = st.Addrs[:1]
 		}
 		out = append(out, td)
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-td.done:
-				if err != nil {
-					t.Errorf("daemon %d: %v", i, err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("daemon %d did not stop within 20s; goroutines:\n%s", i, goroutines())
-			}
-		})
 	}
 	return out
 }

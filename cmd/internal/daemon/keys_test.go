@@ -231,17 +231,7 @@ func TestOfflineRotationTravels(t *testing.T) {
 	d, err := New(ctx, cfg, slog.New(slog.DiscardHandler), WithBuilder(&fakeBuilder{}))
 	require.NoError(t, err)
 	require.Equal(t, s.Fingerprint(), d.id.Fingerprint(), "node 0 runs with the new key")
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(rctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("restarted node 0 did not stop")
-		}
-	})
+	runDaemon(t, d, nil, ds[0].dir)
 	start := time.Now()
 	var ki *core.KeyInfo
 	attesttest.Eventually(t, 30*time.Second, "K's rotation at node 1", func() bool {

@@ -265,25 +265,7 @@ func startPinnedNode(t *testing.T, spec nodeSpec) *pinnedNode {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	d, err := New(context.Background(), cfg, log.With("node", spec.id.Fingerprint()[:8]), WithBuilderFactory(factory))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	td := &testDaemon{d: d, cancel: cancel, done: make(chan error, 1), dir: dir}
-	go func() { td.done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case err := <-td.done:
-		t.Fatalf("daemon stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon not ready after 20s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-td.done:
-			assert.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Errorf("daemon did not stop within 20s; goroutines:\n%s", goroutines())
-		}
-	})
+	td := runDaemon(t, d, nil, dir)
 	return &pinnedNode{testDaemon: td, runner: runner}
 }
 
