@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -161,6 +162,9 @@ func (g *globals) revokeForRotation(ctx context.Context, l config.Layout, r *rot
 		if err := next.Save(l.NextBuilderKey(), false); err != nil {
 			return envErr(err)
 		}
+		if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
+			return envErr(err)
+		}
 	}
 	r.New = next.Fingerprint()
 	res, err := n.RevokeKey(ctx, core.RevokeRequest{Successor: r.New, Reason: reason})
@@ -171,6 +175,23 @@ func (g *globals) revokeForRotation(ctx context.Context, l config.Layout, r *rot
 		return err
 	}
 	r.Revocation = res.Revocation
+	return nil
+}
+
+// ownedLike gives path the owner of like: a node that runs as another
+// user (root rotating it) must still read its new key.
+func ownedLike(path, like string) error {
+	fi, err := os.Stat(like)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (int(st.Uid) == os.Getuid() && int(st.Gid) == os.Getgid()) {
+		return nil
+	}
+	if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("give %s the owner of %s (%d:%d): %w (run as that user or root)", path, like, st.Uid, st.Gid, err)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -146,4 +147,23 @@ func TestCLIKeyRotateResumes(t *testing.T) {
 	require.Contains(t, errOut, "already revoked")
 	require.Contains(t, errOut, "key gen --force")
 	require.Equal(t, old, builderKey(t, dd), "builder.key is left alone")
+}
+
+// The new key keeps the owner of the key it replaces (a node run by
+// another user, rotated by root).
+func TestCLIKeyRotateKeepsOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to hand the key to another user")
+	}
+	dd := t.TempDir()
+	code, _, errOut := run(t, dd, "key", "gen")
+	require.Equal(t, ExitOK, code, errOut)
+	require.NoError(t, os.Chown(filepath.Join(dd, "builder.key"), 65534, 65534))
+	code, _, errOut = run(t, dd, "key", "rotate")
+	require.Equal(t, ExitOK, code, errOut)
+	fi, err := os.Stat(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	st := fi.Sys().(*syscall.Stat_t)
+	require.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid})
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }
