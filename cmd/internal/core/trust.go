@@ -162,16 +162,41 @@ func (n *Node) revocations(t *trustView, keys []store.KeyInfo) {
 
 // rotations lets a revoked key's claims signed before its revocation
 // count as its successor's, when the revocation names the successor (and
-// is not for a compromised key) and the successor itself votes here.
+// is not for a compromised key) and the successor itself votes here. A
+// successor rotated in turn passes them on (K → S → S2: K's claims count
+// as S2's), up to maxRotationChain steps: each step is signed by the key
+// it retires, and only the last key must vote, as for one step.
 func (n *Node) rotations(t *trustView) {
 	for f, r := range t.revoked {
-		if r.Successor == "" || r.Compromised() || r.Successor == f {
-			continue
-		}
-		if t.votes(r.Successor) && t.revoked[r.Successor] == nil {
-			t.rotated[f] = rotation{To: r.Successor, At: r.Time}
+		if to := t.successor(f, r); to != "" {
+			t.rotated[f] = rotation{To: to, At: r.Time}
 		}
 	}
+}
+
+// maxRotationChain bounds the rotations followed from one revoked key.
+const maxRotationChain = 16
+
+// successor is the voting key at the end of f's chain of rotations (r is
+// f's revocation), or "" when the chain ends in a key that does not vote,
+// in a compromised or plain revocation, in a cycle or past
+// maxRotationChain steps.
+func (t *trustView) successor(f string, r *attest.Revocation) string {
+	seen := map[string]bool{f: true}
+	for range maxRotationChain {
+		if r.Successor == "" || r.Compromised() || seen[r.Successor] {
+			return ""
+		}
+		to := r.Successor
+		if r = t.revoked[to]; r == nil {
+			if t.votes(to) {
+				return to
+			}
+			return ""
+		}
+		seen[to] = true
+	}
+	return ""
 }
 
 // certify marks keys certified (OpenPGP certification signatures, checked

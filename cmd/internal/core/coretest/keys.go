@@ -186,6 +186,50 @@ func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 	}
 }
 
+// A chain of rotations K → S → S2: K's claims signed before K's
+// revocation count as S2's once S2 votes (S, revoked in turn, passes them
+// on); a chain that ends in a compromised revocation or in a cycle counts
+// for nobody.
+func testRotationChain(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	ids := attesttest.Fresh(t, 5)
+	a, b, k, s, s2 := ids[0], ids[1], ids[2], ids[3], ids[4]
+	for _, tc := range []struct {
+		desc      string
+		sRevoked  func(t *testing.T) []byte // S's revocation
+		want      []*attest.Identity
+		rotatedTo string
+	}{
+		{"S rotated to a trusted S2", func(t *testing.T) []byte { return revokedKey(t, s, s2.Fingerprint(), time.Now().Add(-time.Minute)) },
+			[]*attest.Identity{a, b, s2}, s2.Fingerprint()},
+		{"S rotated back to K (a cycle)", func(t *testing.T) []byte { return revokedKey(t, s, k.Fingerprint(), time.Now().Add(-time.Minute)) },
+			[]*attest.Identity{a, b}, ""},
+		{"S compromised", func(t *testing.T) []byte {
+			pub, err := attest.Revoke(s, "", "stolen", true, time.Now().Add(-time.Minute))
+			require.NoError(t, err)
+			return pub
+		}, []*attest.Identity{a, b}, ""},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			h := mk(t, nil)
+			importTrusted(t, h.API, []*attest.Identity{a, b})
+			_, err := h.API.ImportKey(ctx, s2.PublicKey(), attest.TrustTrusted, "operator") // S2 has no claim of its own
+			require.NoError(t, err)
+			revokedAt := time.Now().Add(-time.Hour).Truncate(time.Second)
+			res, err := h.API.ImportClaims(ctx, wires(t, attesttest.Claim(t, k, func(st *attest.Statement) { st.Timestamp = revokedAt.Add(-time.Hour) })))
+			require.NoError(t, err)
+			require.Equal(t, "new", res[0].Status, res[0].Error)
+			_, err = h.API.ImportKey(ctx, revokedKey(t, k, s.Fingerprint(), revokedAt), attest.TrustTrusted, "revocation")
+			require.NoError(t, err)
+			_, err = h.API.ImportKey(ctx, tc.sRevoked(t), attest.TrustTrusted, "revocation")
+			require.NoError(t, err)
+			ki, err := h.API.Key(ctx, k.Fingerprint())
+			require.NoError(t, err)
+			assert.Equal(t, tc.rotatedTo, ki.RotatedTo)
+			assert.Equal(t, sortedFprs(tc.want...), trustedGroup(t, h.API))
+		})
+	}
+}
+
 // A revocation wins over any certification path and any level: a
 // certified key that is revoked is distrusted, the keys a revoked key
 // certified are no longer certified, and a config-trusted key or the

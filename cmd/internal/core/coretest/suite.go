@@ -71,6 +71,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"TrustHopsCertification", testTrustHops},
 		{"CertifyAndAnnounceKey", testCertifyKey},
 		{"KeyRevocationAndRotation", testRevocation},
+		{"RotationChain", testRotationChain},
 		{"RevocationBeatsCertification", testRevocationBeatsCertification},
 		{"RevokeOwnKey", testRevokeOwnKey},
 		{"Equivocation", testEquivocation},
