@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,18 +51,17 @@ short (builder.key.next left behind) is finished by running it again.
 A stolen key is not rotated: use lebowski key revoke --compromised.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if strings.ContainsAny(reason, "\r\n") {
-				return usageErr("--reason: the reason text must be one line")
-			}
-			if c, err := g.dial(cmd.Context()); err != nil {
-				return err
-			} else if c != nil {
-				return envErr(errors.New("lebowskid is running with this data dir and signs with the current key: stop it first (sudo systemctl stop lebowskid), rotate, then start it again (it announces the new key and the revocation)"))
-			}
-			l, err := g.layout()
+			cfg, err := g.config()
 			if err != nil {
 				return err
 			}
+			// The data dir's own socket, whatever --socket says: the
+			// daemon that signs with this builder.key answers there.
+			if c, err := net.DialTimeout("unix", cfg.Socket(), time.Second); err == nil {
+				c.Close()
+				return envErr(errors.New("lebowskid is running with this data dir and signs with the current key: stop it first (sudo systemctl stop lebowskid), rotate, then start it again (it announces the new key and the revocation)"))
+			}
+			l := cfg.Layout()
 			r, err := g.rotate(cmd.Context(), l, name, reason)
 			if err != nil {
 				return err
@@ -82,38 +83,45 @@ A stolen key is not rotated: use lebowski key revoke --compromised.`,
 	return cmd
 }
 
-// rotate carries out a rotation in steps that can be resumed: the new key
-// is written to builder.key.next first, then the old key is revoked
-// naming it, then the files are swapped. Running it again after any step
-// finishes the rotation with the same new key.
+// rotate carries out a rotation in steps that a re-run resumes (the new
+// key waits in builder.key.next until the very end, so its presence
+// means "unfinished"):
+//
+//  1. generate S into builder.key.next (synced);
+//  2. revoke K naming S (stored, synced by the store);
+//  3. keep K as builder.key.<K>.revoked (a hard link);
+//  4. install S: builder.key becomes a link to builder.key.next;
+//  5. store S as the node's own key;
+//  6. remove builder.key.next.
+//
+// The store stays locked from step 2 to step 4, so a daemon cannot start
+// with K in between. A re-run after step 4 (builder.key and
+// builder.key.next are the same key) does steps 5–6 only.
 func (g *globals) rotate(ctx context.Context, l config.Layout, name, reason string) (*rotation, error) {
-	old, err := attest.LoadIdentity(l.BuilderKey())
+	cur, err := attest.LoadIdentity(l.BuilderKey())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, envErr(fmt.Errorf("no builder key at %s to rotate: run `lebowski key gen`", l.BuilderKey()))
 	}
 	if err != nil {
 		return nil, envErr(err)
 	}
-	r := &rotation{Old: old.Fingerprint(), Path: l.BuilderKey(), Retired: l.RetiredBuilderKey(old.Fingerprint())}
 	next, err := attest.LoadIdentity(l.NextBuilderKey())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, envErr(fmt.Errorf("%w (left by an unfinished rotation: remove it to start over)", err))
 	}
-	r.Resumed = err == nil
-	if err := g.revokeForRotation(ctx, l, r, old, next, name, reason); err != nil {
-		return nil, err
-	}
-
-	// Keep the revoked private key, then install the new one. A rename
-	// within the data dir is atomic; the directory is synced after both.
-	if err := os.Link(l.BuilderKey(), r.Retired); err != nil && !sameFile(l.BuilderKey(), r.Retired) {
-		return nil, envErr(fmt.Errorf("keep the revoked key: %w (move %s away and run `lebowski key rotate` again)", err, r.Retired))
-	}
-	if err := os.Rename(l.NextBuilderKey(), l.BuilderKey()); err != nil {
-		return nil, envErr(fmt.Errorf("install the new key: %w", err))
-	}
-	if err := syncDir(filepath.Dir(l.BuilderKey())); err != nil {
-		return nil, envErr(err)
+	r := &rotation{Path: l.BuilderKey(), Resumed: next != nil}
+	if next != nil && next.Fingerprint() == cur.Fingerprint() {
+		r.New = cur.Fingerprint() // installed already: steps 5–6
+	} else {
+		// The reason is checked as the revocation will be made, before
+		// anything is generated.
+		if _, err := attest.Revoke(cur, strings.Repeat("A", 40), reason, false, time.Now()); err != nil {
+			return nil, usageErr("--reason: %v", err)
+		}
+		r.Old, r.Retired = cur.Fingerprint(), l.RetiredBuilderKey(cur.Fingerprint())
+		if err := g.revokeAndInstall(ctx, l, r, cur, next, name, reason); err != nil {
+			return nil, err
+		}
 	}
 	n, done, err := g.local(withKey) // now with the new key
 	if err != nil {
@@ -123,15 +131,21 @@ func (g *globals) rotate(ctx context.Context, l config.Layout, name, reason stri
 	if err := n.EnsureOwnKey(); err != nil {
 		return nil, envErr(err)
 	}
+	if r.Old == "" { // resumed after step 4: the key it replaced
+		r.Old, r.Revocation = replacedBy(ctx, n, l, r.New)
+		r.Retired = l.RetiredBuilderKey(r.Old)
+	}
+	if err := os.Remove(l.NextBuilderKey()); err != nil {
+		return nil, envErr(fmt.Errorf("finish the rotation: %w", err))
+	}
+	if err := syncDir(l.Dir); err != nil {
+		return nil, envErr(err)
+	}
 	return r, nil
 }
 
-// revokeForRotation revokes the old key naming the next one, which it
-// generates into builder.key.next unless an unfinished rotation left one
-// (next != nil). A revocation naming next already stored (a rotation cut
-// short after it) is kept; a key revoked otherwise is refused before any
-// key is generated.
-func (g *globals) revokeForRotation(ctx context.Context, l config.Layout, r *rotation, old, next *attest.Identity, name, reason string) error {
+// revokeAndInstall is steps 1–4 of rotate, with the store locked.
+func (g *globals) revokeAndInstall(ctx context.Context, l config.Layout, r *rotation, cur, next *attest.Identity, name, reason string) error {
 	n, done, err := g.local(withKey)
 	if err != nil {
 		return err
@@ -141,40 +155,90 @@ func (g *globals) revokeForRotation(ctx context.Context, l config.Layout, r *rot
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if err == nil && ki.Revocation != nil {
-		if next != nil && ki.Revocation.Successor == next.Fingerprint() {
-			r.New, r.Revocation = next.Fingerprint(), ki.Revocation
-			return nil
-		}
+	switch {
+	case err == nil && ki.Revocation != nil && next != nil && ki.Revocation.Successor == next.Fingerprint():
+		r.Revocation = ki.Revocation // revoked before the rotation was cut short
+	case err == nil && ki.Revocation != nil:
 		return envErr(fmt.Errorf("key %s is already revoked (%s, %s) and names no successor waiting in %s: generate a new key with `lebowski key gen --force` instead",
 			r.Old, ki.Revocation.Time.Format("2006-01-02"), ki.Revocation.Reason, l.NextBuilderKey()))
-	}
-	if next == nil {
-		if name == "" {
-			name = "Lebowski builder"
-			if pi := old.Entity.PrimaryIdentity(); pi != nil && pi.UserId != nil && pi.UserId.Name != "" {
-				name = pi.UserId.Name
+	default:
+		if next == nil {
+			if next, err = generateNext(l, cur, name); err != nil {
+				return envErr(err)
 			}
 		}
-		if next, err = attest.GenerateIdentity(name, ""); err != nil {
-			return envErr(err)
+		res, err := n.RevokeKey(ctx, core.RevokeRequest{Successor: next.Fingerprint(), Reason: reason})
+		if core.IsInvalid(err) {
+			return usageErr("%v", err)
 		}
-		if err := next.Save(l.NextBuilderKey(), false); err != nil {
-			return envErr(err)
+		if err != nil {
+			return err
 		}
-		if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
-			return envErr(err)
-		}
+		r.Revocation = res.Revocation
 	}
 	r.New = next.Fingerprint()
-	res, err := n.RevokeKey(ctx, core.RevokeRequest{Successor: r.New, Reason: reason})
-	if core.IsInvalid(err) {
-		return usageErr("%v", err)
+	// Keep K, then make builder.key the new key: a link to
+	// builder.key.next renamed over it, so that both name S until step 6.
+	if err := os.Link(l.BuilderKey(), r.Retired); err != nil && !sameFile(l.BuilderKey(), r.Retired) {
+		return envErr(fmt.Errorf("keep the revoked key: %w (move %s away and run `lebowski key rotate` again)", err, r.Retired))
 	}
+	if err := syncDir(l.Dir); err != nil {
+		return envErr(err)
+	}
+	if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
+		return envErr(err)
+	}
+	tmp := l.NextBuilderKey() + ".install"
+	_ = os.Remove(tmp)
+	if err := os.Link(l.NextBuilderKey(), tmp); err != nil {
+		return envErr(fmt.Errorf("install the new key: %w", err))
+	}
+	if err := os.Rename(tmp, l.BuilderKey()); err != nil {
+		return envErr(fmt.Errorf("install the new key: %w", err))
+	}
+	return envErrOrNil(syncDir(l.Dir))
+}
+
+// generateNext is step 1: a new key named like cur (or name) in
+// builder.key.next, owned like builder.key, its directory entry synced
+// before the revocation names it.
+func generateNext(l config.Layout, cur *attest.Identity, name string) (*attest.Identity, error) {
+	if name == "" {
+		name = "Lebowski builder"
+		if pi := cur.Entity.PrimaryIdentity(); pi != nil && pi.UserId != nil && pi.UserId.Name != "" {
+			name = pi.UserId.Name
+		}
+	}
+	next, err := attest.GenerateIdentity(name, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.Revocation = res.Revocation
+	if err := next.Save(l.NextBuilderKey(), false); err != nil {
+		return nil, err
+	}
+	if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
+		return nil, err
+	}
+	return next, syncDir(l.Dir)
+}
+
+// replacedBy finds, among the revoked keys kept in the data dir, the one
+// whose stored revocation names s ("" when there is none).
+func replacedBy(ctx context.Context, n *core.Node, l config.Layout, s string) (string, *attest.Revocation) {
+	kept, _ := filepath.Glob(l.RetiredBuilderKey("*"))
+	for _, p := range kept {
+		fpr := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "builder.key."), ".revoked")
+		if ki, err := n.Key(ctx, fpr); err == nil && ki.Revocation != nil && ki.Revocation.Successor == s {
+			return fpr, ki.Revocation
+		}
+	}
+	return "", nil
+}
+
+func envErrOrNil(err error) error {
+	if err != nil {
+		return envErr(err)
+	}
 	return nil
 }
 

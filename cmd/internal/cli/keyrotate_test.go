@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -47,12 +48,14 @@ func TestCLIKeyRotate(t *testing.T) {
 	code, _, _ = run(t, dd, "key", "gen")
 	require.Equal(t, ExitOK, code)
 	first := builderKey(t, dd)
-	code, _, errOut = run(t, dd, "key", "rotate", "--reason", "two\nlines")
-	require.Equal(t, ExitUsage, code)
-	require.Contains(t, errOut, "one line")
-	require.Equal(t, first, builderKey(t, dd))
-	_, err := os.Stat(filepath.Join(dd, "builder.key.next"))
-	require.ErrorIs(t, err, os.ErrNotExist, "nothing generated for a bad reason")
+	for _, bad := range []struct{ reason, want string }{{"two\nlines", "one line"}, {strings.Repeat("x", 500), "exceeds"}} {
+		code, _, errOut = run(t, dd, "key", "rotate", "--reason", bad.reason)
+		require.Equal(t, ExitUsage, code)
+		require.Contains(t, errOut, bad.want)
+		require.Equal(t, first, builderKey(t, dd))
+		_, err := os.Stat(filepath.Join(dd, "builder.key.next"))
+		require.ErrorIs(t, err, os.ErrNotExist, "nothing generated for a bad reason")
+	}
 	dd = t.TempDir()
 
 	code, _, errOut = run(t, dd, "key", "gen", "--name", "Node One")
@@ -105,34 +108,59 @@ func TestCLIKeyRotate(t *testing.T) {
 	require.Equal(t, ExitOK, code, errOut)
 	require.Contains(t, out, "revoked "+r.New+" (superseded by ")
 	require.Contains(t, errOut, "lebowski key certify")
-	require.NotEqual(t, r.New, builderKey(t, dd))
+	newest := builderKey(t, dd)
+	require.NotEqual(t, r.New, newest)
+	keys = keyList(t, dd)
+	require.Equal(t, newest, keys[old].RotatedTo, "a chain of rotations: the first key's claims count as the newest key's")
+	require.Equal(t, newest, keys[r.New].RotatedTo)
 }
 
 // A rotation cut short is finished by running it again, with the same
 // new key: after the new key was written, and after the revocation.
 func TestCLIKeyRotateResumes(t *testing.T) {
-	for _, revoked := range []bool{false, true} {
-		dd := t.TempDir()
-		code, _, errOut := run(t, dd, "key", "gen")
-		require.Equal(t, ExitOK, code, errOut)
-		old := builderKey(t, dd)
-		next := attesttest.Fresh(t, 1)[0]
-		require.NoError(t, next.Save(filepath.Join(dd, "builder.key.next"), false))
-		if revoked {
-			code, _, errOut = run(t, dd, "key", "revoke", "--successor", next.Fingerprint())
+	// The stages a rotation can be cut short after (rotate's steps 1–4).
+	for _, stage := range []string{"generated", "revoked", "kept", "installed"} {
+		t.Run(stage, func(t *testing.T) {
+			dd := t.TempDir()
+			code, _, errOut := run(t, dd, "key", "gen")
 			require.Equal(t, ExitOK, code, errOut)
-		}
-		code, out, errOut := run(t, dd, "--json", "key", "rotate")
-		require.Equal(t, ExitOK, code, errOut)
-		var r rotation
-		require.NoError(t, json.Unmarshal([]byte(out), &r))
-		require.True(t, r.Resumed)
-		require.Equal(t, next.Fingerprint(), r.New)
-		require.Equal(t, next.Fingerprint(), builderKey(t, dd))
-		keys := keyList(t, dd)
-		require.NotNil(t, keys[old].Revocation)
-		require.Equal(t, next.Fingerprint(), keys[old].Revocation.Successor)
-		require.Equal(t, attest.TrustOwn, keys[next.Fingerprint()].Trust)
+			old := builderKey(t, dd)
+			bk, nk := filepath.Join(dd, "builder.key"), filepath.Join(dd, "builder.key.next")
+			retired := filepath.Join(dd, "builder.key."+old+".revoked")
+			next := attesttest.Fresh(t, 1)[0]
+			require.NoError(t, next.Save(nk, false))
+			if stage != "generated" {
+				code, _, errOut = run(t, dd, "key", "revoke", "--successor", next.Fingerprint())
+				require.Equal(t, ExitOK, code, errOut)
+			}
+			if stage == "kept" || stage == "installed" {
+				require.NoError(t, os.Link(bk, retired))
+			}
+			if stage == "installed" {
+				require.NoError(t, os.Link(nk, nk+".install"))
+				require.NoError(t, os.Rename(nk+".install", bk))
+			}
+			code, out, errOut := run(t, dd, "--json", "key", "rotate")
+			require.Equal(t, ExitOK, code, errOut)
+			var r rotation
+			require.NoError(t, json.Unmarshal([]byte(out), &r))
+			require.True(t, r.Resumed)
+			require.Equal(t, old, r.Old)
+			require.Equal(t, retired, r.Retired)
+			require.Equal(t, next.Fingerprint(), r.New)
+			require.Equal(t, next.Fingerprint(), r.Revocation.Successor)
+			require.Equal(t, next.Fingerprint(), builderKey(t, dd))
+			_, err := os.Stat(nk)
+			require.ErrorIs(t, err, os.ErrNotExist, "finished: builder.key.next removed")
+			kept, err := attest.LoadIdentity(retired)
+			require.NoError(t, err)
+			require.Equal(t, old, kept.Fingerprint())
+			keys := keyList(t, dd)
+			require.NotNil(t, keys[old].Revocation)
+			require.Equal(t, next.Fingerprint(), keys[old].Revocation.Successor)
+			require.Equal(t, attest.TrustOwn, keys[next.Fingerprint()].Trust)
+			require.Len(t, keys, 2, "no third key generated")
+		})
 	}
 	// A key revoked otherwise is not rotated: the operator generates a
 	// new one.

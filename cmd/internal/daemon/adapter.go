@@ -144,11 +144,11 @@ func (k keyAdapter) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool,
 }
 
 // AnnounceKeys is the own key as stored, then up to announceCertified
-// others picked at random each time: first this node's former keys, which
-// carry their revocations (after `lebowski key rotate`, the revocation
-// naming the new key travels this way), then keys this node certified, so
-// a certification or revocation whose announcement some nodes missed
-// reaches them later.
+// others picked at random each time: first one of this node's former
+// keys, which carry their revocations (after `lebowski key rotate`, the
+// revocation naming the new key travels this way), then keys this node
+// certified, so a certification or revocation whose announcement some
+// nodes missed reaches them later.
 func (k keyAdapter) AnnounceKeys() [][]byte {
 	out := [][]byte{k.ownPub}
 	ki, err := k.st.GetKey(k.own)
@@ -176,9 +176,15 @@ func (k keyAdapter) AnnounceKeys() [][]byte {
 			certified = append(certified, c.PublicKey)
 		}
 	}
+	// One former key at a time, so that keys this node certified still
+	// go out after many rotations.
 	shuffle(former)
 	shuffle(certified)
-	return append(out, append(former, certified...)[:min(len(former)+len(certified), announceCertified)]...)
+	extra := certified
+	if len(former) > 0 {
+		extra = append([][]byte{former[0]}, certified...)
+	}
+	return append(out, extra[:min(len(extra), announceCertified)]...)
 }
 
 func shuffle(keys [][]byte) {

@@ -47,6 +47,7 @@ type Daemon struct {
 	node    *core.Node
 	net     *p2p.Node
 	metrics *metrics
+	settle  time.Duration // intentSettle when the daemon was made
 
 	// builder, when set, replaces the real podman builder (tests);
 	// factory, when set, makes the builder from the node's build
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}),
+	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), settle: intentSettle,
 		subs: map[string]*subscription{}, running: map[string]*runningBuild{}, claims: map[*workClaim]struct{}{}}
 	for _, o := range opts {
 		o(d)

@@ -174,6 +174,31 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, own.Fingerprint(), attest.Fingerprint(e))
 	}
+	// After many rotations, one former key per announcement: the keys
+	// this node certified still go out.
+	for _, f := range attesttest.Fresh(t, 3) {
+		_, err = st.PutKey(f.PublicKey(), attest.TrustOwn, "own key")
+		require.NoError(t, err)
+		rev, err := attest.Revoke(f, "", "", false, time.Now())
+		require.NoError(t, err)
+		_, _, err = st.MergeKey(rev, "own key")
+		require.NoError(t, err)
+	}
+	for range 5 {
+		got = k.AnnounceKeys()
+		require.Len(t, got, 1+announceCertified)
+		formers := 0
+		for _, pub := range got[1:] {
+			e, err := attest.ParsePublicKey(pub)
+			require.NoError(t, err)
+			if attest.RevocationOf(e, time.Now()) != nil {
+				formers++
+			} else {
+				require.Contains(t, attest.Certifiers(e), next.Fingerprint())
+			}
+		}
+		require.Equal(t, 1, formers)
+	}
 }
 
 // keyOutcome is the store's merge outcome named in a key event's change.

@@ -118,7 +118,7 @@ func (d *Daemon) claimWork(ctx context.Context, job buildJob) (*workClaim, bool)
 	d.mu.Unlock()
 	w.publish(ctx)
 	if len(d.net.Peers()) > 0 {
-		t := time.NewTimer(intentSettle)
+		t := time.NewTimer(d.settle)
 		select {
 		case <-ctx.Done():
 			t.Stop()

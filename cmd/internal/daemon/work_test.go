@@ -108,7 +108,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 	// vCPUs). 1 s is still half the default.
 	was := intentSettle
 	intentSettle = time.Second
-	t.Cleanup(func() { intentSettle = was }) // after the daemons stop
+	t.Cleanup(func() { intentSettle = was }) // daemons read it only in New
 	dir, refs := shareOpinions(t, shareRecipes)
 	dead := -1
 	if opt.dying {
