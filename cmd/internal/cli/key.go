@@ -40,8 +40,14 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return envErr(err)
 			}
+			old, _ := os.Stat(l.BuilderKey())
 			if err := id.Save(l.BuilderKey(), force); err != nil {
 				return envErr(err)
+			}
+			if old != nil { // --force: the node may run as the old key's owner
+				if err := chownLike(l.BuilderKey(), old); err != nil {
+					return envErr(err)
+				}
 			}
 			if c, err := g.dial(cmd.Context()); c != nil {
 				fmt.Fprintf(g.errOut, "lebowskid runs with this data dir: restart it to sign with the new key\n")

@@ -249,12 +249,18 @@ func ownedLike(path, like string) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	return chownLike(path, fi)
+}
+
+// chownLike gives path the owner of the file like describes, when that
+// is not the user running this.
+func chownLike(path string, like os.FileInfo) error {
+	st, ok := like.Sys().(*syscall.Stat_t)
 	if !ok || (int(st.Uid) == os.Getuid() && int(st.Gid) == os.Getgid()) {
 		return nil
 	}
 	if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
-		return fmt.Errorf("give %s the owner of %s (%d:%d): %w (run as that user or root)", path, like, st.Uid, st.Gid, err)
+		return fmt.Errorf("give %s the owner %d:%d of the key it replaces: %w (run as that user or root)", path, st.Uid, st.Gid, err)
 	}
 	return nil
 }

@@ -178,7 +178,7 @@ func TestCLIKeyRotateResumes(t *testing.T) {
 }
 
 // The new key keeps the owner of the key it replaces (a node run by
-// another user, rotated by root).
+// another user, rotated by root), with key rotate and key gen --force.
 func TestCLIKeyRotateKeepsOwner(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to hand the key to another user")
@@ -194,4 +194,11 @@ func TestCLIKeyRotateKeepsOwner(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	require.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid})
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	// key gen --force too.
+	code, _, errOut = run(t, dd, "key", "gen", "--force")
+	require.Equal(t, ExitOK, code, errOut)
+	fi, err = os.Stat(filepath.Join(dd, "builder.key"))
+	require.NoError(t, err)
+	st = fi.Sys().(*syscall.Stat_t)
+	require.Equal(t, [2]uint32{65534, 65534}, [2]uint32{st.Uid, st.Gid})
 }
