@@ -48,7 +48,9 @@ who trusted or certified the old key to certify the new one
 Needs lebowskid stopped (it signs with the key it loaded); when it starts
 again it announces the new key and the old key's revocation. A rotation cut
 short (builder.key.next left behind) is finished by running it again.
-A stolen key is not rotated: use lebowski key revoke --compromised.`,
+Rotations chain: after a second one, the first key's claims count as the
+newest key's. A stolen key is not rotated: use lebowski key revoke
+--compromised.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.config()
