@@ -110,14 +110,7 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 	require.Equal(t, [][]byte{own.PublicKey()}, got, "before the store holds it: the identity's key")
 	_, err = st.PutKey(own.PublicKey(), attest.TrustOwn, "own key")
 	require.NoError(t, err)
-	for _, id := range ids[1:5] {
-		e, err := attest.ParsePublicKey(id.PublicKey())
-		require.NoError(t, err)
-		require.NoError(t, attest.Certify(own, e))
-		pub, err := attest.SerializeKey(e)
-		require.NoError(t, err)
-		_, out, err := st.MergeKey(pub, "certified by this node")
-		require.NoError(t, err)
+	for _, out := range certifyInStore(t, st, own, ids[1:5]) {
 		require.Equal(t, store.MergeNew, out)
 	}
 	_, err = st.PutKey(ids[5].PublicKey(), attest.TrustUnvetted, "not certified")
@@ -158,15 +151,7 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 	require.Equal(t, own.Fingerprint(), attest.Fingerprint(e), "the former own key goes out with the own key")
 	require.NotNil(t, attest.RevocationOf(e, time.Now()))
 	// Former own keys go before the keys this node certified.
-	for _, id := range ids[1:5] {
-		e, err := attest.ParsePublicKey(id.PublicKey())
-		require.NoError(t, err)
-		require.NoError(t, attest.Certify(next, e))
-		pub, err := attest.SerializeKey(e)
-		require.NoError(t, err)
-		_, _, err = st.MergeKey(pub, "certified by this node")
-		require.NoError(t, err)
-	}
+	certifyInStore(t, st, next, ids[1:5])
 	for range 5 {
 		got = k.AnnounceKeys()
 		require.Len(t, got, 1+announceCertified)
@@ -199,6 +184,24 @@ func TestKeyAdapterAnnounceKeys(t *testing.T) {
 		}
 		require.Equal(t, 1, formers)
 	}
+}
+
+// certifyInStore certifies each key of ids with by and merges it into st,
+// as `lebowski key certify` does; it returns the merge outcomes.
+func certifyInStore(t *testing.T, st *store.Store, by *attest.Identity, ids []*attest.Identity) []store.MergeOutcome {
+	t.Helper()
+	var outs []store.MergeOutcome
+	for _, id := range ids {
+		e, err := attest.ParsePublicKey(id.PublicKey())
+		require.NoError(t, err)
+		require.NoError(t, attest.Certify(by, e))
+		pub, err := attest.SerializeKey(e)
+		require.NoError(t, err)
+		_, out, err := st.MergeKey(pub, "certified by this node")
+		require.NoError(t, err)
+		outs = append(outs, out)
+	}
+	return outs
 }
 
 // keyOutcome is the store's merge outcome named in a key event's change.
