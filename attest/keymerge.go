@@ -55,10 +55,12 @@ func certCurrent(sig *packet.Signature, now time.Time) bool {
 	if sig.CreationTime.Unix() > now.Add(DefaultSkew).Unix() {
 		return false
 	}
-	if sig.SigLifetimeSecs == nil || *sig.SigLifetimeSecs == 0 {
-		return true
+	// Within the skew, go-crypto's check at the later of the two times:
+	// its lifetime rule as it is, without its strict "not valid yet".
+	if sig.CreationTime.After(now) {
+		now = sig.CreationTime
 	}
-	return now.Unix() <= sig.CreationTime.Add(time.Duration(*sig.SigLifetimeSecs)*time.Second).Unix()
+	return !sig.SigExpired(now)
 }
 
 // MergeKey merges what an announced copy of a key adds to the stored copy

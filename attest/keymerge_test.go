@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // reparse serializes e and parses it back, as the store and the network
@@ -299,6 +300,34 @@ func TestMergeKeyClockSkew(t *testing.T) {
 			trusted := map[string]*openpgp.Entity{root.Fingerprint(): known.Lookup(root.Fingerprint())}
 			if ok := certifiedWithin(reparse(t, certified), trusted, nil, 1, now); ok != (tt.want == 1) {
 				t.Errorf("certified within 1 hop = %v, want %v", ok, tt.want == 1)
+			}
+		})
+	}
+}
+
+// certCurrent: a lifetime ends a certification; a date within the skew
+// ahead does not start it late.
+func TestCertCurrent(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	life := func(s uint32) *uint32 { return &s }
+	for _, tc := range []struct {
+		desc    string
+		created time.Time
+		life    *uint32
+		at      time.Time
+		want    bool
+	}{
+		{"no lifetime, years later", t0, nil, t0.AddDate(5, 0, 0), true},
+		{"lifetime 0 means none", t0, life(0), t0.AddDate(5, 0, 0), true},
+		{"within its lifetime", t0, life(60), t0.Add(60 * time.Second), true},
+		{"past its lifetime", t0, life(60), t0.Add(61 * time.Second), false},
+		{"dated 5 min ahead, with a lifetime", t0.Add(5 * time.Minute), life(60), t0, true},
+		{"dated beyond the skew", t0.Add(DefaultSkew + time.Second), nil, t0, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			sig := &packet.Signature{CreationTime: tc.created, SigLifetimeSecs: tc.life}
+			if got := certCurrent(sig, tc.at); got != tc.want {
+				t.Errorf("certCurrent = %v, want %v", got, tc.want)
 			}
 		})
 	}

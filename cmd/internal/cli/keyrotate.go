@@ -187,7 +187,7 @@ func (g *globals) revokeAndInstall(ctx context.Context, l config.Layout, r *rota
 	if err := syncDir(l.Dir); err != nil {
 		return envErr(err)
 	}
-	if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
+	if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil { // also a next key left by an earlier run
 		return envErr(err)
 	}
 	tmp := l.NextBuilderKey() + ".install"
@@ -198,12 +198,15 @@ func (g *globals) revokeAndInstall(ctx context.Context, l config.Layout, r *rota
 	if err := os.Rename(tmp, l.BuilderKey()); err != nil {
 		return envErr(fmt.Errorf("install the new key: %w", err))
 	}
-	return envErrOrNil(syncDir(l.Dir))
+	if err := syncDir(l.Dir); err != nil {
+		return envErr(err)
+	}
+	return nil
 }
 
 // generateNext is step 1: a new key named like cur (or name) in
-// builder.key.next, owned like builder.key, its directory entry synced
-// before the revocation names it.
+// builder.key.next, its directory entry synced before the revocation
+// names it (step 4 gives it builder.key's owner).
 func generateNext(l config.Layout, cur *attest.Identity, name string) (*attest.Identity, error) {
 	if name == "" {
 		name = "Lebowski builder"
@@ -216,9 +219,6 @@ func generateNext(l config.Layout, cur *attest.Identity, name string) (*attest.I
 		return nil, err
 	}
 	if err := next.Save(l.NextBuilderKey(), false); err != nil {
-		return nil, err
-	}
-	if err := ownedLike(l.NextBuilderKey(), l.BuilderKey()); err != nil {
 		return nil, err
 	}
 	return next, syncDir(l.Dir)
@@ -235,13 +235,6 @@ func replacedBy(ctx context.Context, n *core.Node, l config.Layout, s string) (s
 		}
 	}
 	return "", nil
-}
-
-func envErrOrNil(err error) error {
-	if err != nil {
-		return envErr(err)
-	}
-	return nil
 }
 
 // ownedLike gives path the owner of like: a node that runs as another

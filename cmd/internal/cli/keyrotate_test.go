@@ -28,11 +28,12 @@ func keyList(t *testing.T, dd string) map[string]core.KeyInfo {
 	return m
 }
 
-func builderKey(t *testing.T, dd string) string {
+// builderKey is the data dir's builder key.
+func builderKey(t *testing.T, dd string) *attest.Identity {
 	t.Helper()
 	id, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
 	require.NoError(t, err)
-	return id.Fingerprint()
+	return id
 }
 
 // key rotate: a new builder key, the old one revoked naming it and kept
@@ -47,12 +48,12 @@ func TestCLIKeyRotate(t *testing.T) {
 	require.Equal(t, ExitUsage, code)
 	code, _, _ = run(t, dd, "key", "gen")
 	require.Equal(t, ExitOK, code)
-	first := builderKey(t, dd)
+	first := builderKey(t, dd).Fingerprint()
 	for _, bad := range []struct{ reason, want string }{{"two\nlines", "one line"}, {strings.Repeat("x", 500), "exceeds"}} {
 		code, _, errOut = run(t, dd, "key", "rotate", "--reason", bad.reason)
 		require.Equal(t, ExitUsage, code)
 		require.Contains(t, errOut, bad.want)
-		require.Equal(t, first, builderKey(t, dd))
+		require.Equal(t, first, builderKey(t, dd).Fingerprint())
 		_, err := os.Stat(filepath.Join(dd, "builder.key.next"))
 		require.ErrorIs(t, err, os.ErrNotExist, "nothing generated for a bad reason")
 	}
@@ -60,10 +61,9 @@ func TestCLIKeyRotate(t *testing.T) {
 
 	code, _, errOut = run(t, dd, "key", "gen", "--name", "Node One")
 	require.Equal(t, ExitOK, code, errOut)
-	old := builderKey(t, dd)
+	oldID := builderKey(t, dd)
+	old := oldID.Fingerprint()
 	// A claim signed by the old key before the rotation.
-	oldID, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
-	require.NoError(t, err)
 	cp := filepath.Join(t.TempDir(), "claim.jsonl")
 	require.NoError(t, os.WriteFile(cp, attesttest.Wire(t, attesttest.Claim(t, oldID)), 0o644))
 	code, _, errOut = run(t, dd, "claims", "import", cp)
@@ -76,7 +76,7 @@ func TestCLIKeyRotate(t *testing.T) {
 	require.Equal(t, old, r.Old)
 	require.NotEqual(t, old, r.New)
 	require.False(t, r.Resumed)
-	require.Equal(t, r.New, builderKey(t, dd))
+	require.Equal(t, r.New, builderKey(t, dd).Fingerprint())
 	require.Equal(t, r.New, r.Revocation.Successor)
 	require.Equal(t, "superseded", r.Revocation.Reason)
 	require.Contains(t, r.Revocation.Text, "yearly")
@@ -89,9 +89,7 @@ func TestCLIKeyRotate(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dd, "builder.key.next"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 
-	newID, err := attest.LoadIdentity(filepath.Join(dd, "builder.key"))
-	require.NoError(t, err)
-	require.Equal(t, "Node One", newID.Entity.PrimaryIdentity().UserId.Name, "the new key keeps the old key's name")
+	require.Equal(t, "Node One", builderKey(t, dd).Entity.PrimaryIdentity().UserId.Name, "the new key keeps the old key's name")
 	keys := keyList(t, dd)
 	require.Equal(t, attest.TrustOwn, keys[r.New].Trust)
 	require.Equal(t, attest.TrustDistrusted, keys[old].Trust)
@@ -108,7 +106,7 @@ func TestCLIKeyRotate(t *testing.T) {
 	require.Equal(t, ExitOK, code, errOut)
 	require.Contains(t, out, "revoked "+r.New+" (superseded by ")
 	require.Contains(t, errOut, "lebowski key certify")
-	newest := builderKey(t, dd)
+	newest := builderKey(t, dd).Fingerprint()
 	require.NotEqual(t, r.New, newest)
 	keys = keyList(t, dd)
 	require.Equal(t, newest, keys[old].RotatedTo, "a chain of rotations: the first key's claims count as the newest key's")
@@ -124,7 +122,7 @@ func TestCLIKeyRotateResumes(t *testing.T) {
 			dd := t.TempDir()
 			code, _, errOut := run(t, dd, "key", "gen")
 			require.Equal(t, ExitOK, code, errOut)
-			old := builderKey(t, dd)
+			old := builderKey(t, dd).Fingerprint()
 			bk, nk := filepath.Join(dd, "builder.key"), filepath.Join(dd, "builder.key.next")
 			retired := filepath.Join(dd, "builder.key."+old+".revoked")
 			next := attesttest.Fresh(t, 1)[0]
@@ -149,7 +147,7 @@ func TestCLIKeyRotateResumes(t *testing.T) {
 			require.Equal(t, retired, r.Retired)
 			require.Equal(t, next.Fingerprint(), r.New)
 			require.Equal(t, next.Fingerprint(), r.Revocation.Successor)
-			require.Equal(t, next.Fingerprint(), builderKey(t, dd))
+			require.Equal(t, next.Fingerprint(), builderKey(t, dd).Fingerprint())
 			_, err := os.Stat(nk)
 			require.ErrorIs(t, err, os.ErrNotExist, "finished: builder.key.next removed")
 			kept, err := attest.LoadIdentity(retired)
@@ -169,12 +167,12 @@ func TestCLIKeyRotateResumes(t *testing.T) {
 	require.Equal(t, ExitOK, code, errOut)
 	code, _, errOut = run(t, dd, "key", "revoke", "--reason", "retired")
 	require.Equal(t, ExitOK, code, errOut)
-	old := builderKey(t, dd)
+	old := builderKey(t, dd).Fingerprint()
 	code, _, errOut = run(t, dd, "key", "rotate")
 	require.Equal(t, ExitEnv, code)
 	require.Contains(t, errOut, "already revoked")
 	require.Contains(t, errOut, "key gen --force")
-	require.Equal(t, old, builderKey(t, dd), "builder.key is left alone")
+	require.Equal(t, old, builderKey(t, dd).Fingerprint(), "builder.key is left alone")
 }
 
 // The new key keeps the owner of the key it replaces (a node run by
