@@ -187,3 +187,53 @@ func Certifiers(e *openpgp.Entity) []string {
 	sort.Strings(out)
 	return out
 }
+
+// MaxCertTries bounds the signatures CertifiedBy checks cryptographically
+// for one certifier over one key: a stored key may carry signatures that
+// only claim to be the certifier's (a claim's embedded key is stored as
+// sent), and each check costs a signature verification.
+const MaxCertTries = 4
+
+// CertifiedBy reports whether one of target's user IDs carries a valid
+// third-party certification by certifier's primary key, in force at now
+// (VerifyCertification). Unlike CertifiedWithin it ignores whether target
+// or certifier is revoked: it answers "did certifier sign this key", which
+// is what a rotation's acknowledgement (the successor certifies the key it
+// replaces) and a revoked key's former standing ask. At most MaxCertTries
+// signatures naming certifier are verified; others are not looked at.
+func CertifiedBy(target, certifier *openpgp.Entity, now time.Time) bool {
+	if target == nil || target.PrimaryKey == nil || certifier == nil || certifier.PrimaryKey == nil {
+		return false
+	}
+	want := Fingerprint(certifier)
+	if want == Fingerprint(target) {
+		return false
+	}
+	names := make([]string, 0, len(target.Identities))
+	for name := range target.Identities {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same signatures tried on every call
+	tries := 0
+	for _, name := range names {
+		id := target.Identities[name]
+		if id == nil {
+			continue
+		}
+		for _, sig := range id.Signatures {
+			if sig == nil || !isCertification(sig.SigType) || issuerKeyID(sig) != certifier.PrimaryKey.KeyId {
+				continue
+			}
+			if len(sig.IssuerFingerprint) > 0 && fmt.Sprintf("%X", sig.IssuerFingerprint) != want {
+				continue
+			}
+			if tries++; tries > MaxCertTries {
+				return false
+			}
+			if VerifyCertification(target, name, sig, certifier, now) == nil {
+				return true
+			}
+		}
+	}
+	return false
+}

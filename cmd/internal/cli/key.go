@@ -228,7 +228,7 @@ func trustWords(k core.KeyInfo) string {
 		case k.RotatedTo != "":
 			trust += "; earlier claims count as " + short(k.RotatedTo, 8) + "'s"
 		case r.Successor != "":
-			trust += "; successor " + short(r.Successor, 8) + " does not vote here"
+			trust += "; successor " + short(r.Successor, 8) + " not counted: it must vote here and certify this key, which must have voted here"
 		}
 		trust += ")"
 	}
@@ -290,9 +290,11 @@ func newKeyRevokeCmd(g *globals) *cobra.Command {
 		Long: `Revoke this node's builder key: a key revocation signature made with the key
 itself, stored and published on the keys topic. Every node stops counting
 the key's claims and certifications. With --successor (a rotation) the
-revocation names the key that replaces it: nodes that trust or certify the
-successor count the old key's claims signed before the revocation as the
-successor's. --compromised: none of the key's signatures count, whenever
+revocation names the key that replaces it: once the successor certifies
+this key (run ` + "`lebowski key certify OLD`" + ` where the successor is the
+node's key), nodes where this key voted and the successor votes count the
+old key's claims signed before the revocation as the successor's
+(` + "`lebowski key rotate`" + ` does all of it). --compromised: none of the key's signatures count, whenever
 made (no successor). The node signs nothing with a revoked key: generate a
 new one (docs/TRUST.md, rotation).`,
 		Args: cobra.NoArgs,
@@ -314,6 +316,9 @@ new one (docs/TRUST.md, rotation).`,
 			}
 			if err != nil {
 				return err
+			}
+			if successor != "" && !g.json {
+				fmt.Fprintf(g.errOut, "next: on the node whose key is %s, run `lebowski key certify %s`: the rotation counts nowhere until the successor acknowledges it\n", short(successor, 8), res.Fingerprint)
 			}
 			return g.printKeyResult("revoked", res)
 		},

@@ -93,7 +93,8 @@ newest key's. A stolen key is not rotated: use lebowski key revoke
 //  2. revoke K naming S (stored, synced by the store);
 //  3. keep K as builder.key.<K>.revoked (a hard link);
 //  4. install S: builder.key becomes a link to builder.key.next;
-//  5. store S as the node's own key;
+//  5. store S as the node's own key, and S certifies K (the successor's
+//     acknowledgement of the rotation);
 //  6. remove builder.key.next.
 //
 // The store stays locked from step 2 to step 4, so a daemon cannot start
@@ -136,6 +137,9 @@ func (g *globals) rotate(ctx context.Context, l config.Layout, name, reason stri
 	if r.Old == "" { // resumed after step 4: the key it replaced
 		r.Old, r.Revocation = replacedBy(ctx, n, l, r.New)
 		r.Retired = l.RetiredBuilderKey(r.Old)
+	}
+	if err := acknowledge(ctx, n, r.Old, r.New); err != nil {
+		return nil, err
 	}
 	if err := os.Remove(l.NextBuilderKey()); err != nil {
 		return nil, envErr(fmt.Errorf("finish the rotation: %w", err))
@@ -222,6 +226,23 @@ func generateNext(l config.Layout, cur *attest.Identity, name string) (*attest.I
 		return nil, err
 	}
 	return next, syncDir(l.Dir)
+}
+
+// acknowledge is step 5's second half: the new key certifies the one it
+// replaces, the successor's acknowledgement without which no node counts
+// the rotation (docs/TRUST.md, "Rotation"). Done once: a re-run finds the
+// rotation counted already.
+func acknowledge(ctx context.Context, n *core.Node, old, next string) error {
+	if old == "" {
+		return nil // no revoked key in the data dir names the new one
+	}
+	if ki, err := n.Key(ctx, old); err == nil && ki.RotatedTo == next {
+		return nil
+	}
+	if _, err := n.CertifyKey(ctx, old); err != nil {
+		return envErr(fmt.Errorf("certify the replaced key %s with the new key (the rotation's acknowledgement): %w; run `lebowski key rotate` again", old, err))
+	}
+	return nil
 }
 
 // replacedBy finds, among the revoked keys kept in the data dir, the one

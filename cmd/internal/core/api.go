@@ -67,7 +67,9 @@ type API interface {
 	SetTrust(ctx context.Context, fingerprint string, trust attest.Trust, note string) error
 	// CertifyKey certifies a stored builder key with the node's own key
 	// (an OpenPGP certification, as `gpg --sign-key` makes), stores it and
-	// publishes the certified key on the keys topic when online.
+	// publishes the certified key on the keys topic when online. A revoked
+	// key is refused, except by the successor its rotation names (that
+	// certification acknowledges the rotation).
 	CertifyKey(ctx context.Context, fingerprint string) (*KeyResult, error)
 	// RevokeKey revokes the node's own builder key (a key revocation
 	// signature, naming a successor for a rotation), stores it and

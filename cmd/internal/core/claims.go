@@ -22,6 +22,9 @@ func (n *Node) ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult
 	if err != nil {
 		return nil, err
 	}
+	if _, err := n.trustNow(); err != nil { // keys the claims brought are in force on return
+		return nil, err
+	}
 	out := make([]ImportResult, len(res))
 	for i, r := range res {
 		out[i] = ImportResult{ID: r.ID, Status: r.Status.String()}

@@ -89,6 +89,9 @@ func (n *Node) ImportKey(ctx context.Context, pub []byte, trust attest.Trust, so
 	if err != nil {
 		return nil, err
 	}
+	if _, err := n.trustNow(); err != nil { // in force when the caller returns
+		return nil, err
+	}
 	n.KeyChanged(k.Fingerprint, "imported as "+string(trust), "import")
 	return n.withTrust(k)
 }
@@ -120,6 +123,9 @@ func (n *Node) SetTrust(ctx context.Context, fpr string, trust attest.Trust, not
 	if err := n.st.SetTrust(fpr, trust, note); err != nil {
 		return err
 	}
+	if _, err := n.trustNow(); err != nil {
+		return err
+	}
 	n.KeyChanged(fpr, "trust set to "+string(trust), "self")
 	return nil
 }
@@ -148,7 +154,10 @@ func (n *Node) CertifyKey(ctx context.Context, fpr string) (*KeyResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certify key: stored key %s: %w", fpr, err)
 	}
-	if r := attest.RevocationOf(e, n.now()); r != nil {
+	// A revoked key is certified only by the successor its rotation
+	// names: that certification is the successor's acknowledgement, without
+	// which the rotation does not count (docs/TRUST.md, "Rotation").
+	if r := attest.RevocationOf(e, n.now().Add(attest.DefaultSkew)); r != nil && (r.Compromised() || r.Successor != n.id.Fingerprint()) {
 		return nil, Invalid(fmt.Errorf("certify key: %s was revoked on %s (%s); certify its successor instead", fpr, r.Time.Format(time.DateOnly), r.Reason))
 	}
 	if err := attest.Certify(n.id, e); err != nil {
@@ -164,6 +173,9 @@ func (n *Node) CertifyKey(ctx context.Context, fpr string) (*KeyResult, error) {
 	}
 	if !out.Changed() {
 		return nil, fmt.Errorf("certify key %s: the store kept no new certification (%s): it already carries %d", fpr, out, attest.MaxCertifications)
+	}
+	if _, err := n.trustNow(); err != nil {
+		return nil, err
 	}
 	n.log.Info("key certified", "key", fpr, "by", n.id.Fingerprint())
 	n.KeyChanged(fpr, "certified by this node", "self")
@@ -196,6 +208,9 @@ func (n *Node) RevokeKey(ctx context.Context, req RevokeRequest) (*KeyResult, er
 	}
 	if !out.Changed() {
 		return nil, fmt.Errorf("revoke key %s: the store kept no new revocation (%s): it already carries %d", n.id.Fingerprint(), out, attest.MaxRevocations)
+	}
+	if _, err := n.trustNow(); err != nil {
+		return nil, err
 	}
 	n.log.Warn("own builder key revoked", "key", n.id.Fingerprint(), "successor", succ, "compromised", req.Compromised)
 	n.KeyChanged(n.id.Fingerprint(), "own key revoked", "self")

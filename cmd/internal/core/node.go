@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
@@ -77,9 +78,15 @@ type Node struct {
 	ownReady sync.Once
 	ownErr   error
 
-	trustMu    sync.Mutex
-	trustVer   uint64
-	trustCache *trustView
+	// The trust view (trust.go): the last complete one, swapped in when
+	// a rebuild ends; trustMu serialises rebuilds, kickMu guards the
+	// running background rebuild's done channel.
+	trustCur  atomic.Pointer[trustState]
+	trustMu   sync.Mutex
+	kickMu    sync.Mutex
+	kickDone  chan struct{}
+	certMemo  map[certMemoKey]bool // guarded by trustMu
+	trustWait time.Duration
 }
 
 var _ API = (*Node)(nil)
@@ -124,7 +131,7 @@ func WithVersion(v string) Option { return func(n *Node) { n.version = v } }
 // New returns a node over an open store. The caller keeps ownership of
 // the store (and closes it after the node is done).
 func New(st *store.Store, opts ...Option) *Node {
-	n := &Node{st: st, hops: config.DefaultTrustHops, log: slog.New(slog.DiscardHandler), now: time.Now, events: newBroker()}
+	n := &Node{st: st, hops: config.DefaultTrustHops, log: slog.New(slog.DiscardHandler), now: time.Now, events: newBroker(), trustWait: DefaultTrustWait}
 	for _, o := range opts {
 		o(n)
 	}

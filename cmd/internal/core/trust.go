@@ -1,10 +1,10 @@
 package core
 
 import (
+	"crypto/sha256"
+	"maps"
 	"sort"
 	"time"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
@@ -16,7 +16,8 @@ import (
 // key, and keys certified by voting keys within trust_hops; a key with a
 // revocation signature is distrusted whatever else says, and a rotation
 // lets its earlier claims count as its successor's. Operator groups voting
-// keys into operator clusters for diversity. It is cached until the
+// keys into operator clusters for diversity. A view is immutable once
+// built; Node keeps the last complete one (trust) and builds anew when the
 // store's keys change (store.KeysVersion).
 type trustView struct {
 	levels  map[string]attest.Trust
@@ -86,35 +87,142 @@ func (t *trustView) Operator(f string) string {
 // votes reports a non-equivocating key whose level votes.
 func (t *trustView) votes(f string) bool { return t.Level(f).Votes() && !t.equiv[f] }
 
-// trust returns the current trust view, rebuilt only when the store's
-// keys changed since the last call.
+// trustState is one complete trust view and the store's keys version it
+// was built from.
+type trustState struct {
+	view *trustView
+	ver  uint64
+}
+
+// DefaultTrustWait is how long a reader waits for a trust view rebuild
+// already under way before it answers with the last complete view.
+const DefaultTrustWait = 20 * time.Millisecond
+
+// trust returns the trust view for readers (info, verify, apt-check, key
+// lists). Readers never wait on a slow rebuild: when the store's keys
+// changed since the last complete view, a rebuild is started in the
+// background (one at a time) and the reader waits for it at most
+// n.trustWait, then answers with the last complete view; the new view is
+// swapped in when it is ready. Only the very first view is built while
+// the caller waits. Writers on this node (key import, trust, certify,
+// revoke, claims import) call trustNow instead, so that what they just
+// did is in force when they return.
 func (n *Node) trust() (*trustView, error) {
+	cur := n.trustCur.Load()
+	if cur == nil {
+		return n.trustNow()
+	}
+	if cur.ver == n.st.KeysVersion() {
+		return cur.view, nil
+	}
+	done := n.kickTrust()
+	t := time.NewTimer(n.trustWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return n.trustCur.Load().view, nil
+}
+
+// trustNow rebuilds the trust view if the store's keys changed and
+// returns it: the caller waits for the rebuild.
+func (n *Node) trustNow() (*trustView, error) {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
+	if err := n.rebuildTrust(); err != nil {
+		return nil, err
+	}
+	return n.trustCur.Load().view, nil
+}
+
+// kickTrust starts a background rebuild unless one runs, and returns a
+// channel closed when the running one ends.
+func (n *Node) kickTrust() <-chan struct{} {
+	n.kickMu.Lock()
+	defer n.kickMu.Unlock()
+	if n.kickDone != nil {
+		return n.kickDone
+	}
+	done := make(chan struct{})
+	n.kickDone = done
+	go func() {
+		n.trustMu.Lock()
+		err := n.rebuildTrust()
+		n.trustMu.Unlock()
+		if err != nil {
+			n.log.Warn("trust view rebuild", "err", err)
+		}
+		n.kickMu.Lock()
+		n.kickDone = nil
+		n.kickMu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// rebuildTrust builds a new view when the store's keys changed since the
+// current one and swaps it in. The caller holds trustMu.
+func (n *Node) rebuildTrust() error {
 	ver := n.st.KeysVersion()
-	if n.trustCache != nil && n.trustVer == ver {
-		return n.trustCache, nil
+	if cur := n.trustCur.Load(); cur != nil && cur.ver == ver {
+		return nil
 	}
 	keys, err := n.st.Keys()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	t := n.buildTrust(keys)
-	n.trustCache, n.trustVer = t, ver
+	n.trustCur.Store(&trustState{view: t, ver: ver})
 	certified := make([]string, 0, len(t.via))
 	for f := range t.via {
 		certified = append(certified, f)
 	}
 	n.st.SetVoters(certified) // their claims pass the store's budget, as trusted keys' do
-	return t, nil
+	return nil
 }
 
 // RefreshTrust rebuilds the trust view if the store's keys changed, so
 // that a key certified since is exempt from the store's budget before any
 // query asks (the daemon calls it periodically).
 func (n *Node) RefreshTrust() error {
-	_, err := n.trust()
+	_, err := n.trustNow()
 	return err
+}
+
+// certMemoKey names one certification check: the certified key's stored
+// material and the certifier.
+type certMemoKey struct {
+	target    [sha256.Size]byte
+	certifier string
+}
+
+// maxCertMemo bounds the remembered certification checks; past it the
+// memo starts again (the next rebuild re-checks what it needs).
+const maxCertMemo = 1 << 16
+
+// certifiedBy reports whether certifier's key validly certifies the key
+// whose stored material is pub (attest.CertifiedBy), remembering the
+// answer across rebuilds: a certification is checked once per distinct
+// key material, not at every rebuild. The caller holds trustMu.
+func (n *Node) certifiedBy(fpr string, pub []byte, certifier string) bool {
+	k := certMemoKey{target: sha256.Sum256(pub), certifier: certifier}
+	if ok, seen := n.certMemo[k]; seen {
+		return ok
+	}
+	target, signer := n.st.Lookup(fpr), n.st.Lookup(certifier)
+	if target == nil || signer == nil {
+		return false // not remembered: the certifier's key may come later
+	}
+	// The answer depends on target's material (pub) and the certifier's
+	// primary key, which its fingerprint names: nothing else changes it
+	// but time (a certification expiring, seen at the memo's next reset).
+	ok := attest.CertifiedBy(target, signer, n.now())
+	if n.certMemo == nil || len(n.certMemo) >= maxCertMemo {
+		n.certMemo = map[certMemoKey]bool{}
+	}
+	n.certMemo[k] = ok
+	return ok
 }
 
 func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
@@ -134,9 +242,10 @@ func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
 	if n.id != nil {
 		t.levels[n.id.Fingerprint()] = attest.TrustOwn
 	}
+	before := maps.Clone(t.levels) // what each key was before any revocation
 	n.revocations(t, keys)
 	n.certify(t, keys)
-	n.rotations(t)
+	n.rotations(t, keys, before)
 	return t
 }
 
@@ -161,17 +270,61 @@ func (n *Node) revocations(t *trustView, keys []store.KeyInfo) {
 }
 
 // rotations lets a revoked key's claims signed before its revocation
-// count as its successor's, when the revocation names the successor (and
-// is not for a compromised key) and the successor itself votes here. A
-// successor rotated in turn passes them on (K → S → S2: K's claims count
-// as S2's), up to maxRotationChain steps: each step is signed by the key
-// it retires, and only the last key must vote, as for one step.
-func (n *Node) rotations(t *trustView) {
+// count as its successor's (docs/TRUST.md, "Rotation"). A link K → S of
+// a rotation counts only when
+//
+//   - K's revocation names S and is not for a compromised key;
+//   - K itself voted here before its revocation (votedBefore): a rotation
+//     passes on a vote, so a key that had none here has nothing to pass
+//     on, and a stranger's revocation naming a trusted key as its
+//     successor changes nothing;
+//   - S acknowledges K: S's key certifies K (attest.CertifiedBy, checked
+//     on K's stored key, K's revocation notwithstanding) — the new key
+//     signs the old one, as in OpenPGP key transition statements. Nobody
+//     can make a key another operator holds the heir of theirs.
+//
+// A successor rotated in turn passes them on (K → S → S2: K's claims
+// count as S2's), every link checked alike, up to maxRotationChain
+// links; the last key must vote now.
+func (n *Node) rotations(t *trustView, keys []store.KeyInfo, before map[string]attest.Trust) {
+	byFpr := make(map[string]*store.KeyInfo, len(t.revoked))
+	for i := range keys {
+		if _, ok := t.revoked[keys[i].Fingerprint]; ok {
+			byFpr[keys[i].Fingerprint] = &keys[i]
+		}
+	}
+	link := func(from, to string) bool {
+		k := byFpr[from]
+		return k != nil && n.votedBefore(t, k, before) && n.certifiedBy(from, k.PublicKey, to)
+	}
 	for f, r := range t.revoked {
-		if to := t.successor(f, r); to != "" {
+		if to := t.successor(f, r, link); to != "" {
 			t.rotated[f] = rotation{To: to, At: r.Time}
 		}
 	}
+}
+
+// votedBefore reports whether the revoked key k voted here before its
+// revocation: its level then (before: stored, config, own) votes, or a
+// key that votes now certifies it within trust_hops; never an
+// equivocating key or one the operator distrusts.
+func (n *Node) votedBefore(t *trustView, k *store.KeyInfo, before map[string]attest.Trust) bool {
+	f := k.Fingerprint
+	switch {
+	case t.equiv[f] || before[f] == attest.TrustDistrusted:
+		return false
+	case before[f].Votes():
+		return true
+	}
+	// Not the successor's own certification: that acknowledges the
+	// rotation, it is no standing K had here.
+	succ := t.revoked[f].Successor
+	for _, c := range k.Certifiers {
+		if c != succ && t.votes(c) && len(t.via[c]) < n.hops && n.certifiedBy(f, k.PublicKey, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxRotationChain bounds the rotations followed from one revoked key.
@@ -179,22 +332,22 @@ const maxRotationChain = 16
 
 // successor is the voting key at the end of f's chain of rotations (r is
 // f's revocation), or "" when the chain ends in a key that does not vote,
-// in a compromised or plain revocation, in a cycle or past
-// maxRotationChain steps.
-func (t *trustView) successor(f string, r *attest.Revocation) string {
+// in a compromised or plain revocation, in a link that does not count
+// (link: rotations), in a cycle or past maxRotationChain steps.
+func (t *trustView) successor(f string, r *attest.Revocation, link func(from, to string) bool) string {
 	seen := map[string]bool{f: true}
 	for range maxRotationChain {
-		if r.Successor == "" || r.Compromised() || seen[r.Successor] {
+		if r.Successor == "" || r.Compromised() || seen[r.Successor] || !link(f, r.Successor) {
 			return ""
 		}
-		to := r.Successor
-		if r = t.revoked[to]; r == nil {
-			if t.votes(to) {
-				return to
+		f = r.Successor
+		if r = t.revoked[f]; r == nil {
+			if t.votes(f) {
+				return f
 			}
 			return ""
 		}
-		seen[to] = true
+		seen[f] = true
 	}
 	return ""
 }
@@ -212,13 +365,14 @@ func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 	if n.hops <= 0 {
 		return
 	}
-	byCertifier := map[string][]string{}
-	for _, k := range keys {
+	byCertifier := map[string][]*store.KeyInfo{}
+	for i := range keys {
+		k := &keys[i]
 		if t.Level(k.Fingerprint).Votes() || t.levels[k.Fingerprint] == attest.TrustDistrusted {
 			continue
 		}
 		for _, c := range k.Certifiers {
-			byCertifier[c] = append(byCertifier[c], k.Fingerprint)
+			byCertifier[c] = append(byCertifier[c], k)
 		}
 	}
 	if len(byCertifier) == 0 {
@@ -238,17 +392,12 @@ func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 			if len(cands) == 0 {
 				continue
 			}
-			signer := n.st.Lookup(certifier)
-			if signer == nil {
-				continue
-			}
-			trusted := map[string]*openpgp.Entity{certifier: signer}
-			for _, f := range cands {
+			for _, k := range cands {
+				f := k.Fingerprint
 				if t.Level(f).Votes() {
 					continue // already trusted or certified at a shorter distance
 				}
-				target := n.st.Lookup(f)
-				if target == nil || !attest.CertifiedWithin(target, trusted, nil, 1) {
+				if !n.certifiedBy(f, k.PublicKey, certifier) {
 					continue
 				}
 				t.levels[f] = attest.TrustCertified

@@ -247,6 +247,14 @@ func TestOfflineRotationTravels(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = st.MergeKey(rev, "own key")
 	require.NoError(t, err)
+	// S acknowledges the rotation (key rotate's step 5): S certifies K.
+	e, err := attest.ParsePublicKey(rev)
+	require.NoError(t, err)
+	require.NoError(t, attest.Certify(s, e))
+	ack, err := attest.SerializeKey(e)
+	require.NoError(t, err)
+	_, _, err = st.MergeKey(ack, "own key")
+	require.NoError(t, err)
 	require.NoError(t, st.Close())
 	require.NoError(t, s.Save(l.BuilderKey(), true))
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
+	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
@@ -34,6 +35,18 @@ func certifiedBy(t *testing.T, target *attest.Identity, signers ...*attest.Ident
 func revokedKey(t *testing.T, id *attest.Identity, successor string, at time.Time) []byte {
 	t.Helper()
 	b, err := attest.Revoke(id, successor, "test", false, at)
+	require.NoError(t, err)
+	return b
+}
+
+// acknowledged returns the key pub certified by successor: the
+// successor's acknowledgement of a rotation.
+func acknowledged(t *testing.T, pub []byte, successor *attest.Identity) []byte {
+	t.Helper()
+	e, err := attest.ParsePublicKey(pub)
+	require.NoError(t, err)
+	require.NoError(t, attest.Certify(successor, e))
+	b, err := attest.SerializeKey(e)
 	require.NoError(t, err)
 	return b
 }
@@ -130,19 +143,28 @@ func testCertifyKey(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
 	ids := attesttest.Fresh(t, 4)
 	a, b, k, s := ids[0], ids[1], ids[2], ids[3]
+	// The three conditions of a rotation K → S: the revocation names S, K
+	// voted here before it, S certifies K (acknowledges the rotation).
+	// Without the last two a stranger's key K could name a trusted key
+	// as its successor and have its claims counted as that key's.
 	for _, tc := range []struct {
 		desc      string
 		successor string
 		sLevel    string // trusted, certified (by a), unvetted
 		after     bool   // k's claim is signed after the revocation
+		kNever    bool   // k never voted here (unvetted: a stranger's key)
+		noAck     bool   // s does not certify k
 		want      []*attest.Identity
 		rotatedTo string
 	}{
-		{"revoked, no successor", "", "trusted", false, []*attest.Identity{a, b}, ""},
-		{"rotation to a trusted successor", s.Fingerprint(), "trusted", false, []*attest.Identity{a, b, s}, s.Fingerprint()},
-		{"rotation to a certified successor", s.Fingerprint(), "certified", false, []*attest.Identity{a, b, s}, s.Fingerprint()},
-		{"rotation to an unvetted successor", s.Fingerprint(), "unvetted", false, []*attest.Identity{a, b}, ""},
-		{"claims signed after the revocation", s.Fingerprint(), "trusted", true, []*attest.Identity{a, b}, s.Fingerprint()},
+		{"revoked, no successor", "", "trusted", false, false, false, []*attest.Identity{a, b}, ""},
+		{"rotation to a trusted successor", s.Fingerprint(), "trusted", false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to a certified successor", s.Fingerprint(), "certified", false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to an unvetted successor", s.Fingerprint(), "unvetted", false, false, false, []*attest.Identity{a, b}, ""},
+		{"claims signed after the revocation", s.Fingerprint(), "trusted", true, false, false, []*attest.Identity{a, b}, s.Fingerprint()},
+		{"successor does not acknowledge", s.Fingerprint(), "trusted", false, false, true, []*attest.Identity{a, b}, ""},
+		{"hijack: a stranger's key names a trusted successor", a.Fingerprint(), "trusted", false, true, true, []*attest.Identity{a, b}, ""},
+		{"hijack: the successor even certifies the stranger", s.Fingerprint(), "trusted", false, true, false, []*attest.Identity{a, b}, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			h := mk(t, nil)
@@ -155,8 +177,10 @@ func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 			res, err := h.API.ImportClaims(ctx, wires(t, attesttest.Claim(t, k, func(st *attest.Statement) { st.Timestamp = ts })))
 			require.NoError(t, err)
 			require.Equal(t, "new", res[0].Status, res[0].Error)
-			require.NoError(t, h.API.SetTrust(ctx, k.Fingerprint(), attest.TrustTrusted, "before"))
-			assert.Equal(t, sortedFprs(a, b, k), trustedGroup(t, h.API), "k counts before its revocation")
+			if !tc.kNever {
+				require.NoError(t, h.API.SetTrust(ctx, k.Fingerprint(), attest.TrustTrusted, "before"))
+				assert.Equal(t, sortedFprs(a, b, k), trustedGroup(t, h.API), "k counts before its revocation")
+			}
 
 			switch tc.sLevel {
 			case "trusted":
@@ -172,12 +196,20 @@ func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 			require.NoError(t, err)
 			// The revocation arrives (an import here, an announcement on the
 			// network): the operator's level is kept, the key stops voting.
-			_, err = h.API.ImportKey(ctx, revokedKey(t, k, tc.successor, revokedAt), attest.TrustTrusted, "revocation")
+			kLevel := attest.TrustTrusted
+			if tc.kNever {
+				kLevel = attest.TrustUnvetted
+			}
+			rev := revokedKey(t, k, tc.successor, revokedAt)
+			if tc.successor != "" && !tc.noAck {
+				rev = acknowledged(t, rev, s)
+			}
+			_, err = h.API.ImportKey(ctx, rev, kLevel, "revocation")
 			require.NoError(t, err)
 			ki, err := h.API.Key(ctx, k.Fingerprint())
 			require.NoError(t, err)
 			assert.Equal(t, attest.TrustDistrusted, ki.Trust)
-			assert.Equal(t, attest.TrustTrusted, ki.Stored)
+			assert.Equal(t, kLevel, ki.Stored)
 			require.NotNil(t, ki.Revocation)
 			assert.Equal(t, tc.successor, ki.Revocation.Successor)
 			assert.Equal(t, tc.rotatedTo, ki.RotatedTo)
@@ -199,10 +231,15 @@ func testRotationChain(t *testing.T, mk func(*testing.T, func(*config.Config)) *
 		want      []*attest.Identity
 		rotatedTo string
 	}{
-		{"S rotated to a trusted S2", func(t *testing.T) []byte { return revokedKey(t, s, s2.Fingerprint(), time.Now().Add(-time.Minute)) },
-			[]*attest.Identity{a, b, s2}, s2.Fingerprint()},
-		{"S rotated back to K (a cycle)", func(t *testing.T) []byte { return revokedKey(t, s, k.Fingerprint(), time.Now().Add(-time.Minute)) },
-			[]*attest.Identity{a, b}, ""},
+		{"S rotated to a trusted S2", func(t *testing.T) []byte {
+			return acknowledged(t, revokedKey(t, s, s2.Fingerprint(), time.Now().Add(-time.Minute)), s2)
+		}, []*attest.Identity{a, b, s2}, s2.Fingerprint()},
+		{"S rotated to S2, which does not acknowledge it", func(t *testing.T) []byte {
+			return revokedKey(t, s, s2.Fingerprint(), time.Now().Add(-time.Minute))
+		}, []*attest.Identity{a, b}, ""},
+		{"S rotated back to K (a cycle)", func(t *testing.T) []byte {
+			return acknowledged(t, revokedKey(t, s, k.Fingerprint(), time.Now().Add(-time.Minute)), k)
+		}, []*attest.Identity{a, b}, ""},
 		{"S compromised", func(t *testing.T) []byte {
 			pub, err := attest.Revoke(s, "", "stolen", true, time.Now().Add(-time.Minute))
 			require.NoError(t, err)
@@ -218,7 +255,7 @@ func testRotationChain(t *testing.T, mk func(*testing.T, func(*config.Config)) *
 			res, err := h.API.ImportClaims(ctx, wires(t, attesttest.Claim(t, k, func(st *attest.Statement) { st.Timestamp = revokedAt.Add(-time.Hour) })))
 			require.NoError(t, err)
 			require.Equal(t, "new", res[0].Status, res[0].Error)
-			_, err = h.API.ImportKey(ctx, revokedKey(t, k, s.Fingerprint(), revokedAt), attest.TrustTrusted, "revocation")
+			_, err = h.API.ImportKey(ctx, acknowledged(t, revokedKey(t, k, s.Fingerprint(), revokedAt), s), attest.TrustTrusted, "revocation")
 			require.NoError(t, err)
 			_, err = h.API.ImportKey(ctx, tc.sRevoked(t), attest.TrustTrusted, "revocation")
 			require.NoError(t, err)
@@ -322,4 +359,77 @@ func testRevokeOwnKey(t *testing.T, mk func(*testing.T, func(*config.Config)) *H
 	require.NoError(t, err)
 	_, err = h.API.CertifyKey(ctx, other.Fingerprint())
 	assert.True(t, errors.Is(err, core.ErrNoIdentity), "%v", err)
+}
+
+// The rotation hijack (issue 20): fresh keys sign claims naming an
+// attacker's file, then publish revocations naming keys this node trusts
+// as their successors. Before the fix their claims counted as the trusted
+// keys' and the attacker's file was SAFE TO INSTALL. Input from keys that
+// do not vote here must change no verdict: the attacker's file stays
+// DO NOT INSTALL or UNVERIFIED, never SAFE, and trusted keys that signed
+// nothing are not made equivocating by someone else's claims.
+func testRotationHijack(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness) {
+	evil := attesttest.Hex("attacker deb")
+	verify := func(t *testing.T, api core.API, sha string) core.VerifyResult {
+		t.Helper()
+		v, err := api.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: attesttest.DebianVersion, Opinion: attesttest.Opinion, FileName: attesttest.DebName, SHA256: sha})
+		require.NoError(t, err)
+		return *v
+	}
+	attack := func(t *testing.T, h *Harness, victims []string, mods ...func(*attest.Statement)) {
+		t.Helper()
+		attackers := attesttest.Fresh(t, len(victims))
+		revokedAt := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+		for i, x := range attackers {
+			mods := append([]func(*attest.Statement){attesttest.Artifact(evil), func(st *attest.Statement) { st.Timestamp = revokedAt.Add(-time.Hour) }}, mods...)
+			res, err := h.API.ImportClaims(ctx, wires(t, attesttest.Claim(t, x, mods...)))
+			require.NoError(t, err)
+			require.Equal(t, "new", res[0].Status, res[0].Error)
+			_, err = h.API.ImportKey(ctx, revokedKey(t, x, victims[i], revokedAt), attest.TrustUnvetted, "announced by a stranger")
+			require.NoError(t, err)
+			ki, err := h.API.Key(ctx, x.Fingerprint())
+			require.NoError(t, err)
+			assert.Empty(t, ki.RotatedTo, "a key that never voted here passes on no vote")
+		}
+	}
+
+	t.Run("trusted keys that signed nothing", func(t *testing.T) {
+		h := mk(t, nil)
+		victims := attesttest.Fresh(t, 3)
+		for _, v := range victims {
+			_, err := h.API.ImportKey(ctx, v.PublicKey(), attest.TrustTrusted, "operator")
+			require.NoError(t, err)
+		}
+		attack(t, h, []string{victims[0].Fingerprint(), victims[1].Fingerprint(), victims[2].Fingerprint()})
+		v := verify(t, h.API, evil)
+		assert.NotEqual(t, consensus.Safe, v.Verdict, "%v", v.Reasons)
+		assert.Nil(t, trustedGroup(t, h.API), "no trusted key signed anything")
+	})
+	t.Run("trusted keys that agree on the honest file", func(t *testing.T) {
+		h := mk(t, nil)
+		victims := attesttest.Fresh(t, 3)
+		importTrusted(t, h.API, victims)
+		attack(t, h, []string{victims[0].Fingerprint(), victims[1].Fingerprint(), victims[2].Fingerprint()})
+		assert.Equal(t, consensus.Safe, verify(t, h.API, attesttest.Hex("deb")).Verdict, "the honest file stays SAFE")
+		assert.Equal(t, consensus.DoNotInstall, verify(t, h.API, evil).Verdict)
+		for _, v := range victims {
+			ki, err := h.API.Key(ctx, v.Fingerprint())
+			require.NoError(t, err)
+			assert.False(t, ki.Equivocating, "a stranger's claims make no trusted key equivocate")
+		}
+	})
+	t.Run("a competing recipe with another image", func(t *testing.T) {
+		h := mk(t, nil)
+		victims := attesttest.Fresh(t, 3)
+		importTrusted(t, h.API, victims)
+		attack(t, h, []string{victims[0].Fingerprint(), victims[1].Fingerprint(), victims[2].Fingerprint()},
+			func(st *attest.Statement) { st.ContainerDigest = "sha256:" + attesttest.Hex("attacker image") })
+		assert.Equal(t, consensus.Safe, verify(t, h.API, attesttest.Hex("deb")).Verdict, "the honest file stays SAFE")
+		assert.NotEqual(t, consensus.Safe, verify(t, h.API, evil).Verdict)
+	})
+	t.Run("the node's own key as the successor", func(t *testing.T) {
+		h := mk(t, nil)
+		attack(t, h, []string{h.Identity.Fingerprint()})
+		assert.NotEqual(t, consensus.Safe, verify(t, h.API, evil).Verdict)
+	})
 }

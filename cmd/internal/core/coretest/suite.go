@@ -72,6 +72,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"CertifyAndAnnounceKey", testCertifyKey},
 		{"KeyRevocationAndRotation", testRevocation},
 		{"RotationChain", testRotationChain},
+		{"RotationHijack", testRotationHijack},
 		{"RevocationBeatsCertification", testRevocationBeatsCertification},
 		{"RevokeOwnKey", testRevokeOwnKey},
 		{"Equivocation", testEquivocation},
