@@ -268,7 +268,8 @@ func (b BinaryVersion) Check() error {
 // opinion name and revision. ok is false for a version that is not an
 // opinion build (a plain Debian version, or a Debian suffix such as
 // ~bpo12+1 or ~deb12u1). The parse is the inverse of String for every
-// BinaryVersion whose Check passes.
+// BinaryVersion whose Check passes. A false ok does not make a version
+// Debian's: ClassifyVersion decides that, for the apt gate.
 func ParseBinaryVersion(v string) (b BinaryVersion, ok bool) {
 	plus := strings.LastIndexByte(v, '+')
 	if plus < 0 {
@@ -422,4 +423,186 @@ func (p Purity) Words() string {
 		return "source patches"
 	}
 	return "undeclared"
+}
+
+// VersionClass is what a package version is to Lebowski: see
+// ClassifyVersion. The zero value is VersionMalformed, so a class that
+// was never set fails closed.
+type VersionClass int
+
+// Version classes.
+const (
+	// VersionMalformed has the shape of an opinion build but is not one
+	// exactly (or is not a Debian version at all): nothing Lebowski
+	// builds carries it, so the apt gate refuses it.
+	VersionMalformed VersionClass = iota
+	// VersionDebian is a Debian version with no opinion-shaped part.
+	VersionDebian
+	// VersionOpinion is exactly <Debian>~<opinion>+<revision>.
+	VersionOpinion
+)
+
+func (c VersionClass) String() string {
+	switch c {
+	case VersionDebian:
+		return "debian"
+	case VersionOpinion:
+		return "opinion"
+	}
+	return "malformed"
+}
+
+// opinionPart is one "~<name>+<digits>" in a version.
+type opinionPart struct {
+	at     int    // index of the '~' in the version
+	name   string // letters and digits, either case
+	digits string
+	end    int // index just past the digits
+}
+
+func (p opinionPart) String() string { return "~" + p.name + "+" + p.digits }
+
+// opinionPartAt reads "~<name>+<digits>" at v[i] == '~': name is the
+// longest run of ASCII letters (either case) and digits after the '~',
+// followed by '+' and at least one digit. Debian's own suffixes
+// (bpoN, debN, debNuM: see CheckOpinionName) are not opinion parts.
+func opinionPartAt(v string, i int) (opinionPart, bool) {
+	j := i + 1
+	for j < len(v) && (isAlnum(v[j]) || 'A' <= v[j] && v[j] <= 'Z') {
+		j++
+	}
+	if j == i+1 || j+1 >= len(v) || v[j] != '+' || !isDigit(v[j+1]) {
+		return opinionPart{}, false
+	}
+	k := j + 1
+	for k < len(v) && isDigit(v[k]) {
+		k++
+	}
+	p := opinionPart{at: i, name: v[i+1 : j], digits: v[j+1 : k], end: k}
+	if debianSuffix(p.name) {
+		return opinionPart{}, false
+	}
+	return p, true
+}
+
+// problem says why an opinion part is not the exact end of an opinion
+// build, "" when it is.
+func (p opinionPart) problem(v string) string {
+	if err := CheckOpinionName(p.name); err != nil {
+		why := "not a valid opinion name"
+		upper := false
+		for i := 0; i < len(p.name); i++ {
+			upper = upper || 'A' <= p.name[i] && p.name[i] <= 'Z'
+		}
+		switch {
+		case upper:
+			why = "opinion names are lower-case"
+		case p.name == Vanilla:
+			why = "\"vanilla\" is reserved for unmodified Debian builds"
+		case len(p.name) > MaxOpinionNameLen:
+			why = fmt.Sprintf("opinion names have at most %d characters", MaxOpinionNameLen)
+		}
+		return fmt.Sprintf("%s: %s", p, why)
+	}
+	switch {
+	case p.digits[0] == '0' && len(p.digits) > 1:
+		return fmt.Sprintf("%s: revision %s has a leading zero", p, p.digits)
+	case p.digits == "0":
+		return fmt.Sprintf("%s: revision 0 (revisions start at 1)", p)
+	case len(p.digits) > 9 || mustAtoi(p.digits) > MaxRevision:
+		return fmt.Sprintf("%s: revision %s is above %d", p, p.digits, MaxRevision)
+	case p.end < len(v):
+		return fmt.Sprintf("%s is followed by %q (an opinion build ends with ~<opinion>+<revision>)", p, v[p.end:])
+	}
+	return ""
+}
+
+// mustAtoi reads at most 9 decimal digits.
+func mustAtoi(digits string) int {
+	n, _ := strconv.Atoi(digits)
+	return n
+}
+
+// ClassifyVersion tells a Lebowski opinion build from a Debian version,
+// strictly, for the apt gate: a version that only looks like an opinion
+// build must not pass as Debian's own.
+//
+// An opinion part is "~<name>+<digits>" where <name> is the longest run
+// of letters (either case) and digits after the '~' and is not one of
+// Debian's own suffixes (bpoN, debN, debNuM: 1.0-1~bpo12+1 is Debian's).
+// Opinion parts before the first '-' of a version that has one (after
+// the epoch) are upstream version text, as in 5.0~dev0+1-1 or
+// 2.0.6~rc1+1.1.7~rc3-11, and are ignored: an opinion build puts its
+// part after the whole Debian version, so after every '-'. The class is:
+//
+//   - VersionMalformed when v is not a Debian version (CheckVersion), or
+//     has an opinion part and is not exactly an opinion build: the part
+//     is followed by more text (2.10-3~o3+1~x, 2.10-3~o3+1+b1,
+//     2.10-3~o3+1-1), the revision has a leading zero, is 0 or above
+//     MaxRevision (2.10-3~o3+01), the name is upper-case, "vanilla" or
+//     too long (2.10-3~O3+1), there are two opinion parts
+//     (2.10-3~o3+1~o4+1), the Debian version before it is not valid
+//     (1-~o3+1), or the epoch has a leading zero (01:2.0-1~o3+1);
+//   - VersionOpinion when v is exactly <Debian>~<opinion>+<revision>
+//     (ParseBinaryVersion accepts it) and that is its only opinion part;
+//     the BinaryVersion is returned;
+//   - VersionDebian otherwise: no opinion part at all.
+//
+// A Debian version that happens to read as an opinion build
+// (1.0~alpha+1) is an opinion build here: the gate then asks the node,
+// which refuses it unless trusted builders attest it — a refusal that
+// says why, never a silent pass. Of the 22961 distinct versions in
+// Debian 12 (bookworm main, -updates, -security, amd64; those with a '~'
+// are in testdata/bookworm-versions.txt) every one is VersionDebian; 9
+// hold an opinion-shaped part, all before their first '-'. The price of
+// that exemption: an opinion build of a native version (no '-') with a
+// Debian revision appended, 2.10~o3+1-1, reads like bookworm's
+// 5.0~dev0+1-1 and is VersionDebian. A revisioned one, 2.10-3~o3+1-1, is
+// VersionMalformed.
+//
+// The error, for VersionMalformed only, wraps ErrInvalid and says why.
+func ClassifyVersion(v string) (BinaryVersion, VersionClass, error) {
+	if err := CheckVersion(v); err != nil {
+		return BinaryVersion{}, VersionMalformed, err
+	}
+	body, epoch := v, ""
+	if i := strings.IndexByte(v, ':'); i >= 0 {
+		epoch, body = v[:i], v[i+1:]
+	}
+	hyphen := strings.IndexByte(body, '-')
+	var parts []opinionPart
+	for i := 0; i < len(body); i++ {
+		if body[i] != '~' || i < hyphen {
+			continue
+		}
+		if p, ok := opinionPartAt(body, i); ok {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return BinaryVersion{}, VersionDebian, nil
+	}
+	malformed := func(why string) (BinaryVersion, VersionClass, error) {
+		return BinaryVersion{}, VersionMalformed, bad("version", v, "has the form of a Lebowski opinion build but is not one: "+why)
+	}
+	for _, p := range parts {
+		if why := p.problem(body); why != "" {
+			return malformed(why)
+		}
+	}
+	if len(parts) > 1 {
+		return malformed(fmt.Sprintf("two opinion parts, %s and %s (an opinion build has one, at the end)", parts[0], parts[1]))
+	}
+	if len(epoch) > 1 && epoch[0] == '0' {
+		return malformed(fmt.Sprintf("epoch %s has a leading zero", epoch))
+	}
+	b, ok := ParseBinaryVersion(v)
+	if !ok {
+		why := "it does not parse as <Debian version>~<opinion>+<revision>"
+		if err := CheckVersion(v[:len(v)-len(body)+parts[0].at]); err != nil {
+			why = fmt.Sprintf("the Debian version before %s is not valid (%v)", parts[0], err)
+		}
+		return malformed(why)
+	}
+	return b, VersionOpinion, nil
 }

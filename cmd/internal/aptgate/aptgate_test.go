@@ -155,7 +155,7 @@ func TestGate(t *testing.T) {
 			if tc.api == nil {
 				g.NodeErr = errors.New("store is locked")
 			}
-			d := g.Check(context.Background(), tc.path)
+			d := g.Check(context.Background(), Action{Path: tc.path})
 			assert.Equal(t, tc.allowed, d.Allowed, d.Line())
 			assert.Equal(t, tc.verdict, d.Verdict, d.Line())
 			assert.Contains(t, d.Line(), tc.line)
@@ -165,4 +165,109 @@ func TestGate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGateVersionsAndNames: a version that only looks like a Lebowski
+// build is refused, not passed as Debian's; apt.allow and apt.require
+// follow the binary package apt installs, not the Source field the file
+// declares; a file that is not what apt asked for is refused.
+func TestGateVersionsAndNames(t *testing.T) {
+	dir := t.TempDir()
+	deb := func(name, version, source string) string {
+		return debfiletest.Build(t, dir, debfiletest.Package{Name: name, Version: version, Source: source})
+	}
+	api := node(t, deb("hello", attesttest.BinaryVersion, "")) // claims for hello 2.10-3~o3+1 only
+	apt := func(name, version, path string) Action {
+		return Action{Package: name, OldVersion: "-", NewVersion: version, Arch: "amd64", Path: path}
+	}
+	leadingZero := deb("hello", "2.10-3~o3+01", "")
+	tildeAfter := deb("hello", "2.10-3~o3+1~x", "")
+	binNMU := deb("hello", "2.10-3~o3+1+b1", "")
+	upper := deb("hello", "2.10-3~O3+1", "")
+	collision := deb("alpha", "1.0~alpha+1", "")
+	debian := deb("libc6", "2.36-9+deb12u4", "glibc")
+	bookworm := deb("dev0", "5.0~dev0+1-1", "")              // a real bookworm version shape
+	liar := deb("evil", "7.2-1~o3+1", "nano")                // claims Source: nano
+	plainLiar := deb("evil", "1.0-1", "evil")                // apt thinks it is libssl3
+	plainHello := deb("hello", attesttest.DebianVersion, "") // apt thinks it is the o3 build
+	nano := deb("nano", "7.2-1~o3+1", "")                    // nobody attests it
+
+	for _, tc := range []struct {
+		desc    string
+		policy  config.AptPolicy
+		act     Action
+		allowed bool
+		verdict consensus.Verdict
+		kind    string
+		line    string
+	}{
+		{"leading zero revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+01", leadingZero), false, consensus.DoNotInstall, KindMalformed,
+			`REFUSED hello 2.10-3~o3+01: DO NOT INSTALL — invalid version "2.10-3~o3+01": has the form of a Lebowski opinion build but is not one: ~o3+01: revision 01 has a leading zero`},
+		{"text after the revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+1~x", tildeAfter), false, consensus.DoNotInstall, KindMalformed,
+			`~o3+1 is followed by "~x"`},
+		{"binNMU on an opinion build", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, consensus.DoNotInstall, KindMalformed,
+			`~o3+1 is followed by "+b1"`},
+		{"malformed, hook protocol 1", config.AptPolicy{}, Action{Path: binNMU}, false, consensus.DoNotInstall, KindMalformed,
+			`REFUSED hello 2.10-3~o3+1+b1: DO NOT INSTALL`},
+		{"upper-case opinion", config.AptPolicy{}, apt("hello", "2.10-3~O3+1", upper), false, consensus.DoNotInstall, KindMalformed,
+			"opinion names are lower-case"},
+		{"malformed, node down", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, consensus.DoNotInstall, KindMalformed,
+			`followed by "+b1"`},
+		{"malformed under warn", config.AptPolicy{Lebowski: config.AptWarn}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, consensus.DoNotInstall, KindMalformed,
+			"installed anyway: apt.lebowski is warn"},
+		{"malformed under off", config.AptPolicy{Lebowski: config.AptOff}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, "", KindMalformed,
+			"not checked"},
+		{"malformed but allowed", config.AptPolicy{Allow: []string{"hello"}}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, consensus.DoNotInstall, KindMalformed,
+			"installed anyway: listed in apt.allow"},
+		{"Debian version shaped like an opinion build", config.AptPolicy{}, apt("alpha", "1.0~alpha+1", collision), false, consensus.Unverified, KindLebowski,
+			"version 1.0~alpha+1 has the form of a Lebowski opinion build (opinion alpha, revision 1) and no trusted builder attests it"},
+		{"real Debian version", config.AptPolicy{}, apt("libc6", "2.36-9+deb12u4", debian), true, "", KindOther,
+			"ok libc6 2.36-9+deb12u4: not a Lebowski build"},
+		{"real Debian version with ~x+N upstream", config.AptPolicy{}, apt("dev0", "5.0~dev0+1-1", bookworm), true, "", KindOther,
+			"not a Lebowski build"},
+		{"allow follows apt's name, not Source", config.AptPolicy{Allow: []string{"nano"}}, apt("evil", "7.2-1~o3+1", liar), false, consensus.Unverified, KindLebowski,
+			"REFUSED evil 7.2-1~o3+1: UNVERIFIED"},
+		{"allow by apt's name", config.AptPolicy{Allow: []string{"nano"}}, apt("nano", "7.2-1~o3+1", nano), true, consensus.Unverified, KindLebowski,
+			"installed anyway: listed in apt.allow"},
+		{"require by binary name", config.AptPolicy{Require: []string{"libc6"}}, apt("libc6", "2.36-9+deb12u4", debian), false, consensus.Unverified, KindRequired,
+			"REFUSED libc6 2.36-9+deb12u4: UNVERIFIED"},
+		{"require does not follow Source", config.AptPolicy{Require: []string{"glibc"}}, apt("libc6", "2.36-9+deb12u4", debian), true, "", KindOther,
+			"not a Lebowski build"},
+		{"require: the file is another package", config.AptPolicy{Require: []string{"libssl3"}}, apt("libssl3", "1.0-1", plainLiar), false, consensus.DoNotInstall, KindOther,
+			"REFUSED libssl3 1.0-1: DO NOT INSTALL — apt is installing libssl3 1.0-1 from this file, but the file says it is evil 1.0-1"},
+		{"the file is another version", config.AptPolicy{}, apt("hello", attesttest.BinaryVersion, plainHello), false, consensus.DoNotInstall, KindOther,
+			"but the file says it is hello " + attesttest.DebianVersion},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if tc.policy.Lebowski == "" {
+				tc.policy.Lebowski = config.AptRefuse
+			}
+			g := &Gate{Policy: tc.policy, API: api}
+			if strings.Contains(tc.desc, "node down") {
+				g.API, g.NodeErr = nil, errors.New("store is locked")
+			}
+			d := g.Check(context.Background(), tc.act)
+			assert.Equal(t, tc.allowed, d.Allowed, d.Line())
+			assert.Equal(t, tc.verdict, d.Verdict, d.Line())
+			assert.Equal(t, tc.kind, d.Kind, d.Line())
+			assert.Contains(t, d.Line(), tc.line)
+			if !d.Allowed {
+				assert.NotEmpty(t, d.Next, "a refusal says what to run next")
+				assert.NotContains(t, d.Line(), "\n", "one line per package")
+			}
+		})
+	}
+
+	// CheckAll reads apt's view of each action.
+	in := "VERSION 3\nA=b\n\n" +
+		"libc6 - - none < 2.36-9+deb12u4 amd64 same " + debian + "\n" +
+		"hello - - none < 2.10-3~o3+1+b1 amd64 none " + binNMU + "\n"
+	acts, err := ParseHook(strings.NewReader(in))
+	require.NoError(t, err)
+	g := &Gate{Policy: config.AptPolicy{Lebowski: config.AptRefuse}, API: api}
+	out, ok := g.CheckAll(context.Background(), acts)
+	require.Len(t, out, 2)
+	assert.False(t, ok)
+	assert.True(t, out[0].Allowed, out[0].Line())
+	assert.False(t, out[1].Allowed, out[1].Line())
 }

@@ -16,9 +16,10 @@ import (
 
 // Kinds of package the gate tells apart.
 const (
-	KindLebowski = "lebowski" // a Lebowski build: ~<opinion>+N version
-	KindRequired = "required" // listed in apt.require
-	KindOther    = "debian"   // anything else: Debian's signature covers it
+	KindLebowski  = "lebowski"  // a Lebowski build: exactly <debian>~<opinion>+N
+	KindMalformed = "malformed" // has the form of a Lebowski build but is not one exactly
+	KindRequired  = "required"  // listed in apt.require
+	KindOther     = "debian"    // anything else: Debian's signature covers it
 )
 
 // Decision is the gate's answer for one .deb.
@@ -62,10 +63,18 @@ type Gate struct {
 	NodeErr error
 }
 
-// Check decides about the .deb at path.
-func (g *Gate) Check(ctx context.Context, path string) Decision {
-	d := Decision{Path: path, Kind: KindOther}
-	deb, sum, err := debfile.Read(ctx, path)
+// Check decides about one package apt is about to unpack: the .deb at
+// a.Path, which apt installs as a.Package at a.NewVersion. Those two are
+// empty when apt speaks hook protocol 1 or the file was named on the
+// command line; the .deb's own Package and Version stand in for them.
+//
+// apt.allow and apt.require are matched against that binary package
+// name — the name dpkg installs the file under — never against the
+// Source field the file declares about itself. A file whose Package or
+// Version differs from what apt asked for is refused.
+func (g *Gate) Check(ctx context.Context, a Action) Decision {
+	d := Decision{Path: a.Path, Package: a.Package, Version: a.NewVersion, Kind: KindOther}
+	deb, sum, err := debfile.Read(ctx, a.Path)
 	if err != nil && !debfile.IsDamaged(err) {
 		d.Verdict, d.Reason = consensus.DoNotInstall, fmt.Sprintf("cannot read the file: %v", err)
 		d.Next = "apt-get clean, then run apt again"
@@ -73,40 +82,61 @@ func (g *Gate) Check(ctx context.Context, path string) Decision {
 	}
 	if err != nil {
 		d.Verdict, d.Reason = consensus.DoNotInstall, err.Error()
-		d.Next = "lebowski verify --no-rebuild " + path
+		d.Next = "lebowski verify --no-rebuild " + a.Path
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			d.Reason = "interrupted: " + err.Error()
 		}
 		return d
 	}
+	if (a.Package != "" && deb.Package != a.Package) || (a.NewVersion != "" && deb.Version != a.NewVersion) {
+		d.Verdict = consensus.DoNotInstall
+		d.Reason = fmt.Sprintf("apt is installing %s %s from this file, but the file says it is %s %s", a.Package, a.NewVersion, deb.Package, deb.Version)
+		d.Next = "apt-cache policy " + a.Package + " (which repository offers it); apt-get clean, then run apt again"
+		return d
+	}
 	d.Package, d.Version = deb.Package, deb.Version
+	name := deb.Package // == a.Package when apt said it
+	bv, class, verr := vocab.ClassifyVersion(deb.Version)
 	switch {
-	case deb.Opinion != "":
+	case class == vocab.VersionMalformed:
+		d.Kind = KindMalformed
+	case class == vocab.VersionOpinion:
 		d.Kind = KindLebowski
-	case slices.Contains(g.Policy.Require, deb.Package) || slices.Contains(g.Policy.Require, deb.Source):
+	case slices.Contains(g.Policy.Require, name):
 		d.Kind = KindRequired
 	}
-	allowed := slices.Contains(g.Policy.Allow, deb.Package) || slices.Contains(g.Policy.Allow, deb.Source)
+	allowed := slices.Contains(g.Policy.Allow, name)
 	if d.Kind == KindOther {
 		d.Allowed, d.Reason = true, "not a Lebowski build (Debian's signature covers it)"
 		return d
 	}
-	if d.Kind == KindLebowski && g.Policy.Lebowski == config.AptOff {
+	lebowski := d.Kind == KindLebowski || d.Kind == KindMalformed
+	if lebowski && g.Policy.Lebowski == config.AptOff {
 		d.Allowed, d.Reason = true, "apt.lebowski is off: not checked"
 		return d
 	}
-	if deb.Architecture != "all" && deb.Architecture != builder.DefaultArch {
+	switch {
+	case d.Kind == KindMalformed:
+		// Nothing Lebowski builds carries this version: there is nothing
+		// to ask the node, and it is not Debian's either.
+		d.Verdict = consensus.DoNotInstall
+		d.Reason = verr.Error() + "; no Lebowski builder makes such a version"
+		d.Next = fmt.Sprintf("apt-cache policy %s (which repository offers it); lebowski info %s", name, deb.Source)
+	case deb.Architecture != "all" && deb.Architecture != builder.DefaultArch:
 		d.Verdict, d.Reason = consensus.DoNotInstall, fmt.Sprintf("built for %s, this node checks %s packages", deb.Architecture, builder.DefaultArch)
-	} else if g.API == nil {
+	case g.API == nil:
 		d.Verdict = consensus.Unverified
 		d.Reason = fmt.Sprintf("cannot ask the Lebowski node (%v), so it is not installed unverified", g.NodeErr)
 		d.Next = "start lebowskid (systemctl start lebowskid) or check `lebowski status`"
-	} else {
-		op := deb.Opinion
-		if op == "" {
-			op = vocab.Vanilla
+	default:
+		op, debVersion := vocab.Vanilla, deb.DebianVersion
+		if d.Kind == KindLebowski {
+			op, debVersion = bv.Opinion, bv.Debian
 		}
-		vr, err := g.API.Verify(ctx, core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion,
+		// deb.Source only picks which claims to look in: the verdict
+		// binds the file name and sha256, so a false Source finds no
+		// consensus for these bytes.
+		vr, err := g.API.Verify(ctx, core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: debVersion,
 			Opinion: op, FileName: deb.FileName(), SHA256: sum})
 		if err != nil {
 			d.Verdict, d.Reason = consensus.Unverified, fmt.Sprintf("the node could not answer: %v", err)
@@ -114,6 +144,10 @@ func (g *Gate) Check(ctx context.Context, path string) Decision {
 		} else {
 			d.Verdict = vr.Verdict
 			d.Reason = firstReason(vr)
+			if d.Kind == KindLebowski && vr.Verdict == consensus.Unverified {
+				d.Reason += fmt.Sprintf("; version %s has the form of a Lebowski opinion build (opinion %s, revision %d) and no trusted builder attests it",
+					deb.Version, bv.Opinion, bv.Revision)
+			}
 		}
 	}
 	if d.Verdict == consensus.Safe {
@@ -123,15 +157,15 @@ func (g *Gate) Check(ctx context.Context, path string) Decision {
 	switch {
 	case allowed:
 		d.Allowed, d.Reason = true, d.Reason+" (installed anyway: listed in apt.allow)"
-	case d.Kind == KindLebowski && g.Policy.Lebowski == config.AptWarn:
+	case lebowski && g.Policy.Lebowski == config.AptWarn:
 		d.Allowed, d.Reason = true, d.Reason+" (installed anyway: apt.lebowski is warn)"
 	}
 	if d.Next == "" && !d.Allowed {
 		src := deb.Source
-		if deb.Opinion != "" {
-			src += " --opinion " + deb.Opinion
+		if d.Kind == KindLebowski {
+			src += " --opinion " + bv.Opinion
 		}
-		d.Next = fmt.Sprintf("lebowski info %s; lebowski verify %s", src, path)
+		d.Next = fmt.Sprintf("lebowski info %s; lebowski verify %s", src, a.Path)
 	}
 	return d
 }
@@ -151,10 +185,7 @@ func firstReason(vr *core.VerifyResult) string {
 func (g *Gate) CheckAll(ctx context.Context, actions []Action) (out []Decision, ok bool) {
 	ok = true
 	for _, a := range actions {
-		d := g.Check(ctx, a.Path)
-		if d.Package == "" {
-			d.Package, d.Version = a.Package, a.NewVersion
-		}
+		d := g.Check(ctx, a)
 		ok = ok && d.Allowed
 		out = append(out, d)
 	}

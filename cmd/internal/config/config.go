@@ -119,11 +119,13 @@ type AptPolicy struct {
 	// ~<opinion>+N) that are not SAFE TO INSTALL: "refuse" (default),
 	// "warn" (install, print the verdict) or "off" (do not ask).
 	Lebowski string `yaml:"lebowski"`
-	// Require lists other packages (binary or source names) that must be
-	// SAFE by consensus too, e.g. Debian packages the operator wants
-	// rebuilt by others before installing.
+	// Require lists other binary packages that must be SAFE by consensus
+	// too, e.g. Debian packages the operator wants rebuilt by others
+	// before installing. Matched against the package apt installs, never
+	// the Source field a .deb declares (docs/APT.md).
 	Require []string `yaml:"require"`
-	// Allow lists packages installed whatever their verdict (printed).
+	// Allow lists binary packages installed whatever their verdict
+	// (printed), matched the same way.
 	Allow []string `yaml:"allow"`
 }
 
