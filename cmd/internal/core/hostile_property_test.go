@@ -54,7 +54,9 @@ var (
 	hostileHash  = []string{attesttest.Hex("deb"), hostileEvil, hostileEvil2}
 )
 
-func otherImage(st *attest.Statement) { st.ContainerDigest = "sha256:" + attesttest.Hex("hostile image") }
+func otherImage(st *attest.Statement) {
+	st.ContainerDigest = "sha256:" + attesttest.Hex("hostile image")
+}
 
 func newHostileWorld(t testing.TB) *hostileWorld {
 	t.Helper()
