@@ -87,6 +87,9 @@ type Node struct {
 	kickDone  chan struct{}
 	certMemo  map[certMemoKey]bool // guarded by trustMu
 	trustWait time.Duration
+	// lastRebuild is how long the last rebuild took (ns); nextKick when
+	// the next background rebuild may start (unix ns).
+	lastRebuild, nextKick atomic.Int64
 }
 
 var _ API = (*Node)(nil)

@@ -116,6 +116,9 @@ func (n *Node) trust() (*trustView, error) {
 		return cur.view, nil
 	}
 	done := n.kickTrust()
+	if done == nil || time.Duration(n.lastRebuild.Load()) > n.trustWait {
+		return cur.view, nil // rebuilds take long now: not worth a wait
+	}
 	t := time.NewTimer(n.trustWait)
 	defer t.Stop()
 	select {
@@ -137,12 +140,20 @@ func (n *Node) trustNow() (*trustView, error) {
 }
 
 // kickTrust starts a background rebuild unless one runs, and returns a
-// channel closed when the running one ends.
+// channel closed when the running one ends. Background rebuilds keep a
+// pause as long as the last rebuild took after each other (at most half
+// a core, however fast keys arrive); within the pause it starts none and
+// returns nil: readers keep the last view, and the next reader after the
+// pause, a local writer (trustNow) or the daemon's periodic RefreshTrust
+// brings the view up to date.
 func (n *Node) kickTrust() <-chan struct{} {
 	n.kickMu.Lock()
 	defer n.kickMu.Unlock()
 	if n.kickDone != nil {
 		return n.kickDone
+	}
+	if time.Now().UnixNano() < n.nextKick.Load() {
+		return nil
 	}
 	done := make(chan struct{})
 	n.kickDone = done
@@ -155,6 +166,7 @@ func (n *Node) kickTrust() <-chan struct{} {
 		}
 		n.kickMu.Lock()
 		n.kickDone = nil
+		n.nextKick.Store(time.Now().UnixNano() + n.lastRebuild.Load())
 		n.kickMu.Unlock()
 		close(done)
 	}()
@@ -168,12 +180,14 @@ func (n *Node) rebuildTrust() error {
 	if cur := n.trustCur.Load(); cur != nil && cur.ver == ver {
 		return nil
 	}
+	start := time.Now()
 	keys, err := n.st.Keys()
 	if err != nil {
 		return err
 	}
 	t := n.buildTrust(keys)
 	n.trustCur.Store(&trustState{view: t, ver: ver})
+	n.lastRebuild.Store(int64(time.Since(start)))
 	certified := make([]string, 0, len(t.via))
 	for f := range t.via {
 		certified = append(certified, f)
