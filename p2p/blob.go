@@ -8,7 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -55,43 +59,174 @@ func checkBlob(c string, data []byte) error {
 	return nil
 }
 
-// admitBlob takes a blob stream slot for p (global and per-peer caps,
-// per-peer request rate), or names the refusal.
-func (n *Node) admitBlob(p peer.ID) string {
-	if !n.blobRate.allow(p) {
-		return RefuseBlobRate
+// inboundBlob is one inbound blob stream: waiting for its request header
+// (pending), then served (holding one of maxInboundBlobs slots).
+type inboundBlob struct {
+	p       peer.ID
+	s       network.Stream
+	since   time.Time // opened
+	valued  bool      // the peer was valued when the stream was served
+	serving bool
+	// progress is when the stream last moved (Unix ns): served, or bytes
+	// written to the reader.
+	progress atomic.Int64
+}
+
+func (b *inboundBlob) stalled(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, b.progress.Load()))
+}
+
+// admitBlob registers a new blob stream of p as pending, or names the
+// refusal: a penalized peer, over its request rate, at its stream cap
+// (Limits.BlobsPerPeer, pending and served together). Streams waiting for
+// their header hold no serving slot; when maxPendingBlobs wait, the one
+// waiting longest is reset for the newcomer (an honest client sends its
+// header as soon as the stream is open), so idle streams, from however
+// many identities, cannot keep a request from being read.
+func (n *Node) admitBlob(p peer.ID, s network.Stream) (*inboundBlob, string) {
+	if n.penalized(p) {
+		return nil, RefusePenalized
 	}
+	if !n.blobRate.allow(p) {
+		return nil, RefuseBlobRate
+	}
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed || n.blobsInFlight >= maxInboundBlobs || n.blobsPerPeer[p] >= n.cfg.Limits.BlobsPerPeer {
-		return RefuseBlobBusy
+	if n.closed || n.blobsPerPeer[p] >= n.cfg.Limits.BlobsPerPeer {
+		return nil, RefuseBlobBusy
 	}
-	n.blobsInFlight++
+	if len(n.blobStreams)-n.blobsInFlight >= maxPendingBlobs {
+		var oldest *inboundBlob
+		for b := range n.blobStreams {
+			if !b.serving && (oldest == nil || b.since.Before(oldest.since)) {
+				oldest = b
+			}
+		}
+		n.dropBlobLocked(oldest)
+		n.refused.add(RefuseBlobEvicted, 1)
+	}
+	b := &inboundBlob{p: p, s: s, since: now}
+	b.progress.Store(now.UnixNano())
+	n.blobStreams[b] = struct{}{}
 	n.blobsPerPeer[p]++
+	return b, ""
+}
+
+// serveBlobSlot moves a pending stream whose header was read to a serving
+// slot, or names the refusal. Of maxInboundBlobs slots, peers that are not
+// valued (valuedLocked) hold at most maxInboundBlobs - reservedBlobs. When
+// there is no room a served stream whose writes have not moved for
+// blobStallEvict (a reader that does not drain) is ended for the
+// newcomer, one of a peer that is not valued first; a valued newcomer
+// short of its reserve ends the most stalled stream of a peer that is not
+// valued, whatever its state.
+func (n *Node) serveBlobSlot(b *inboundBlob) string {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.blobStreams[b]; !ok || n.closed {
+		return RefuseBlobBusy // evicted meanwhile
+	}
+	valued := n.valuedLocked(b.p, now)
+	nValued := 0
+	for o := range n.blobStreams {
+		if o.serving && o.valued {
+			nValued++
+		}
+	}
+	share := maxInboundBlobs - reservedBlobs
+	nOther := n.blobsInFlight - nValued
+	if n.blobsInFlight >= maxInboundBlobs || (!valued && nOther >= share) {
+		owed := valued && nValued < reservedBlobs
+		var victim *inboundBlob
+		for o := range n.blobStreams {
+			switch {
+			case !o.serving:
+				continue
+			case owed:
+				if o.valued {
+					continue
+				}
+			case o.stalled(now) < blobStallEvict:
+				continue
+			case !valued && o.valued && nOther >= share:
+				continue // would not make room in the newcomer's share
+			}
+			if victim == nil || (victim.valued && !o.valued) || (victim.valued == o.valued && o.stalled(now) > victim.stalled(now)) {
+				victim = o
+			}
+		}
+		if victim == nil {
+			return RefuseBlobBusy
+		}
+		n.dropBlobLocked(victim)
+		n.refused.add(RefuseBlobEvicted, 1)
+	}
+	b.serving, b.valued = true, valued
+	b.progress.Store(now.UnixNano())
+	n.blobsInFlight++
 	return ""
 }
 
-func (n *Node) releaseBlob(p peer.ID) {
+// dropBlobLocked ends a blob stream and frees what it held (once). n.mu
+// held.
+func (n *Node) dropBlobLocked(b *inboundBlob) {
+	if b == nil {
+		return
+	}
+	if _, ok := n.blobStreams[b]; !ok {
+		return
+	}
+	_ = b.s.Reset()
+	delete(n.blobStreams, b)
+	if b.serving {
+		n.blobsInFlight--
+	}
+	if n.blobsPerPeer[b.p]--; n.blobsPerPeer[b.p] <= 0 {
+		delete(n.blobsPerPeer, b.p)
+	}
+}
+
+func (n *Node) releaseBlob(b *inboundBlob) {
 	n.mu.Lock()
-	n.blobsInFlight--
-	if n.blobsPerPeer[p]--; n.blobsPerPeer[p] <= 0 {
-		delete(n.blobsPerPeer, p)
+	if _, ok := n.blobStreams[b]; ok {
+		delete(n.blobStreams, b)
+		if b.serving {
+			n.blobsInFlight--
+		}
+		if n.blobsPerPeer[b.p]--; n.blobsPerPeer[b.p] <= 0 {
+			delete(n.blobsPerPeer, b.p)
+		}
 	}
 	n.mu.Unlock()
 }
 
+// blobFault counts, logs (at most once a minute per peer at Warn) and
+// penalizes a client's protocol fault.
+func (n *Node) blobFault(p peer.ID, err error) {
+	n.refused.add(RefuseBlobFault, 1)
+	n.peerFaultLog(p, "blob: request breaks the protocol", "err", err)
+	n.Penalize(p, "blob request broke the protocol")
+}
+
 func (n *Node) handleBlob(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	if why := n.admitBlob(p); why != "" {
+	b, why := n.admitBlob(p, s)
+	if b == nil {
 		n.refused.add(why, 1)
 		_ = s.Reset()
 		return
 	}
-	defer n.releaseBlob(p)
+	defer n.releaseBlob(b)
 	_ = s.SetReadDeadline(time.Now().Add(blobHeaderTimeout))
 	var req BlobRequest
 	if err := readMsg(bufio.NewReader(io.LimitReader(s, maxBlobHeader+16)), maxBlobHeader, &req); err != nil {
-		n.log.Debug("blob: bad request", "peer", p, "err", err)
+		if peerFault(err) {
+			n.blobFault(p, err)
+		} else {
+			n.log.Debug("blob: no request", "peer", p, "err", err)
+		}
 		_ = s.Reset()
 		return
 	}
@@ -102,7 +237,13 @@ func (n *Node) handleBlob(s network.Stream) {
 	}
 	c, err := parseBlobCID(req.CID)
 	if err != nil {
-		reply(BlobResponse{Error: err.Error()})
+		n.blobFault(p, err)
+		reply(BlobResponse{Error: truncate(err.Error(), 256)})
+		return
+	}
+	if why := n.serveBlobSlot(b); why != "" {
+		n.refused.add(why, 1)
+		_ = s.Reset() // the client retries (FetchBlobAny)
 		return
 	}
 	if n.deps.Blobs == nil {
@@ -112,7 +253,7 @@ func (n *Node) handleBlob(s network.Stream) {
 	r, size, ok, err := n.openBlob(c)
 	switch {
 	case err != nil:
-		n.log.Warn("blob: open", "cid", c, "err", err)
+		n.errorLog("blob open "+c, "blob: open", "cid", c, "err", err)
 		reply(BlobResponse{Error: "internal error"})
 		return
 	case !ok:
@@ -124,11 +265,12 @@ func (n *Node) handleBlob(s network.Stream) {
 		reply(BlobResponse{Error: "blob larger than the server's limit"})
 		return
 	}
-	if err := writeMsg(s, BlobResponse{Size: size}, maxBlobHeader); err != nil {
+	w := progressWriter{w: s, at: &b.progress}
+	if err := writeMsg(w, BlobResponse{Size: size}, maxBlobHeader); err != nil {
 		_ = s.Reset()
 		return
 	}
-	if _, err := io.CopyN(s, r, size); err != nil {
+	if _, err := io.CopyN(w, r, size); err != nil {
 		n.log.Debug("blob: send", "peer", p, "cid", c, "err", err)
 		_ = s.Reset()
 		return
@@ -136,9 +278,12 @@ func (n *Node) handleBlob(s network.Stream) {
 	_ = s.Close()
 }
 
-// openBlob opens a blob for sending, checked against its CID by reading
-// it once (constant memory). Without a BlobOpener it falls back to
-// GetBlob (the whole blob in memory).
+// openBlob opens a blob for sending. With a BlobOpener the blob streams
+// from disk, checked against its CID once per process per file version
+// (verifiedBlobs: its size and modification time; again after
+// blobVerifiedFor, against bit rot) instead of on every request: the
+// store names a blob by the CID of the bytes it wrote. Without a
+// BlobOpener it falls back to GetBlob (the whole blob in memory).
 func (n *Node) openBlob(c string) (io.ReadCloser, int64, bool, error) {
 	bo, ok := n.deps.Blobs.(BlobOpener)
 	if !ok {
@@ -155,20 +300,115 @@ func (n *Node) openBlob(c string) (io.ReadCloser, int64, bool, error) {
 	if size > n.cfg.MaxBlobSize {
 		return r, size, true, nil // refused by size; not worth hashing
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(r, size+1)); err != nil {
-		r.Close()
-		return nil, 0, false, err
-	}
-	if got := vocab.CIDOfSHA256([32]byte(h.Sum(nil))); got != c {
-		r.Close()
-		return nil, 0, false, fmt.Errorf("%w: held copy of %s hashes to %s", ErrBlobMismatch, c, got)
-	}
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
+	if err := n.blobOK.check(blobStampOf(c, size, r), func() error { return hashBlob(c, size, r) }); err != nil {
 		r.Close()
 		return nil, 0, false, err
 	}
 	return r, size, true, nil
+}
+
+// hashBlob checks that r's size bytes hash to c and rewinds r.
+func hashBlob(c string, size int64, r io.ReadSeeker) error {
+	h := sha256.New()
+	got, err := io.Copy(h, io.LimitReader(r, size+1))
+	if err != nil {
+		return err
+	}
+	if got != size {
+		return fmt.Errorf("%w: held copy of %s has %d bytes, want %d", ErrBlobMismatch, c, got, size)
+	}
+	if sum := vocab.CIDOfSHA256([32]byte(h.Sum(nil))); sum != c {
+		return fmt.Errorf("%w: held copy of %s hashes to %s", ErrBlobMismatch, c, sum)
+	}
+	_, err = r.Seek(0, io.SeekStart)
+	return err
+}
+
+// blobStamp names one version of a held blob: its CID and size, and for
+// a file its modification time (a rewrite changes it).
+type blobStamp struct {
+	cid   string
+	size  int64
+	mtime int64
+}
+
+func blobStampOf(c string, size int64, r any) blobStamp {
+	st := blobStamp{cid: c, size: size}
+	if f, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil {
+			st.mtime = fi.ModTime().UnixNano()
+		}
+	}
+	return st
+}
+
+// blobVerifiedFor is how long a blob version checked against its CID is
+// served without hashing it again (bit rot is caught within it);
+// maxVerifiedBlobs bounds the table.
+var blobVerifiedFor = time.Hour
+
+const maxVerifiedBlobs = 4096
+
+// verifiedBlobs remembers which held blob versions hash to their CID, and
+// which do not, so a blob is hashed once per blobVerifiedFor however many
+// peers ask for it, and concurrent first requests hash it once.
+type verifiedBlobs struct {
+	mu      sync.Mutex
+	checked map[blobStamp]blobVerdict
+	busy    map[string]chan struct{} // CIDs being hashed
+	hashes  atomic.Int64             // blobs hashed (tests)
+}
+
+type blobVerdict struct {
+	at  time.Time
+	err error
+}
+
+func (v *verifiedBlobs) check(st blobStamp, hash func() error) error {
+	for {
+		v.mu.Lock()
+		if vd, ok := v.checked[st]; ok && time.Since(vd.at) < blobVerifiedFor {
+			v.mu.Unlock()
+			return vd.err
+		}
+		if ch := v.busy[st.cid]; ch != nil {
+			v.mu.Unlock()
+			<-ch
+			continue
+		}
+		if v.busy == nil {
+			v.busy = make(map[string]chan struct{})
+			v.checked = make(map[blobStamp]blobVerdict)
+		}
+		ch := make(chan struct{})
+		v.busy[st.cid] = ch
+		v.mu.Unlock()
+
+		v.hashes.Add(1)
+		err := hash()
+		var mismatch error
+		if errors.Is(err, ErrBlobMismatch) {
+			mismatch = err // remembered: asking again costs no hashing
+		}
+		v.mu.Lock()
+		delete(v.busy, st.cid)
+		if err == nil || mismatch != nil {
+			if len(v.checked) >= maxVerifiedBlobs {
+				for k, vd := range v.checked {
+					if time.Since(vd.at) >= blobVerifiedFor {
+						delete(v.checked, k)
+					}
+				}
+				if len(v.checked) >= maxVerifiedBlobs {
+					clear(v.checked)
+				}
+			}
+			v.checked[st] = blobVerdict{at: time.Now(), err: mismatch}
+		}
+		v.mu.Unlock()
+		close(ch)
+		return err
+	}
 }
 
 // FetchBlob asks peer p for the blob with CID cidStr, checks the bytes
@@ -303,7 +543,11 @@ func (n *Node) Penalize(p peer.ID, why string) {
 	pen.since = time.Now()
 	n.penalties[p] = pen
 	n.penMu.Unlock()
-	n.log.Warn("peer penalized", "peer", p, "why", why, "penalties", fmt.Sprintf("%.1f", pen.value))
+	level := slog.LevelDebug
+	if n.logLim.allow("penalty "+string(p), faultLogEvery) {
+		level = slog.LevelWarn // once a minute per peer: a peer at fault in a loop cannot fill the log
+	}
+	n.log.Log(context.Background(), level, "peer penalized", "peer", p, "why", why, "penalties", fmt.Sprintf("%.1f", pen.value))
 }
 
 // PenaltyScore is what one penalty takes off a peer's score.

@@ -2,8 +2,12 @@ package p2p
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -19,8 +23,11 @@ const IntentsTopic = "/lebowski/1/intents"
 
 // IntentSink receives verified intents from the network (Deps.Intents).
 type IntentSink interface {
-	// Intent is called for every verified intent another node published
-	// or relayed; at is when it arrived.
+	// Intent is called once for every verified intent another node
+	// published or relayed (replays are not delivered again); at is when
+	// it arrived, but never later than its signing time plus
+	// attest.DefaultSkew, so that counting it until at+TTL never exceeds
+	// what its signer asked for.
 	Intent(in *attest.Intent, from peer.ID, at time.Time)
 }
 
@@ -97,12 +104,22 @@ func (n *Node) renewLoop() {
 // malformed, expired or badly signed intent is rejected (P4 penalty); one
 // by a key this node does not know is ignored (it cannot count here, and
 // forwarding what nobody checked would let anyone flood the topic).
+//
+// Replays: a signed intent this node accepted once (the same signed
+// payload, however the message around it is re-encoded) is ignored, before
+// its signature is checked when the payload can be read off the message;
+// a signer over its own rate (Limits.IntentsPerSigner, counted after the
+// signature is checked) is ignored whoever forwards it.
 func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if len(msg.Data) > attest.MaxIntentSize {
 		return pubsub.ValidationReject
 	}
 	if from == n.host.ID() {
 		return pubsub.ValidationAccept // signed here (PublishIntent); not delivered to ourselves
+	}
+	if id, ok := wireIntentID(msg.Data); ok && n.intentSeen.has(id) {
+		n.refused.add(RefuseIntentsReplay, 1)
+		return pubsub.ValidationIgnore
 	}
 	// A relay forwards everyone's intents: those of builders this node
 	// trusts pass its rate, as on claim topics (renewals must not be lost
@@ -112,7 +129,8 @@ func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Messa
 		n.overRate(from, msg)
 		return pubsub.ValidationIgnore
 	}
-	in, err := attest.VerifyIntent(msg.Data, n.keys, time.Now())
+	now := time.Now()
+	in, err := attest.VerifyIntent(msg.Data, n.keys, now)
 	switch {
 	case errors.Is(err, attest.ErrInvalid):
 		n.log.Debug("reject build intent", "from", from, "err", err)
@@ -121,11 +139,98 @@ func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Messa
 		n.log.Debug("cannot check build intent", "from", from, "err", err)
 		return pubsub.ValidationIgnore
 	}
+	payload, err := json.Marshal(in) // the signed payload: VerifyIntent checked it is canonical
+	if err != nil {
+		return pubsub.ValidationIgnore
+	}
+	// Remembered until a replay could no longer verify.
+	if !n.intentSeen.add(sha256.Sum256(payload), in.Issued.Add(in.TTLDuration()+attest.DefaultSkew), now) {
+		n.refused.add(RefuseIntentsReplay, 1)
+		return pubsub.ValidationIgnore
+	}
+	if !n.signerRate.allow(in.Builder) {
+		n.refused.add(RefuseIntentsSigner, 1)
+		return pubsub.ValidationIgnore
+	}
 	msg.ValidatorData = in
 	return pubsub.ValidationAccept
 }
 
-// intentsLoop hands accepted intents to Deps.Intents.
+// wireIntentID is the replay ID of a signed intent read off the message
+// without verifying anything: the sha256 of its payload (which names the
+// signer and the signing time). Only a hint: the ID of the verified
+// payload is what is remembered.
+func wireIntentID(data []byte) ([32]byte, bool) {
+	b64, ok := stringMember(data, `"payload":"`, len(data))
+	if !ok {
+		return [32]byte{}, false
+	}
+	payload := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	m, err := base64.StdEncoding.Decode(payload, b64)
+	if err != nil {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(payload[:m]), true
+}
+
+// maxIntentReplays bounds the replay table. When it is full of live
+// entries a tenth of them, at random, is forgotten: a replay of one of
+// those is accepted once more, and still cannot make its intent count
+// longer (intentsLoop) or look newer (the scheduler keeps each builder's
+// newest message).
+const maxIntentReplays = 100000
+
+// intentReplays remembers the signed intents accepted, until a replay of
+// each could no longer verify.
+type intentReplays struct {
+	mu    sync.Mutex
+	until map[[32]byte]time.Time
+	swept time.Time
+}
+
+func (r *intentReplays) has(id [32]byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.until[id]
+	return ok
+}
+
+// add records id until the given time; false if it was recorded already.
+func (r *intentReplays) add(id [32]byte, until, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.until == nil {
+		r.until = make(map[[32]byte]time.Time)
+	}
+	if _, ok := r.until[id]; ok {
+		return false
+	}
+	if now.Sub(r.swept) >= time.Minute || len(r.until) >= maxIntentReplays {
+		r.swept = now
+		for k, t := range r.until {
+			if !now.Before(t) {
+				delete(r.until, k)
+			}
+		}
+		if len(r.until) >= maxIntentReplays {
+			drop := len(r.until) - maxIntentReplays*9/10
+			for k := range r.until { // random order
+				if drop--; drop < 0 {
+					break
+				}
+				delete(r.until, k)
+			}
+		}
+	}
+	r.until[id] = until
+	return true
+}
+
+// intentsLoop hands accepted intents to Deps.Intents, received at the
+// local time, but never later than the signing time plus the allowed
+// clock skew: an intent counts until min(receipt, issued + skew) + TTL,
+// so a replay delivered late (to a node that had not seen it) cannot
+// make it count longer than its signer asked for.
 func (n *Node) intentsLoop(sub *pubsub.Subscription) {
 	defer n.wg.Done()
 	for {
@@ -137,8 +242,13 @@ func (n *Node) intentsLoop(sub *pubsub.Subscription) {
 		if !ok || msg.ReceivedFrom == n.host.ID() || n.deps.Intents == nil {
 			continue
 		}
-		n.deps.Intents.Intent(in, msg.ReceivedFrom, time.Now())
+		n.deps.Intents.Intent(in, msg.ReceivedFrom, intentReceived(in, time.Now()))
 	}
+}
+
+// intentReceived is the receipt time an intent is counted from.
+func intentReceived(in *attest.Intent, now time.Time) time.Time {
+	return minTime(now, in.Issued.Add(attest.DefaultSkew))
 }
 
 // PublishIntent publishes a signed intent (attest.SignIntent) on

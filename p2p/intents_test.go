@@ -168,3 +168,87 @@ func TestIntentsRateSparesTrustedBuilders(t *testing.T) {
 	require.Less(t, got, 10, "the untrusted builder's intents are held to the relay's rate")
 	require.Positive(t, victim.Refusals()[RefuseIntentsRate])
 }
+
+// atIntents is an IntentSink that remembers the receipt times it was given.
+type atIntents struct {
+	mu  sync.Mutex
+	got []*attest.Intent
+	at  []time.Time
+}
+
+func (m *atIntents) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
+	m.mu.Lock()
+	m.got = append(m.got, in)
+	m.at = append(m.at, at)
+	m.mu.Unlock()
+}
+
+func (m *atIntents) count() int { m.mu.Lock(); defer m.mu.Unlock(); return len(m.got) }
+
+// TestIntentReplays: a trusted builder's signed intent re-published by
+// anyone (same bytes, or re-encoded) is ignored, one delivered late
+// counts from its signing time plus the allowed skew at the latest (not
+// from its receipt: a replay cannot stretch it), and a signer over its
+// own rate is held back whoever relays it.
+func TestIntentReplays(t *testing.T) {
+	ids := attesttest.Fresh(t, 2)
+	builder, other := ids[0], ids[1]
+	st := p2ptest.NewMemStore()
+	sink := &atIntents{}
+	victim, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1,
+		Limits: Limits{IntentsPerSigner: 0.001, IntentsSignerBurst: 3}},
+		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, builder), pubOf(t, other)), Intents: sink})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = victim.Close() })
+	relay := intentNode(t, nil, builder, other) // anyone holding the signed bytes
+	ctx := context.Background()
+	require.NoError(t, relay.Connect(ctx, victim.AddrInfo()))
+	attesttest.Eventually(t, 20*time.Second, "mesh", func() bool { return len(relay.MeshPeers(IntentsTopic)) == 1 })
+
+	sign := func(id *attest.Identity, pkg string, issued time.Time, ttl int64) []byte {
+		data, err := attest.SignIntent(id, attest.Intent{Package: pkg, Opinion: vocab.Vanilla,
+			State: attest.IntentBuilding, Started: issued, Issued: issued, TTL: ttl})
+		require.NoError(t, err)
+		return data
+	}
+	// Signed 11 minutes ago with a TTL of 6: still verifiable (issued +
+	// TTL + skew is ahead), delivered now for the first time.
+	issued := time.Now().Add(-11 * time.Minute)
+	late := sign(builder, "hello", issued, 360)
+	require.NoError(t, relay.PublishIntent(ctx, late))
+	attesttest.Eventually(t, 10*time.Second, "the late intent delivered", func() bool { return sink.count() == 1 })
+	sink.mu.Lock()
+	at := sink.at[0]
+	sink.mu.Unlock()
+	counted := at.Add(360 * time.Second)
+	t.Logf("late intent: counted until %s after its signing (TTL 6m, skew %s)", counted.Sub(sink.got[0].Issued).Round(time.Second), attest.DefaultSkew)
+	assert.False(t, at.After(sink.got[0].Issued.Add(attest.DefaultSkew)), "counted from issued+skew at the latest, not from receipt")
+
+	// Replays: the same bytes again (a new gossip message), and re-encoded.
+	require.NoError(t, relay.PublishIntent(ctx, late))
+	require.NoError(t, relay.PublishIntent(ctx, append(append([]byte(" "), late...), '\n')))
+	attesttest.Eventually(t, 10*time.Second, "the replays seen and ignored", func() bool {
+		return victim.Refusals()[RefuseIntentsReplay] == 2
+	})
+	assert.Equal(t, 1, sink.count(), "replays are not delivered again")
+
+	// The signer's rate: burst 3, one used above; 6 more fresh intents →
+	// 2 delivered, 4 ignored. Another signer is not held back.
+	now := time.Now()
+	for i := range 6 {
+		require.NoError(t, relay.PublishIntent(ctx, sign(builder, fmt.Sprintf("p%d", i), now, 600)))
+	}
+	require.NoError(t, relay.PublishIntent(ctx, sign(other, "hello", now, 600)))
+	attesttest.Eventually(t, 10*time.Second, "the signer held to its rate", func() bool {
+		return victim.Refusals()[RefuseIntentsSigner] == 4 && sink.count() == 4
+	})
+	time.Sleep(200 * time.Millisecond)
+	byBuilder := map[string]int{}
+	sink.mu.Lock()
+	for _, in := range sink.got {
+		byBuilder[in.Builder]++
+	}
+	sink.mu.Unlock()
+	assert.Equal(t, 3, byBuilder[builder.Fingerprint()])
+	assert.Equal(t, 1, byBuilder[other.Fingerprint()])
+}

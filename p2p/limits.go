@@ -2,13 +2,17 @@ package p2p
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
+
+	"github.com/lebowski-dist/lebowski/attest"
 )
 
 // Limits bound what one remote peer can make this node do: rates per peer
@@ -33,6 +37,13 @@ type Limits struct {
 	// forwarding peer on IntentsTopic (token bucket of IntentsBurst).
 	IntentsPerSecond float64 `yaml:"intents_per_second"`
 	IntentsBurst     int     `yaml:"intents_burst"`
+	// IntentsPerSigner is the build intents per second accepted from one
+	// signing key, whoever forwards them (token bucket of
+	// IntentsSignerBurst), counted after the signature is checked (a
+	// forgery cannot spend a builder's tokens). It holds back builders the
+	// node trusts too, whose intents pass the forwarders' rate.
+	IntentsPerSigner   float64 `yaml:"intents_per_signer"`
+	IntentsSignerBurst int     `yaml:"intents_signer_burst"`
 	// SyncSessionsPerMinute is how many inbound catch-up sessions one peer
 	// may open per minute (burst 5): a peer syncing every 2 s fits.
 	SyncSessionsPerMinute float64 `yaml:"sync_sessions_per_minute"`
@@ -61,12 +72,27 @@ const (
 	// syncSessionBurst is the token bucket size of SyncSessionsPerMinute.
 	syncSessionBurst             = 5
 	DefaultBlobRequestsPerMinute = 3000
+	// An honest builder signs an intent per build (≤ 16 at once) and
+	// renews each every third of its TTL and when peers join (at most
+	// once per 10 s): 16 intents per 10 s at worst.
+	DefaultIntentsPerSigner   = 2
+	DefaultIntentsSignerBurst = 64
 	// validateQueue and outboundQueue are gossipsub's queues (default
 	// 32): messages waiting for the validator, and per peer for sending.
 	validateQueue = 1024
 	outboundQueue = 1024
 	// maxTrackedPeers bounds the per-peer limiter tables.
 	maxTrackedPeers = 10000
+	// reservedSyncs of the maxInboundSyncs sync sessions and reservedBlobs
+	// of the maxInboundBlobs blob streams are kept for valued peers
+	// (Node.valuedLocked): peers nobody vouches for, however many identities
+	// they have, hold at most the rest.
+	reservedSyncs = 8
+	reservedBlobs = 4
+	// maxPendingBlobs bounds the blob streams waiting for their request
+	// header; they hold no serving slot, and when all are taken the one
+	// waiting longest is reset for a newcomer.
+	maxPendingBlobs = 64
 )
 
 // Stream deadlines (variables so tests can shorten them).
@@ -76,8 +102,24 @@ var (
 	syncIdleTimeout   = 15 * time.Second
 	blobHeaderTimeout = 10 * time.Second
 	// syncEvictAfter: when every inbound sync slot is taken, a new
-	// session evicts the oldest one if it has run this long.
+	// session may evict one that has run this long (an idle one first).
 	syncEvictAfter = 30 * time.Second
+	// syncIdleEvict: a session that has made no progress (no request
+	// read, no response byte written) for this long may be ended for a
+	// newcomer whatever its age. An honest client asks again as soon as
+	// an answer is in.
+	syncIdleEvict = 3 * time.Second
+	// blobStallEvict: a blob stream whose writes have not progressed for
+	// this long (a reader that does not drain) may be ended for a
+	// newcomer. A reader must take 32 KiB per blobStallEvict to keep its
+	// slot against newcomers.
+	blobStallEvict = 2 * time.Second
+	// usefulFor: a peer that delivered a new claim of a builder the node
+	// trusts stays valued this long.
+	usefulFor = time.Hour
+	// faultLogEvery: a peer's protocol faults are logged at Warn at most
+	// once per this interval (the rest at Debug).
+	faultLogEvery = time.Minute
 	// overflowPenaltyEvery: a peer is penalized once per this many
 	// gossip messages ignored for its rate.
 	overflowPenaltyEvery = 1000
@@ -90,6 +132,8 @@ func (l *Limits) fill() {
 	orDefault(&l.KeysBurst, DefaultKeysBurst)
 	orDefault(&l.IntentsPerSecond, DefaultIntentsPerSecond)
 	orDefault(&l.IntentsBurst, DefaultIntentsBurst)
+	orDefault(&l.IntentsPerSigner, DefaultIntentsPerSigner)
+	orDefault(&l.IntentsSignerBurst, DefaultIntentsSignerBurst)
 	orDefault(&l.SyncSessionsPerMinute, DefaultSyncSessionsPerMinute)
 	orDefault(&l.SyncSessionTimeout, DefaultSyncSessionTimeout)
 	orDefault(&l.SyncRequestsPerSession, DefaultSyncRequestsPerSession)
@@ -104,20 +148,28 @@ func orDefault[T int | float64 | time.Duration](v *T, def T) {
 	}
 }
 
-// peerRates is a token bucket per peer. The table is bounded: when full,
-// buckets that are full again (peers quiet for a while) are dropped first.
-type peerRates struct {
+// keyRates is a token bucket per key (a peer, a signing key). The table
+// is bounded: when full, buckets that are full again (keys quiet for a
+// while) are dropped first.
+type keyRates[K comparable] struct {
 	mu    sync.Mutex
 	limit rate.Limit
 	burst int
-	m     map[peer.ID]*rate.Limiter
+	m     map[K]*rate.Limiter
 }
+
+// peerRates is a token bucket per peer.
+type peerRates = keyRates[peer.ID]
 
 func newPeerRates(perSecond float64, burst int) *peerRates {
-	return &peerRates{limit: rate.Limit(perSecond), burst: burst, m: make(map[peer.ID]*rate.Limiter)}
+	return newKeyRates[peer.ID](perSecond, burst)
 }
 
-func (r *peerRates) allow(p peer.ID) bool {
+func newKeyRates[K comparable](perSecond float64, burst int) *keyRates[K] {
+	return &keyRates[K]{limit: rate.Limit(perSecond), burst: burst, m: make(map[K]*rate.Limiter)}
+}
+
+func (r *keyRates[K]) allow(p K) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.m[p]
@@ -152,10 +204,23 @@ const (
 	RefuseGossipDrop  = "gossip_queue" // claim dropped: the ingest queue was full
 	RefuseKeysRate    = "keys_rate"    // key announcement ignored: the forwarding peer is over its rate
 	RefuseIntentsRate = "intents_rate" // build intent ignored: the forwarding peer is over its rate
+	// RefuseSyncFault: an inbound sync request broke the protocol
+	// (malformed, IDs that are not claim IDs): the session is closed and
+	// the peer penalized.
+	RefuseSyncFault = "sync_fault"
+	// RefuseBlobFault: a blob request broke the protocol (peer penalized).
+	RefuseBlobFault   = "blob_fault"
+	RefuseBlobEvicted = "blob_evicted" // an idle or stalled blob stream was ended to free a slot
+	// RefusePenalized: a sync session or blob stream refused because the
+	// peer's penalties put it below gossipsub's graylist threshold.
+	RefusePenalized     = "penalized"
+	RefuseIntentsSigner = "intents_signer_rate" // build intent ignored: its signer is over its rate
+	RefuseIntentsReplay = "intents_replay"      // build intent ignored: the same signed intent was accepted before
 )
 
 var refuseKinds = []string{RefuseGossipRate, RefuseSyncRate, RefuseSyncBusy, RefuseSyncEvicted, RefuseSyncBudget,
-	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop, RefuseKeysRate, RefuseIntentsRate}
+	RefuseSyncInvalid, RefuseBlobRate, RefuseBlobBusy, RefuseBlobInvalid, RefuseGossipDrop, RefuseKeysRate, RefuseIntentsRate,
+	RefuseSyncFault, RefuseBlobFault, RefuseBlobEvicted, RefusePenalized, RefuseIntentsSigner, RefuseIntentsReplay}
 
 // refusals counts refused work by kind.
 type refusals map[string]*atomic.Uint64
@@ -217,4 +282,112 @@ func stringMember(b []byte, prefix string, max int) ([]byte, bool) {
 		return nil, false
 	}
 	return v[:end], true
+}
+
+// graylistThreshold is gossipsub's graylist threshold (the value in
+// PeerScoreThresholds; TestSyncBadRequests checks they agree):
+// a peer whose penalties alone take it there is refused sync sessions and
+// blob streams too, until they decay.
+const graylistThreshold = -80
+
+// penalized reports whether p's penalties (Penalize) put it at or below
+// the graylist threshold.
+func (n *Node) penalized(p peer.ID) bool {
+	n.penMu.Lock()
+	defer n.penMu.Unlock()
+	return PenaltyScore*n.penalties[p].at(time.Now()) <= graylistThreshold
+}
+
+// valuedLocked reports whether p is a valued peer, one that may use the
+// slots reserved on the sync and blob servers: its gossipsub score is
+// positive (time in a topic mesh, first deliveries of valid messages, no
+// penalties; more than 10 identities on one IP score negative), or it
+// delivered a new claim of a builder this node trusts within usefulFor.
+// n.mu held.
+func (n *Node) valuedLocked(p peer.ID, now time.Time) bool {
+	if s, ok := n.scores[p]; ok && s > 0 {
+		return true
+	}
+	t, ok := n.useful[p]
+	return ok && now.Sub(t) < usefulFor
+}
+
+// markUseful notes that from delivered claims (gossip or sync): if one
+// of the new ones is by a builder the node trusts, from is valued for
+// usefulFor.
+func (n *Node) markUseful(claims []*attest.Claim, added []bool, from peer.ID) {
+	if from == "" || from == n.host.ID() {
+		return
+	}
+	for i, c := range claims {
+		if i >= len(added) || !added[i] || c.Statement == nil || !n.trustedBuilder(c.Statement.Builder) {
+			continue
+		}
+		now := time.Now()
+		n.mu.Lock()
+		if _, ok := n.useful[from]; !ok && len(n.useful) >= maxTrackedPeers {
+			for q, t := range n.useful {
+				if now.Sub(t) >= usefulFor {
+					delete(n.useful, q)
+				}
+			}
+			if len(n.useful) >= maxTrackedPeers {
+				clear(n.useful)
+			}
+		}
+		n.useful[from] = now
+		n.mu.Unlock()
+		return
+	}
+}
+
+// logLimiter lets one log line per key through per interval.
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (l *logLimiter) allow(key string, every time.Duration) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < every {
+		return false
+	}
+	if l.last == nil {
+		l.last = make(map[string]time.Time)
+	}
+	if len(l.last) >= maxTrackedPeers {
+		for k, t := range l.last {
+			if now.Sub(t) >= every {
+				delete(l.last, k)
+			}
+		}
+		if len(l.last) >= maxTrackedPeers {
+			return false // a flood of keys: the first of each was logged
+		}
+	}
+	l.last[key] = now
+	return true
+}
+
+// peerFaultLog logs a remote peer's protocol fault: at Warn once per peer
+// per faultLogEvery, at Debug otherwise, so a peer sending garbage in a
+// loop cannot fill the log.
+func (n *Node) peerFaultLog(p peer.ID, msg string, args ...any) {
+	level := slog.LevelDebug
+	if n.logLim.allow("fault "+string(p), faultLogEvery) {
+		level = slog.LevelWarn
+	}
+	n.log.Log(context.Background(), level, msg, append([]any{"peer", p}, args...)...)
+}
+
+// errorLog logs a local failure (the store) while serving a peer: at
+// Error once per kind per 10 s, at Debug otherwise.
+func (n *Node) errorLog(kind, msg string, args ...any) {
+	level := slog.LevelDebug
+	if n.logLim.allow("error "+kind, 10*time.Second) {
+		level = slog.LevelError
+	}
+	n.log.Log(context.Background(), level, msg, args...)
 }

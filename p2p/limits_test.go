@@ -131,12 +131,13 @@ func TestSyncClientBoundsPaging(t *testing.T) {
 	}
 }
 
-// Peers holding every inbound sync slot (a session each, kept alive) do
-// not keep an honest peer from catching up: past syncEvictAfter the
-// oldest session is ended for the newcomer. A peer opening sessions too
-// fast is refused, and a session ends at its request budget.
+// Peers holding every inbound sync slot their share allows (a session
+// each, kept open and idle) do not keep a newcomer from catching up: past
+// syncIdleEvict the longest idle session is ended for it. A peer opening
+// sessions too fast is refused, and a session ends at its request budget.
 func TestSyncServerSlots(t *testing.T) {
-	setVar(t, &syncEvictAfter, 300*time.Millisecond)
+	setVar(t, &syncIdleEvict, 300*time.Millisecond)
+	const share = maxInboundSyncs - reservedSyncs // what peers that are not valued may hold
 	owner := testIdentity(t)
 	sv := p2ptest.NewMemStore()
 	for i := range 5 {
@@ -146,8 +147,7 @@ func TestSyncServerSlots(t *testing.T) {
 	victim := testNode(t, sv, Config{Limits: Limits{SyncRequestsPerSession: 50}})
 	ctx := context.Background()
 
-	// maxInboundSyncs holders, each keeping a session busy with cheap
-	// requests.
+	// share holders, each keeping a session open.
 	var wg sync.WaitGroup
 	// The holders keep their sessions idle (sessions end idle only after
 	// 15 s) until the eviction is checked, then spend their budgets: had
@@ -156,7 +156,7 @@ func TestSyncServerSlots(t *testing.T) {
 	// be evicted.
 	stop, spend := make(chan struct{}), make(chan struct{})
 	var ended sync.Map
-	for i := range maxInboundSyncs {
+	for i := range share {
 		h := rawHost(t)
 		require.NoError(t, h.Connect(ctx, victim.AddrInfo()))
 		s, err := h.NewStream(ctx, victim.ID(), SyncProtocol)
@@ -192,27 +192,36 @@ func TestSyncServerSlots(t *testing.T) {
 		}()
 	}
 	defer func() { close(stop); wg.Wait() }()
-	attesttest.Eventually(t, 5*time.Second, "every slot taken", func() bool {
+	attesttest.Eventually(t, 5*time.Second, "every slot of the share taken", func() bool {
 		victim.mu.Lock()
 		defer victim.mu.Unlock()
-		return len(victim.inbound) == maxInboundSyncs
+		return len(victim.inbound) == share
 	})
 
-	time.Sleep(2 * syncEvictAfter) // the holders' sessions are old enough to evict
+	time.Sleep(2 * syncIdleEvict) // the holders' sessions are idle long enough to evict
+	newcomer := rawHost(t)
+	require.NoError(t, newcomer.Connect(ctx, victim.AddrInfo()))
+	s, err := newcomer.NewStream(ctx, victim.ID(), SyncProtocol)
+	require.NoError(t, err)
+	require.NoError(t, writeMsg(s, &SyncRequest{Op: OpDigests}, MaxSyncRequest))
+	var resp SyncResponse
+	require.NoError(t, readMsg(bufio.NewReader(s), MaxSyncResponse, &resp), "a newcomer is served")
+	_ = s.Close()
+	assert.NotZero(t, victim.Refusals()[RefuseSyncEvicted], "an idle holder was evicted")
+
 	honest := testNode(t, p2ptest.NewMemStore(), Config{SyncAll: true})
 	require.NoError(t, honest.Connect(ctx, victim.AddrInfo()))
 	attesttest.Eventually(t, 10*time.Second, "honest peer caught up", func() bool {
 		_, err := honest.SyncWith(ctx, victim.ID())
 		return err == nil && honestLen(honest) == 5
 	})
-	assert.NotZero(t, victim.Refusals()[RefuseSyncEvicted], "a holder was evicted")
 	close(spend)
 
 	// The holders' sessions also end at their request budget (50).
 	attesttest.Eventually(t, 10*time.Second, "sessions end at their request budget", func() bool {
 		n := 0
 		ended.Range(func(any, any) bool { n++; return true })
-		return n == maxInboundSyncs
+		return n == share
 	})
 	assert.NotZero(t, victim.Refusals()[RefuseSyncBudget])
 
@@ -268,9 +277,7 @@ func TestBlobServerIdleStreams(t *testing.T) {
 	attesttest.Eventually(t, 5*time.Second, "extra idle streams refused", func() bool {
 		return victim.Refusals()[RefuseBlobBusy] >= uint64(maxInboundBlobs+4-DefaultBlobsPerPeer)
 	})
-	victim.mu.Lock()
-	assert.LessOrEqual(t, victim.blobsInFlight, DefaultBlobsPerPeer)
-	victim.mu.Unlock()
+	assert.LessOrEqual(t, victim.blobStreamsHeld(), DefaultBlobsPerPeer)
 
 	honest := testNode(t, p2ptest.NewMemStore(), Config{})
 	require.NoError(t, honest.Connect(ctx, victim.AddrInfo()))
@@ -286,11 +293,7 @@ func TestBlobServerIdleStreams(t *testing.T) {
 		_, err := io.ReadAll(s)
 		assert.Error(t, err, "reset, not answered")
 	}
-	attesttest.Eventually(t, 5*time.Second, "slots released", func() bool {
-		victim.mu.Lock()
-		defer victim.mu.Unlock()
-		return victim.blobsInFlight == 0
-	})
+	attesttest.Eventually(t, 5*time.Second, "slots released", func() bool { return victim.blobStreamsHeld() == 0 })
 }
 
 // A flood of valid claims from one peer: past its rate the claims are

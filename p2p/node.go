@@ -67,13 +67,19 @@ type Node struct {
 	onClaim       []func(*attest.Claim, peer.ID)
 	keyCache      map[string][]byte
 	syncStats     map[peer.ID]SyncStats
-	blobsInFlight int
-	blobsPerPeer  map[peer.ID]int
-	overflow      map[peer.ID]int // gossip messages ignored for the peer's rate
+	blobStreams   map[*inboundBlob]struct{} // inbound blob streams, waiting for a header or served
+	blobsInFlight int                       // of which served (holding one of maxInboundBlobs)
+	blobsPerPeer  map[peer.ID]int           // inbound blob streams per peer, both kinds
+	overflow      map[peer.ID]int           // gossip messages ignored for the peer's rate
+	useful        map[peer.ID]time.Time     // last new claim of a trusted builder the peer delivered
 
 	// limits (limits.go)
 	gossipRate, syncRate, blobRate *peerRates
 	keyRate, intentRate            *peerRates
+	signerRate                     *keyRates[string] // intents per signing key
+	intentSeen                     intentReplays
+	blobOK                         verifiedBlobs
+	logLim                         logLimiter
 	refused                        refusals
 	gossipQ                        chan gossipClaim
 	// penalties are application penalties (Penalize), under their own
@@ -145,8 +151,11 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		syncStats: make(map[peer.ID]SyncStats),
 		penalties: make(map[peer.ID]penalty),
 
+		blobStreams:  make(map[*inboundBlob]struct{}),
 		blobsPerPeer: make(map[peer.ID]int),
 		overflow:     make(map[peer.ID]int),
+		useful:       make(map[peer.ID]time.Time),
+		signerRate:   newKeyRates[string](cfg.Limits.IntentsPerSigner, cfg.Limits.IntentsSignerBurst),
 		gossipRate:   newPeerRates(cfg.Limits.GossipPerSecond, cfg.Limits.GossipBurst),
 		keyRate:      newPeerRates(cfg.Limits.KeysPerSecond, cfg.Limits.KeysBurst),
 		intentRate:   newPeerRates(cfg.Limits.IntentsPerSecond, cfg.Limits.IntentsBurst),
@@ -309,6 +318,7 @@ func (n *Node) OnClaim(fn func(*attest.Claim, peer.ID)) {
 }
 
 func (n *Node) emit(claims []*attest.Claim, added []bool, from peer.ID) {
+	n.markUseful(claims, added, from)
 	n.mu.Lock()
 	fns := n.onClaim
 	n.mu.Unlock()

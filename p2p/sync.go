@@ -51,8 +51,30 @@ type SyncStats struct {
 
 // inboundSync is one inbound catch-up session.
 type inboundSync struct {
-	start time.Time
-	s     network.Stream
+	start  time.Time
+	s      network.Stream
+	valued bool // the peer was valued when the session began (reserved slots)
+	// progress is when the session last moved (Unix ns): a request read,
+	// response bytes written. Sessions without progress are evicted first.
+	progress atomic.Int64
+}
+
+func (in *inboundSync) idle(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, in.progress.Load()))
+}
+
+// progressWriter marks progress on every successful write.
+type progressWriter struct {
+	w  io.Writer
+	at *atomic.Int64
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if n > 0 {
+		p.at.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // idListings caches the sorted claim IDs of the few packages listed last,
@@ -104,35 +126,85 @@ func (c *idListings) get(pkg string, list func(string) ([]string, error)) ([]str
 	return ids, nil
 }
 
-// admitSync takes an inbound sync slot for p, or says why not. When every
-// slot is taken, the oldest session is ended if it has run syncEvictAfter:
-// peers cannot hold the slots to keep honest peers from catching up.
+// admitSync takes an inbound sync slot for p, or says why not.
+//
+// Fair slots: of maxInboundSyncs sessions, peers that are not valued
+// (valuedLocked: positive gossipsub score, or new claims of builders the
+// node trusts delivered lately) hold at most maxInboundSyncs -
+// reservedSyncs, so identities nobody vouches for, however many, cannot
+// take every slot. When there is no room, a session is ended for the
+// newcomer (syncVictimLocked): one that made no progress for
+// syncIdleEvict or has run syncEvictAfter, the longest idle first; a
+// valued newcomer short of its reserved slots ends the least active
+// session of a peer that is not valued, whatever its age. A newcomer that
+// is not valued never ends a valued peer's session within the reserve.
 func (n *Node) admitSync(p peer.ID, s network.Stream) (*inboundSync, string) {
+	if n.penalized(p) {
+		return nil, RefusePenalized
+	}
 	if !n.syncRate.allow(p) {
 		return nil, RefuseSyncRate
 	}
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed || n.inbound[p] != nil {
 		return nil, RefuseSyncBusy
 	}
-	if len(n.inbound) >= maxInboundSyncs {
-		var oldest peer.ID
-		for q, in := range n.inbound {
-			if oldest == "" || in.start.Before(n.inbound[oldest].start) {
-				oldest = q
-			}
-		}
-		if time.Since(n.inbound[oldest].start) < syncEvictAfter {
-			return nil, RefuseSyncBusy
-		}
-		_ = n.inbound[oldest].s.Reset()
-		delete(n.inbound, oldest)
+	valued := n.valuedLocked(p, now)
+	victim, ok := n.syncVictimLocked(valued, now)
+	if !ok {
+		return nil, RefuseSyncBusy
+	}
+	if victim != "" {
+		_ = n.inbound[victim].s.Reset()
+		delete(n.inbound, victim)
 		n.refused.add(RefuseSyncEvicted, 1)
 	}
-	in := &inboundSync{start: time.Now(), s: s}
+	in := &inboundSync{start: now, s: s, valued: valued}
+	in.progress.Store(now.UnixNano())
 	n.inbound[p] = in
 	return in, ""
+}
+
+// syncVictimLocked says whether a newcomer (valued or not) may have a
+// session, and which session must end for it ("" when there is room).
+// n.mu held.
+func (n *Node) syncVictimLocked(valued bool, now time.Time) (peer.ID, bool) {
+	nValued := 0
+	for _, in := range n.inbound {
+		if in.valued {
+			nValued++
+		}
+	}
+	share := maxInboundSyncs - reservedSyncs // most sessions of peers that are not valued
+	nOther := len(n.inbound) - nValued
+	if len(n.inbound) < maxInboundSyncs && (valued || nOther < share) {
+		return "", true
+	}
+	// A valued newcomer is owed a slot while valued sessions hold fewer
+	// than the reserve: a session of a peer that is not valued ends,
+	// whatever its age.
+	owed := valued && nValued < reservedSyncs
+	var victim peer.ID
+	var vIn *inboundSync
+	for q, in := range n.inbound {
+		switch {
+		case owed:
+			if in.valued {
+				continue
+			}
+		case in.idle(now) < syncIdleEvict && now.Sub(in.start) < syncEvictAfter:
+			continue // young and busy
+		case !valued && in.valued && nOther >= share:
+			continue // ending it would not make room in the newcomer's share
+		}
+		// Sessions of peers that are not valued first, then the longest idle.
+		if vIn == nil || (vIn.valued && !in.valued) || (vIn.valued == in.valued && in.idle(now) > vIn.idle(now)) {
+			victim, vIn = q, in
+		}
+	}
+	return victim, vIn != nil
 }
 
 func (n *Node) handleSync(s network.Stream) {
@@ -153,7 +225,7 @@ func (n *Node) handleSync(s network.Stream) {
 	lim := n.cfg.Limits
 	end := sess.start.Add(lim.SyncSessionTimeout)
 	r := bufio.NewReader(s)
-	w := bufio.NewWriterSize(s, 64<<10)
+	w := bufio.NewWriterSize(progressWriter{w: s, at: &sess.progress}, 64<<10)
 	for i := 0; ; i++ {
 		if i >= lim.SyncRequestsPerSession || time.Now().After(end) {
 			n.refused.add(RefuseSyncBudget, 1)
@@ -163,18 +235,34 @@ func (n *Node) handleSync(s network.Stream) {
 		}
 		_ = s.SetReadDeadline(minTime(time.Now().Add(syncIdleTimeout), end))
 		var req SyncRequest
-		if err := readMsg(r, MaxSyncRequest, &req); err != nil {
-			if i > 0 && errors.Is(err, io.EOF) {
+		err := readMsg(r, MaxSyncRequest, &req)
+		if err == nil {
+			err = req.Validate()
+		}
+		if err != nil {
+			switch {
+			case i > 0 && errors.Is(err, io.EOF):
 				_ = s.Close()
-			} else {
-				n.log.Debug("sync: bad request", "peer", p, "err", err)
+			case peerFault(err):
+				// The client's fault (a malformed frame or request, IDs
+				// that are not claim IDs): one penalty, the session ends
+				// with the reason, logged at most once a minute per peer.
+				n.syncFault(p, err)
+				_ = s.SetWriteDeadline(time.Now().Add(syncIOTimeout))
+				if writeMsg(w, &SyncResponse{Error: truncate("bad request: "+err.Error(), 512)}, MaxSyncResponse) == nil {
+					_ = w.Flush()
+				}
+				_ = s.Close()
+			default:
+				n.log.Debug("sync: request not read", "peer", p, "err", err)
 				_ = s.Reset()
 			}
 			return
 		}
+		sess.progress.Store(time.Now().UnixNano())
 		resp, frames := n.serveSync(&req)
 		_ = s.SetWriteDeadline(minTime(time.Now().Add(syncIOTimeout), end))
-		err := writeMsg(w, resp, MaxSyncResponse)
+		err = writeMsg(w, resp, MaxSyncResponse)
 		for _, f := range frames {
 			if err != nil {
 				break
@@ -196,6 +284,20 @@ func (n *Node) handleSync(s network.Stream) {
 	}
 }
 
+// syncFault counts and penalizes a client's protocol fault.
+func (n *Node) syncFault(p peer.ID, err error) {
+	n.refused.add(RefuseSyncFault, 1)
+	n.peerFaultLog(p, "sync: request breaks the protocol", "err", err)
+	n.Penalize(p, "sync request broke the protocol")
+}
+
+func truncate(s string, max int) string {
+	if len(s) > max {
+		return s[:max]
+	}
+	return s
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -203,19 +305,17 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// serveSync answers one request; for "get" it also returns the claim
-// frames that follow the header.
+// serveSync answers one valid request (SyncRequest.Validate); for "get"
+// it also returns the claim frames that follow the header. A failure
+// here is the node's own (the store), logged at Error at most every 10 s.
 func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
-	if err := req.Validate(); err != nil {
-		return &SyncResponse{Error: err.Error()}, nil
-	}
 	internal := &SyncResponse{Error: "internal error"}
 	st := n.deps.Claims
 	switch req.Op {
 	case OpDigests:
 		sd, err := st.Digests()
 		if err != nil {
-			n.log.Error("sync: digests", "err", err)
+			n.errorLog("sync digests", "sync: digests", "err", err)
 			return internal, nil
 		}
 		d := make(map[string]Digest, len(sd))
@@ -238,7 +338,7 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 	case OpIDs:
 		ids, err := n.idLists.get(req.Package, st.ClaimIDs)
 		if err != nil {
-			n.log.Error("sync: claim ids", "package", req.Package, "err", err)
+			n.errorLog("sync ids", "sync: claim ids", "package", req.Package, "err", err)
 			return internal, nil
 		}
 		start := 0
@@ -258,7 +358,7 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 		for _, id := range req.IDs {
 			raw, ok, err := st.GetRaw(id)
 			if err != nil {
-				n.log.Error("sync: get claim", "claim", id, "err", err)
+				n.errorLog("sync get", "sync: get claim", "claim", id, "err", err)
 				return internal, nil
 			}
 			if !ok {
@@ -281,9 +381,6 @@ func (n *Node) serveSync(req *SyncRequest) (*SyncResponse, [][]byte) {
 			}
 		}
 		resp.Count = len(frames)
-		if resp.Count+len(resp.Unknown) == 0 {
-			return internal, nil
-		}
 		return resp, frames
 	}
 	return &SyncResponse{Error: "unknown op"}, nil

@@ -69,6 +69,19 @@ type SyncResponse struct {
 	Unknown []string          `json:"unknown,omitempty"` // get: requested IDs the server does not hold
 }
 
+// isClaimID reports whether s is a claim ID as this node makes them (the
+// CID of the canonical envelope: CIDv1, raw, sha2-256, base32), so that a
+// request the store could not even look up is the client's fault, not an
+// internal error. The server checks requests this strictly; the client
+// checks answers with the looser reClaimID.
+func isClaimID(s string) bool {
+	if !reClaimID.MatchString(s) {
+		return false
+	}
+	_, err := vocab.ParseCID(s)
+	return err == nil
+}
+
 // Validate checks a request's shape and bounds.
 func (r *SyncRequest) Validate() error {
 	switch r.Op {
@@ -80,7 +93,7 @@ func (r *SyncRequest) Validate() error {
 		if !vocab.IsPackage(r.Package) {
 			return fmt.Errorf("%w: ids request: package %q is malformed", ErrProtocol, r.Package)
 		}
-		if r.After != "" && !reClaimID.MatchString(r.After) {
+		if r.After != "" && !isClaimID(r.After) {
 			return fmt.Errorf("%w: ids request: after %q is not a claim ID", ErrProtocol, r.After)
 		}
 		if len(r.IDs) != 0 {
@@ -94,8 +107,8 @@ func (r *SyncRequest) Validate() error {
 			return fmt.Errorf("%w: get request with %d ids (want 1..%d)", ErrProtocol, len(r.IDs), MaxGetIDs)
 		}
 		for _, id := range r.IDs {
-			if !reClaimID.MatchString(id) {
-				return fmt.Errorf("%w: get request: %q is not a claim ID", ErrProtocol, id)
+			if !isClaimID(id) {
+				return fmt.Errorf("%w: get request: %q is not a claim ID", ErrProtocol, truncate(id, 128))
 			}
 		}
 	default:

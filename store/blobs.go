@@ -150,8 +150,11 @@ func decodeBlobValue(v []byte, readFile func() ([]byte, error)) ([]byte, error) 
 
 // OpenBlob opens a blob for streaming: its size is known before any byte
 // is read, so a server can refuse a blob too large without loading it.
-// The content is not checked here (GetBlob checks it); a server that
-// streams should hash it first (the p2p blob server does).
+// The content is not checked here (GetBlob checks it): the file is named
+// by the CID of the bytes PutBlob hashed and wrote, and a server that
+// streams checks it against bit rot as it sees fit (the p2p blob server
+// hashes each file version — size and modification time — once per hour
+// per process, not per request).
 func (s *Store) OpenBlob(id string) (io.ReadSeekCloser, int64, error) {
 	_, val, err := s.blobRecord(id)
 	if err != nil {
