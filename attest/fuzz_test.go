@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
@@ -98,5 +100,50 @@ func FuzzParsePublicKey(f *testing.F) {
 			t.Fatalf("parsed key has malformed fingerprint %q", Fingerprint(e))
 		}
 		_, _ = ArmorPublicKey(e)
+	})
+}
+
+// FuzzCheckKeyCost: the raw-packet rules never panic, and a key they let
+// through parses (if at all) within their bounds: go-crypto verified no
+// more signatures than checkKeyCost counted.
+func FuzzCheckKeyCost(f *testing.F) {
+	a, _ := testIdentities(f)
+	f.Add(a.PublicKey())
+	for _, e := range []*openpgp.Entity{
+		newKey(f, nil),
+		selfSigs(f, newKey(f, nil), 3),
+		certs(f, newKey(f, nil), 3, 0),
+		newKey(f, cfgAt(keyTime, packet.PubKeyAlgoECDSA, packet.CurveBrainpoolP256)),
+	} {
+		f.Add(serializeKey(f, e))
+	}
+	for _, name := range []string{"rsa2048.pgp", "rsa4096-over-budget.pgp"} {
+		f.Add(readTestKey(f, name))
+	}
+	f.Add([]byte{0x99, 0x00, 0x01})
+	f.Add([]byte{0xc6, 0xe1, 0x00})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		k, err := keyCostOf(in)
+		if err != nil {
+			return
+		}
+		if k.UserIDs > MaxKeyUserIDs || k.Subkeys > MaxKeySubkeys || k.Signatures > MaxKeySignatures ||
+			k.Verifications > MaxKeyVerifications || k.Weight > MaxKeyVerifyCost || k.Revocations > MaxRevocations {
+			t.Fatalf("accepted beyond the bounds: %+v", k)
+		}
+		el, err := openpgp.ReadKeyRing(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		if len(el) != 1 {
+			t.Fatalf("checkKeyCost let %d keys through", len(el))
+		}
+		e := el[0]
+		if len(e.Identities) > MaxKeyUserIDs || len(e.Subkeys) > MaxKeySubkeys || len(e.Revocations) > MaxRevocations {
+			t.Fatalf("parsed key beyond the bounds: %d user IDs, %d subkeys, %d revocations", len(e.Identities), len(e.Subkeys), len(e.Revocations))
+		}
+		if v := verificationsOf(e); v > k.Verifications {
+			t.Fatalf("go-crypto verified at least %d signatures, checkKeyCost counted %d", v, k.Verifications)
+		}
 	})
 }

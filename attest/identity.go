@@ -3,7 +3,7 @@ package attest
 import (
 	"bytes"
 	"crypto"
-	"crypto/dsa" //nolint:staticcheck // only to bound the size of DSA keys from the network
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -161,31 +161,81 @@ func LoadIdentity(path string) (*Identity, error) {
 	return &Identity{Entity: el[0]}, nil
 }
 
-// ParsePublicKey parses one transferable public key, binary or armored.
-// go-crypto verifies its self-signatures while parsing, so keys whose
-// verification could cost seconds of CPU are refused first (checkKeyCost).
-func ParsePublicKey(b []byte) (*openpgp.Entity, error) {
-	if len(b) > 64<<10 {
+// ParsePublicKey parses one transferable public key, binary or armored
+// (at most 64 KiB), for every path that takes keys from outside: the keys
+// topic, keys embedded in claims, sync replies, imports. go-crypto
+// verifies a key's self-signatures while parsing it, so checkKeyCost
+// (keycost.go) first applies the builder-key rules to the raw packets,
+// without cryptography: Ed25519 or RSA 2048–4096 keys only, one primary
+// key, at most MaxKeyUserIDs user IDs and MaxKeySubkeys subkeys,
+// MaxKeySignatures signatures of which at most MaxKeyVerifications, of
+// weight MaxKeyVerifyCost, are verified while parsing, no repeated
+// packet, no secret key. Its refusals wrap ErrKeyNotAllowed.
+//
+// A key within the rules that go-crypto then refuses (a bad signature)
+// cost its verifications; that refusal is remembered by SHA-256 of the
+// binary key (the last 4096), so the same bytes sent again cost a hash.
+// Rule refusals are not remembered: they cost less than the hash. Every
+// success parses afresh and returns an entity the caller may change
+// (MergeKey does).
+func ParsePublicKey(b []byte) (*openpgp.Entity, error) { return parsePublicKey(b, refusedKeys) }
+
+// parsePublicKey is ParsePublicKey with refusals remembered in refused
+// (nil: not at all, for benchmarks of a first refusal).
+func parsePublicKey(b []byte, refused *refusalCache) (*openpgp.Entity, error) {
+	if len(b) > maxKeyBytes {
 		return nil, errors.New("public key larger than 64 KiB")
 	}
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN")) {
-		block, err := armor.Decode(bytes.NewReader(b))
-		if err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
-		}
-		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
-			return nil, fmt.Errorf("parse public key: armored block is %q, not a key", block.Type)
-		}
-		if b, err = io.ReadAll(io.LimitReader(block.Body, 64<<10+1)); err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
-		}
-		if len(b) > 64<<10 {
-			return nil, errors.New("public key larger than 64 KiB")
-		}
+	b, err := dearmorKey(b)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkKeyCost(b); err != nil {
 		return nil, fmt.Errorf("parse public key: %w", err)
 	}
+	if refused == nil {
+		return readOneKey(b)
+	}
+	h := sha256.Sum256(b)
+	if err := refused.get(h); err != nil {
+		return nil, err
+	}
+	e, err := readOneKey(b)
+	if err != nil {
+		refused.add(h, err)
+		return nil, err
+	}
+	return e, nil
+}
+
+// dearmorKey returns the binary key of an armored public key block, and b
+// itself when it is not armored.
+func dearmorKey(b []byte) ([]byte, error) {
+	if !bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN")) {
+		return b, nil
+	}
+	block, err := armor.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	switch block.Type {
+	case openpgp.PublicKeyType:
+	case openpgp.PrivateKeyType:
+		return nil, fmt.Errorf("parse public key: %w: secret key material: give the public key (gpg --export, not --export-secret-keys)", ErrKeyNotAllowed)
+	default:
+		return nil, fmt.Errorf("parse public key: armored block is %q, not a key", block.Type)
+	}
+	if b, err = io.ReadAll(io.LimitReader(block.Body, maxKeyBytes+1)); err != nil {
+		return nil, fmt.Errorf("parse public key: %w", err)
+	}
+	if len(b) > maxKeyBytes {
+		return nil, errors.New("public key larger than 64 KiB")
+	}
+	return b, nil
+}
+
+// readOneKey is go-crypto's parse of a key block that passed checkKeyCost.
+func readOneKey(b []byte) (*openpgp.Entity, error) {
 	el, err := openpgp.ReadKeyRing(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("parse public key: %w", err)
@@ -194,60 +244,6 @@ func ParsePublicKey(b []byte) (*openpgp.Entity, error) {
 		return nil, fmt.Errorf("parse public key: want exactly one key, found %d", len(el))
 	}
 	return el[0], nil
-}
-
-// Bounds on key parameters, far above what any real key uses, so that
-// verifying a signature by a key from the network stays cheap (DSA
-// verification with attacker-chosen 65,535-bit parameters takes minutes).
-const (
-	maxRSABits   = 8192
-	maxDSAPBits  = 3072 // FIPS 186-4's largest L
-	maxDSAQBits  = 256  // and N
-	maxElGamBits = 8192
-)
-
-// checkKeyCost reads the key packets of a binary key block (no crypto)
-// and refuses DSA, RSA and ElGamal keys with parameters beyond the bounds
-// above. Packets it cannot read are left to ReadKeyRing to report.
-func checkKeyCost(b []byte) error {
-	r := packet.NewReader(bytes.NewReader(b))
-	for {
-		p, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return nil // ReadKeyRing reports it
-		}
-		var pk *packet.PublicKey
-		switch k := p.(type) {
-		case *packet.PublicKey:
-			pk = k
-		case *packet.PrivateKey:
-			pk = &k.PublicKey
-		default:
-			continue
-		}
-		bits, _ := pk.BitLength()
-		switch pk.PubKeyAlgo {
-		case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly, packet.PubKeyAlgoRSAEncryptOnly:
-			if bits > maxRSABits {
-				return fmt.Errorf("RSA key of %d bits (at most %d accepted)", bits, maxRSABits)
-			}
-		case packet.PubKeyAlgoDSA:
-			q := 0
-			if d, ok := pk.PublicKey.(*dsa.PublicKey); ok && d.Q != nil {
-				q = d.Q.BitLen()
-			}
-			if bits > maxDSAPBits || q > maxDSAQBits {
-				return fmt.Errorf("DSA key with %d-bit p and %d-bit q (at most %d and %d accepted)", bits, q, maxDSAPBits, maxDSAQBits)
-			}
-		case packet.PubKeyAlgoElGamal:
-			if bits > maxElGamBits {
-				return fmt.Errorf("ElGamal key of %d bits (at most %d accepted)", bits, maxElGamBits)
-			}
-		}
-	}
 }
 
 // KeyLookup finds a builder's public key by fingerprint (nil if unknown).
