@@ -553,6 +553,22 @@ func (n *Node) Penalize(p peer.ID, why string) {
 // PenaltyScore is what one penalty takes off a peer's score.
 const PenaltyScore = -50
 
+// OverRateScore offsets the first-delivery reward (TopicScoreParams: at
+// most FirstMessageDeliveriesCap) of a peer that forwarded claims over its
+// gossip rate within OverRateMemory: a flood, even of valid claims, earns
+// no standing (issue 20 measured flooders at +18–20).
+const (
+	OverRateScore  = -20
+	OverRateMemory = 10 * time.Minute
+)
+
+// noteOverRate remembers that p forwarded over its rate now.
+func (n *Node) noteOverRate(p peer.ID) {
+	n.penMu.Lock()
+	n.overRated[p] = time.Now()
+	n.penMu.Unlock()
+}
+
 // PenaltyHalfLife is how fast penalties fade.
 const PenaltyHalfLife = 10 * time.Minute
 
@@ -590,7 +606,16 @@ func (n *Node) scoreParams() *pubsub.PeerScoreParams {
 	ps.AppSpecificScore = func(p peer.ID) float64 {
 		n.penMu.Lock()
 		defer n.penMu.Unlock()
-		return PenaltyScore * n.penalties[p].at(time.Now())
+		now := time.Now()
+		s := PenaltyScore * n.penalties[p].at(now)
+		if at, ok := n.overRated[p]; ok {
+			if now.Sub(at) < OverRateMemory {
+				s += OverRateScore
+			} else {
+				delete(n.overRated, p)
+			}
+		}
+		return s
 	}
 	return ps
 }

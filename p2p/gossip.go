@@ -209,7 +209,8 @@ func (n *Node) Publish(ctx context.Context, c *attest.Claim) error {
 // before gossipsub forwards it. A forwarding peer over its rate
 // (Limits.GossipPerSecond) is ignored before any signature is checked,
 // unless the claim names a builder the node trusts: ignoring gives the
-// flooder no first-delivery reward, and every overflowPenaltyEvery
+// flooder no first-delivery reward for those, OverRateScore cancels what
+// its claims within the rate earned, and every overflowPenaltyEvery
 // ignored messages it published itself cost it a penalty.
 func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	if len(msg.Data) > attest.MaxEnvelopeSize {
@@ -218,6 +219,7 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	}
 	if from != n.host.ID() && !n.gossipRate.allow(from) && !n.trustedBuilder(wireBuilder(msg.Data)) {
 		n.refused.add(RefuseGossipRate, 1)
+		n.noteOverRate(from)  // the forwarder earns no delivery reward (OverRateScore)
 		n.overRate(from, msg) // only the flood's author is penalized
 		return pubsub.ValidationIgnore
 	}

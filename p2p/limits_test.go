@@ -376,3 +376,30 @@ func TestFetchBlobRetriesRefusals(t *testing.T) {
 	}
 	assert.NotZero(t, server.Refusals()[RefuseBlobRate], "the server did refuse some requests")
 }
+
+// Valid claims forwarded over the rate earn no standing: the flooder's
+// first deliveries within its rate would make its score +20 (the cap);
+// having gone over the rate cancels that (OverRateScore). Penalties are
+// kept out of the way here (the flooder stays below overflowPenaltyEvery)
+// so that only the reward is measured.
+func TestOverRateEarnsNoReward(t *testing.T) {
+	setVar(t, &overflowPenaltyEvery, 1<<30)
+	ctx := context.Background()
+	victim, err := New(ctx, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, Subscribe: []string{"hello/o3"},
+		Limits: Limits{GossipPerSecond: 20, GossipBurst: 40}}, Deps{Claims: p2ptest.NewMemStore(), Keys: p2ptest.NewMemStore()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = victim.Close() })
+	flooder := testNode(t, p2ptest.NewMemStore(), Config{Subscribe: []string{"hello/o3"}})
+	require.NoError(t, flooder.Connect(ctx, victim.AddrInfo()))
+	attesttest.Eventually(t, 20*time.Second, "first heartbeat", func() bool { _, ok := victim.PeerScore(flooder.ID()); return ok })
+	keys := attesttest.Fresh(t, 4)
+	for i := range 200 {
+		require.NoError(t, flooder.Publish(ctx, testClaim(t, keys[i%len(keys)], "hello", "o3", i)))
+	}
+	attesttest.Eventually(t, 20*time.Second, "the flood seen", func() bool { return victim.Refusals()[RefuseGossipRate] > 0 })
+	time.Sleep(2 * time.Second) // scores are refreshed every DecayInterval (1 s)
+	s, ok := victim.PeerScore(flooder.ID())
+	require.True(t, ok)
+	t.Logf("flooder's score at the victim after 200 valid claims over a rate of 20/s (burst 40): %.2f", s)
+	assert.Less(t, s, 5.0, "first deliveries within the rate must not reward a peer that floods past it")
+}

@@ -87,6 +87,7 @@ type Node struct {
 	// n.mu may be held around a call into gossipsub.
 	penMu     sync.Mutex
 	penalties map[peer.ID]penalty
+	overRated map[peer.ID]time.Time // when the peer last forwarded over its gossip rate
 
 	// KeysTopic (keys.go)
 	keysTopic    *pubsub.Topic
@@ -150,6 +151,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		keyCache:  make(map[string][]byte),
 		syncStats: make(map[peer.ID]SyncStats),
 		penalties: make(map[peer.ID]penalty),
+		overRated: make(map[peer.ID]time.Time),
 
 		blobStreams:  make(map[*inboundBlob]struct{}),
 		blobsPerPeer: make(map[peer.ID]int),
