@@ -241,8 +241,10 @@ func TestAttackLargeBlobFanOut(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
-	t.Logf("%d of 16 streams got the %d MiB blob; heap in use %d MiB before, peak %d MiB during",
+	t.Logf("%d of 16 streams (8 peers × 2) got the %d MiB blob; heap in use %d MiB before, peak %d MiB during",
 		served.Load(), size>>20, base>>20, peak.Load()>>20)
-	assert.Equal(t, int64(16), served.Load(), "every stream is served (16 global, 2 per peer)")
+	// 16 serving slots, 4 of them kept for valued peers (docs/NETWORK.md):
+	// these 8 bare hosts score nothing, so 12 are served at once.
+	assert.Equal(t, int64(12), served.Load(), "every stream a slot is open to is served (16 global less 4 kept for valued peers, 2 per peer)")
 	assert.Less(t, int64(peak.Load())-int64(base), int64(2*size), "not a copy of the blob per request")
 }
