@@ -30,8 +30,9 @@ const (
 	// claim of the same builder for the same recipe; Proof is set and the
 	// key is flagged.
 	StatusEquivocation
-	// StatusOverBudget: not stored, its key (which does not vote) or the
-	// store is over its Budget; Err wraps ErrOverBudget.
+	// StatusOverBudget: not stored, its key (which does not vote), the
+	// pool of keys that do not vote or the store is over its Budget; Err
+	// wraps ErrOverBudget.
 	StatusOverBudget
 )
 
@@ -286,7 +287,7 @@ func (s *Store) commit(batch []*ingestReq) error {
 	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		w := newTxWriter(tx, s.cfg.now().UTC().Truncate(time.Second))
-		w.budget, w.exempt = s.cfg.budget, s.Exempt
+		w.budget, w.exempt, w.votes = s.cfg.budget, s.Exempt, &s.votes
 		for _, r := range batch {
 			for i, c := range r.claims {
 				res, err := w.ingestOne(c, r.prep[i], r.origin)
@@ -338,6 +339,8 @@ type txWriter struct {
 	keys, equiv, digests, meta, origins, keyCounts     *bolt.Bucket
 	budget                                             Budget
 	exempt                                             func(fpr string) bool
+	votes                                              *voteCache
+	pool                                               poolTotals // read on first use, written by finish
 	newClaims, newRecipes                              uint64
 	keysChanged                                        bool
 	flagged                                            []string
@@ -380,9 +383,11 @@ func (w *txWriter) finish() error {
 		}
 	}
 	if w.newRecipes > 0 {
-		return addUint(w.meta, metaRecipes, w.newRecipes)
+		if err := addUint(w.meta, metaRecipes, w.newRecipes); err != nil {
+			return err
+		}
 	}
-	return nil
+	return w.writePool()
 }
 
 func rejected(id string, format string, a ...any) IngestResult {
@@ -483,18 +488,8 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 	}
 	firstOfBuilder := !br.seen
 	usage := decodeKeyUsage(w.keyCounts.Get(ch.fk))
-	size := int64(len(ch.value))
-	why, err := w.checkBudget(c, ch.fk, usage, size, firstOfBuilder)
-	if err != nil {
-		return IngestResult{}, err
-	}
-	if why != "" {
+	if why := w.admit(st.Builder, ch.fk, &usage, int64(len(ch.value)), firstOfBuilder); why != "" {
 		return IngestResult{ID: c.ID, Status: StatusOverBudget, Err: fmt.Errorf("claim %s of %s: %w: %s", c.ID, st.Builder, ErrOverBudget, why)}, nil
-	}
-	usage.claims++
-	usage.bytes += size
-	if firstOfBuilder {
-		usage.recipes++
 	}
 	if err := w.keyCounts.Put(ch.fk, usage.encode()); err != nil {
 		return IngestResult{}, err

@@ -72,6 +72,9 @@ var (
 	metaSchema  = []byte("schema")
 	metaClaims  = []byte("claims")
 	metaRecipes = []byte("recipes")
+	// what the keys in the budget's pool hold together (budget.go)
+	metaPoolBytes = []byte("pool_bytes")
+	metaPoolKeys  = []byte("pool_keys")
 )
 
 // migrations[i] upgrades a database from schema version i to i+1. All
@@ -101,6 +104,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	// 4 → 5: voter lists next to the recipe summaries (voters.go), binary
 	// recipe summaries.
 	migrateVoters,
+	// 5 → 6: the pool of keys that do not vote (Budget): key_counts
+	// flags, meta pool_bytes and pool_keys.
+	migratePool,
 }
 
 // SchemaVersion is the schema this code writes.
@@ -129,6 +135,9 @@ type Store struct {
 	ingested [5]atomic.Uint64
 	// voters are keys that vote by certification (SetVoters).
 	voters atomic.Pointer[map[string]bool]
+	// votes caches whether stored key records vote (the writer's budget
+	// check; budget.go).
+	votes voteCache
 }
 
 // IngestCounts returns how many claims this process's Ingest calls

@@ -109,7 +109,9 @@ type Config struct {
 	// blob rates, streams per peer, session deadlines (docs/SECURITY.md).
 	Limits p2p.Limits `yaml:"limits"`
 	// Budget bounds what keys that do not vote (unknown, unvetted) can
-	// make the store hold; trusted and own claims are never refused.
+	// make the store hold, each (claims_per_key, recipes_per_key,
+	// bytes_per_key) and all together (pool_bytes, pool_keys,
+	// store_bytes); trusted and own claims are never refused.
 	Budget store.Budget `yaml:"budget"`
 }
 
