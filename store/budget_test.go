@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 )
 
 func TestBudgetPerKey(t *testing.T) {
@@ -332,4 +334,30 @@ func TestBudgetPoolMigration(t *testing.T) {
 	res := mustIngest(t, s, mustSign(t, fresh[0], spec{pkg: "after"}), mustSign(t, trusted, spec{pkg: "after"}))
 	poolRefused(t, s, res[0], "keys that do not vote hold")
 	assert.Equal(t, StatusNew, res[1].Status)
+}
+
+// A claim that brings a key the store does not hold charges the key's
+// record to the key (and so to the pool): a fresh key's bytes are not free.
+func TestBudgetChargesKeyBytes(t *testing.T) {
+	id := attesttest.Fresh(t, 1)[0]
+	s := mustOpenStore(t)
+	wire := attesttest.Wire(t, attesttest.Claim(t, id))
+	res, err := s.VerifyAndIngest(context.Background(), attest.VerifyOptions{}, wire)
+	require.NoError(t, err)
+	require.Equal(t, StatusNew, res[0].Status, "%v", res[0].Err)
+	held, n, err := s.PoolUsage()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	ki, err := s.GetKey(id.Fingerprint())
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, held, int64(len(ki.PublicKey)), "the key record counts")
+	assert.Greater(t, held, int64(len(ki.PublicKey)), "and the claim too")
+	// A second claim of the same key charges only the claim.
+	wire2 := attesttest.Wire(t, attesttest.Claim(t, id, func(st *attest.Statement) { st.Timestamp = st.Timestamp.Add(-time.Hour) }))
+	res, err = s.VerifyAndIngest(context.Background(), attest.VerifyOptions{}, wire2)
+	require.NoError(t, err)
+	require.Equal(t, StatusNew, res[0].Status, "%v", res[0].Err)
+	held2, _, err := s.PoolUsage()
+	require.NoError(t, err)
+	assert.Less(t, held2-held, int64(len(ki.PublicKey)), "the key is charged once")
 }

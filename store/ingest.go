@@ -488,7 +488,11 @@ func (w *txWriter) ingestOne(c *attest.Claim, p prepared, origin Origin) (Ingest
 	}
 	firstOfBuilder := !br.seen
 	usage := decodeKeyUsage(w.keyCounts.Get(ch.fk))
-	if why := w.admit(st.Builder, ch.fk, &usage, int64(len(ch.value)), firstOfBuilder); why != "" {
+	size := int64(len(ch.value))
+	if len(ch.pub) > 0 && w.keys.Get(ch.fk) == nil {
+		size += int64(len(ch.pub)) // the key record this claim creates is charged to the key too
+	}
+	if why := w.admit(st.Builder, ch.fk, &usage, size, firstOfBuilder); why != "" {
 		return IngestResult{ID: c.ID, Status: StatusOverBudget, Err: fmt.Errorf("claim %s of %s: %w: %s", c.ID, st.Builder, ErrOverBudget, why)}, nil
 	}
 	if err := w.keyCounts.Put(ch.fk, usage.encode()); err != nil {
