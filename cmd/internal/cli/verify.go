@@ -88,6 +88,13 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			if deb.Architecture != "all" && deb.Architecture != builder.DefaultArch {
 				return g.verifyUnreadable(ctx, path, sum, fmt.Errorf("built for %s; this node installs and rebuilds %s packages", deb.Architecture, builder.DefaultArch), nil, false)
 			}
+			// A version shaped like an opinion build that does not parse
+			// exactly (2.10-3~o3+01, ~o3+1~x, ~o3+1+b1) is no build anyone
+			// made under Lebowski's rules: refused as the apt hook refuses
+			// it (vocab.ClassifyVersion), with no rebuild and no red flag.
+			if _, class, verr := vocab.ClassifyVersion(deb.Version); class == vocab.VersionMalformed && f.opinion == "" {
+				return g.verifyUnreadable(ctx, path, sum, fmt.Errorf("version %s: %v; no Lebowski build carries such a version and the apt hook refuses it (pass --opinion to check it against one)", deb.Version, verr), nil, false)
+			}
 			opName := f.opinion
 			if opName == "" {
 				opName = deb.Opinion

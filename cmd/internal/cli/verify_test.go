@@ -81,6 +81,17 @@ func TestCLIVerifyDamagedFiles(t *testing.T) {
 	require.Contains(t, out, "built for arm64")
 	require.Contains(t, out, "DO NOT INSTALL")
 
+	// A version shaped like an opinion build that does not parse exactly:
+	// refused as the apt hook refuses it, without a rebuild.
+	for _, v := range []string{"2.10-3~o3+01", "2.10-3~o3+1~x", "2.10-3~o3+1+b1"} {
+		odd := debfiletest.Build(t, t.TempDir(), debfiletest.Package{Name: "hello", Version: v})
+		code, out, errOut := run(t, dd, "verify", "--no-rebuild", odd)
+		require.Equal(t, ExitMismatch, code, "%s: %s%s", v, out, errOut)
+		require.Contains(t, out, "DO NOT INSTALL", v)
+		require.Contains(t, out, "version "+v, v)
+		require.NotContains(t, errOut, "red flag signed", v)
+	}
+
 	code, out, errOut = run(t, dd, "--json", "verify", "--no-rebuild", other)
 	require.Equal(t, ExitMismatch, code, errOut)
 	require.True(t, strings.HasPrefix(strings.TrimSpace(out), "{"), out)
