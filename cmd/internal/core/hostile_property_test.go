@@ -75,18 +75,7 @@ func newHostileWorld(t testing.TB) *hostileWorld {
 			t.Fatal(err)
 		}
 	}
-	e, err := attest.ParsePublicKey(c.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := attest.Certify(t0, e); err != nil {
-		t.Fatal(err)
-	}
-	cpub, err := attest.SerializeKey(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.ImportKey(ctx, cpub, attest.TrustUnvetted, "keyserver"); err != nil {
+	if _, err := n.ImportKey(ctx, certified(t, c.PublicKey(), t0), attest.TrustUnvetted, "keyserver"); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []*attest.Identity{w.own, t0, t1, c} {
@@ -96,6 +85,23 @@ func newHostileWorld(t testing.TB) *hostileWorld {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// certified returns pub (a key) carrying a certification by signer.
+func certified(t testing.TB, pub []byte, signer *attest.Identity) []byte {
+	t.Helper()
+	e, err := attest.ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attest.Certify(signer, e); err != nil {
+		t.Fatal(err)
+	}
+	out, err := attest.SerializeKey(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func (w *hostileWorld) node(st *store.Store) *Node {
@@ -249,33 +255,11 @@ func (w *hostileWorld) apply(t testing.TB, n *Node, st *store.Store, op hostileO
 		if x == y {
 			return
 		}
-		e, err := attest.ParsePublicKey(x.PublicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := attest.Certify(y, e); err != nil {
-			t.Fatal(err)
-		}
-		pub, err := attest.SerializeKey(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		merge(pub)
+		merge(certified(t, x.PublicKey(), y))
 		w.claim(t, n, x, attesttest.Artifact(hostileHash[op.z%3]))
 	case 4: // x certifies an honest key (a certification by a key that does not vote)
 		h := append([]*attest.Identity{w.own}, w.honest...)[op.y%5]
-		e, err := attest.ParsePublicKey(h.PublicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := attest.Certify(x, e); err != nil {
-			t.Fatal(err)
-		}
-		pub, err := attest.SerializeKey(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		merge(pub)
+		merge(certified(t, h.PublicKey(), x))
 	case 5: // x's key announced (merged; ignored unless something votes for it)
 		merge(x.PublicKey())
 	}
