@@ -21,7 +21,13 @@ import (
 // certifiedBy returns target's public key certified by signers.
 func certifiedBy(t *testing.T, target *attest.Identity, signers ...*attest.Identity) []byte {
 	t.Helper()
-	e, err := attest.ParsePublicKey(target.PublicKey())
+	return certifiedKey(t, target.PublicKey(), signers...)
+}
+
+// certifiedKey returns the key pub certified by signers.
+func certifiedKey(t *testing.T, pub []byte, signers ...*attest.Identity) []byte {
+	t.Helper()
+	e, err := attest.ParsePublicKey(pub)
 	require.NoError(t, err)
 	for _, s := range signers {
 		require.NoError(t, attest.Certify(s, e))
@@ -43,12 +49,7 @@ func revokedKey(t *testing.T, id *attest.Identity, successor string, at time.Tim
 // successor's acknowledgement of a rotation.
 func acknowledged(t *testing.T, pub []byte, successor *attest.Identity) []byte {
 	t.Helper()
-	e, err := attest.ParsePublicKey(pub)
-	require.NoError(t, err)
-	require.NoError(t, attest.Certify(successor, e))
-	b, err := attest.SerializeKey(e)
-	require.NoError(t, err)
-	return b
+	return certifiedKey(t, pub, successor)
 }
 
 // trustedGroup is the sorted fingerprints of the trusted keys in the
