@@ -65,7 +65,8 @@ func (m *metrics) listen(addr string, d *Daemon) (*http.Server, net.Listener, er
 var (
 	refusedDesc = prometheus.NewDesc("lebowski_refused_total",
 		"Work refused to bound what peers can make the node do, by kind (docs/SECURITY.md): gossip_rate, sync_rate, "+
-			"sync_busy, sync_evicted, sync_budget, sync_invalid, blob_rate, blob_busy, blob_invalid, gossip_queue, store_budget.",
+			"sync_busy, sync_evicted, sync_budget, sync_invalid, sync_fault, blob_rate, blob_busy, blob_invalid, blob_fault, blob_evicted, "+
+			"penalized, keys_rate, intents_rate, intents_signer_rate, intents_replay, gossip_queue, store_budget, http_evicted, http_busy.",
 		[]string{"kind"}, nil)
 	ingestedDesc = prometheus.NewDesc("lebowski_ingested_total",
 		"Claims handed to the store since start, by outcome (new, duplicate, equivocation, rejected, over_budget).",
@@ -86,6 +87,9 @@ func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
 		for kind, v := range c.d.net.Refusals() {
 			ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(v), kind)
 		}
+	}
+	for kind, v := range httpRefusals() {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(v), kind)
 	}
 	counts := c.d.st.IngestCounts()
 	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(counts["over_budget"]), "store_budget")
