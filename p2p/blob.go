@@ -178,7 +178,7 @@ func (n *Node) dropBlobLocked(b *inboundBlob) {
 	if _, ok := n.blobStreams[b]; !ok {
 		return
 	}
-	_ = b.s.Reset()
+	go b.s.Reset() // not under n.mu: a reset can wait on a peer that does not read
 	delete(n.blobStreams, b)
 	if b.serving {
 		n.blobsInFlight--
@@ -265,6 +265,7 @@ func (n *Node) handleBlob(s network.Stream) {
 		reply(BlobResponse{Error: "blob larger than the server's limit"})
 		return
 	}
+	b.progress.Store(time.Now().UnixNano()) // the server's own work (hashing, waiting for it) is no stall
 	w := progressWriter{w: s, at: &b.progress}
 	if err := writeMsg(w, BlobResponse{Size: size}, maxBlobHeader); err != nil {
 		_ = s.Reset()
@@ -537,10 +538,18 @@ func (n *Node) FetchBlobAny(ctx context.Context, cidStr string, maxSize int64, k
 // peer that keeps lying is graylisted and then ignored. Penalties halve
 // every PenaltyHalfLife, so a peer that stops is heard again.
 func (n *Node) Penalize(p peer.ID, why string) {
+	now := time.Now()
 	n.penMu.Lock()
+	if _, ok := n.penalties[p]; !ok && len(n.penalties) >= maxTrackedPeers {
+		for q, pen := range n.penalties { // faded penalties of identities long gone
+			if pen.at(now) < 0.01 {
+				delete(n.penalties, q)
+			}
+		}
+	}
 	pen := n.penalties[p]
-	pen.value = pen.at(time.Now()) + 1
-	pen.since = time.Now()
+	pen.value = pen.at(now) + 1
+	pen.since = now
 	n.penalties[p] = pen
 	n.penMu.Unlock()
 	level := slog.LevelDebug
@@ -564,9 +573,20 @@ const (
 
 // noteOverRate remembers that p forwarded over its rate now.
 func (n *Node) noteOverRate(p peer.ID) {
+	now := time.Now()
 	n.penMu.Lock()
-	n.overRated[p] = time.Now()
-	n.penMu.Unlock()
+	defer n.penMu.Unlock()
+	if _, ok := n.overRated[p]; !ok && len(n.overRated) >= maxTrackedPeers {
+		for q, at := range n.overRated { // identities that left: their entries expire
+			if now.Sub(at) >= OverRateMemory {
+				delete(n.overRated, q)
+			}
+		}
+		if len(n.overRated) >= maxTrackedPeers {
+			return // every entry is fresh: the flood is already scored down
+		}
+	}
+	n.overRated[p] = now
 }
 
 // PenaltyHalfLife is how fast penalties fade.

@@ -219,7 +219,9 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	}
 	if from != n.host.ID() && !n.gossipRate.allow(from) && !n.trustedBuilder(wireBuilder(msg.Data)) {
 		n.refused.add(RefuseGossipRate, 1)
-		n.noteOverRate(from)  // the forwarder earns no delivery reward (OverRateScore)
+		if peer.ID(msg.GetFrom()) == from {
+			n.noteOverRate(from) // the flood's author earns no delivery reward (OverRateScore); a relay is not scored down
+		}
 		n.overRate(from, msg) // only the flood's author is penalized
 		return pubsub.ValidationIgnore
 	}

@@ -144,11 +144,13 @@ func (n *Node) validateIntent(_ context.Context, from peer.ID, msg *pubsub.Messa
 		return pubsub.ValidationIgnore
 	}
 	// Remembered until a replay could no longer verify.
-	if !n.intentSeen.add(sha256.Sum256(payload), in.Issued.Add(in.TTLDuration()+attest.DefaultSkew), now) {
+	id := sha256.Sum256(payload)
+	if !n.intentSeen.add(id, in.Issued.Add(in.TTLDuration()+attest.DefaultSkew), now) {
 		n.refused.add(RefuseIntentsReplay, 1)
 		return pubsub.ValidationIgnore
 	}
 	if !n.signerRate.allow(in.Builder) {
+		n.intentSeen.remove(id) // not accepted: a later delivery is no replay
 		n.refused.add(RefuseIntentsSigner, 1)
 		return pubsub.ValidationIgnore
 	}
@@ -196,6 +198,12 @@ func (r *intentReplays) has(id [32]byte) bool {
 }
 
 // add records id until the given time; false if it was recorded already.
+func (r *intentReplays) remove(id [32]byte) {
+	r.mu.Lock()
+	delete(r.until, id)
+	r.mu.Unlock()
+}
+
 func (r *intentReplays) add(id [32]byte, until, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

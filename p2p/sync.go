@@ -157,7 +157,7 @@ func (n *Node) admitSync(p peer.ID, s network.Stream) (*inboundSync, string) {
 		return nil, RefuseSyncBusy
 	}
 	if victim != "" {
-		_ = n.inbound[victim].s.Reset()
+		go n.inbound[victim].s.Reset() // not under n.mu: a reset can wait on a peer that does not read
 		delete(n.inbound, victim)
 		n.refused.add(RefuseSyncEvicted, 1)
 	}
@@ -259,8 +259,8 @@ func (n *Node) handleSync(s network.Stream) {
 			}
 			return
 		}
-		sess.progress.Store(time.Now().UnixNano())
 		resp, frames := n.serveSync(&req)
+		sess.progress.Store(time.Now().UnixNano()) // after the server's own work: only the client's idling counts
 		_ = s.SetWriteDeadline(minTime(time.Now().Add(syncIOTimeout), end))
 		err = writeMsg(w, resp, MaxSyncResponse)
 		for _, f := range frames {

@@ -136,7 +136,6 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		if victim != nil {
 			httpEvicted.Add(1)
-			victim.Close()
 		}
 		return c, nil
 	}
@@ -161,6 +160,9 @@ func (l *connLimiter) admit(c *limitedConn) (victim *limitedConn, ok bool) {
 			return nil, false
 		}
 		l.untrack(victim)
+		// Closed under l.mu, as it was picked: it cannot start a request
+		// in between and be cut while being served.
+		victim.once.Do(func() { victim.err = victim.Conn.Close() })
 	}
 	c.tracked = true
 	l.conns[c] = struct{}{}
