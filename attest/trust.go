@@ -20,6 +20,30 @@ const MaxTrustSearch = 10000
 // makes). The certifications are added to target in place; serialize it
 // (ArmorPublicKey) to publish them.
 func Certify(signer *Identity, target *openpgp.Entity) error {
+	return certify(signer, target, pgpConfig())
+}
+
+// RotationNotation marks a certification as a successor's acknowledgement
+// of a rotation: a notation in the signature's hashed area (so nobody can
+// add it to another certification afterwards) whose value is the
+// fingerprint of the key it replaces. An ordinary certification — say, S
+// vouched for K years ago — is no acknowledgement: otherwise K could name
+// S its successor and move K's claims onto S's vote (docs/TRUST.md).
+const RotationNotation = "rotation@lebowski-dist"
+
+// AcknowledgeRotation makes successor certify every user ID of old, the
+// key it replaces, with the RotationNotation naming old: what `key
+// rotate` and `key certify OLD` on the successor's node make.
+func AcknowledgeRotation(successor *Identity, old *openpgp.Entity) error {
+	if old == nil || old.PrimaryKey == nil {
+		return errors.New("acknowledge rotation: the replaced key is required")
+	}
+	cfg := pgpConfig()
+	cfg.SignatureNotations = []*packet.Notation{{Name: RotationNotation, Value: []byte(Fingerprint(old)), IsHumanReadable: true}}
+	return certify(successor, old, cfg)
+}
+
+func certify(signer *Identity, target *openpgp.Entity, cfg *packet.Config) error {
 	if signer == nil || signer.Entity == nil || target == nil {
 		return errors.New("certify: signer and target keys are required")
 	}
@@ -30,7 +54,7 @@ func Certify(signer *Identity, target *openpgp.Entity) error {
 		return fmt.Errorf("certify: key %s has no user ID to certify", Fingerprint(target))
 	}
 	for name := range target.Identities {
-		if err := target.SignIdentity(name, signer.Entity, pgpConfig()); err != nil {
+		if err := target.SignIdentity(name, signer.Entity, cfg); err != nil {
 			return fmt.Errorf("certify %s (%q) with %s: %w", Fingerprint(target), name, signer.Fingerprint(), err)
 		}
 	}
@@ -196,18 +220,21 @@ const MaxCertTries = 4
 
 // CertifiedBy reports whether one of target's user IDs carries a valid
 // third-party certification by certifier's primary key, in force at now
-// (VerifyCertification). Unlike CertifiedWithin it ignores whether target
-// or certifier is revoked: it answers "did certifier sign this key", which
-// is what a rotation's acknowledgement (the successor certifies the key it
-// replaces) and a revoked key's former standing ask. At most MaxCertTries
+// (VerifyCertification), and until when it is (zero: no expiry). With
+// rotation set, only a certification carrying the RotationNotation that
+// names target counts (AcknowledgeRotation). Unlike CertifiedWithin it
+// ignores whether target or certifier is revoked: it answers "did
+// certifier sign this key", which is what a rotation's acknowledgement
+// and a revoked key's former standing ask. At most MaxCertTries
 // signatures naming certifier are verified; others are not looked at.
-func CertifiedBy(target, certifier *openpgp.Entity, now time.Time) bool {
+func CertifiedBy(target, certifier *openpgp.Entity, now time.Time, rotation bool) (ok bool, until time.Time) {
 	if target == nil || target.PrimaryKey == nil || certifier == nil || certifier.PrimaryKey == nil {
-		return false
+		return false, time.Time{}
 	}
 	want := Fingerprint(certifier)
-	if want == Fingerprint(target) {
-		return false
+	self := Fingerprint(target)
+	if want == self {
+		return false, time.Time{}
 	}
 	names := make([]string, 0, len(target.Identities))
 	for name := range target.Identities {
@@ -227,12 +254,28 @@ func CertifiedBy(target, certifier *openpgp.Entity, now time.Time) bool {
 			if len(sig.IssuerFingerprint) > 0 && fmt.Sprintf("%X", sig.IssuerFingerprint) != want {
 				continue
 			}
+			if rotation && !acknowledges(sig, self) {
+				continue
+			}
 			if tries++; tries > MaxCertTries {
-				return false
+				return false, time.Time{}
 			}
 			if VerifyCertification(target, name, sig, certifier, now) == nil {
-				return true
+				if sig.SigLifetimeSecs != nil && *sig.SigLifetimeSecs != 0 {
+					until = sig.CreationTime.Add(time.Duration(*sig.SigLifetimeSecs) * time.Second)
+				}
+				return true, until
 			}
+		}
+	}
+	return false, time.Time{}
+}
+
+// acknowledges reports a RotationNotation naming fpr in sig's hashed area.
+func acknowledges(sig *packet.Signature, fpr string) bool {
+	for _, n := range sig.Notations {
+		if n != nil && n.Name == RotationNotation && string(n.Value) == fpr {
+			return true
 		}
 	}
 	return false

@@ -269,13 +269,13 @@ func TestCLIKeyCertifyRevokeAnnounce(t *testing.T) {
 	code, out, _ = run(t, dd, "key", "list")
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, "not counted", "the successor votes now but has not acknowledged the rotation")
-	// The successor certifies the revoked key (what `key certify OLD` on
+	// The successor acknowledges the rotation (what `key certify OLD` on
 	// the successor's node, or `key rotate`, does): the rotation counts.
 	code, out, errOut = run(t, dd, "key", "export", own.Fingerprint)
 	require.Equal(t, ExitOK, code, errOut)
 	e, err := attest.ParsePublicKey([]byte(out))
 	require.NoError(t, err)
-	require.NoError(t, attest.Certify(other, e))
+	require.NoError(t, attest.AcknowledgeRotation(other, e))
 	ack, err := attest.ArmorPublicKey(e)
 	require.NoError(t, err)
 	ackPath := filepath.Join(t.TempDir(), "acknowledged.asc")

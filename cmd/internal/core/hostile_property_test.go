@@ -251,11 +251,26 @@ func (w *hostileWorld) apply(t testing.TB, n *Node, st *store.Store, op hostileO
 		}
 		merge(pub)
 		w.claim(t, n, x, attesttest.Artifact(hostileEvil)) // its key, revoked, also travels in claims
-	case 3: // y certifies x: an acknowledgement among hostile keys
+	case 3: // y certifies x, or acknowledges x's rotation: among hostile keys
 		if x == y {
 			return
 		}
-		merge(certified(t, x.PublicKey(), y))
+		if op.z%2 == 0 {
+			merge(certified(t, x.PublicKey(), y))
+		} else {
+			e, err := attest.ParsePublicKey(x.PublicKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := attest.AcknowledgeRotation(y, e); err != nil {
+				t.Fatal(err)
+			}
+			pub, err := attest.SerializeKey(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			merge(pub)
+		}
 		w.claim(t, n, x, attesttest.Artifact(hostileHash[op.z%3]))
 	case 4: // x certifies an honest key (a certification by a key that does not vote)
 		h := append([]*attest.Identity{w.own}, w.honest...)[op.y%5]

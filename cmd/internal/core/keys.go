@@ -157,10 +157,14 @@ func (n *Node) CertifyKey(ctx context.Context, fpr string) (*KeyResult, error) {
 	// A revoked key is certified only by the successor its rotation
 	// names: that certification is the successor's acknowledgement, without
 	// which the rotation does not count (docs/TRUST.md, "Rotation").
-	if r := attest.RevocationOf(e, n.now().Add(attest.DefaultSkew)); r != nil && (r.Compromised() || r.Successor != n.id.Fingerprint()) {
-		return nil, Invalid(fmt.Errorf("certify key: %s was revoked on %s (%s); certify its successor instead", fpr, r.Time.Format(time.DateOnly), r.Reason))
+	certify := attest.Certify
+	if r := attest.RevocationOf(e, n.now().Add(attest.DefaultSkew)); r != nil {
+		if r.Compromised() || r.Successor != n.id.Fingerprint() {
+			return nil, Invalid(fmt.Errorf("certify key: %s was revoked on %s (%s); certify its successor instead", fpr, r.Time.Format(time.DateOnly), r.Reason))
+		}
+		certify = attest.AcknowledgeRotation
 	}
-	if err := attest.Certify(n.id, e); err != nil {
+	if err := certify(n.id, e); err != nil {
 		return nil, Invalid(fmt.Errorf("certify key: %w", err))
 	}
 	pub, err := attest.SerializeKey(e)

@@ -85,7 +85,7 @@ type Node struct {
 	trustMu   sync.Mutex
 	kickMu    sync.Mutex
 	kickDone  chan struct{}
-	certMemo  map[certMemoKey]bool // guarded by trustMu
+	certMemo  certMemo // guarded by trustMu
 	trustWait time.Duration
 	// lastRebuild is how long the last rebuild took (ns); nextKick when
 	// the next background rebuild may start (unix ns).

@@ -205,37 +205,81 @@ func (n *Node) RefreshTrust() error {
 }
 
 // certMemoKey names one certification check: the certified key's stored
-// material and the certifier.
+// material, the certifier and whether a rotation's acknowledgement is
+// asked for.
 type certMemoKey struct {
 	target    [sha256.Size]byte
 	certifier string
+	rotation  bool
 }
 
-// maxCertMemo bounds the remembered certification checks; past it the
-// memo starts again (the next rebuild re-checks what it needs).
-const maxCertMemo = 1 << 16
+// certAnswer is a remembered check: ok until until (zero: no expiry).
+type certAnswer struct {
+	ok    bool
+	until time.Time
+}
+
+// certMemo remembers certification checks in two generations: when the
+// current one holds maxCertMemo answers it becomes the old one, and a hit
+// there moves back, so a working set up to maxCertMemo is never checked
+// again wholesale (a plain reset would make the next rebuild re-verify
+// every key at once).
+type certMemo struct {
+	cur, old map[certMemoKey]certAnswer
+}
+
+// maxCertMemo bounds one generation of the memo: twice the default pool
+// of keys that do not vote (store.DefaultBudget.PoolKeys), each of which
+// may name a voting key as its certifier.
+const maxCertMemo = 1 << 18
+
+func (m *certMemo) get(k certMemoKey, now time.Time) (bool, bool) {
+	a, ok := m.cur[k]
+	if !ok {
+		if a, ok = m.old[k]; ok {
+			m.put(k, a)
+		}
+	}
+	if !ok || (!a.until.IsZero() && !now.Before(a.until)) {
+		return false, false // unknown, or a certification that has expired since
+	}
+	return a.ok, true
+}
+
+func (m *certMemo) put(k certMemoKey, a certAnswer) {
+	if m.cur == nil || len(m.cur) >= maxCertMemo {
+		m.old, m.cur = m.cur, make(map[certMemoKey]certAnswer)
+	}
+	m.cur[k] = a
+}
+
+func (m *certMemo) len() int { return len(m.cur) + len(m.old) }
 
 // certifiedBy reports whether certifier's key validly certifies the key
-// whose stored material is pub (attest.CertifiedBy), remembering the
-// answer across rebuilds: a certification is checked once per distinct
-// key material, not at every rebuild. The caller holds trustMu.
-func (n *Node) certifiedBy(fpr string, pub []byte, certifier string) bool {
-	k := certMemoKey{target: sha256.Sum256(pub), certifier: certifier}
-	if ok, seen := n.certMemo[k]; seen {
+// whose stored material is pub (attest.CertifiedBy; with rotation, only an
+// acknowledgement of a rotation counts), remembering the answer across
+// rebuilds: a certification is checked once per distinct key material,
+// not at every rebuild, and again once it expires. The caller holds
+// trustMu.
+func (n *Node) certifiedBy(pub []byte, certifier string, rotation bool) bool {
+	now := n.now()
+	k := certMemoKey{target: sha256.Sum256(pub), certifier: certifier, rotation: rotation}
+	if ok, known := n.certMemo.get(k, now); known {
 		return ok
 	}
-	target, signer := n.st.Lookup(fpr), n.st.Lookup(certifier)
-	if target == nil || signer == nil {
+	signer := n.st.Lookup(certifier)
+	if signer == nil {
 		return false // not remembered: the certifier's key may come later
 	}
-	// The answer depends on target's material (pub) and the certifier's
-	// primary key, which its fingerprint names: nothing else changes it
-	// but time (a certification expiring, seen at the memo's next reset).
-	ok := attest.CertifiedBy(target, signer, n.now())
-	if n.certMemo == nil || len(n.certMemo) >= maxCertMemo {
-		n.certMemo = map[certMemoKey]bool{}
+	// The material the answer is remembered under, not whatever the store
+	// holds by now; the certifier's primary key is fixed by its fingerprint.
+	target, err := attest.ParsePublicKey(pub)
+	if err != nil {
+		n.certMemo.put(k, certAnswer{})
+		return false
 	}
-	n.certMemo[k] = ok
+	ok, until := attest.CertifiedBy(target, signer, now, rotation)
+	n.certMemo.put(k, certAnswer{ok: ok, until: until})
 	return ok
 }
 
@@ -309,7 +353,7 @@ func (n *Node) rotations(t *trustView, keys []store.KeyInfo, before map[string]a
 	}
 	link := func(from, to string) bool {
 		k := byFpr[from]
-		return k != nil && n.votedBefore(t, k, before) && n.certifiedBy(from, k.PublicKey, to)
+		return k != nil && n.votedBefore(t, k, before) && n.certifiedBy(k.PublicKey, to, true)
 	}
 	for f, r := range t.revoked {
 		if to := t.successor(f, r, link); to != "" {
@@ -334,7 +378,7 @@ func (n *Node) votedBefore(t *trustView, k *store.KeyInfo, before map[string]att
 	// rotation, it is no standing K had here.
 	succ := t.revoked[f].Successor
 	for _, c := range k.Certifiers {
-		if c != succ && t.votes(c) && len(t.via[c]) < n.hops && n.certifiedBy(f, k.PublicKey, c) {
+		if c != succ && t.votes(c) && len(t.via[c]) < n.hops && n.certifiedBy(k.PublicKey, c, false) {
 			return true
 		}
 	}
@@ -379,6 +423,7 @@ func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 	if n.hops <= 0 {
 		return
 	}
+	now := n.now().Add(attest.DefaultSkew) // as the store: clocks differ
 	byCertifier := map[string][]*store.KeyInfo{}
 	for i := range keys {
 		k := &keys[i]
@@ -411,7 +456,12 @@ func (n *Node) certify(t *trustView, keys []store.KeyInfo) {
 				if t.Level(f).Votes() {
 					continue // already trusted or certified at a shorter distance
 				}
-				if !n.certifiedBy(f, k.PublicKey, certifier) {
+				if !n.certifiedBy(k.PublicKey, certifier, false) {
+					continue
+				}
+				// A revocation the record missed (dated beyond the skew when
+				// it was written) still wins.
+				if attest.RevocationOf(n.st.Lookup(f), now) != nil {
 					continue
 				}
 				t.levels[f] = attest.TrustCertified

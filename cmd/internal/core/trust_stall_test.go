@@ -150,7 +150,7 @@ func TestTrustRebuildChecksOnce(t *testing.T) {
 	if _, err := n.trustNow(); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(n.certMemo); got != len(hostile) {
+	if got := n.certMemo.len(); got != len(hostile) {
 		t.Fatalf("%d certification answers remembered, want one per hostile key (%d)", got, len(hostile))
 	}
 	for _, x := range hostile {
@@ -159,8 +159,8 @@ func TestTrustRebuildChecksOnce(t *testing.T) {
 		}
 	}
 	calls := 0
-	for k, ok := range n.certMemo {
-		if ok {
+	for k, a := range n.certMemo.cur {
+		if a.ok {
 			t.Fatalf("a bogus certification of %x was taken as valid", k.target[:4])
 		}
 		calls++
@@ -172,8 +172,8 @@ func TestTrustRebuildChecksOnce(t *testing.T) {
 	if _, err := n.trustNow(); err != nil {
 		t.Fatal(err)
 	}
-	if len(n.certMemo) != calls {
-		t.Fatalf("memo grew from %d to %d on a key with no certification", calls, len(n.certMemo))
+	if n.certMemo.len() != calls {
+		t.Fatalf("memo grew from %d to %d on a key with no certification", calls, n.certMemo.len())
 	}
 }
 

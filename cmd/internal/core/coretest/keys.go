@@ -45,11 +45,16 @@ func revokedKey(t *testing.T, id *attest.Identity, successor string, at time.Tim
 	return b
 }
 
-// acknowledged returns the key pub certified by successor: the
-// successor's acknowledgement of a rotation.
+// acknowledged returns the key pub carrying successor's acknowledgement
+// of the rotation (attest.AcknowledgeRotation).
 func acknowledged(t *testing.T, pub []byte, successor *attest.Identity) []byte {
 	t.Helper()
-	return certifiedKey(t, pub, successor)
+	e, err := attest.ParsePublicKey(pub)
+	require.NoError(t, err)
+	require.NoError(t, attest.AcknowledgeRotation(successor, e))
+	b, err := attest.SerializeKey(e)
+	require.NoError(t, err)
+	return b
 }
 
 // trustedGroup is the sorted fingerprints of the trusted keys in the
@@ -154,18 +159,22 @@ func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 		sLevel    string // trusted, certified (by a), unvetted
 		after     bool   // k's claim is signed after the revocation
 		kNever    bool   // k never voted here (unvetted: a stranger's key)
-		noAck     bool   // s does not certify k
+		noAck     bool   // s does not acknowledge the rotation
+		plainCert bool   // s certified k, but as an ordinary certification
 		want      []*attest.Identity
 		rotatedTo string
 	}{
-		{"revoked, no successor", "", "trusted", false, false, false, []*attest.Identity{a, b}, ""},
-		{"rotation to a trusted successor", s.Fingerprint(), "trusted", false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
-		{"rotation to a certified successor", s.Fingerprint(), "certified", false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
-		{"rotation to an unvetted successor", s.Fingerprint(), "unvetted", false, false, false, []*attest.Identity{a, b}, ""},
-		{"claims signed after the revocation", s.Fingerprint(), "trusted", true, false, false, []*attest.Identity{a, b}, s.Fingerprint()},
-		{"successor does not acknowledge", s.Fingerprint(), "trusted", false, false, true, []*attest.Identity{a, b}, ""},
-		{"hijack: a stranger's key names a trusted successor", a.Fingerprint(), "trusted", false, true, true, []*attest.Identity{a, b}, ""},
-		{"hijack: the successor even certifies the stranger", s.Fingerprint(), "trusted", false, true, false, []*attest.Identity{a, b}, ""},
+		{"revoked, no successor", "", "trusted", false, false, false, false, []*attest.Identity{a, b}, ""},
+		{"rotation to a trusted successor", s.Fingerprint(), "trusted", false, false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to a certified successor", s.Fingerprint(), "certified", false, false, false, false, []*attest.Identity{a, b, s}, s.Fingerprint()},
+		{"rotation to an unvetted successor", s.Fingerprint(), "unvetted", false, false, false, false, []*attest.Identity{a, b}, ""},
+		{"claims signed after the revocation", s.Fingerprint(), "trusted", true, false, false, false, []*attest.Identity{a, b}, s.Fingerprint()},
+		{"successor does not acknowledge", s.Fingerprint(), "trusted", false, false, true, false, []*attest.Identity{a, b}, ""},
+		// s once vouched for k (key certify): that is no consent to k's
+		// claims counting as s's (they would displace s's own vote).
+		{"an ordinary certification by the successor is no acknowledgement", s.Fingerprint(), "trusted", false, false, true, true, []*attest.Identity{a, b}, ""},
+		{"hijack: a stranger's key names a trusted successor", a.Fingerprint(), "trusted", false, true, true, false, []*attest.Identity{a, b}, ""},
+		{"hijack: the successor even acknowledges the stranger", s.Fingerprint(), "trusted", false, true, false, false, []*attest.Identity{a, b}, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			h := mk(t, nil)
@@ -204,6 +213,9 @@ func testRevocation(t *testing.T, mk func(*testing.T, func(*config.Config)) *Har
 			rev := revokedKey(t, k, tc.successor, revokedAt)
 			if tc.successor != "" && !tc.noAck {
 				rev = acknowledged(t, rev, s)
+			}
+			if tc.plainCert {
+				rev = certifiedKey(t, rev, s)
 			}
 			_, err = h.API.ImportKey(ctx, rev, kLevel, "revocation")
 			require.NoError(t, err)
