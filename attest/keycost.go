@@ -385,9 +385,9 @@ func keyCostOf(b []byte) (keyCost, error) {
 			return k, refuse("first packet (tag %d) is not a public key", p.tag)
 		}
 		switch p.tag {
-		case tagMarker:
-			continue // skipped by go-crypto's reader, context unchanged
-		case tagTrust, tagPadding:
+		case tagMarker, tagTrust:
+			continue // skipped by go-crypto's reader, context unchanged (a trust packet between signatures must not hide them)
+		case tagPadding:
 			ctx = p.tag
 			continue
 		case tagSecretKey, tagSecretSubkey:
@@ -411,9 +411,13 @@ func keyCostOf(b []byte) (keyCost, error) {
 			if k.Subkeys++; k.Subkeys > MaxKeySubkeys {
 				return k, refuse("more than %d subkeys", MaxKeySubkeys)
 			}
-			if subkeyCost, err = checkKeyAlgorithm(p.body, true); err != nil {
+			cost, err := checkKeyAlgorithm(p.body, true)
+			if err != nil {
 				return k, err
 			}
+			// The costliest subkey so far: a subkey go-crypto skips (one it
+			// cannot use) leaves the bindings that follow to the one before.
+			subkeyCost = max(subkeyCost, cost)
 		case tagUserID, tagUserAttribute:
 			if k.UserIDs++; k.UserIDs > MaxKeyUserIDs {
 				return k, refuse("more than %d user IDs", MaxKeyUserIDs)
@@ -522,6 +526,7 @@ func scanSignature(body []byte, primary *packet.PublicKey) (sigType packet.Signa
 	sigType = packet.SignatureType(body[1])
 	rest := body[4:]
 	var issuer, named bool
+	var keyIDs, fprIDs []uint64 // the key IDs issuer subpackets name, directly and by fingerprint
 	for area := 0; area < 2; area++ { // hashed, then unhashed subpackets
 		if len(rest) < lenSize {
 			return 0, false, false, refuse("truncated signature packet")
@@ -561,15 +566,47 @@ func scanSignature(body []byte, primary *packet.PublicKey) (sigType packet.Signa
 			case subpacketIssuerKeyID:
 				issuer = true
 				named = named || (len(data) == 8 && binary.BigEndian.Uint64(data) == primary.KeyId)
+				if len(data) == 8 {
+					keyIDs = append(keyIDs, binary.BigEndian.Uint64(data))
+				}
 			case subpacketIssuerFingerprint:
 				issuer = true
 				named = named || namesKey(data, primary)
+				if id, ok := fingerprintKeyID(data); ok {
+					fprIDs = append(fprIDs, id)
+				}
 			case subpacketEmbeddedSignature:
 				embedded = true
 			}
 		}
 	}
+	// Issuer subpackets that disagree name nobody honestly: such a
+	// signature could be counted as the key's own (filling its room for
+	// self-signatures) while go-crypto and MergeKey read another issuer.
+	if ids := append(keyIDs, fprIDs...); len(ids) > 1 {
+		for _, id := range ids[1:] {
+			if id != ids[0] {
+				return 0, false, false, refuse("signature whose issuer subpackets name different keys")
+			}
+		}
+	}
 	return sigType, named || !issuer, embedded, nil
+}
+
+// fingerprintKeyID is the key ID an issuer fingerprint subpacket (version
+// octet and fingerprint) names: the low 64 bits of a v4 fingerprint, the
+// high 64 bits of a v6 one.
+func fingerprintKeyID(data []byte) (uint64, bool) {
+	if len(data) < 2 {
+		return 0, false
+	}
+	switch fp := data[1:]; len(fp) {
+	case 20:
+		return binary.BigEndian.Uint64(fp[12:]), true
+	case 32:
+		return binary.BigEndian.Uint64(fp[:8]), true
+	}
+	return 0, false
 }
 
 // namesKey reports whether an issuer fingerprint subpacket (version octet

@@ -702,3 +702,55 @@ func verificationsOf(e *openpgp.Entity) int {
 	}
 	return n
 }
+
+// What the review of the rules found: packets go-crypto reads past must
+// not hide what it verifies, and a signature must name one issuer.
+func TestKeyCostReviewCases(t *testing.T) {
+	// Trust packets between the signatures: go-crypto skips them and
+	// verifies every self-signature; the rules must count them all.
+	over := serializeKey(t, selfSigs(t, newKeyNoSub(t), MaxKeyVerifications-ReservedRevocations))
+	var hidden []byte
+	for b := over; len(b) > 0; {
+		p, rest, err := nextRawPacket(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hidden = append(hidden, p.all...)
+		hidden = append(hidden, packetOf(tagTrust, []byte{0, 0})...)
+		b = rest
+	}
+	err := checkKeyCost(hidden)
+	if !errors.Is(err, ErrKeyNotAllowed) || !strings.Contains(err.Error(), "self-signatures") {
+		t.Fatalf("self-signatures behind trust packets: %v", err)
+	}
+
+	// A certification whose issuer key ID names the key while its issuer
+	// fingerprint names its real signer.
+	e := newKeyNoSub(t)
+	forger := newKey(t, nil)
+	if err := e.SignIdentity(onlyIdentity(e).Name, forger, edConfig()); err != nil {
+		t.Fatal(err)
+	}
+	b := serializeKey(t, e)
+	fid := forger.PrimaryKey.Fingerprint[12:]
+	keyIDSub := append([]byte{9, 16}, fid...)
+	i := bytes.Index(b, keyIDSub)
+	if i < 0 {
+		t.Skip("go-crypto wrote no issuer key ID subpacket")
+	}
+	patched := bytes.Clone(b)
+	copy(patched[i+2:], e.PrimaryKey.Fingerprint[12:])
+	err = checkKeyCost(patched)
+	if !errors.Is(err, ErrKeyNotAllowed) || !strings.Contains(err.Error(), "issuer subpackets name different keys") {
+		t.Fatalf("disagreeing issuers: %v", err)
+	}
+	if err := checkKeyCost(b); err != nil {
+		t.Fatalf("the unpatched certification: %v", err)
+	}
+}
+
+func newKeyNoSub(t testing.TB) *openpgp.Entity {
+	e := newKey(t, nil)
+	e.Subkeys = nil
+	return e
+}
