@@ -526,7 +526,7 @@ func scanSignature(body []byte, primary *packet.PublicKey) (sigType packet.Signa
 	sigType = packet.SignatureType(body[1])
 	rest := body[4:]
 	var issuer, named bool
-	var keyIDs, fprIDs []uint64 // the key IDs issuer subpackets name, directly and by fingerprint
+	var keyIDs, fprIDs []uint64       // the key IDs issuer subpackets name, directly and by fingerprint
 	for area := 0; area < 2; area++ { // hashed, then unhashed subpackets
 		if len(rest) < lenSize {
 			return 0, false, false, refuse("truncated signature packet")
