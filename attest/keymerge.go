@@ -71,17 +71,20 @@ func certCurrent(sig *packet.Signature, now time.Time) bool {
 // result). go-crypto has no merge of its own (ReadKeyRing of concatenated
 // copies yields two entities), so this works on its parsed objects:
 //
-//   - key revocation signatures of in are added (at most MaxRevocations);
+//   - key revocation signatures of in are added (at most
+//     ReservedRevocations, the room the key rules keep; a compromised one
+//     replaces a soft one when full);
 //   - third-party certifications of in over user IDs that base has are
 //     added; new user IDs, subkeys and self-signatures are not (import the
 //     key to replace it);
-//   - every third-party certification is then checked: when lookup has
-//     the certifier's key it must verify (VerifyCertification) and the
-//     certifier must not be revoked, or it is dropped; certifications
-//     whose certifier is unknown are kept as hints (CertifiedWithin checks
-//     them when the certifier becomes known); expired ones, other
-//     signature types (certification revocations) and all but the newest
-//     per certifier and user ID are dropped;
+//   - one third-party certification is kept per certifier and user ID
+//     (pickCertification): when lookup has the certifier's key, the newest
+//     that verifies (VerifyCertification), none if the certifier is
+//     revoked — a forged newer one never pushes out a valid one;
+//     certifications whose certifier is unknown are kept as hints, the
+//     newest (CertifiedWithin checks them when the certifier becomes
+//     known); expired ones and other signature types (certification
+//     revocations) are dropped;
 //   - at most MaxCertifications are kept: verified ones first, then the
 //     newest.
 func MergeKey(base, in *openpgp.Entity, lookup KeyLookup, now time.Time) (*openpgp.Entity, bool, error) {
@@ -96,26 +99,32 @@ func MergeKey(base, in *openpgp.Entity, lookup KeyLookup, now time.Time) (*openp
 	}
 	if in != nil {
 		for _, r := range in.Revocations {
-			if len(base.Revocations) < MaxRevocations && !hasSig(base.Revocations, r) {
-				base.Revocations = append(base.Revocations, r)
-				changed = true
+			if r == nil || hasSig(base.Revocations, r) {
+				continue
 			}
+			// Room for ReservedRevocations only, the room the key rules
+			// always keep (a third would make the merged key unparseable,
+			// so no revocation would spread); a compromised revocation
+			// replaces a soft one when full, as it is the one that matters.
+			switch i := softRevocation(base.Revocations); {
+			case len(base.Revocations) < ReservedRevocations:
+				base.Revocations = append(base.Revocations, r)
+			case compromised(r) && i >= 0:
+				base.Revocations[i] = r
+			default:
+				continue
+			}
+			changed = true
 		}
 	}
 	self := base.PrimaryKey.KeyId
-	type cand struct {
-		name     string
-		sig      *packet.Signature
-		verified bool
-		old      bool // already in base
-	}
 	var cands []cand
 	for name, id := range base.Identities {
 		if id == nil {
 			continue
 		}
 		var own []*packet.Signature
-		sigs := map[string]*packet.Signature{} // issuer → newest third-party signature
+		byIssuer := map[string][]*packet.Signature{} // issuer → its third-party certifications
 		oldSigs := map[*packet.Signature]bool{}
 		var all []*packet.Signature
 		for _, sig := range id.Signatures {
@@ -157,32 +166,15 @@ func MergeKey(base, in *openpgp.Entity, lookup KeyLookup, now time.Time) (*openp
 				}
 				continue
 			}
-			if prev := sigs[k]; prev != nil {
-				keep, drop := prev, sig
-				if sig.CreationTime.After(prev.CreationTime) {
-					keep, drop = sig, prev
-				}
-				sigs[k] = keep
-				if oldSigs[drop] {
-					changed = true
-				}
-				continue
-			}
-			sigs[k] = sig
+			byIssuer[k] = append(byIssuer[k], sig)
 		}
 		id.Signatures = own
-		for _, sig := range sigs {
-			c := cand{name: name, sig: sig, old: oldSigs[sig]}
-			if len(sig.IssuerFingerprint) > 0 && lookup != nil {
-				if ce := lookup.Lookup(fmt.Sprintf("%X", sig.IssuerFingerprint)); ce != nil {
-					if ce.Revoked(now) || VerifyCertification(base, name, sig, ce, now) != nil {
-						changed = changed || c.old
-						continue
-					}
-					c.verified = true
-				}
+		for _, list := range byIssuer {
+			c, dropped := pickCertification(base, name, list, oldSigs, lookup, now)
+			changed = changed || dropped
+			if c.sig != nil {
+				cands = append(cands, c)
 			}
-			cands = append(cands, c)
 		}
 	}
 	sort.Slice(cands, func(i, j int) bool {
@@ -208,6 +200,71 @@ func MergeKey(base, in *openpgp.Entity, lookup KeyLookup, now time.Time) (*openp
 		id.Signatures = append(id.Signatures, c.sig)
 	}
 	return base, changed, nil
+}
+
+// cand is a certification MergeKey may keep.
+type cand struct {
+	name     string
+	sig      *packet.Signature
+	verified bool
+	old      bool // already in base
+}
+
+// pickCertification chooses the one certification kept for an issuer
+// over user ID name: with the issuer's key known, the newest that
+// verifies — stored ones are always tried, at most MaxCertTries new ones
+// (newest first), so a forged "newer" certification can neither push out
+// a valid one nor cost more than a few checks — and none when the issuer
+// is revoked; with the issuer unknown, the newest (a hint, checked when
+// the key is known). dropped reports a stored one not kept.
+func pickCertification(base *openpgp.Entity, name string, list []*packet.Signature, oldSigs map[*packet.Signature]bool, lookup KeyLookup, now time.Time) (c cand, dropped bool) {
+	sort.SliceStable(list, func(i, j int) bool { return list[i].CreationTime.After(list[j].CreationTime) })
+	var ce *openpgp.Entity
+	if sig := list[0]; len(sig.IssuerFingerprint) > 0 && lookup != nil {
+		ce = lookup.Lookup(fmt.Sprintf("%X", sig.IssuerFingerprint))
+	}
+	switch {
+	case ce == nil:
+		c = cand{name: name, sig: list[0], old: oldSigs[list[0]]}
+	case !ce.Revoked(now):
+		tries := 0
+		for _, sig := range list {
+			if !oldSigs[sig] {
+				if tries++; tries > MaxCertTries {
+					continue
+				}
+			}
+			if VerifyCertification(base, name, sig, ce, now) == nil {
+				c = cand{name: name, sig: sig, verified: true, old: oldSigs[sig]}
+				break
+			}
+		}
+	}
+	for _, sig := range list {
+		if oldSigs[sig] && sig != c.sig {
+			dropped = true
+		}
+	}
+	return c, dropped
+}
+
+// softRevocation is the index of a revocation that is not for a
+// compromised key, -1 if none or if one is (it is never replaced).
+func softRevocation(revs []*packet.Signature) int {
+	soft := -1
+	for i, r := range revs {
+		if compromised(r) {
+			return -1
+		}
+		if soft < 0 {
+			soft = i
+		}
+	}
+	return soft
+}
+
+func compromised(r *packet.Signature) bool {
+	return r != nil && r.RevocationReason != nil && *r.RevocationReason == packet.KeyCompromised
 }
 
 func identityOf(e *openpgp.Entity, name string) *openpgp.Identity {

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -330,5 +331,79 @@ func TestCertCurrent(t *testing.T) {
 				t.Errorf("certCurrent = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A forged certification that claims to be the certifier's and is newer
+// than its real one does not push the real one out (review of issue 20:
+// one unauthenticated announcement could strip the certification, or a
+// rotation's acknowledgement, that makes a key vote).
+func TestMergeKeyForgedNewerCertification(t *testing.T) {
+	now := time.Now()
+	certifier, target, forger := newID(t, "certifier"), newID(t, "target"), newID(t, "forger")
+	known := NewKeyring(pub(t, certifier.Entity))
+	real := pub(t, target.Entity)
+	mustCertify(t, certifier, real)
+	base := reparse(t, real)
+
+	// The forger certifies later and readdresses its certification to the
+	// certifier (issuer fingerprint in the hashed area: it cannot verify).
+	time.Sleep(1100 * time.Millisecond) // a later creation time, whole seconds
+	fake := pub(t, target.Entity)
+	mustCertify(t, forger, fake)
+	b, err := SerializeKey(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ff, cf := forger.Entity.PrimaryKey.Fingerprint, certifier.Entity.PrimaryKey.Fingerprint
+	b = bytes.ReplaceAll(b, ff, cf)
+	b = bytes.ReplaceAll(b, ff[12:], cf[12:])
+	in, err := ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, _, err := MergeKey(base, in, known, now.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := CertifiedBy(reparse(t, merged), pub(t, certifier.Entity), now.Add(2*time.Second), false); !ok {
+		t.Fatal("the real certification was dropped for a forged newer one")
+	}
+}
+
+// At most ReservedRevocations revocations are merged in (the room the key
+// rules keep); a compromised revocation replaces a soft one when full.
+func TestMergeKeyRevocationRoom(t *testing.T) {
+	id := newID(t, "rotating")
+	now := time.Now()
+	revoked := func(at time.Time, compromised bool) *openpgp.Entity {
+		b, err := Revoke(id, "", fmt.Sprint("r", at.Unix()), compromised, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ParsePublicKey(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	base := revoked(now.Add(-3*time.Hour), false)
+	base, _, err := MergeKey(base, revoked(now.Add(-2*time.Hour), false), nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(base.Revocations) != ReservedRevocations {
+		t.Fatalf("%d revocations, want %d", len(base.Revocations), ReservedRevocations)
+	}
+	_, changed, err := MergeKey(base, revoked(now.Add(-time.Hour), false), nil, now)
+	if err != nil || changed {
+		t.Fatalf("a third soft revocation: changed %v, %v", changed, err)
+	}
+	base, changed, err = MergeKey(base, revoked(now.Add(-time.Hour), true), nil, now)
+	if err != nil || !changed || len(base.Revocations) != ReservedRevocations {
+		t.Fatalf("a compromised revocation: changed %v, %d kept, %v", changed, len(base.Revocations), err)
+	}
+	if r := RevocationOf(reparse(t, base), now); r == nil || !r.Compromised() {
+		t.Fatalf("after the merge: %+v, want compromised", r)
 	}
 }

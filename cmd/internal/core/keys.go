@@ -211,7 +211,7 @@ func (n *Node) RevokeKey(ctx context.Context, req RevokeRequest) (*KeyResult, er
 		return nil, fmt.Errorf("revoke key %s: %w", n.id.Fingerprint(), err)
 	}
 	if !out.Changed() {
-		return nil, fmt.Errorf("revoke key %s: the store kept no new revocation (%s): it already carries %d", n.id.Fingerprint(), out, attest.MaxRevocations)
+		return nil, fmt.Errorf("revoke key %s: the store kept no new revocation (%s): it already carries %d", n.id.Fingerprint(), out, attest.ReservedRevocations)
 	}
 	if _, err := n.trustNow(); err != nil {
 		return nil, err
