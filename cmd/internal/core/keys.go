@@ -12,11 +12,15 @@ import (
 )
 
 func keyInfo(k store.KeyInfo, t *trustView) KeyInfo {
-	return KeyInfo{
+	ki := KeyInfo{
 		Fingerprint: k.Fingerprint, Trust: t.Level(k.Fingerprint), Stored: k.Trust, Via: t.via[k.Fingerprint],
 		Revocation: t.revoked[k.Fingerprint], RotatedTo: t.rotated[k.Fingerprint].To,
 		Source: k.Source, FirstSeen: k.FirstSeen, Equivocating: k.Equivocating, Note: k.Note,
 	}
+	if t.unreadable[k.Fingerprint] {
+		ki.Note = joinNote(ki.Note, "does not vote: its stored key is of a kind the key rules refuse (Ed25519 or RSA 2048–4096, docs/TRUST.md); import a supported key")
+	}
+	return ki
 }
 
 // Keys lists known builder keys with the effective trust.

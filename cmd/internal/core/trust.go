@@ -25,6 +25,9 @@ type trustView struct {
 	via     map[string][]string           // certified key → certifying path from a trusted key
 	revoked map[string]*attest.Revocation // keys with a revocation signature in effect
 	rotated map[string]rotation           // revoked key → the successor its earlier claims count as
+	// unreadable are keys with a voting level whose stored material the
+	// key rules now refuse: they do not vote (revocations).
+	unreadable map[string]bool
 }
 
 // rotation: claims of a revoked key signed before At count as To's.
@@ -285,7 +288,7 @@ func (n *Node) certifiedBy(pub []byte, certifier string, rotation bool) bool {
 
 func (n *Node) buildTrust(keys []store.KeyInfo) *trustView {
 	t := &trustView{levels: map[string]attest.Trust{}, equiv: map[string]bool{}, via: map[string][]string{},
-		revoked: map[string]*attest.Revocation{}, rotated: map[string]rotation{}}
+		revoked: map[string]*attest.Revocation{}, rotated: map[string]rotation{}, unreadable: map[string]bool{}}
 	for _, k := range keys {
 		t.levels[k.Fingerprint] = k.Trust.Normalize()
 		if k.Equivocating {
@@ -318,7 +321,16 @@ func (n *Node) revocations(t *trustView, keys []store.KeyInfo) {
 	for _, k := range keys {
 		r := k.Revocation
 		if r == nil && t.Level(k.Fingerprint).Votes() {
-			r = attest.RevocationOf(n.st.Lookup(k.Fingerprint), now)
+			e := n.st.Lookup(k.Fingerprint)
+			if e == nil && len(k.PublicKey) > 0 {
+				// Stored before the key rules (attest/keycost.go) refused
+				// its kind: its revocations cannot be read, so it cannot
+				// vote. Re-importing a supported key mends it.
+				t.levels[k.Fingerprint] = attest.TrustUnvetted
+				t.unreadable[k.Fingerprint] = true
+				continue
+			}
+			r = attest.RevocationOf(e, now)
 		}
 		if r != nil {
 			t.revoked[k.Fingerprint] = r

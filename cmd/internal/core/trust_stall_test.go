@@ -3,14 +3,18 @@ package core
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
@@ -244,4 +248,60 @@ func BenchmarkInfoDuringTrustStall(b *testing.B) {
 	b.ReportMetric(pct(base, 0.99), "baseline-p99-ms")
 	b.ReportMetric(float64(first.Milliseconds()), "first-rebuild-ms")
 	b.Log(fmt.Sprintf("%d hostile keys × %d bogus certifications: first view %s; Info p50 %.2f ms p99 %.2f ms with a key arriving before each, p99 %.2f ms without", nkeys, certs, first.Round(time.Millisecond), pct(under, 0.5), pct(under, 0.99), pct(base, 0.99)))
+}
+
+// A trusted key stored before the key rules refused its kind (here ECDSA
+// on P-256) cannot have its revocations read: it does not vote, and key
+// list says why.
+func TestUnreadableStoredKeyDoesNotVote(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := store.Open(path, store.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := openpgp.NewEntity("old builder", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	if err := e.Serialize(&pub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attest.ParsePublicKey(pub.Bytes()); err == nil {
+		t.Fatal("the key rules accept ECDSA P-256 keys: pick another kind for this test")
+	}
+	fpr := attest.Fingerprint(e)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := json.Marshal(store.KeyInfo{Fingerprint: fpr, PublicKey: pub.Bytes(), Trust: attest.TrustTrusted, Source: "an older version", FirstSeen: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("keys")).Put(append([]byte{20}, e.PrimaryKey.Fingerprint...), rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = store.Open(path, store.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := New(st, WithConfig(&config.Config{}))
+	ki, err := n.Key(context.Background(), fpr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ki.Trust.Votes() || !strings.Contains(ki.Note, "key rules refuse") {
+		t.Fatalf("unreadable trusted key: trust %s, note %q", ki.Trust, ki.Note)
+	}
 }
