@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -18,22 +19,26 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/lebowski-dist/lebowski/attest/attesttest"
 )
 
-// These tests use only newHTTPServer, limitListener and httpHeaderTimeout,
-// so they also run (and fail) against a plain connection cap.
+// These tests drive newHTTPServer, limitListener and httpHeaderTimeout;
+// two of them also wait on the limiter's state (waitReading) instead of
+// sleeping, so that a loaded machine cannot make them flaky.
 
 // Slow and idle clients are cut at the header deadline, not left open, and
 // an honest request is served at once while they fill the server.
 func TestHTTPServerBoundsSlowClients(t *testing.T) {
 	old := httpHeaderTimeout
-	httpHeaderTimeout = 300 * time.Millisecond
+	httpHeaderTimeout = 2 * time.Second // room for a loaded machine: the honest request must come well before it
 	t.Cleanup(func() { httpHeaderTimeout = old })
 
 	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }), time.Second, time.Second)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	go func() { _ = srv.Serve(limitListener(ln)) }()
+	l := limitListener(ln).(*connLimiter)
+	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	addr := ln.Addr().String()
 
@@ -45,7 +50,7 @@ func TestHTTPServerBoundsSlowClients(t *testing.T) {
 		_, _ = c.Write([]byte("GET /"))
 		idle = append(idle, c)
 	}
-	time.Sleep(50 * time.Millisecond) // the server reads what they sent
+	waitReading(t, l, httpMaxConnsPerClient) // the server read what they sent (all from one address: one client's cap)
 	t.Cleanup(func() {
 		for _, c := range idle {
 			c.Close()
@@ -61,7 +66,7 @@ func TestHTTPServerBoundsSlowClients(t *testing.T) {
 
 	// Every idle client was closed by the server (EOF or a 408), not left open.
 	for _, c := range idle {
-		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(httpHeaderTimeout + 3*time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if err == nil {
 			assert.True(t, strings.Contains(line, "408") || strings.Contains(line, "400"), line)
@@ -78,6 +83,12 @@ const slowClients = 200
 // serveCounting serves srv on limitListener(ln) and returns a channel that
 // receives every connection the server accepted (StateNew).
 func serveCounting(t *testing.T, srv *http.Server, ln net.Listener) <-chan struct{} {
+	accepted, _ := serveLimited(t, srv, ln)
+	return accepted
+}
+
+// serveLimited is serveCounting that also returns the limiter.
+func serveLimited(t *testing.T, srv *http.Server, ln net.Listener) (<-chan struct{}, *connLimiter) {
 	accepted := make(chan struct{}, 4*slowClients)
 	hook := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
@@ -91,9 +102,27 @@ func serveCounting(t *testing.T, srv *http.Server, ln net.Listener) <-chan struc
 			}
 		}
 	}
-	go func() { _ = srv.Serve(limitListener(ln)) }()
+	l := limitListener(ln).(*connLimiter)
+	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return accepted
+	return accepted, l
+}
+
+// waitReading waits until n of l's connections have been read by the
+// server and wait for more (what makes them evictable), at most 10 s.
+func waitReading(t *testing.T, l *connLimiter, n int) {
+	t.Helper()
+	attesttest.Eventually(t, 10*time.Second, fmt.Sprintf("%d connections read by the server", n), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		reading := 0
+		for c := range l.conns {
+			if c.readSince.Load() != 0 {
+				reading++
+			}
+		}
+		return reading >= n
+	})
 }
 
 // holdSlowClients opens n connections with dial, each sending half a
@@ -285,7 +314,7 @@ func TestHTTPPerClientCap(t *testing.T) {
 			closed <- struct{}{}
 		}
 	}
-	accepted := serveCounting(t, srv, ln)
+	accepted, lim := serveLimited(t, srv, ln)
 
 	var conns []net.Conn
 	t.Cleanup(func() {
@@ -347,7 +376,7 @@ func TestHTTPPerClientCap(t *testing.T) {
 		waiting = append(waiting, c)
 	}
 	wait(accepted, perClient-1, "accepts")
-	time.Sleep(50 * time.Millisecond) // the server reads what they sent
+	waitReading(t, lim, perClient-1) // the server read what they sent
 	// The 17th connection of the IP is served; the oldest waiting one was
 	// closed at once, the one being served and the other waiting ones were not.
 	start := time.Now()
