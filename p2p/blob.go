@@ -125,8 +125,11 @@ func (n *Node) serveBlobSlot(b *inboundBlob) string {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, ok := n.blobStreams[b]; !ok || n.closed {
-		return RefuseBlobBusy // evicted meanwhile
+	if _, ok := n.blobStreams[b]; !ok {
+		return blobEvictedMeanwhile // counted as blob_evicted when it was
+	}
+	if n.closed {
+		return RefuseBlobBusy
 	}
 	valued := n.valuedLocked(b.p, now)
 	nValued := 0
@@ -168,6 +171,10 @@ func (n *Node) serveBlobSlot(b *inboundBlob) string {
 	n.blobsInFlight++
 	return ""
 }
+
+// blobEvictedMeanwhile: serveBlobSlot found its stream evicted while it
+// waited for its header (already counted, not counted again).
+const blobEvictedMeanwhile = "evicted meanwhile"
 
 // dropBlobLocked ends a blob stream and frees what it held (once). n.mu
 // held.
@@ -242,7 +249,9 @@ func (n *Node) handleBlob(s network.Stream) {
 		return
 	}
 	if why := n.serveBlobSlot(b); why != "" {
-		n.refused.add(why, 1)
+		if why != blobEvictedMeanwhile {
+			n.refused.add(why, 1)
+		}
 		_ = s.Reset() // the client retries (FetchBlobAny)
 		return
 	}
