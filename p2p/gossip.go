@@ -294,7 +294,7 @@ func (n *Node) readLoop(ctx context.Context, sub *pubsub.Subscription) {
 			return
 		}
 		if msg.ReceivedFrom == n.host.ID() {
-			continue // Publish stored it already
+			continue // our own: the caller stored it before publishing
 		}
 		c, ok := msg.ValidatorData.(*attest.Claim)
 		if !ok {
