@@ -348,9 +348,11 @@ func (n *Node) revocations(t *trustView, keys []store.KeyInfo) {
 //     passes on a vote, so a key that had none here has nothing to pass
 //     on, and a stranger's revocation naming a trusted key as its
 //     successor changes nothing;
-//   - S acknowledges K: S's key certifies K (attest.CertifiedBy, checked
+//   - S acknowledges K: S's key certifies K with the RotationNotation
+//     naming K (attest.AcknowledgeRotation; checked by attest.CertifiedBy
 //     on K's stored key, K's revocation notwithstanding) — the new key
-//     signs the old one, as in OpenPGP key transition statements. Nobody
+//     signs the old one, as in OpenPGP key transition statements. An
+//     ordinary certification (S once vouched for K) is not consent. Nobody
 //     can make a key another operator holds the heir of theirs.
 //
 // A successor rotated in turn passes them on (K → S → S2: K's claims
