@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
@@ -89,12 +91,18 @@ func newHostileWorld(t testing.TB) *hostileWorld {
 
 // certified returns pub (a key) carrying a certification by signer.
 func certified(t testing.TB, pub []byte, signer *attest.Identity) []byte {
+	return signedKey(t, pub, signer, attest.Certify)
+}
+
+// signedKey returns pub (a key) signed by signer with sign (attest.Certify
+// or attest.AcknowledgeRotation).
+func signedKey(t testing.TB, pub []byte, signer *attest.Identity, sign func(*attest.Identity, *openpgp.Entity) error) []byte {
 	t.Helper()
 	e, err := attest.ParsePublicKey(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := attest.Certify(signer, e); err != nil {
+	if err := sign(signer, e); err != nil {
 		t.Fatal(err)
 	}
 	out, err := attest.SerializeKey(e)
@@ -258,18 +266,7 @@ func (w *hostileWorld) apply(t testing.TB, n *Node, st *store.Store, op hostileO
 		if op.z%2 == 0 {
 			merge(certified(t, x.PublicKey(), y))
 		} else {
-			e, err := attest.ParsePublicKey(x.PublicKey())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := attest.AcknowledgeRotation(y, e); err != nil {
-				t.Fatal(err)
-			}
-			pub, err := attest.SerializeKey(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			merge(pub)
+			merge(signedKey(t, x.PublicKey(), y, attest.AcknowledgeRotation))
 		}
 		w.claim(t, n, x, attesttest.Artifact(hostileHash[op.z%3]))
 	case 4: // x certifies an honest key (a certification by a key that does not vote)

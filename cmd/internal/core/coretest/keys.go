@@ -27,10 +27,17 @@ func certifiedBy(t *testing.T, target *attest.Identity, signers ...*attest.Ident
 // certifiedKey returns the key pub certified by signers.
 func certifiedKey(t *testing.T, pub []byte, signers ...*attest.Identity) []byte {
 	t.Helper()
+	return signedKey(t, pub, attest.Certify, signers...)
+}
+
+// signedKey returns the key pub signed by signers with sign
+// (attest.Certify or attest.AcknowledgeRotation).
+func signedKey(t *testing.T, pub []byte, sign func(*attest.Identity, *openpgp.Entity) error, signers ...*attest.Identity) []byte {
+	t.Helper()
 	e, err := attest.ParsePublicKey(pub)
 	require.NoError(t, err)
 	for _, s := range signers {
-		require.NoError(t, attest.Certify(s, e))
+		require.NoError(t, sign(s, e))
 	}
 	b, err := attest.SerializeKey(e)
 	require.NoError(t, err)
@@ -49,12 +56,7 @@ func revokedKey(t *testing.T, id *attest.Identity, successor string, at time.Tim
 // of the rotation (attest.AcknowledgeRotation).
 func acknowledged(t *testing.T, pub []byte, successor *attest.Identity) []byte {
 	t.Helper()
-	e, err := attest.ParsePublicKey(pub)
-	require.NoError(t, err)
-	require.NoError(t, attest.AcknowledgeRotation(successor, e))
-	b, err := attest.SerializeKey(e)
-	require.NoError(t, err)
-	return b
+	return signedKey(t, pub, attest.AcknowledgeRotation, successor)
 }
 
 // trustedGroup is the sorted fingerprints of the trusted keys in the
