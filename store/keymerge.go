@@ -126,13 +126,20 @@ func (s *Store) wanted(e *openpgp.Entity, now time.Time) bool {
 	if s.Exempt(attest.Fingerprint(e)) {
 		return true
 	}
+	if e.Revoked(now) {
+		return false
+	}
 	for _, c := range attest.Certifiers(e) {
 		if !s.Votes(c) {
 			continue
 		}
-		ce := s.Lookup(c)
-		if ce != nil && attest.CertifiedWithin(e, map[string]*openpgp.Entity{c: ce}, nil, 1) {
-			return true
+		// The trust view's check (attest.CertifiedBy): at most
+		// attest.MaxCertTries signatures naming c are verified, however
+		// many an announced key carries.
+		if ce := s.Lookup(c); ce != nil && !ce.Revoked(now) {
+			if ok, _ := attest.CertifiedBy(e, ce, now, false); ok {
+				return true
+			}
 		}
 	}
 	return false
