@@ -17,17 +17,23 @@ import (
 	"github.com/lebowski-dist/lebowski/store"
 )
 
-// bboltClaims adapts the bbolt store to p2p.ClaimStore (the daemon's
-// adapter lives in cmd/internal/daemon).
+// bboltClaims is a p2p.Inlet into the bbolt store alone (the node's real
+// inlet, the core's, adds events and the scheduler's observer): claims
+// are stored with their origin; keys and intents are not kept.
 type bboltClaims struct{ *store.Store }
 
-func (s bboltClaims) Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error) {
-	res, err := s.Store.Ingest(ctx, claims...)
+func (s bboltClaims) IngestClaims(ctx context.Context, via, peer string, claims ...*attest.Claim) ([]bool, error) {
+	res, err := s.Store.Ingest(store.WithOrigin(ctx, store.Origin{Via: via, Peer: peer}), claims...)
 	if err != nil {
 		return nil, err
 	}
 	return store.Added(res), nil
 }
+
+func (s bboltClaims) Votes(string) bool                                      { return false }
+func (s bboltClaims) MergeKey(context.Context, []byte, string) (bool, error) { return false, nil }
+func (s bboltClaims) AnnounceKeys() [][]byte                                 { return nil }
+func (s bboltClaims) Intent(*attest.Intent, string, time.Time)               {}
 
 // BenchmarkGossipIngest measures the gossip path into a node backed by the
 // real store (fsync on): 8 peers publish 20,000 distinct claims (16 keys,

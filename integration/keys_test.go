@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -29,8 +28,8 @@ type storeKeys struct {
 	own string // "" when the node has no builder key
 }
 
-func (k storeKeys) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool, error) {
-	_, out, err := k.st.MergeKey(pub, "announced by "+from.String())
+func (k storeKeys) MergeKey(_ context.Context, pub []byte, from string) (bool, error) {
+	_, out, err := k.st.MergeKey(pub, "announced by "+from)
 	return out.Changed(), err
 }
 
@@ -58,7 +57,7 @@ func keyNodes(t *testing.T, n int, own map[int]string) ([]*tnode, []*store.Store
 		stores[i] = st
 		mem := p2ptest.NewMemStore()
 		cfg := nodeConfig()
-		nd, err := p2p.New(context.Background(), cfg, p2p.Deps{Claims: mem, Blobs: mem, KeyRecords: storeKeys{st: st, own: own[i]}},
+		nd, err := p2p.New(context.Background(), cfg, p2p.Deps{Claims: mem, Blobs: mem, Inlet: p2ptest.Inlet{MemStore: mem, Keys: storeKeys{st: st, own: own[i]}}},
 			p2p.WithScoreInspectPeriod(200*time.Millisecond))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = nd.Close() })

@@ -110,21 +110,17 @@ func (c *Config) bootstrapInfos() ([]peer.AddrInfo, error) {
 
 // Deps are the node's collaborators.
 type Deps struct {
-	// Claims is required.
+	// Claims is required: what sync serves.
 	Claims ClaimStore
+	// Inlet receives what peers deliver. When nil, Claims must implement
+	// it (p2ptest.MemStore does).
+	Inlet Inlet
 	// Blobs is optional: without it the node serves no blobs and FetchBlob
 	// does not keep what it fetches.
 	Blobs BlobStore
 	// Keys, optional, is consulted before Claims for builder keys (e.g. the
 	// operator's trusted keyring).
 	Keys attest.KeyLookup
-	// KeyRecords, optional, receives key announcements from KeysTopic and
-	// names the keys the node re-announces. Without it the node relays
-	// announcements and keeps nothing.
-	KeyRecords KeyRecords
-	// Intents, optional, receives verified build intents from
-	// IntentsTopic. Without it the node relays intents and keeps nothing.
-	Intents IntentSink
 }
 
 type options struct {

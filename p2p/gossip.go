@@ -252,12 +252,6 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 	return pubsub.ValidationAccept
 }
 
-// TrustedBuilders is optionally implemented by a ClaimStore: claims of
-// the builders it names are never ignored for a forwarding peer's rate.
-type TrustedBuilders interface {
-	TrustedBuilder(fpr string) bool
-}
-
 func (n *Node) trustedBuilder(fpr string) bool {
 	if fpr == "" {
 		return false
@@ -265,8 +259,7 @@ func (n *Node) trustedBuilder(fpr string) bool {
 	if n.deps.Keys != nil && n.deps.Keys.Lookup(fpr) != nil {
 		return true
 	}
-	tb, ok := n.deps.Claims.(TrustedBuilders)
-	return ok && tb.TrustedBuilder(fpr)
+	return n.inlet.Votes(fpr)
 }
 
 // gossipClaim is a validated claim waiting for ingestLoop.
@@ -335,8 +328,8 @@ func (n *Node) ingestLoop() {
 	}
 }
 
-// ingestGossip stores one batch: one Ingest call per delivering peer (the
-// Arrival names it), all at once so the store commits them together.
+// ingestGossip hands one batch to the Inlet: one call per delivering peer,
+// all at once so the store commits them together.
 func (n *Node) ingestGossip(batch []gossipClaim) {
 	byPeer := make(map[peer.ID][]*attest.Claim)
 	var order []peer.ID
@@ -351,7 +344,7 @@ func (n *Node) ingestGossip(batch []gossipClaim) {
 		wg.Add(1)
 		go func(p peer.ID, claims []*attest.Claim) {
 			defer wg.Done()
-			added, err := n.deps.Claims.Ingest(withArrival(n.ctx, "gossip", p.String()), claims...)
+			added, err := n.inlet.IngestClaims(n.ctx, ViaGossip, p.String(), claims...)
 			if err != nil {
 				if n.ctx.Err() == nil {
 					n.log.Error("store claims from gossip", "peer", p, "claims", len(claims), "err", err)

@@ -21,17 +21,7 @@ import (
 // (docs/SCHEDULER.md). Every node subscribes.
 const IntentsTopic = "/lebowski/1/intents"
 
-// IntentSink receives verified intents from the network (Deps.Intents).
-type IntentSink interface {
-	// Intent is called once for every verified intent another node
-	// published or relayed (replays are not delivered again); at is when
-	// it arrived, but never later than its signing time plus
-	// attest.DefaultSkew, so that counting it until at+TTL never exceeds
-	// what its signer asked for.
-	Intent(in *attest.Intent, from peer.ID, at time.Time)
-}
-
-// IntentRenewer is optionally implemented by an IntentSink: RenewIntents
+// IntentRenewer is optionally implemented by an Inlet: RenewIntents
 // re-publishes the node's live intents now. The node calls it a little
 // after a new peer is identified (at most once per intentRenewGap), so a
 // node that joins learns the builds already running without waiting for
@@ -44,7 +34,7 @@ type IntentRenewer interface {
 var intentRenewGap = 10 * time.Second
 
 // joinIntents joins IntentsTopic with its validator and hands what it
-// delivers to Deps.Intents.
+// delivers to the Inlet.
 func (n *Node) joinIntents() error {
 	if err := n.ps.RegisterTopicValidator(IntentsTopic, pubsub.ValidatorEx(n.validateIntent)); err != nil {
 		return fmt.Errorf("join %s: register validator: %w", IntentsTopic, err)
@@ -66,7 +56,7 @@ func (n *Node) joinIntents() error {
 // gap ends, not skipped.
 func (n *Node) renewLoop() {
 	defer n.wg.Done()
-	r, ok := n.deps.Intents.(IntentRenewer)
+	r, ok := n.inlet.(IntentRenewer)
 	if !ok {
 		return
 	}
@@ -247,10 +237,10 @@ func (n *Node) intentsLoop(sub *pubsub.Subscription) {
 			return
 		}
 		in, ok := msg.ValidatorData.(*attest.Intent)
-		if !ok || msg.ReceivedFrom == n.host.ID() || n.deps.Intents == nil {
+		if !ok || msg.ReceivedFrom == n.host.ID() {
 			continue
 		}
-		n.deps.Intents.Intent(in, msg.ReceivedFrom, intentReceived(in, time.Now()))
+		n.inlet.Intent(in, msg.ReceivedFrom.String(), intentReceived(in, time.Now()))
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,7 +23,7 @@ type memIntents struct {
 	got []*attest.Intent
 }
 
-func (m *memIntents) Intent(in *attest.Intent, _ peer.ID, _ time.Time) {
+func (m *memIntents) Intent(in *attest.Intent, _ string, _ time.Time) {
 	m.mu.Lock()
 	m.got = append(m.got, in)
 	m.mu.Unlock()
@@ -47,16 +46,13 @@ func (r *renewer) RenewIntents() {
 	r.renewals.Add(1)
 }
 
-func intentNode(t *testing.T, sink IntentSink, keys ...*attest.Identity) *Node {
+func intentNode(t *testing.T, sink p2ptest.IntentSink, keys ...*attest.Identity) *Node {
 	t.Helper()
 	st := p2ptest.NewMemStore()
 	for _, id := range keys {
 		st.PutKey(pubOf(t, id))
 	}
-	d := Deps{Claims: st, Blobs: st}
-	if sink != nil {
-		d.Intents = sink
-	}
+	d := Deps{Claims: st, Blobs: st, Inlet: p2ptest.Inlet{MemStore: st, Intents: sink}}
 	n, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1}, d)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = n.Close() })
@@ -136,7 +132,7 @@ func TestIntentsRateSparesTrustedBuilders(t *testing.T) {
 	sink := &memIntents{}
 	victim, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1,
 		Limits: Limits{IntentsPerSecond: 0.5, IntentsBurst: 2}},
-		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, trusted)), Intents: sink})
+		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, trusted)), Inlet: p2ptest.Inlet{MemStore: st, Intents: sink}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = victim.Close() })
 	relay := intentNode(t, nil, trusted, other)
@@ -176,7 +172,7 @@ type atIntents struct {
 	at  []time.Time
 }
 
-func (m *atIntents) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
+func (m *atIntents) Intent(in *attest.Intent, _ string, at time.Time) {
 	m.mu.Lock()
 	m.got = append(m.got, in)
 	m.at = append(m.at, at)
@@ -197,7 +193,7 @@ func TestIntentReplays(t *testing.T) {
 	sink := &atIntents{}
 	victim, err := New(context.Background(), Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, KeyAnnounceInterval: -1,
 		Limits: Limits{IntentsPerSigner: 0.001, IntentsSignerBurst: 3}},
-		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, builder), pubOf(t, other)), Intents: sink})
+		Deps{Claims: st, Blobs: st, Keys: attest.NewKeyring(pubOf(t, builder), pubOf(t, other)), Inlet: p2ptest.Inlet{MemStore: st, Intents: sink}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = victim.Close() })
 	relay := intentNode(t, nil, builder, other) // anyone holding the signed bytes

@@ -24,22 +24,6 @@ const KeysTopic = "/lebowski/1/keys"
 // MaxKeyMessage bounds one key announcement.
 const MaxKeyMessage = 64 << 10
 
-// KeyRecords is what the keys topic needs from the node's key store (the
-// daemon adapts package store to it). A node without one relays
-// announcements but keeps nothing.
-type KeyRecords interface {
-	// MergeKey merges an announced key (already parsed once by the
-	// validator) into the store: it never raises trust, it only adds
-	// verified certifications and revocations (store.MergeKey). changed
-	// says the stored key material changed.
-	MergeKey(ctx context.Context, pub []byte, from peer.ID) (changed bool, err error)
-	// AnnounceKeys returns the keys this node re-announces: its own key
-	// as stored (with the certifications and revocations it holds), so
-	// that nodes that joined since learn it. At most maxAnnounceKeys are
-	// sent.
-	AnnounceKeys() [][]byte
-}
-
 // ErrBadKey: bytes that are not an acceptable key announcement.
 var ErrBadKey = errors.New("invalid key announcement")
 
@@ -179,7 +163,7 @@ func (n *Node) overRate(from peer.ID, msg *pubsub.Message) {
 	}
 }
 
-// keysLoop hands accepted announcements to Deps.KeyRecords.
+// keysLoop hands accepted announcements to the Inlet.
 func (n *Node) keysLoop(sub *pubsub.Subscription) {
 	defer n.wg.Done()
 	for {
@@ -187,10 +171,10 @@ func (n *Node) keysLoop(sub *pubsub.Subscription) {
 		if err != nil {
 			return
 		}
-		if msg.ReceivedFrom == n.host.ID() || n.deps.KeyRecords == nil {
+		if msg.ReceivedFrom == n.host.ID() {
 			continue // our own announcement is stored already
 		}
-		changed, err := n.deps.KeyRecords.MergeKey(n.ctx, msg.Data, msg.ReceivedFrom)
+		changed, err := n.inlet.MergeKey(n.ctx, msg.Data, msg.ReceivedFrom.String())
 		switch {
 		case err != nil && n.ctx.Err() == nil:
 			n.log.Warn("merge announced key", "from", msg.ReceivedFrom, "err", err)
@@ -229,16 +213,13 @@ func kick(c chan<- struct{}) {
 	}
 }
 
-// announceLoop re-announces Deps.KeyRecords.AnnounceKeys: shortly after a
+// announceLoop re-announces Inlet.AnnounceKeys: shortly after a
 // new peer is identified (unless announced within keyAnnounceMinGap) and
 // every Config.KeyAnnounceInterval (jittered ±25 %), so nodes that joined
 // later learn the key and what it carries. Cost: one message per key per
 // interval, plus at most one per keyAnnounceMinGap when peers come and go.
 func (n *Node) announceLoop() {
 	defer n.wg.Done()
-	if n.deps.KeyRecords == nil {
-		return
-	}
 	var last time.Time
 	jitter := func(d time.Duration) time.Duration { return d*3/4 + time.Duration(rand.Int64N(int64(d/2)+1)) }
 	var tick <-chan time.Time // nil: no periodic announcement
@@ -307,7 +288,7 @@ func (n *Node) settleKick(kick <-chan struct{}) bool {
 
 // announce publishes the keys to re-announce now.
 func (n *Node) announce() {
-	keys := n.deps.KeyRecords.AnnounceKeys()
+	keys := n.inlet.AnnounceKeys()
 	if len(keys) > maxAnnounceKeys {
 		keys = keys[:maxAnnounceKeys]
 	}

@@ -32,7 +32,7 @@ func newMemKeys(announce ...[]byte) *memKeys {
 	return &memKeys{merged: map[string][]byte{}, from: map[string]peer.ID{}, announce: announce}
 }
 
-func (m *memKeys) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool, error) {
+func (m *memKeys) MergeKey(_ context.Context, pub []byte, from string) (bool, error) {
 	e, err := attest.ParsePublicKey(pub)
 	if err != nil {
 		return false, err
@@ -41,7 +41,11 @@ func (m *memKeys) MergeKey(_ context.Context, pub []byte, from peer.ID) (bool, e
 	defer m.mu.Unlock()
 	f := attest.Fingerprint(e)
 	changed := !bytes.Equal(m.merged[f], pub)
-	m.merged[f], m.from[f] = pub, from
+	id, err := peer.Decode(from)
+	if err != nil {
+		return false, err
+	}
+	m.merged[f], m.from[f] = pub, id
 	return changed, nil
 }
 
@@ -64,7 +68,7 @@ func (m *memKeys) count() int {
 	return len(m.merged)
 }
 
-func keyNode(t testing.TB, keys KeyRecords, cfg Config, opts ...Option) *Node {
+func keyNode(t testing.TB, keys p2ptest.KeyRecords, cfg Config, opts ...Option) *Node {
 	t.Helper()
 	if cfg.ListenAddrs == nil {
 		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -73,10 +77,7 @@ func keyNode(t testing.TB, keys KeyRecords, cfg Config, opts ...Option) *Node {
 		cfg.SyncInterval = -1
 	}
 	st := p2ptest.NewMemStore()
-	d := Deps{Claims: st, Blobs: st}
-	if keys != nil {
-		d.KeyRecords = keys
-	}
+	d := Deps{Claims: st, Blobs: st, Inlet: p2ptest.Inlet{MemStore: st, Keys: keys}}
 	n, err := New(context.Background(), cfg, d, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = n.Close() })

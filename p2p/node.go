@@ -35,10 +35,11 @@ import (
 
 // Node is a Lebowski network node.
 type Node struct {
-	cfg  Config
-	deps Deps
-	opt  options
-	log  *slog.Logger
+	cfg   Config
+	deps  Deps
+	inlet Inlet // deps.Inlet, or deps.Claims when it is one
+	opt   options
+	log   *slog.Logger
 
 	host  host.Host
 	ps    *pubsub.PubSub
@@ -116,6 +117,14 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 	if deps.Claims == nil {
 		return nil, fmt.Errorf("p2p new: %w: Deps.Claims is required", ErrConfig)
 	}
+	inlet := deps.Inlet
+	if inlet == nil {
+		in, ok := deps.Claims.(Inlet)
+		if !ok {
+			return nil, fmt.Errorf("p2p new: %w: Deps.Inlet is required (Deps.Claims is no Inlet)", ErrConfig)
+		}
+		inlet = in
+	}
 	cfg.fill()
 	o := defaultOptions()
 	for _, fn := range opts {
@@ -140,7 +149,7 @@ func New(ctx context.Context, cfg Config, deps Deps, opts ...Option) (*Node, err
 		}
 	}
 	n := &Node{
-		cfg: cfg, deps: deps, opt: o, log: o.log, boot: boot,
+		cfg: cfg, deps: deps, inlet: inlet, opt: o, log: o.log, boot: boot,
 		gater:     newGater(o.gater),
 		mesh:      newMeshTracer(),
 		topics:    make(map[string]*topicState),

@@ -3,13 +3,16 @@ package p2p
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
 )
 
-// ClaimStore is what the network layer needs from the node's claim store.
-// The bbolt store (package store) is adapted to it by the daemon; MemStore
-// (p2p/p2ptest) is an in-memory implementation for tests.
+// ClaimStore is what the network layer reads from the node's claim store
+// to serve /lebowski/sync/1 and to skip claims it holds: the bbolt store
+// (package store) implements it; MemStore (p2p/p2ptest) is an in-memory
+// implementation for tests. Nothing enters the store this way: what peers
+// deliver goes through the Inlet.
 //
 // Stored claims are the keyless canonical envelopes (attest.Claim.Raw). To
 // let peers that have never seen a builder verify claims received through
@@ -21,9 +24,6 @@ type ClaimStore interface {
 	// also the keyring used to verify incoming claims (a known key is used
 	// instead of the key embedded in an envelope).
 	attest.KeyLookup
-	// Ingest stores verified claims idempotently and returns, per claim,
-	// whether it was new. It returns only after the claims are durable.
-	Ingest(ctx context.Context, claims ...*attest.Claim) ([]bool, error)
 	// Has reports whether the claim ID is stored.
 	Has(id string) (bool, error)
 	// GetRaw returns the canonical keyless envelope of a claim.
@@ -35,6 +35,44 @@ type ClaimStore interface {
 	// source package. Peers compare digests to find packages that differ.
 	Digests() (map[string]attest.SetDigest, error)
 }
+
+// Inlet is the node's one door for what peers deliver: verified claims
+// (gossip and sync), key announcements and build intents. The node's
+// core implements it (cmd/internal/core: it stores, decides what counts
+// and emits the node's events); p2ptest.MemStore implements it for tests.
+// Arguments are plain values so that the implementer needs no import of
+// this package.
+type Inlet interface {
+	// IngestClaims stores claims this layer verified, idempotently, and
+	// returns per claim whether it was new; it returns only after they
+	// are durable. via is ViaGossip or ViaSync, peer the delivering peer.
+	IngestClaims(ctx context.Context, via, peer string, claims ...*attest.Claim) ([]bool, error)
+	// Votes reports whether a builder key votes on this node: its claims
+	// are never ignored for a forwarding peer's gossip rate.
+	Votes(fingerprint string) bool
+	// MergeKey merges an announced key (already parsed once by the
+	// validator): it never raises trust, it only adds verified
+	// certifications and revocations (store.MergeKey). changed says the
+	// stored key material changed.
+	MergeKey(ctx context.Context, pub []byte, peer string) (changed bool, err error)
+	// AnnounceKeys returns the keys this node re-announces on KeysTopic:
+	// its own key as stored (with the certifications and revocations it
+	// holds), so that nodes that joined since learn it. At most
+	// maxAnnounceKeys are sent; nil announces nothing.
+	AnnounceKeys() [][]byte
+	// Intent is called once for every verified intent another node
+	// published or relayed (replays are not delivered again); at is when
+	// it arrived, but never later than its signing time plus
+	// attest.DefaultSkew, so that counting it until at+TTL never exceeds
+	// what its signer asked for.
+	Intent(in *attest.Intent, peer string, at time.Time)
+}
+
+// How claims reached the node (Inlet.IngestClaims's via).
+const (
+	ViaGossip = "gossip"
+	ViaSync   = "sync"
+)
 
 // BlobStore serves and keeps content-addressed blobs (buildinfo, build
 // logs, diffoscope reports, build images) for /lebowski/blob/1.

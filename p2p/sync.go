@@ -709,7 +709,7 @@ func (n *Node) fetchClaims(ctx context.Context, c *syncConn, missing []string, s
 			batch = batch[:0]
 			return
 		}
-		added, err := n.deps.Claims.Ingest(withArrival(ctx, "sync", from.String()), batch...)
+		added, err := n.inlet.IngestClaims(ctx, ViaSync, from.String(), batch...)
 		if err != nil {
 			storeErr = fmt.Errorf("store synced claims: %w", err)
 			fail()

@@ -69,6 +69,9 @@ type IngestResult struct {
 	Status Status
 	Proof  *Proof // StatusEquivocation only
 	Err    error  // StatusRejected (wraps ErrBadClaim) and StatusOverBudget (wraps ErrOverBudget) only
+	// Claim is the verified claim (VerifyAndIngest only; nil where the
+	// wire did not verify).
+	Claim *attest.Claim
 }
 
 type ingestReq struct {
@@ -166,6 +169,7 @@ func (s *Store) VerifyAndIngest(ctx context.Context, opt attest.VerifyOptions, w
 				continue
 			}
 			for j, r := range res {
+				r.Claim = c.claims[j]
 				out[c.idx[j]] = r
 			}
 		}

@@ -18,7 +18,7 @@ func (n *Node) ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult
 	if len(wires) > MaxImport {
 		return nil, Invalid(fmt.Errorf("%d claims in one import (max %d): split the file", len(wires), MaxImport))
 	}
-	res, err := n.st.VerifyAndIngest(store.WithOrigin(ctx, store.Origin{Via: store.ViaImport}), attest.VerifyOptions{Now: n.now()}, wires...)
+	res, err := n.ingestWires(ctx, store.Origin{Via: store.ViaImport}, wires)
 	if err != nil {
 		return nil, err
 	}
@@ -30,9 +30,6 @@ func (n *Node) ImportClaims(ctx context.Context, wires [][]byte) ([]ImportResult
 		out[i] = ImportResult{ID: r.ID, Status: r.Status.String()}
 		if r.Err != nil {
 			out[i].Error = r.Err.Error()
-		}
-		if r.Status == store.StatusNew || r.Status == store.StatusEquivocation {
-			n.Emit(Event{Type: EventClaim, ClaimID: r.ID, From: "import"})
 		}
 	}
 	return out, nil

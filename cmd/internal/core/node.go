@@ -72,6 +72,7 @@ type Node struct {
 	subs     Subscriber
 	builds   BuildQueue
 	mirror   Mirrorer
+	obs      Observer
 	events   *broker
 	started  time.Time
 	version  string
@@ -118,6 +119,12 @@ func WithClock(now func() time.Time) Option { return func(n *Node) { n.now = now
 
 // WithNetwork connects the node to the peer-to-peer layer.
 func WithNetwork(net Network) Option { return func(n *Node) { n.net = net } }
+
+// Connect connects the node to the peer-to-peer layer after New: the
+// network layer needs the node's Inlet to start, the node needs the
+// network to publish. Call it before the node serves its API or records
+// builds.
+func (n *Node) Connect(net Network) { n.net = net }
 
 // WithSubscriber lets the node follow opinion topics.
 func WithSubscriber(s Subscriber) Option { return func(n *Node) { n.subs = s } }

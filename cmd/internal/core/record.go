@@ -175,7 +175,7 @@ func (n *Node) signAndPublish(ctx context.Context, stmt *attest.Statement, own b
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	r, err := n.st.Ingest(store.WithOrigin(ctx, store.Origin{Via: store.ViaOwn}), claim)
+	r, err := n.ingest(ctx, store.Origin{Via: store.ViaOwn}, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,6 @@ func (n *Node) signAndPublish(ctx context.Context, stmt *attest.Statement, own b
 		return nil, err
 	}
 	out := &RecordResult{ID: claim.ID, Wire: wire}
-	n.Emit(Event{Type: EventClaim, Package: stmt.Package, Opinion: stmt.Opinion.Name, ClaimID: claim.ID, From: "self"})
 	if n.net != nil {
 		if err := n.net.Publish(ctx, claim); err != nil {
 			n.log.Warn("publish own claim", "claim", claim.ID, "err", err)

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -154,6 +153,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// The core node is the one door for what enters the store: the
+	// network hands it what peers deliver (its Inlet), and it tells the
+	// scheduler (observer) and the event stream.
+	d.node = core.New(d.st, core.WithIdentity(d.id), core.WithConfig(d.cfg), core.WithLogger(d.log), core.WithObserver(observer{d}),
+		core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
+	defer d.node.Close()
 	// The network outlives ctx until Run returns (n.Close below), so that
 	// stopping build workers can still withdraw their intents.
 	n, err := p2p.New(context.WithoutCancel(ctx), p2p.Config{
@@ -165,17 +170,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		SyncInterval:        d.cfg.SyncEvery,
 		KeyAnnounceInterval: d.cfg.KeyAnnounceInterval,
 		Limits:              d.cfg.Limits,
-	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords(), Intents: intentSink{d}},
-		p2p.WithLogger(d.log.With("sub", "p2p")),
-		p2p.WithOnClaim(d.onClaim))
+	}, p2p.Deps{Claims: d.st, Inlet: d.node.Inlet(), Blobs: blobSource{st: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}},
+		p2p.WithLogger(d.log.With("sub", "p2p")))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	d.net = n
 	defer n.Close()
-	d.node = core.New(d.st, core.WithIdentity(d.id), core.WithConfig(d.cfg), core.WithLogger(d.log),
-		core.WithNetwork(network{n}), core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
-	defer d.node.Close()
+	d.node.Connect(network{n})
 	d.log.Info("lebowskid started", "version", version.String(), "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
 
 	for _, s := range d.startSubscriptions() {
@@ -626,13 +628,14 @@ func opinionName(o *opinions.Opinion) string {
 	return o.Name
 }
 
-// onClaim is called for every verified claim a peer sent that was new to
-// the store.
-func (d *Daemon) onClaim(c *attest.Claim, from peer.ID) {
+// claimArrived is called for every claim of another builder that was new
+// to the store (from peers or imported).
+func (d *Daemon) claimArrived(c *attest.Claim, via string) {
 	st := c.Statement
-	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
+	if via == store.ViaGossip || via == store.ViaSync {
+		d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
+	}
 	d.sched.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
-	d.node.Emit(core.Event{Type: core.EventClaim, Package: st.Package, Opinion: st.Opinion.Name, ClaimID: c.ID, From: from.String()})
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()
 	sub, ok := d.subs[spec]

@@ -79,19 +79,19 @@ func TestAttackFloodWithinBudget(t *testing.T) {
 	cfg := func() p2p.Config {
 		return p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1, Subscribe: []string{"hello/o3"}}
 	}
-	newNode := func(claims p2p.ClaimStore, blobs p2p.BlobStore) *p2p.Node {
-		n, err := p2p.New(ctx, cfg(), p2p.Deps{Claims: claims, Blobs: blobs})
+	newNode := func(claims p2p.ClaimStore, inlet p2p.Inlet, blobs p2p.BlobStore) *p2p.Node {
+		n, err := p2p.New(ctx, cfg(), p2p.Deps{Claims: claims, Inlet: inlet, Blobs: blobs})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = n.Close() })
 		return n
 	}
-	victim := newNode(storeAdapter{Store: st}, storeAdapter{Store: st})
+	victim := newNode(st, core.New(st).Inlet(), blobSource{st: st})
 
 	attackerStore := p2ptest.NewMemStore()
 	_, err = attackerStore.Ingest(ctx, flood...)
 	require.NoError(t, err)
-	attacker := newNode(attackerStore, attackerStore)
-	honestNode := newNode(p2ptest.NewMemStore(), nil)
+	attacker := newNode(attackerStore, nil, attackerStore)
+	honestNode := newNode(p2ptest.NewMemStore(), nil, nil)
 	for _, n := range []*p2p.Node{attacker, honestNode} {
 		require.NoError(t, n.Connect(ctx, victim.AddrInfo()))
 		require.Eventually(t, func() bool { _, ok := n.PeerScore(victim.ID()); return ok }, 20*time.Second, 50*time.Millisecond)
@@ -193,7 +193,7 @@ func TestAttackLargeBlobFanOut(t *testing.T) {
 	data = nil
 	ctx := context.Background()
 	server, err := p2p.New(ctx, p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SyncInterval: -1},
-		p2p.Deps{Claims: storeAdapter{Store: st}, Blobs: storeAdapter{Store: st}})
+		p2p.Deps{Claims: st, Inlet: core.New(st).Inlet(), Blobs: blobSource{st: st}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = server.Close() })
 

@@ -8,13 +8,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
 	"github.com/lebowski-dist/lebowski/p2p"
+	"github.com/lebowski-dist/lebowski/store"
 )
 
 // Shared rebuild work (docs/SCHEDULER.md): before building, a node
@@ -32,10 +31,22 @@ import (
 // A variable so tests can shorten it.
 var intentSettle = 2 * time.Second
 
-// intentSink hands intents from the network to the scheduler.
-type intentSink struct{ d *Daemon }
+// observer is the core node's Observer: the claims and intents that enter
+// the node reach the scheduler.
+type observer struct{ d *Daemon }
 
-func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
+var _ core.Observer = observer{}
+
+// ClaimStored: another builder's claim may cover a waiting recipe, or name
+// the opinion a subscription waits for. The node's own claims are the
+// build workers' doing.
+func (s observer) ClaimStored(c *attest.Claim, via, _ string) {
+	if via != store.ViaOwn {
+		s.d.claimArrived(c, via)
+	}
+}
+
+func (s observer) Intent(in *attest.Intent, _ string, at time.Time) {
 	if !s.d.ignoreIntents.Load() {
 		s.d.sched.Observe(in, at)
 	}
@@ -43,7 +54,7 @@ func (s intentSink) Intent(in *attest.Intent, _ peer.ID, at time.Time) {
 
 // RenewIntents re-publishes the intents of the builds running here (a peer
 // joined: it has not seen them).
-func (s intentSink) RenewIntents() {
+func (s observer) RenewIntents() {
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
 	for w := range s.d.claims {
