@@ -129,15 +129,19 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 		d.Reason = fmt.Sprintf("cannot ask the Lebowski node (%v), so it is not installed unverified", g.NodeErr)
 		d.Next = "start lebowskid (systemctl start lebowskid) or check `lebowski status`"
 	default:
-		op, debVersion := vocab.Vanilla, deb.DebianVersion
-		if d.Kind == KindLebowski {
-			op, debVersion = bv.Opinion, bv.Debian
-		}
 		// deb.Source only picks which claims to look in: the verdict
 		// binds the file name and sha256, so a false Source finds no
 		// consensus for these bytes.
-		vr, err := g.API.Verify(ctx, core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: debVersion,
-			Opinion: op, FileName: deb.FileName(), SHA256: sum})
+		req := core.DecideRequest{File: a.Path, SHA256: sum, Package: deb.Source, BinaryPackage: deb.Package, Version: deb.Version,
+			DebianVersion: deb.DebianVersion, FileName: deb.FileName()}
+		if d.Kind == KindLebowski {
+			// The version names the opinion; any content of that name
+			// counts, as the consensus decides which one trusted
+			// builders built.
+			req.DebianVersion = bv.Debian
+			req.Opinion = &core.OpinionFacts{Package: deb.Source, Name: bv.Opinion, BinaryVersion: deb.Version}
+		}
+		vr, err := g.API.Decide(ctx, req)
 		if err != nil {
 			d.Verdict, d.Reason = consensus.Unverified, fmt.Sprintf("the node could not answer: %v", err)
 			d.Next = "lebowski status"
@@ -170,7 +174,7 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 	return d
 }
 
-func firstReason(vr *core.VerifyResult) string {
+func firstReason(vr *core.Decision) string {
 	if len(vr.Reasons) == 0 {
 		return string(vr.Verdict)
 	}

@@ -42,25 +42,6 @@ func openPackage(ctx context.Context, path string) (deb *debfile.Info, sum strin
 	return nil, "", fmt.Errorf("cannot read the file: %w", err), nil
 }
 
-type verifyOutput struct {
-	File      string             `json:"file"`
-	SHA256    string             `json:"sha256"`
-	Package   string             `json:"package"`
-	Version   string             `json:"version"`
-	Opinion   string             `json:"opinion,omitempty"`
-	Checks    []check            `json:"checks"`
-	Expected  string             `json:"expected,omitempty"`
-	Decision  consensus.Verdict  `json:"decision"`
-	Reasons   []string           `json:"reasons"`
-	Consensus *core.VerifyResult `json:"consensus,omitempty"`
-}
-
-type check struct {
-	OK     bool   `json:"ok"`
-	What   string `json:"what"`
-	Detail string `json:"detail"`
-}
-
 func newVerifyCmd(g *globals) *cobra.Command {
 	var f buildFlags
 	var rebuild, noRebuild, noReport bool
@@ -103,102 +84,37 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 			if err != nil {
 				return err
 			}
-			out := verifyOutput{File: path, SHA256: sum, Package: deb.Package, Version: deb.Version}
-			add := func(ok bool, what, detail string) {
-				out.Checks = append(out.Checks, check{ok, what, detail})
-				if !g.json {
-					mark := "✓"
-					if !ok {
-						mark = "✗"
-					}
-					g.printf("%s %s %s\n", mark, what, detail)
-				}
-			}
-			if op != nil {
-				out.Opinion = op.Name
-				if op.BinaryVersion().String() != deb.Version {
-					add(false, "Opinion definition", fmt.Sprintf("%s/%s gives version %s, the file is %s", op.Package, op.Name, op.BinaryVersion(), deb.Version))
-					return g.decide(&out, consensus.DoNotInstall, "the file's version does not match the opinion")
-				}
-				add(true, "Opinion definition", fmt.Sprintf("%s/%s (cid %s)", op.Package, op.Name, op.CID()))
-			} else if deb.Opinion != "" && f.opinion == "" {
+			if op == nil && deb.Opinion != "" && f.opinion == "" {
 				cfg, err := g.config()
 				if err != nil {
 					return err
 				}
 				return usageErr("%s looks built under opinion %q, which is not in %s; pass --opinion (or --opinion vanilla for a Debian version that only looks like one)", path, deb.Opinion, cfg.OpinionsDir)
-			} else {
+			}
+			if op == nil {
 				deb.DebianVersion, deb.Opinion = deb.Version, ""
 			}
-			name := filepath.Base(path)
-			wantName := deb.FileName()
-
-			// The consensus of what others built.
-			vreq := core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: opinionName(op), FileName: wantName, SHA256: sum}
+			req := core.DecideRequest{File: path, SHA256: sum, Package: deb.Source, BinaryPackage: deb.Package, Version: deb.Version,
+				DebianVersion: deb.DebianVersion, FileName: deb.FileName()}
 			if op != nil {
-				vreq.OpinionCID = op.CID() // only claims about this exact opinion content count
+				req.Opinion = &core.OpinionFacts{Package: op.Package, Name: op.Name, CID: op.CID(), BinaryVersion: op.BinaryVersion().String()}
 			}
-			vr, err := ask(ctx, g, func(b core.API) (*core.VerifyResult, error) { return b.Verify(ctx, vreq) })
-			if err != nil {
-				return err
-			}
-			out.Consensus = vr
-
-			// This node's own rebuild (reused unless --rebuild).
-			var own *builder.Output
-			var ownRecipe *attest.Recipe
-			if !noRebuild {
-				own, ownRecipe, err = g.ownBuild(ctx, &f, deb, op, wantName, rebuild)
+			// This node's own rebuild (reused unless --rebuild), unless the
+			// file's version already contradicts the opinion.
+			if !noRebuild && (op == nil || req.Opinion.BinaryVersion == deb.Version) {
+				own, recipe, err := g.ownBuild(ctx, &f, deb, op, req.FileName, rebuild)
 				if err != nil {
 					return err
 				}
-			}
-			if ownRecipe != nil && vr.Recipe != nil {
-				cr := vr.Recipe.Recipe
-				add(cr.SourceSHA256 == ownRecipe.SourceSHA256, "Debian source", fmt.Sprintf("%s %s (SHA256 %s, builders: %s)", deb.Source, deb.DebianVersion, short(ownRecipe.SourceSHA256, 16), matchWord(cr.SourceSHA256 == ownRecipe.SourceSHA256)))
-				add(cr.ImageDigest == ownRecipe.ImageDigest, "Container", fmt.Sprintf("%s (digest %s)", short(ownRecipe.ImageDigest, 23), matchWord(cr.ImageDigest == ownRecipe.ImageDigest)))
-			} else if ownRecipe != nil {
-				add(true, "Debian source", fmt.Sprintf("%s %s (SHA256 %s, verified against Debian's signed archive)", deb.Source, deb.DebianVersion, short(ownRecipe.SourceSHA256, 16)))
-				add(true, "Container", fmt.Sprintf("%s (rebuilt from manifest)", short(ownRecipe.ImageDigest, 23)))
-			}
-			switch {
-			case own != nil && own.SHA256 != sum:
-				add(false, "Package SHA256", fmt.Sprintf("%s of %s", short(sum, 16), name))
-				out.Expected = own.SHA256
-				if !g.json {
-					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", own.SHA256, sum)
+				req.Own = &core.OwnBuild{}
+				if own != nil {
+					req.Own.SHA256 = own.SHA256
 				}
-				if !noReport {
-					g.reportMismatch(ctx, core.Mismatch{RecipeID: ownRecipe.ID(), File: wantName, Observed: sum, Expected: own.SHA256, Reason: "verify: differs from the reporter's own rebuild"})
+				if recipe != nil {
+					req.Own.RecipeID, req.Own.SourceSHA256, req.Own.ImageDigest = recipe.ID(), recipe.SourceSHA256, recipe.ImageDigest
 				}
-				return g.decide(&out, consensus.DoNotInstall, append([]string{"the file differs from this node's own rebuild"}, vr.Reasons...)...)
-			case own == nil && !noRebuild:
-				add(false, "Package SHA256", fmt.Sprintf("the rebuild produced no %s", wantName))
-				return g.decide(&out, consensus.DoNotInstall, "the rebuild did not produce this file")
 			}
-			if vr.Verdict == consensus.DoNotInstall {
-				add(false, "Package SHA256", fmt.Sprintf("%s (builders disagree or report another hash)", short(sum, 16)))
-				if vr.Expected != "" && !g.json {
-					g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", vr.Expected, sum)
-				}
-				out.Expected = vr.Expected
-				if !noReport && vr.Expected != "" && vr.Recipe != nil {
-					g.reportMismatch(ctx, core.Mismatch{RecipeID: vr.Recipe.Recipe.RecipeID, File: wantName, Observed: sum, Expected: vr.Expected, Reason: "verify: differs from the consensus of trusted builders"})
-				}
-				return g.decide(&out, consensus.DoNotInstall, vr.Reasons...)
-			}
-			detail := short(sum, 16)
-			if own != nil {
-				detail += " (matches this node's rebuild"
-				if vr.Verdict == consensus.Safe {
-					detail += fmt.Sprintf(" and the consensus of %d trusted builders", len(vr.Recipe.Report.Consensus.Trusted))
-				}
-				detail += ")"
-				add(true, "Package SHA256", detail)
-				return g.decide(&out, consensus.Safe, append([]string{"bit-identical to this node's own rebuild"}, vr.Reasons...)...)
-			}
-			add(vr.Verdict == consensus.Safe, "Package SHA256", detail+" (consensus only, no local rebuild)")
-			return g.decide(&out, vr.Verdict, vr.Reasons...)
+			return g.decideFile(ctx, req, !noReport)
 		},
 	}
 	cmd.Flags().StringVar(&f.opinion, "opinion", "", "opinion name (default: from the package version, e.g. 2.10-3~o3+1)")
@@ -212,49 +128,56 @@ Exit codes: 0 SAFE TO INSTALL, 1 DO NOT INSTALL or UNVERIFIED, 2 bad input,
 // verifyUnreadable decides DO NOT INSTALL for a file verify cannot treat
 // as a package for this machine, saying why and what the network attests:
 // for the package and version its intact control data names (deb), else
-// for its bare hash. A file that differs from the consensus hash of its
-// name is reported as a red flag when report is set.
+// for its bare hash. A damaged file that differs from the consensus hash
+// of its name is reported as a red flag when report is set.
 func (g *globals) verifyUnreadable(ctx context.Context, path, sum string, why error, deb *debfile.Info, report bool) error {
-	out := verifyOutput{File: path, SHA256: sum}
-	out.Checks = append(out.Checks, check{false, "Package file", why.Error()})
-	if !g.json {
-		g.printf("✗ Package file %s\n", why)
-	}
-	reasons := []string{fmt.Sprintf("%s: %v", filepath.Base(path), why)}
-	if sum == "" {
-		return g.decide(&out, consensus.DoNotInstall, reasons...)
-	}
-	req := core.VerifyRequest{SHA256: sum}
+	req := core.DecideRequest{File: path, SHA256: sum, Problem: why.Error(), Damaged: report}
 	if deb != nil {
-		out.Package, out.Version, out.Opinion = deb.Package, deb.Version, deb.Opinion
-		op := deb.Opinion
-		if op == "" {
-			op = vocab.Vanilla
+		req.Package, req.BinaryPackage, req.Version, req.DebianVersion, req.FileName = deb.Source, deb.Package, deb.Version, deb.DebianVersion, deb.FileName()
+		if deb.Opinion != "" {
+			req.Opinion = &core.OpinionFacts{Name: deb.Opinion}
 		}
-		req = core.VerifyRequest{Package: deb.Source, BinaryPackage: deb.Package, DebianVersion: deb.DebianVersion, Opinion: op, FileName: deb.FileName(), SHA256: sum}
 	}
-	vr, err := ask(ctx, g, func(b core.API) (*core.VerifyResult, error) { return b.Verify(ctx, req) })
+	return g.decideFile(ctx, req, report)
+}
+
+// decideFile asks the node for the decision about one file, renders it,
+// signs the red flag it warrants when report is set, and exits 0 only
+// for SAFE TO INSTALL.
+func (g *globals) decideFile(ctx context.Context, req core.DecideRequest, report bool) error {
+	d, err := ask(ctx, g, func(b core.API) (*core.Decision, error) { return b.Decide(ctx, req) })
 	if err != nil {
 		return err
 	}
-	out.Consensus = vr
-	switch {
-	case vr.Expected != "" && vr.Expected != sum:
-		out.Expected = vr.Expected
-		if !g.json {
-			g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", vr.Expected, sum)
+	if g.json {
+		if err := g.printJSON(d); err != nil {
+			return err
 		}
-		reasons = append(reasons, vr.Reasons...)
-		if report && vr.Recipe != nil {
-			g.reportMismatch(ctx, core.Mismatch{RecipeID: vr.Recipe.Recipe.RecipeID, File: deb.FileName(), Observed: sum, Expected: vr.Expected,
-				Reason: "verify: a damaged or tampered copy (" + why.Error() + ")"})
+	} else {
+		for _, c := range d.Checks {
+			mark := "✓"
+			if !c.OK {
+				mark = "✗"
+			}
+			g.printf("%s %s %s\n", mark, c.What, c.Detail)
 		}
-	case vr.File != "":
-		reasons = append(reasons, fmt.Sprintf("sha256 %s is attested as %s (%s)", short(sum, 16), vr.File, vr.Verdict))
-	default:
-		reasons = append(reasons, vr.Reasons...)
+		if d.Expected != "" {
+			g.printf("ERROR: Hash mismatch! Expected %s Got %s\n", d.Expected, d.SHA256)
+		}
 	}
-	return g.decide(&out, consensus.DoNotInstall, reasons...)
+	if report && d.RedFlag != nil {
+		g.reportMismatch(ctx, *d.RedFlag)
+	}
+	if !g.json {
+		for _, r := range d.Reasons {
+			g.printf("  - %s\n", r)
+		}
+		g.printf("Decision: %s\n", d.Verdict)
+	}
+	if d.Verdict == consensus.Safe {
+		return nil
+	}
+	return silent(ExitMismatch)
 }
 
 // reportMismatch signs and publishes a red flag (docs/TRUST.md); failing
@@ -283,34 +206,6 @@ func opinionName(op *opinions.Opinion) string {
 	return op.Name
 }
 
-func matchWord(ok bool) string {
-	if ok {
-		return "match"
-	}
-	return "MISMATCH"
-}
-
-func (g *globals) decide(out *verifyOutput, v consensus.Verdict, reasons ...string) error {
-	out.Decision = v
-	out.Reasons = reasons
-	if g.json {
-		if err := g.printJSON(out); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range reasons {
-			g.printf("  - %s\n", r)
-		}
-		g.printf("Decision: %s\n", v)
-	}
-	if v == consensus.Safe {
-		return nil
-	}
-	return silent(ExitMismatch)
-}
-
-// ownBuild returns this node's build of the file's recipe: reused from an
-// earlier build when its output is still on disk, else rebuilt now.
 func (g *globals) ownBuild(ctx context.Context, f *buildFlags, deb *debfile.Info, op *opinions.Opinion, wantName string, force bool) (*builder.Output, *attest.Recipe, error) {
 	if !force {
 		if o, r := g.reuseOwn(ctx, deb, op, wantName); o != nil {

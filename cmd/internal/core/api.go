@@ -33,6 +33,10 @@ type API interface {
 	Info(ctx context.Context, q InfoQuery) (*InfoResult, error)
 	// Verify gives the consensus verdict on a file hash.
 	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
+	// Decide gives the whole install decision about one file (checks,
+	// verdict, reasons, the red flag it warrants), from the consensus
+	// and this node's own rebuild: the one decision every command renders.
+	Decide(ctx context.Context, req DecideRequest) (*Decision, error)
 	// Claims lists stored claims.
 	Claims(ctx context.Context, q ClaimsQuery) ([]ClaimRow, error)
 	// Claim returns one stored claim with its evidence: the signed bytes

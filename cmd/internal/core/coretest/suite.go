@@ -64,6 +64,7 @@ func Run(t *testing.T, newNode NewFunc) {
 		{"InfoEmptyAndBadInput", testInfoEmpty},
 		{"ImportClaims", testImportClaims},
 		{"ConsensusAndVerify", testConsensusAndVerify},
+		{"Decide", testDecide},
 		{"UnvettedKeysDoNotCount", testUnvetted},
 		{"SybilFloodDoesNotDisplaceTrustedRecipe", testSybilRanking},
 		{"VerifyPinsOpinionContent", testOpinionCID},

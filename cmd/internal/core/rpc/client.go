@@ -142,6 +142,11 @@ func (c *Client) Verify(ctx context.Context, req core.VerifyRequest) (*core.Veri
 	return &out, c.do(ctx, http.MethodPost, "/v1/verify", req, &out)
 }
 
+func (c *Client) Decide(ctx context.Context, req core.DecideRequest) (*core.Decision, error) {
+	var out core.Decision
+	return &out, c.do(ctx, http.MethodPost, "/v1/decide", req, &out)
+}
+
 func (c *Client) Claims(ctx context.Context, q core.ClaimsQuery) ([]core.ClaimRow, error) {
 	var out []core.ClaimRow
 	return out, c.do(ctx, http.MethodGet, "/v1/claims?"+url.Values{"package": {q.Package}}.Encode(), nil, &out)

@@ -52,6 +52,9 @@ func Handler(api core.API) http.Handler {
 	mux.HandleFunc("POST /v1/verify", jsonIn(func(r *http.Request, req core.VerifyRequest) (any, error) {
 		return api.Verify(r.Context(), req)
 	}))
+	mux.HandleFunc("POST /v1/decide", jsonIn(func(r *http.Request, req core.DecideRequest) (any, error) {
+		return api.Decide(r.Context(), req)
+	}))
 	mux.HandleFunc("GET /v1/claims", func(w http.ResponseWriter, r *http.Request) {
 		res, err := api.Claims(r.Context(), core.ClaimsQuery{Package: q(r, "package")})
 		reply(w, res, err)
@@ -164,13 +167,14 @@ func Handler(api core.API) http.Handler {
 	return mux
 }
 
-// ReadOnly serves only the reading part of h: GET requests and verify.
+// ReadOnly serves only the reading part of h: GET requests, verify and
+// decide.
 // The system daemon's public socket (group lebowski) is served through
 // it, so members can ask but never change the node's claims, trust,
 // blobs or subscriptions.
 func ReadOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || (r.Method == http.MethodPost && r.URL.Path == "/v1/verify") {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || (r.Method == http.MethodPost && (r.URL.Path == "/v1/verify" || r.URL.Path == "/v1/decide")) {
 			h.ServeHTTP(w, r)
 			return
 		}
