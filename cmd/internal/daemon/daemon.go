@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), append(cfg.StoreOptions(), store.WithLogger(log.With("sub", "store")))...)
+	st, err := store.Open(l.StoreDB(), append(core.StoreOptions(cfg), store.WithLogger(log.With("sub", "store")))...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		DHT:                 d.cfg.DHT,
 		SyncInterval:        d.cfg.SyncEvery,
 		KeyAnnounceInterval: d.cfg.KeyAnnounceInterval,
-		Limits:              d.cfg.Limits,
+		Limits:              p2pLimits(d.cfg.Limits),
 	}, p2p.Deps{Claims: storeAdapter{Store: d.st}, Blobs: storeAdapter{Store: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}, KeyRecords: d.keyRecords(), Intents: intentSink{d}},
 		p2p.WithLogger(d.log.With("sub", "p2p")),
 		p2p.WithOnClaim(d.onClaim))
