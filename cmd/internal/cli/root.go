@@ -323,7 +323,7 @@ func (g *globals) local(a access) (*core.Node, func(), error) {
 	} else if err := l.Ensure(); err != nil {
 		return nil, nil, envErr(err)
 	}
-	st, err := store.Open(l.StoreDB(), append(append(opts, store.WithLogger(g.log)), cfg.StoreOptions()...)...)
+	st, err := store.Open(l.StoreDB(), append(append(opts, store.WithLogger(g.log)), core.StoreOptions(cfg)...)...)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, nil, envErr(fmt.Errorf("%w: lebowskid probably runs with this data dir but its socket %s did not answer; pass --socket or stop it", err, cfg.Socket()))
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -37,7 +38,7 @@ an interruption leaves it as it was. Takes about 20 s per million claims.`,
 				return envErr(err)
 			}
 			fmt.Fprintf(g.errOut, "compacting %s …\n", l.StoreDB())
-			res, err := store.Compact(l.StoreDB(), append([]store.Option{store.WithLogger(g.log)}, cfg.StoreOptions()...)...)
+			res, err := store.Compact(l.StoreDB(), append([]store.Option{store.WithLogger(g.log)}, core.StoreOptions(cfg)...)...)
 			if errors.Is(err, store.ErrLocked) {
 				return envErr(fmt.Errorf("%w: stop lebowskid first", err))
 			}

@@ -2,7 +2,10 @@
 // YAML and flags, its defaults (each written once, here), its validation
 // and the layout of the data directory. The daemon and the CLI both load
 // it; every other package receives values, never reads files or flags
-// itself (kubo's config/ package plays this part).
+// itself (kubo's config/ package plays this part). It holds plain values
+// and imports no p2p, store or consensus package: the daemon converts its
+// sections to their types (daemon/convert.go, core.StoreOptions), and the
+// CLI, which loads it too, links no transport through it.
 package config
 
 import (
@@ -20,17 +23,28 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
-	"github.com/lebowski-dist/lebowski/p2p"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
-// Defaults that are not another package's: the rest (mirror, listen
-// addresses, sync interval, score threshold) come from the package that
-// owns them.
+// Defaults that are not another package's (the mirror comes from
+// builder/source, which owns it). The config imports no transport, store
+// or consensus package, so the defaults of those it shows are copies
+// here: a test of the daemon, which converts the config for them, checks
+// each equals its owner's.
 const (
+	// DefaultSyncInterval is p2p.DefaultSyncInterval: periodic catch-up
+	// with every connected peer.
+	DefaultSyncInterval = 30 * time.Second
+	// DefaultKeyAnnounceInterval is p2p.DefaultKeyAnnounceInterval: how
+	// often the node re-announces its key on the keys topic.
+	DefaultKeyAnnounceInterval = 10 * time.Minute
+	// DefaultThreshold is consensus.DefaultThreshold: the SAFE TO INSTALL
+	// score threshold.
+	DefaultThreshold = 6.0
+	// DefaultMinTrusted is consensus.DefaultMinTrusted: the fewest
+	// agreeing trusted builders for SAFE TO INSTALL.
+	DefaultMinTrusted   = 2
 	DefaultTrustHops    = 1
 	DefaultBuildTimeout = time.Hour
 	DefaultConcurrency  = 1
@@ -52,6 +66,10 @@ const (
 	MinIntentTTL = time.Second
 )
 
+// DefaultListenAddrs is p2p.DefaultListenAddrs: the libp2p multiaddrs
+// listened on when listen is empty.
+var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+
 // ErrInvalid wraps every configuration problem (exit 2).
 var ErrInvalid = errors.New("invalid configuration")
 
@@ -70,8 +88,8 @@ type Config struct {
 	// TrustHops is how many OpenPGP certification hops from a trusted key
 	// still make a key trusted (0: only keys trusted directly).
 	TrustHops  *int    `yaml:"trust_hops"`
-	Threshold  float64 `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = consensus.DefaultThreshold)
-	MinTrusted int     `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = consensus.DefaultMinTrusted)
+	Threshold  float64 `yaml:"threshold"`   // SAFE TO INSTALL score threshold (0 = DefaultThreshold)
+	MinTrusted int     `yaml:"min_trusted"` // fewest agreeing trusted keys for SAFE (0 = DefaultMinTrusted)
 	APISocket  string  `yaml:"api_socket"`
 	// PublicSocket, when set, is a second API socket serving only the
 	// read part of the API (info, verify, claims, keys, blobs, status) to
@@ -107,12 +125,12 @@ type Config struct {
 	Repo RepoConfig `yaml:"repo"`
 	// Limits bound what one peer can make the node do: gossip, sync and
 	// blob rates, streams per peer, session deadlines (docs/SECURITY.md).
-	Limits p2p.Limits `yaml:"limits"`
+	Limits Limits `yaml:"limits"`
 	// Budget bounds what keys that do not vote (unknown, unvetted) can
 	// make the store hold, each (claims_per_key, recipes_per_key,
 	// bytes_per_key) and all together (pool_bytes, pool_keys,
 	// store_bytes); trusted and own claims are never refused.
-	Budget store.Budget `yaml:"budget"`
+	Budget Budget `yaml:"budget"`
 }
 
 // AptPolicy decides which packages apt may unpack.
@@ -231,7 +249,7 @@ func (c *Config) Defaults() {
 		c.Apt.Lebowski = AptRefuse
 	}
 	if len(c.Listen) == 0 {
-		c.Listen = append([]string(nil), p2p.DefaultListenAddrs...)
+		c.Listen = append([]string(nil), DefaultListenAddrs...)
 	}
 	if c.MDNS == nil {
 		c.MDNS = ptr(true)
@@ -240,19 +258,19 @@ func (c *Config) Defaults() {
 		c.TrustHops = ptr(DefaultTrustHops)
 	}
 	if c.Threshold == 0 {
-		c.Threshold = consensus.DefaultThreshold
+		c.Threshold = DefaultThreshold
 	}
 	if c.MinTrusted == 0 {
-		c.MinTrusted = consensus.DefaultMinTrusted
+		c.MinTrusted = DefaultMinTrusted
 	}
 	if c.Mirror == "" {
 		c.Mirror = source.DefaultMirror
 	}
 	if c.SyncEvery == 0 {
-		c.SyncEvery = p2p.DefaultSyncInterval
+		c.SyncEvery = DefaultSyncInterval
 	}
 	if c.KeyAnnounceInterval == 0 {
-		c.KeyAnnounceInterval = p2p.DefaultKeyAnnounceInterval
+		c.KeyAnnounceInterval = DefaultKeyAnnounceInterval
 	}
 	if c.Builds.Enabled == nil {
 		c.Builds.Enabled = ptr(true)
@@ -432,11 +450,4 @@ func (c *Config) Hops() int {
 		return DefaultTrustHops
 	}
 	return *c.TrustHops
-}
-
-// StoreOptions are the store options the config implies: the budget for
-// keys that do not vote, and trusted_keys exempt from it. Every opener of
-// the store (daemon, CLI without a daemon, tests) uses them.
-func (c *Config) StoreOptions() []store.Option {
-	return []store.Option{store.WithBudget(c.Budget), store.WithExempt(c.TrustedKeys...)}
 }

@@ -11,10 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder/source"
-	"github.com/lebowski-dist/lebowski/p2p"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 func TestValidate(t *testing.T) {
@@ -56,9 +53,9 @@ func TestValidate(t *testing.T) {
 		{"bad apt policy", Config{Apt: AptPolicy{Lebowski: "maybe"}}, false, "apt.lebowski"},
 		{"bad apt package", Config{Apt: AptPolicy{Require: []string{"Open SSL"}}}, false, "apt"},
 		{"bad repo package", Config{Repo: RepoConfig{Packages: []string{"hello/O3"}}}, false, "repo.packages"},
-		{"limits", Config{Limits: p2p.Limits{GossipPerSecond: 50, BlobsPerPeer: 1}}, true, ""},
-		{"negative limit", Config{Limits: p2p.Limits{SyncSessionTimeout: -time.Second}}, false, "limits"},
-		{"budget, a limit disabled", Config{Budget: store.Budget{ClaimsPerKey: 100, StoreBytes: -1}}, true, ""},
+		{"limits", Config{Limits: Limits{GossipPerSecond: 50, BlobsPerPeer: 1}}, true, ""},
+		{"negative limit", Config{Limits: Limits{SyncSessionTimeout: -time.Second}}, false, "limits"},
+		{"budget, a limit disabled", Config{Budget: Budget{ClaimsPerKey: 100, StoreBytes: -1}}, true, ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			c := tc.cfg
@@ -80,10 +77,13 @@ func TestDefaultsWrittenOnce(t *testing.T) {
 	c := Config{DataDir: t.TempDir()}
 	c.Defaults()
 	assert.Equal(t, source.DefaultMirror, c.Mirror)
-	assert.Equal(t, p2p.DefaultListenAddrs, c.Listen)
-	assert.Equal(t, p2p.DefaultSyncInterval, c.SyncEvery)
-	assert.Equal(t, consensus.DefaultThreshold, c.Threshold)
-	assert.Equal(t, consensus.DefaultMinTrusted, c.MinTrusted)
+	// The copies of p2p's and consensus's defaults (the daemon's
+	// TestConfigDefaultsAreTheOwners checks they equal the owners').
+	assert.Equal(t, DefaultListenAddrs, c.Listen)
+	assert.Equal(t, DefaultSyncInterval, c.SyncEvery)
+	assert.Equal(t, DefaultKeyAnnounceInterval, c.KeyAnnounceInterval)
+	assert.Equal(t, DefaultThreshold, c.Threshold)
+	assert.Equal(t, DefaultMinTrusted, c.MinTrusted)
 	assert.Equal(t, DefaultTrustHops, c.Hops())
 	assert.Equal(t, filepath.Join(c.DataDir, "cache"), c.CacheDir)
 	assert.Equal(t, filepath.Join(c.DataDir, "lebowskid.sock"), c.Socket())
@@ -145,7 +145,7 @@ func TestLoadLimitsAndBudget(t *testing.T) {
 	require.NoError(t, err)
 	c.Defaults()
 	require.NoError(t, c.Validate())
-	assert.Equal(t, p2p.Limits{GossipPerSecond: 50, GossipBurst: 100, SyncSessionsPerMinute: 10, SyncSessionTimeout: 2 * time.Minute,
+	assert.Equal(t, Limits{GossipPerSecond: 50, GossipBurst: 100, SyncSessionsPerMinute: 10, SyncSessionTimeout: 2 * time.Minute,
 		SyncRequestsPerSession: 100, BlobsPerPeer: 1, BlobRequestsPerMinute: 60}, c.Limits)
-	assert.Equal(t, store.Budget{ClaimsPerKey: 100, RecipesPerKey: 10, BytesPerKey: 1 << 20, StoreBytes: -1}, c.Budget)
+	assert.Equal(t, Budget{ClaimsPerKey: 100, RecipesPerKey: 10, BytesPerKey: 1 << 20, StoreBytes: -1}, c.Budget)
 }

@@ -20,7 +20,7 @@ import (
 // newLocal is the in-process node behind the shared suite.
 func newLocal(t *testing.T, cfg *config.Config, h *coretest.Harness) *core.Node {
 	t.Helper()
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), cfg.StoreOptions()...)
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), core.StoreOptions(cfg)...)
 	require.NoError(t, err)
 	n := core.New(st, core.WithIdentity(h.Identity), core.WithConfig(cfg), core.WithNetwork(h.Net), core.WithSubscriber(h.Subs))
 	t.Cleanup(func() {

@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), append(cfg.StoreOptions(), store.WithLogger(log.With("sub", "store")))...)
+	st, err := store.Open(l.StoreDB(), append(core.StoreOptions(cfg), store.WithLogger(log.With("sub", "store")))...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		DHT:                 d.cfg.DHT,
 		SyncInterval:        d.cfg.SyncEvery,
 		KeyAnnounceInterval: d.cfg.KeyAnnounceInterval,
-		Limits:              d.cfg.Limits,
+		Limits:              p2pLimits(d.cfg.Limits),
 	}, p2p.Deps{Claims: d.st, Inlet: d.node.Inlet(), Blobs: blobSource{st: d.st, sourceCache: filepath.Join(d.cfg.CacheDir, "sources")}},
 		p2p.WithLogger(d.log.With("sub", "p2p")))
 	if err != nil {

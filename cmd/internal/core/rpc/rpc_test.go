@@ -19,7 +19,7 @@ import (
 // client calls rpc.Handler serving an in-process node.
 func TestSocketAPI(t *testing.T) {
 	coretest.Run(t, func(t *testing.T, cfg *config.Config, h *coretest.Harness) {
-		st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), cfg.StoreOptions()...)
+		st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), core.StoreOptions(cfg)...)
 		require.NoError(t, err)
 		n := core.New(st, core.WithIdentity(h.Identity), core.WithConfig(cfg), core.WithNetwork(h.Net), core.WithSubscriber(h.Subs))
 		sock := filepath.Join(cfg.DataDir, "api.sock")
