@@ -13,7 +13,6 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder/debfile/debfiletest"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
@@ -130,22 +129,22 @@ func TestGate(t *testing.T) {
 		api     core.API
 		path    string
 		allowed bool
-		verdict consensus.Verdict
+		verdict core.Verdict
 		line    string
 	}{
-		{"safe Lebowski build", config.AptPolicy{}, api, safe, true, consensus.Safe, "ok hello"},
-		{"tampered copy", config.AptPolicy{}, api, tampered, false, consensus.DoNotInstall, "REFUSED hello " + attesttest.BinaryVersion + ": DO NOT INSTALL — sha256 differs from the consensus"},
-		{"nobody attests it", config.AptPolicy{}, api, unverified, false, consensus.Unverified, "REFUSED nano 7.2-1~o3+1: UNVERIFIED — not found: no claims for nano"},
+		{"safe Lebowski build", config.AptPolicy{}, api, safe, true, core.Safe, "ok hello"},
+		{"tampered copy", config.AptPolicy{}, api, tampered, false, core.DoNotInstall, "REFUSED hello " + attesttest.BinaryVersion + ": DO NOT INSTALL — sha256 differs from the consensus"},
+		{"nobody attests it", config.AptPolicy{}, api, unverified, false, core.Unverified, "REFUSED nano 7.2-1~o3+1: UNVERIFIED — not found: no claims for nano"},
 		{"plain Debian package", config.AptPolicy{}, api, plain, true, "", "not a Lebowski build"},
-		{"required Debian package", config.AptPolicy{Require: []string{"tree"}}, api, plain, false, consensus.Unverified, "REFUSED tree 2.1.0-1: UNVERIFIED"},
-		{"damaged file", config.AptPolicy{}, api, damaged, false, consensus.DoNotInstall, "not an intact .deb"},
-		{"foreign architecture", config.AptPolicy{}, api, foreign, false, consensus.DoNotInstall, "built for arm64"},
-		{"allow overrides", config.AptPolicy{Allow: []string{"nano"}}, api, unverified, true, consensus.Unverified, "installed anyway: listed in apt.allow"},
-		{"warn installs", config.AptPolicy{Lebowski: config.AptWarn}, api, unverified, true, consensus.Unverified, "installed anyway: apt.lebowski is warn"},
+		{"required Debian package", config.AptPolicy{Require: []string{"tree"}}, api, plain, false, core.Unverified, "REFUSED tree 2.1.0-1: UNVERIFIED"},
+		{"damaged file", config.AptPolicy{}, api, damaged, false, core.DoNotInstall, "not an intact .deb"},
+		{"foreign architecture", config.AptPolicy{}, api, foreign, false, core.DoNotInstall, "built for arm64"},
+		{"allow overrides", config.AptPolicy{Allow: []string{"nano"}}, api, unverified, true, core.Unverified, "installed anyway: listed in apt.allow"},
+		{"warn installs", config.AptPolicy{Lebowski: config.AptWarn}, api, unverified, true, core.Unverified, "installed anyway: apt.lebowski is warn"},
 		{"off does not ask", config.AptPolicy{Lebowski: config.AptOff}, nil, unverified, true, "", "not checked"},
-		{"node down: fail closed", config.AptPolicy{}, nil, safe, false, consensus.Unverified, "cannot ask the Lebowski node (store is locked)"},
+		{"node down: fail closed", config.AptPolicy{}, nil, safe, false, core.Unverified, "cannot ask the Lebowski node (store is locked)"},
 		{"node down: Debian passes", config.AptPolicy{}, nil, plain, true, "", "not a Lebowski build"},
-		{"missing file", config.AptPolicy{}, api, filepath.Join(dir, "gone.deb"), false, consensus.DoNotInstall, "cannot read the file"},
+		{"missing file", config.AptPolicy{}, api, filepath.Join(dir, "gone.deb"), false, core.DoNotInstall, "cannot read the file"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			if tc.policy.Lebowski == "" {
@@ -197,45 +196,45 @@ func TestGateVersionsAndNames(t *testing.T) {
 		policy  config.AptPolicy
 		act     Action
 		allowed bool
-		verdict consensus.Verdict
+		verdict core.Verdict
 		kind    string
 		line    string
 	}{
-		{"leading zero revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+01", leadingZero), false, consensus.DoNotInstall, KindMalformed,
+		{"leading zero revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+01", leadingZero), false, core.DoNotInstall, KindMalformed,
 			`REFUSED hello 2.10-3~o3+01: DO NOT INSTALL — invalid version "2.10-3~o3+01": has the form of a Lebowski opinion build but is not one: ~o3+01: revision 01 has a leading zero`},
-		{"text after the revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+1~x", tildeAfter), false, consensus.DoNotInstall, KindMalformed,
+		{"text after the revision", config.AptPolicy{}, apt("hello", "2.10-3~o3+1~x", tildeAfter), false, core.DoNotInstall, KindMalformed,
 			`~o3+1 is followed by "~x"`},
-		{"binNMU on an opinion build", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, consensus.DoNotInstall, KindMalformed,
+		{"binNMU on an opinion build", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, core.DoNotInstall, KindMalformed,
 			`~o3+1 is followed by "+b1"`},
-		{"malformed, hook protocol 1", config.AptPolicy{}, Action{Path: binNMU}, false, consensus.DoNotInstall, KindMalformed,
+		{"malformed, hook protocol 1", config.AptPolicy{}, Action{Path: binNMU}, false, core.DoNotInstall, KindMalformed,
 			`REFUSED hello 2.10-3~o3+1+b1: DO NOT INSTALL`},
-		{"upper-case opinion", config.AptPolicy{}, apt("hello", "2.10-3~O3+1", upper), false, consensus.DoNotInstall, KindMalformed,
+		{"upper-case opinion", config.AptPolicy{}, apt("hello", "2.10-3~O3+1", upper), false, core.DoNotInstall, KindMalformed,
 			"opinion names are lower-case"},
-		{"malformed, node down", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, consensus.DoNotInstall, KindMalformed,
+		{"malformed, node down", config.AptPolicy{}, apt("hello", "2.10-3~o3+1+b1", binNMU), false, core.DoNotInstall, KindMalformed,
 			`followed by "+b1"`},
-		{"malformed under warn", config.AptPolicy{Lebowski: config.AptWarn}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, consensus.DoNotInstall, KindMalformed,
+		{"malformed under warn", config.AptPolicy{Lebowski: config.AptWarn}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, core.DoNotInstall, KindMalformed,
 			"installed anyway: apt.lebowski is warn"},
 		{"malformed under off", config.AptPolicy{Lebowski: config.AptOff}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, "", KindMalformed,
 			"not checked"},
-		{"malformed but allowed", config.AptPolicy{Allow: []string{"hello"}}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, consensus.DoNotInstall, KindMalformed,
+		{"malformed but allowed", config.AptPolicy{Allow: []string{"hello"}}, apt("hello", "2.10-3~o3+1+b1", binNMU), true, core.DoNotInstall, KindMalformed,
 			"installed anyway: listed in apt.allow"},
-		{"Debian version shaped like an opinion build", config.AptPolicy{}, apt("alpha", "1.0~alpha+1", collision), false, consensus.Unverified, KindLebowski,
+		{"Debian version shaped like an opinion build", config.AptPolicy{}, apt("alpha", "1.0~alpha+1", collision), false, core.Unverified, KindLebowski,
 			"version 1.0~alpha+1 has the form of a Lebowski opinion build (opinion alpha, revision 1) and no trusted builder attests it"},
 		{"real Debian version", config.AptPolicy{}, apt("libc6", "2.36-9+deb12u4", debian), true, "", KindOther,
 			"ok libc6 2.36-9+deb12u4: not a Lebowski build"},
 		{"real Debian version with ~x+N upstream", config.AptPolicy{}, apt("dev0", "5.0~dev0+1-1", bookworm), true, "", KindOther,
 			"not a Lebowski build"},
-		{"allow follows apt's name, not Source", config.AptPolicy{Allow: []string{"nano"}}, apt("evil", "7.2-1~o3+1", liar), false, consensus.Unverified, KindLebowski,
+		{"allow follows apt's name, not Source", config.AptPolicy{Allow: []string{"nano"}}, apt("evil", "7.2-1~o3+1", liar), false, core.Unverified, KindLebowski,
 			"REFUSED evil 7.2-1~o3+1: UNVERIFIED"},
-		{"allow by apt's name", config.AptPolicy{Allow: []string{"nano"}}, apt("nano", "7.2-1~o3+1", nano), true, consensus.Unverified, KindLebowski,
+		{"allow by apt's name", config.AptPolicy{Allow: []string{"nano"}}, apt("nano", "7.2-1~o3+1", nano), true, core.Unverified, KindLebowski,
 			"installed anyway: listed in apt.allow"},
-		{"require by binary name", config.AptPolicy{Require: []string{"libc6"}}, apt("libc6", "2.36-9+deb12u4", debian), false, consensus.Unverified, KindRequired,
+		{"require by binary name", config.AptPolicy{Require: []string{"libc6"}}, apt("libc6", "2.36-9+deb12u4", debian), false, core.Unverified, KindRequired,
 			"REFUSED libc6 2.36-9+deb12u4: UNVERIFIED"},
 		{"require does not follow Source", config.AptPolicy{Require: []string{"glibc"}}, apt("libc6", "2.36-9+deb12u4", debian), true, "", KindOther,
 			"not a Lebowski build"},
-		{"require: the file is another package", config.AptPolicy{Require: []string{"libssl3"}}, apt("libssl3", "1.0-1", plainLiar), false, consensus.DoNotInstall, KindOther,
+		{"require: the file is another package", config.AptPolicy{Require: []string{"libssl3"}}, apt("libssl3", "1.0-1", plainLiar), false, core.DoNotInstall, KindOther,
 			"REFUSED libssl3 1.0-1: DO NOT INSTALL — apt is installing libssl3 1.0-1 from this file, but the file says it is evil 1.0-1"},
-		{"the file is another version", config.AptPolicy{}, apt("hello", attesttest.BinaryVersion, plainHello), false, consensus.DoNotInstall, KindOther,
+		{"the file is another version", config.AptPolicy{}, apt("hello", attesttest.BinaryVersion, plainHello), false, core.DoNotInstall, KindOther,
 			"but the file says it is hello " + attesttest.DebianVersion},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
@@ -24,14 +23,14 @@ const (
 
 // Decision is the gate's answer for one .deb.
 type Decision struct {
-	Path    string            `json:"path"`
-	Package string            `json:"package,omitempty"`
-	Version string            `json:"version,omitempty"`
-	Kind    string            `json:"kind"`
-	Verdict consensus.Verdict `json:"verdict,omitempty"` // "" when not asked
-	Allowed bool              `json:"allowed"`
-	Reason  string            `json:"reason"`
-	Next    string            `json:"next,omitempty"` // what to run next, when refused
+	Path    string       `json:"path"`
+	Package string       `json:"package,omitempty"`
+	Version string       `json:"version,omitempty"`
+	Kind    string       `json:"kind"`
+	Verdict core.Verdict `json:"verdict,omitempty"` // "" when not asked
+	Allowed bool         `json:"allowed"`
+	Reason  string       `json:"reason"`
+	Next    string       `json:"next,omitempty"` // what to run next, when refused
 }
 
 // Line is the one line apt's output shows for the decision.
@@ -76,12 +75,12 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 	d := Decision{Path: a.Path, Package: a.Package, Version: a.NewVersion, Kind: KindOther}
 	deb, sum, err := debfile.Read(ctx, a.Path)
 	if err != nil && !debfile.IsDamaged(err) {
-		d.Verdict, d.Reason = consensus.DoNotInstall, fmt.Sprintf("cannot read the file: %v", err)
+		d.Verdict, d.Reason = core.DoNotInstall, fmt.Sprintf("cannot read the file: %v", err)
 		d.Next = "apt-get clean, then run apt again"
 		return d
 	}
 	if err != nil {
-		d.Verdict, d.Reason = consensus.DoNotInstall, err.Error()
+		d.Verdict, d.Reason = core.DoNotInstall, err.Error()
 		d.Next = "lebowski verify --no-rebuild " + a.Path
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			d.Reason = "interrupted: " + err.Error()
@@ -89,7 +88,7 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 		return d
 	}
 	if (a.Package != "" && deb.Package != a.Package) || (a.NewVersion != "" && deb.Version != a.NewVersion) {
-		d.Verdict = consensus.DoNotInstall
+		d.Verdict = core.DoNotInstall
 		d.Reason = fmt.Sprintf("apt is installing %s %s from this file, but the file says it is %s %s", a.Package, a.NewVersion, deb.Package, deb.Version)
 		d.Next = "apt-cache policy " + a.Package + " (which repository offers it); apt-get clean, then run apt again"
 		return d
@@ -119,13 +118,13 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 	case d.Kind == KindMalformed:
 		// Nothing Lebowski builds carries this version: there is nothing
 		// to ask the node, and it is not Debian's either.
-		d.Verdict = consensus.DoNotInstall
+		d.Verdict = core.DoNotInstall
 		d.Reason = verr.Error() + "; no Lebowski builder makes such a version"
 		d.Next = fmt.Sprintf("apt-cache policy %s (which repository offers it); lebowski info %s", name, deb.Source)
 	case deb.Architecture != "all" && deb.Architecture != builder.DefaultArch:
-		d.Verdict, d.Reason = consensus.DoNotInstall, fmt.Sprintf("built for %s, this node checks %s packages", deb.Architecture, builder.DefaultArch)
+		d.Verdict, d.Reason = core.DoNotInstall, fmt.Sprintf("built for %s, this node checks %s packages", deb.Architecture, builder.DefaultArch)
 	case g.API == nil:
-		d.Verdict = consensus.Unverified
+		d.Verdict = core.Unverified
 		d.Reason = fmt.Sprintf("cannot ask the Lebowski node (%v), so it is not installed unverified", g.NodeErr)
 		d.Next = "start lebowskid (systemctl start lebowskid) or check `lebowski status`"
 	default:
@@ -143,18 +142,18 @@ func (g *Gate) Check(ctx context.Context, a Action) Decision {
 		}
 		vr, err := g.API.Decide(ctx, req)
 		if err != nil {
-			d.Verdict, d.Reason = consensus.Unverified, fmt.Sprintf("the node could not answer: %v", err)
+			d.Verdict, d.Reason = core.Unverified, fmt.Sprintf("the node could not answer: %v", err)
 			d.Next = "lebowski status"
 		} else {
 			d.Verdict = vr.Verdict
 			d.Reason = firstReason(vr)
-			if d.Kind == KindLebowski && vr.Verdict == consensus.Unverified {
+			if d.Kind == KindLebowski && vr.Verdict == core.Unverified {
 				d.Reason += fmt.Sprintf("; version %s has the form of a Lebowski opinion build (opinion %s, revision %d) and no trusted builder attests it",
 					deb.Version, bv.Opinion, bv.Revision)
 			}
 		}
 	}
-	if d.Verdict == consensus.Safe {
+	if d.Verdict == core.Safe {
 		d.Allowed = true
 		return d
 	}
@@ -179,7 +178,7 @@ func firstReason(vr *core.Decision) string {
 		return string(vr.Verdict)
 	}
 	r := vr.Reasons[0]
-	if vr.Verdict == consensus.DoNotInstall && vr.Expected != "" {
+	if vr.Verdict == core.DoNotInstall && vr.Expected != "" {
 		r = fmt.Sprintf("sha256 differs from the consensus %s: %s", vr.Expected[:16]+"…", r)
 	}
 	return r

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 )
 
@@ -74,7 +73,7 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 			trustedTotal[b.Fingerprint] = true
 		}
 	}
-	for _, b := range append(append([]consensus.BuilderClaim{}, rep.Failed...), rep.Unreproducible...) {
+	for _, b := range append(append([]core.BuilderClaim{}, rep.Failed...), rep.Unreproducible...) {
 		if b.Trusted() {
 			trustedTotal[b.Fingerprint] = true
 		}
@@ -116,7 +115,7 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 	fmt.Fprintln(w, "Builders:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  BUILDER\tTRUST\tRESULT\tAGREES\tPEER\tWHEN")
-	row := func(b consensus.BuilderClaim, agrees string) {
+	row := func(b core.BuilderClaim, agrees string) {
 		peer := b.PeerID
 		if peer == "" {
 			peer = "-"
@@ -163,7 +162,7 @@ func renderRecipe(w io.Writer, ri core.RecipeInfo, now time.Time) {
 	fmt.Fprintf(w, "Recommendation: %s\n", recommendation(rep))
 }
 
-func recommendation(rep consensus.Report) string {
+func recommendation(rep core.Report) string {
 	switch {
 	case rep.Conflict:
 		return "DO NOT INSTALL — trusted builders disagree"
@@ -208,7 +207,7 @@ func plural(n int, one, many string) string {
 const maxRedFlagRows = 5
 
 // renderRedFlags lists mismatch reports: trusted ones all, others capped.
-func renderRedFlags(w io.Writer, flags []consensus.RedFlag, now time.Time) {
+func renderRedFlags(w io.Writer, flags []core.RedFlag, now time.Time) {
 	if len(flags) == 0 {
 		return
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 // rotation is what `key rotate --json` prints.
@@ -158,7 +157,7 @@ func (g *globals) revokeAndInstall(ctx context.Context, l config.Layout, r *rota
 	}
 	defer done()
 	ki, err := n.Key(ctx, r.Old)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !core.IsNotFound(err) {
 		return err
 	}
 	switch {

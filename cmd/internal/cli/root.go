@@ -23,7 +23,6 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
 	"github.com/lebowski-dist/lebowski/opinions"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 // Exit codes (documented in docs/CLI.md).
@@ -311,7 +310,7 @@ func (g *globals) local(a access) (*core.Node, func(), error) {
 		return nil, nil, err
 	}
 	l := cfg.Layout()
-	var opts []store.Option
+	mode := core.ReadWrite
 	if a == read {
 		if err := l.CheckExists(); err != nil {
 			if !g.dataDirSet {
@@ -319,18 +318,11 @@ func (g *globals) local(a access) (*core.Node, func(), error) {
 			}
 			return nil, nil, envErr(err)
 		}
-		opts = append(opts, store.WithReadOnly())
+		mode = core.ReadOnly
 	} else if err := l.Ensure(); err != nil {
 		return nil, nil, envErr(err)
 	}
-	st, err := store.Open(l.StoreDB(), append(append(opts, store.WithLogger(g.log)), core.StoreOptions(cfg)...)...)
-	if errors.Is(err, store.ErrLocked) {
-		return nil, nil, envErr(fmt.Errorf("%w: lebowskid probably runs with this data dir but its socket %s did not answer; pass --socket or stop it", err, cfg.Socket()))
-	}
-	if err != nil {
-		return nil, nil, envErr(err)
-	}
-	nopts := []core.Option{core.WithConfig(cfg), core.WithLogger(g.log), core.WithVersion(version.String())}
+	nopts := []core.Option{core.WithVersion(version.String())}
 	id, created, err := core.LoadIdentity(l, a == withKey, "")
 	switch {
 	case err == nil:
@@ -339,11 +331,16 @@ func (g *globals) local(a access) (*core.Node, func(), error) {
 			fmt.Fprintf(g.errOut, "generated builder key %s\n", id.Fingerprint())
 		}
 	case a == withKey:
-		st.Close()
 		return nil, nil, envErr(err)
 	}
-	n := core.New(st, nopts...)
-	return n, func() { n.Close(); st.Close() }, nil
+	n, err := core.Open(cfg, mode, g.log, nopts...)
+	if errors.Is(err, core.ErrStoreBusy) {
+		return nil, nil, envErr(fmt.Errorf("%w: lebowskid probably runs with this data dir but its socket %s did not answer; pass --socket or stop it", err, cfg.Socket()))
+	}
+	if err != nil {
+		return nil, nil, envErr(err)
+	}
+	return n, n.Close, nil
 }
 
 // printJSON writes v indented.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
-	"github.com/lebowski-dist/lebowski/store"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {
@@ -33,13 +32,9 @@ an interruption leaves it as it was. Takes about 20 s per million claims.`,
 			if err != nil {
 				return err
 			}
-			l := cfg.Layout()
-			if err := l.CheckExists(); err != nil {
-				return envErr(err)
-			}
-			fmt.Fprintf(g.errOut, "compacting %s …\n", l.StoreDB())
-			res, err := store.Compact(l.StoreDB(), append([]store.Option{store.WithLogger(g.log)}, core.StoreOptions(cfg)...)...)
-			if errors.Is(err, store.ErrLocked) {
+			fmt.Fprintf(g.errOut, "compacting %s …\n", cfg.Layout().StoreDB())
+			res, err := core.Compact(cfg, g.log)
+			if errors.Is(err, core.ErrStoreBusy) {
 				return envErr(fmt.Errorf("%w: stop lebowskid first", err))
 			}
 			if err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
@@ -174,7 +173,7 @@ func (g *globals) decideFile(ctx context.Context, req core.DecideRequest, report
 		}
 		g.printf("Decision: %s\n", d.Verdict)
 	}
-	if d.Verdict == consensus.Safe {
+	if d.Verdict == core.Safe {
 		return nil
 	}
 	return silent(ExitMismatch)
@@ -275,7 +274,7 @@ func (g *globals) reuseOwn(ctx context.Context, deb *debfile.Info, op *opinions.
 		s := sha256.Sum256(data)
 		sum := hex.EncodeToString(s[:])
 		for _, gr := range ri.Report.Groups {
-			for _, bc := range append(append([]consensus.BuilderClaim{}, gr.Trusted...), gr.Unvetted...) {
+			for _, bc := range append(append([]core.BuilderClaim{}, gr.Trusted...), gr.Unvetted...) {
 				if bc.Level == attest.TrustOwn {
 					if h, ok := artifactHash(gr.Artifacts, wantName); ok && h == sum {
 						r := attest.Recipe{Source: ri.Recipe.Package, DebianVersion: ri.Recipe.DebianVersion, Suite: ri.Recipe.Suite, Arch: ri.Recipe.Arch, OpinionCID: ri.Recipe.Opinion.CID, SourceSHA256: ri.Recipe.SourceSHA256, ImageDigest: ri.Recipe.ImageDigest}

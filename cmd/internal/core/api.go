@@ -111,6 +111,24 @@ type API interface {
 	Events(ctx context.Context) (<-chan Event, error)
 }
 
+// The verdict vocabulary the API answers in. attest/consensus computes
+// it; the API names it so that its callers (the CLI, the status page,
+// the repository) need no other package to read an answer.
+type (
+	Verdict      = consensus.Verdict
+	Report       = consensus.Report
+	Group        = consensus.Group
+	BuilderClaim = consensus.BuilderClaim
+	RedFlag      = consensus.RedFlag
+)
+
+// Verdicts.
+const (
+	Safe         = consensus.Safe
+	DoNotInstall = consensus.DoNotInstall
+	Unverified   = consensus.Unverified
+)
+
 // Sentinels.
 var (
 	// ErrNotFound: nothing in the store matched.

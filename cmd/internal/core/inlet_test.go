@@ -119,4 +119,3 @@ func certifyInStore(t *testing.T, st *store.Store, by *attest.Identity, ids []*a
 	}
 	return outs
 }
-

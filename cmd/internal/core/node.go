@@ -61,23 +61,26 @@ type BuildDetails interface {
 // Node implements API over the node's store: in the CLI when no daemon
 // runs, and inside lebowskid, which serves it on its socket.
 type Node struct {
-	st       *store.Store
-	id       *attest.Identity
-	trusted  []string
-	hops     int
-	policy   consensus.Options
-	log      *slog.Logger
-	now      func() time.Time
-	net      Network
-	subs     Subscriber
-	builds   BuildQueue
-	mirror   Mirrorer
-	obs      Observer
-	events   *broker
-	started  time.Time
-	version  string
-	ownReady sync.Once
-	ownErr   error
+	st      *store.Store
+	id      *attest.Identity
+	trusted []string
+	hops    int
+	policy  consensus.Options
+	log     *slog.Logger
+	now     func() time.Time
+	net     Network
+	subs    Subscriber
+	builds  BuildQueue
+	mirror  Mirrorer
+	obs     Observer
+	events  *broker
+	// ownsStore: the node was opened by Open and closes its store.
+	ownsStore bool
+	closeOnce sync.Once
+	started   time.Time
+	version   string
+	ownReady  sync.Once
+	ownErr    error
 
 	// The trust view (trust.go): the last complete one, swapped in when
 	// a rebuild ends; trustMu serialises rebuilds, kickMu guards the
@@ -164,8 +167,22 @@ func (n *Node) Emit(ev Event) {
 	n.events.publish(ev)
 }
 
-// Close ends the event streams.
-func (n *Node) Close() { n.events.close() }
+// EndEvents ends the event streams (the daemon, as it stops, so that
+// its API server can).
+func (n *Node) EndEvents() { n.events.close() }
+
+// Close ends the event streams and, for a node made by Open, closes its
+// store.
+func (n *Node) Close() {
+	n.EndEvents()
+	if n.ownsStore {
+		n.closeOnce.Do(func() {
+			if err := n.st.Close(); err != nil {
+				n.log.Warn("close store", "err", err)
+			}
+		})
+	}
+}
 
 func (n *Node) options() consensus.Options {
 	o := n.policy

@@ -1,6 +1,11 @@
 package core
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -13,4 +18,71 @@ func StoreOptions(c *config.Config) []store.Option {
 	// config.Budget has store.Budget's fields in the same order: the
 	// conversion stops compiling when either changes alone.
 	return []store.Option{store.WithBudget(store.Budget(c.Budget)), store.WithExempt(c.TrustedKeys...)}
+}
+
+// ErrStoreBusy: another process (a running lebowskid, or a compaction)
+// holds the node's store.
+var ErrStoreBusy = errors.New("the node's store is in use by another process")
+
+// Access says what a node is opened for.
+type Access int
+
+const (
+	// ReadOnly opens an existing node's store for reading only.
+	ReadOnly Access = iota
+	// ReadWrite opens the store for writing, creating the node's data
+	// dir and store when missing.
+	ReadWrite
+)
+
+// Open opens the node of cfg's data dir over its own store: the CLI
+// when no daemon answers, and lebowskid. The node owns the store: Close
+// closes it.
+func Open(cfg *config.Config, a Access, log *slog.Logger, opts ...Option) (*Node, error) {
+	l := cfg.Layout()
+	sopts := append([]store.Option{store.WithLogger(log.With("sub", "store"))}, StoreOptions(cfg)...)
+	if a == ReadOnly {
+		if err := l.CheckExists(); err != nil {
+			return nil, err
+		}
+		sopts = append(sopts, store.WithReadOnly())
+	} else if err := l.Ensure(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(l.StoreDB(), sopts...)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w (%v)", ErrStoreBusy, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n := New(st, append([]Option{WithConfig(cfg), WithLogger(log)}, opts...)...)
+	n.ownsStore = true
+	return n, nil
+}
+
+// CompactResult reports a compaction.
+type CompactResult struct {
+	Path        string        `json:"path"`
+	BytesBefore int64         `json:"bytes_before"`
+	BytesAfter  int64         `json:"bytes_after"`
+	Claims      uint64        `json:"claims"`
+	Took        time.Duration `json:"took_ns"`
+}
+
+// Compact rewrites the store of cfg's node without its unused space
+// (store.Compact); the node must not be open anywhere (ErrStoreBusy).
+func Compact(cfg *config.Config, log *slog.Logger) (*CompactResult, error) {
+	l := cfg.Layout()
+	if err := l.CheckExists(); err != nil {
+		return nil, err
+	}
+	res, err := store.Compact(l.StoreDB(), append([]store.Option{store.WithLogger(log)}, StoreOptions(cfg)...)...)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w (%v)", ErrStoreBusy, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return (*CompactResult)(res), nil
 }

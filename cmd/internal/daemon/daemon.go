@@ -134,13 +134,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
-	st, err := store.Open(l.StoreDB(), append(core.StoreOptions(cfg), store.WithLogger(log.With("sub", "store")))...)
+	// The core node is the one door for what enters the store: the
+	// network hands it what peers deliver (its Inlet, in Run), and it
+	// tells the scheduler (observer) and the event stream.
+	d.node, err = core.Open(cfg, core.ReadWrite, log, core.WithIdentity(id), core.WithObserver(observer{d}),
+		core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
 	if err != nil {
 		return nil, err
 	}
-	d.st = st
+	d.st = d.node.Store()
 	d.sched = sched.New(sched.Config{Self: id.Fingerprint(), Target: cfg.Builds.Target, MaxAge: cfg.Builds.MaxAge(), Queue: cfg.Builds.Queue},
-		d.recipeClaims, st.Votes, nil)
+		d.recipeClaims, d.st.Votes, nil)
 	d.metrics = newMetrics()
 	d.queueFullLog = rate.NewLimiter(rate.Every(time.Minute), 1)
 	return d, nil
@@ -149,16 +153,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 // Run starts every subsystem under one errgroup and blocks until ctx ends
 // or one fails, then shuts down within a deadline.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.st.Close()
+	defer d.node.Close() // and its store
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The core node is the one door for what enters the store: the
-	// network hands it what peers deliver (its Inlet), and it tells the
-	// scheduler (observer) and the event stream.
-	d.node = core.New(d.st, core.WithIdentity(d.id), core.WithConfig(d.cfg), core.WithLogger(d.log), core.WithObserver(observer{d}),
-		core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
-	defer d.node.Close()
 	// The network outlives ctx until Run returns (n.Close below), so that
 	// stopping build workers can still withdraw their intents.
 	n, err := p2p.New(context.WithoutCancel(ctx), p2p.Config{
@@ -239,7 +237,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
 		d.notify.send(sdStopping, "STATUS=shutting down")
-		d.node.Close() // ends event streams so the API server can stop
+		d.node.EndEvents() // so the API server can stop
 		return nil
 	})
 	err = g.Wait()
