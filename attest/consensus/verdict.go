@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/lebowski-dist/lebowski/attest/vocab"
 )
 
 // Verdict is the answer to "may I install this file?".
@@ -22,20 +24,6 @@ const (
 
 // OK reports whether the verdict allows installing (CLI exit code 0).
 func (v Verdict) OK() bool { return v == Safe }
-
-// isHex64 reports whether s is 64 lower-case hex digits.
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // VerdictFor decides whether the file with the given sha256 (hex) and name
 // (base name of the .deb; "" when unknown) may be installed, and says why.
@@ -93,7 +81,7 @@ func (r Report) verdictFor(fileSHA256, fileName string, opt Options) (Verdict, [
 	opt = opt.withDefaults()
 	h := strings.ToLower(strings.TrimSpace(fileSHA256))
 	name := baseName(fileName)
-	if !isHex64(h) {
+	if !vocab.IsSHA256Hex(h) {
 		return Unverified, []string{fmt.Sprintf("file hash %q is not a sha256 (64 hex digits): compute it with sha256sum", fileSHA256)}
 	}
 	var out []string
