@@ -626,13 +626,11 @@ func opinionName(o *opinions.Opinion) string {
 	return o.Name
 }
 
-// claimArrived is called for every claim of another builder that was new
-// to the store (from peers or imported).
-func (d *Daemon) claimArrived(c *attest.Claim, via string) {
+// claimArrived is called for every claim a peer sent that was new to the
+// store.
+func (d *Daemon) claimArrived(c *attest.Claim) {
 	st := c.Statement
-	if via == store.ViaGossip || via == store.ViaSync {
-		d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
-	}
+	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
 	d.sched.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()

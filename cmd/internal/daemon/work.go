@@ -37,12 +37,14 @@ type observer struct{ d *Daemon }
 
 var _ core.Observer = observer{}
 
-// ClaimStored: another builder's claim may cover a waiting recipe, or name
-// the opinion a subscription waits for. The node's own claims are the
-// build workers' doing.
+// ClaimStored: a peer's claim may cover a waiting recipe, or name the
+// opinion a subscription waits for. The node's own claims are the build
+// workers' doing; imported ones are looked at by the next trust refresh
+// (sched.Changed("")), not one by one: an import of many claims of a
+// followed recipe would otherwise re-count the recipe per claim.
 func (s observer) ClaimStored(c *attest.Claim, via, _ string) {
-	if via != store.ViaOwn {
-		s.d.claimArrived(c, via)
+	if via == store.ViaGossip || via == store.ViaSync {
+		s.d.claimArrived(c)
 	}
 }
 
