@@ -1,6 +1,7 @@
 // Package daemon is lebowskid: it composes the store, the core node, the
-// builder, the libp2p node and the local API, and runs them under one
-// errgroup until it is told to stop.
+// builder, the libp2p node, the local API and the opt-in status page
+// (package statuspage), and runs them under one errgroup until it is told
+// to stop.
 package daemon
 
 import (
