@@ -52,7 +52,7 @@ func newStatusFixture(t *testing.T, wrap func(core.API) core.API) *statusFixture
 	cfg.Defaults()
 	require.NoError(t, cfg.Validate())
 	require.NoError(t, cfg.Layout().Ensure())
-	st, err := store.Open(cfg.Layout().StoreDB(), cfg.StoreOptions()...)
+	st, err := store.Open(cfg.Layout().StoreDB(), core.StoreOptions(cfg)...)
 	require.NoError(t, err)
 	fn := &coretest.FakeNetwork{}
 	fn.SetPeers([]core.PeerInfo{
