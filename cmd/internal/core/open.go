@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/store"
@@ -62,13 +61,7 @@ func Open(cfg *config.Config, a Access, log *slog.Logger, opts ...Option) (*Node
 }
 
 // CompactResult reports a compaction.
-type CompactResult struct {
-	Path        string        `json:"path"`
-	BytesBefore int64         `json:"bytes_before"`
-	BytesAfter  int64         `json:"bytes_after"`
-	Claims      uint64        `json:"claims"`
-	Took        time.Duration `json:"took_ns"`
-}
+type CompactResult = store.CompactResult
 
 // Compact rewrites the store of cfg's node without its unused space
 // (store.Compact); the node must not be open anywhere (ErrStoreBusy).
@@ -84,5 +77,5 @@ func Compact(cfg *config.Config, log *slog.Logger) (*CompactResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return (*CompactResult)(res), nil
+	return res, nil
 }
