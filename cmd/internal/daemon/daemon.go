@@ -28,6 +28,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/cmd/internal/aptrepo"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
@@ -61,8 +62,7 @@ type Daemon struct {
 	ready  chan struct{} // closed when the network and the API are up
 	notify *notifier     // systemd readiness (sd_notify); nil outside Main
 
-	mirror *mirror    // the apt repository; nil when repo.addr is unset
-	repoMu sync.Mutex // one refresh at a time
+	apt *aptrepo.Service // the apt repository (off when repo.addr is unset); made by Run
 
 	// sched chooses what to build, sharing the work with other builders
 	// through their intents (work.go); buildSecs is the moving average of
@@ -186,16 +186,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if d.apt, err = aptrepo.New(aptrepo.Options{Addr: d.cfg.Repo.Addr, Packages: d.cfg.Repo.Packages, DataDir: d.cfg.DataDir,
+		ConfigPath: d.cfg.Layout().Config(), Identity: d.id}, d.node, aptNetwork{n, d.log}, d.log); err != nil {
+		return err
+	}
 	if d.cfg.Repo.Addr != "" {
-		if d.mirror, err = newMirror(d); err != nil {
-			return err
-		}
-		rsrv, rln, err := d.listenRepo()
+		rln, err := d.apt.Listen()
 		if err != nil {
 			return err
 		}
-		serve(g, gctx, "repo", rsrv, rln)
-		g.Go(func() error { d.runMirror(gctx); return nil })
+		serve(g, gctx, "repo", newHTTPServer(d.apt.Handler(), 30*time.Second, 10*time.Minute), limitListener(rln))
+		g.Go(func() error { d.apt.Run(gctx); return nil })
 	}
 	srv, ln, err := d.listenAPI()
 	if err != nil {
