@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
@@ -345,7 +344,7 @@ func (s *Service) mirrorRef(ctx context.Context, r vocab.Ref) *core.MirrorResult
 			why = append(why, fmt.Sprintf("%s: %v", a.Name, err))
 			continue
 		}
-		if vr.Verdict != consensus.Safe {
+		if vr.Verdict != core.Safe {
 			why = append(why, fmt.Sprintf("%s: %s (%s)", a.Name, vr.Verdict, strings.Join(vr.Reasons, "; ")))
 			continue
 		}

@@ -79,7 +79,7 @@ func newNode(t *testing.T) *node {
 	cfg := &config.Config{DataDir: t.TempDir()}
 	cfg.Defaults()
 	require.NoError(t, cfg.Validate())
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), cfg.StoreOptions()...)
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), core.StoreOptions(cfg)...)
 	require.NoError(t, err)
 	nd := &node{peers: &coretest.FakeNetwork{}, subs: &coretest.FakeSubscriber{}, id: attesttest.Identities(t, 4)[3], dir: cfg.DataDir}
 	nd.api = core.New(st, core.WithIdentity(nd.id), core.WithConfig(cfg), core.WithNetwork(nd.peers), core.WithSubscriber(nd.subs))
