@@ -22,15 +22,14 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/cmd/internal/builds"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
-	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
@@ -46,16 +45,18 @@ type Daemon struct {
 	node    *core.Node
 	net     *p2p.Node
 	metrics *metrics
-	settle  time.Duration // intentSettle when the daemon was made
 
+	// builds runs the rebuilds, sharing the work with other builders
+	// through their intents (package builds).
+	builds *builds.Service
 	// builder, when set, replaces the real podman builder (tests);
 	// factory, when set, makes the builder from the node's build
 	// environment (tests that keep real input fetching).
 	builder builder.Builder
 	factory func(ctx context.Context, env builder.Env) (builder.Builder, error)
-	rbOnce  sync.Once
-	rbErr   error
-	rb      *builder.Rebuilder
+	// ignoreIntents makes the scheduler count claims only (the baseline
+	// of BenchmarkSharedRebuildWork).
+	ignoreIntents atomic.Bool
 
 	ready  chan struct{} // closed when the network and the API are up
 	notify *notifier     // systemd readiness (sd_notify); nil outside Main
@@ -63,20 +64,8 @@ type Daemon struct {
 	mirror *mirror    // the apt repository; nil when repo.addr is unset
 	repoMu sync.Mutex // one refresh at a time
 
-	// sched chooses what to build, sharing the work with other builders
-	// through their intents (work.go); buildSecs is the moving average of
-	// this node's build durations, announced as what to expect.
-	sched     *sched.Scheduler
-	buildSecs atomic.Int64
-	// ignoreIntents makes the scheduler count claims only (the baseline
-	// of BenchmarkSharedRebuildWork).
-	ignoreIntents atomic.Bool
-	queueFullLog  *rate.Limiter // one "queue full" warning a minute
-
-	mu      sync.Mutex
-	subs    map[string]*subscription // by "pkg/name"
-	running map[string]*runningBuild // by recipe key
-	claims  map[*workClaim]struct{}  // own intents being renewed
+	mu   sync.Mutex
+	subs map[string]*subscription // by "pkg/name"
 }
 
 // subscription is one followed topic. op is nil for a vanilla build, and
@@ -86,13 +75,6 @@ type subscription struct {
 	ref     vocab.Ref
 	op      *opinions.Opinion
 	waiting bool
-}
-
-type buildJob struct {
-	key    string // attest.RecipeKey
-	pkg    string
-	op     *opinions.Opinion // nil: vanilla
-	reason string
 }
 
 // Option configures a Daemon.
@@ -117,8 +99,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), settle: intentSettle,
-		subs: map[string]*subscription{}, running: map[string]*runningBuild{}, claims: map[*workClaim]struct{}{}}
+	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), subs: map[string]*subscription{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -134,19 +115,28 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
+	d.metrics = newMetrics()
+	// The build service reads claims and trust from the store and gossips
+	// intents on the network, both the daemon's once they are open.
+	// It rebuilds with locked inputs from the mirror, the snapshot
+	// archive, then peers.
+	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, Snapshot: cfg.SnapshotURL,
+		Peers: peerInputs{d}, PodmanURL: cfg.Builds.PodmanURL, Timeout: cfg.Builds.Timeout, Log: log.With("sub", "builder")}
+	d.builds = builds.New(builds.Config{Builds: cfg.Builds, Twice: cfg.Rebuild == "twice", Settle: intentSettle,
+		Env: env, Builder: d.builder, Factory: d.factory},
+		builds.Deps{Identity: id, Intents: intentNet{d}, Metrics: d.metrics, Log: log,
+			Claims: func(key string) (map[string]time.Time, error) { return recipeClaims(d.st, key) },
+			Votes:  func(fpr string) bool { return d.st.Votes(fpr) }})
 	// The core node is the one door for what enters the store: the
 	// network hands it what peers deliver (its Inlet, in Run), and it
-	// tells the scheduler (observer) and the event stream.
+	// tells the build service (observer) and the event stream.
 	d.node, err = core.Open(cfg, core.ReadWrite, log, core.WithIdentity(id), core.WithObserver(observer{d}),
-		core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
+		core.WithSubscriber(d), core.WithBuildQueue(d.builds), core.WithVersion(version.String()), core.WithMirror(d))
 	if err != nil {
 		return nil, err
 	}
 	d.st = d.node.Store()
-	d.sched = sched.New(sched.Config{Self: id.Fingerprint(), Target: cfg.Builds.Target, MaxAge: cfg.Builds.MaxAge(), Queue: cfg.Builds.Queue},
-		d.recipeClaims, d.st.Votes, nil)
-	d.metrics = newMetrics()
-	d.queueFullLog = rate.NewLimiter(rate.Every(time.Minute), 1)
+	d.builds.Connect(d.node)
 	return d, nil
 }
 
@@ -224,15 +214,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	close(d.ready)
 	d.notify.send(sdReady, "STATUS=ready: peer "+n.ID().String()+", api "+d.cfg.Socket())
-	if *d.cfg.Builds.Enabled {
-		for i := 0; i < d.cfg.Builds.Concurrency; i++ {
-			g.Go(func() error { d.buildWorker(gctx); return nil })
-		}
-	}
+	g.Go(func() error { d.builds.Run(gctx); return nil })
 	g.Go(func() error { d.refreshTrust(gctx); return nil })
-	if *d.cfg.Builds.Enabled && d.cfg.Builds.MaxAge() > 0 {
-		g.Go(func() error { d.reverifyLoop(gctx); return nil })
-	}
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
@@ -241,9 +224,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return nil
 	})
 	err = g.Wait()
-	if d.rb != nil {
-		_ = d.rb.Close()
-	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
@@ -260,7 +240,7 @@ func (d *Daemon) refreshTrust(ctx context.Context) {
 		if err := d.node.RefreshTrust(); err != nil && ctx.Err() == nil {
 			d.log.Warn("refresh trust view", "err", err)
 		}
-		d.sched.Changed("") // a key that votes now may cover a recipe
+		d.builds.Changed("") // a key that votes now may cover a recipe
 		select {
 		case <-ctx.Done():
 			return
@@ -394,7 +374,7 @@ func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
 			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
 		}
 		if !waiting {
-			d.sched.Drop(jobKey(ref.Package, op)) // no longer wanted here
+			d.builds.Drop(ref.Package, op) // no longer wanted here
 		}
 		if err := d.net.Unsubscribe(spec); err != nil {
 			return err
@@ -435,7 +415,7 @@ func (d *Daemon) subscribe(ctx context.Context, ref vocab.Ref, strict bool) erro
 		go d.fetchOpinion(ctx, spec)
 		return nil
 	}
-	d.maybeQueue(ref.Package, sub.op, "subscribed")
+	d.builds.Want(ref.Package, sub.op, "subscribed")
 	return nil
 }
 
@@ -481,7 +461,7 @@ func (d *Daemon) fetchOpinion(ctx context.Context, spec string) {
 		cur.op, cur.waiting = o, false
 	}
 	d.mu.Unlock()
-	d.maybeQueue(ref.Package, o, "opinion fetched from peers")
+	d.builds.Want(ref.Package, o, "opinion fetched from peers")
 }
 
 // Reload looks the subscribed opinions up again (SIGHUP): an opinion whose
@@ -514,12 +494,12 @@ func (d *Daemon) Reload(ctx context.Context) {
 		s.op, s.waiting = o, false
 		d.mu.Unlock()
 		if changed && old != nil {
-			d.sched.Drop(jobKey(s.ref.Package, old)) // the old content is not what we follow any more
+			d.builds.Drop(s.ref.Package, old) // the old content is not what we follow any more
 		}
 		if changed {
 			d.log.Info("opinion reloaded", "topic", spec, "cid", o.CID())
 			d.keepBundle(o)
-			d.maybeQueue(s.ref.Package, o, "opinion changed")
+			d.builds.Want(s.ref.Package, o, "opinion changed")
 		}
 	}
 }
@@ -580,52 +560,6 @@ func (d *Daemon) Subscriptions() []string {
 	return out
 }
 
-// Queued implements core.BuildQueue.
-func (d *Daemon) Queued() int { return d.sched.Waiting() }
-
-// Running implements core.BuildQueue.
-func (d *Daemon) Running() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]string, 0, len(d.running))
-	for k := range d.running {
-		out = append(out, k)
-	}
-	return out
-}
-
-func jobKey(pkg string, o *opinions.Opinion) string {
-	if o == nil {
-		return attest.RecipeKey(pkg, "")
-	}
-	return attest.RecipeKey(pkg, o.CID())
-}
-
-// maybeQueue offers a recipe to the scheduler, unless this node has a
-// claim for it that still counts (builds.reverify_after).
-func (d *Daemon) maybeQueue(pkg string, o *opinions.Opinion, reason string) {
-	if !*d.cfg.Builds.Enabled {
-		return
-	}
-	key := jobKey(pkg, o)
-	switch d.sched.Want(sched.Recipe{Key: key, Job: buildJob{key: key, pkg: pkg, op: o, reason: reason}}) {
-	case sched.Queued:
-		d.metrics.queue.Set(float64(d.sched.Waiting()))
-		d.log.Info("rebuild queued", "package", pkg, "opinion", opinionName(o), "reason", reason)
-	case sched.Full:
-		if d.queueFullLog.Allow() {
-			d.log.Warn("rebuild queue full; dropping (raise builds.queue?)", "package", pkg, "opinion", opinionName(o), "queue", d.cfg.Builds.Queue)
-		}
-	}
-}
-
-func opinionName(o *opinions.Opinion) string {
-	if o == nil {
-		return vocab.Vanilla
-	}
-	return o.Name
-}
-
 // claimArrived is called for every claim of another builder that was new
 // to the store (from peers or imported).
 func (d *Daemon) claimArrived(c *attest.Claim, via string) {
@@ -633,7 +567,7 @@ func (d *Daemon) claimArrived(c *attest.Claim, via string) {
 	if via == store.ViaGossip || via == store.ViaSync {
 		d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
 	}
-	d.sched.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
+	d.builds.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
 	d.mu.Lock()
 	sub, ok := d.subs[spec]
@@ -648,107 +582,8 @@ func (d *Daemon) claimArrived(c *attest.Claim, via string) {
 	case waiting:
 		go d.fetchOpinion(context.Background(), spec)
 	case o == nil && st.Opinion.CID == "", o != nil && o.CID() == st.Opinion.CID:
-		d.maybeQueue(st.Package, o, "peer claim "+c.ID)
+		d.builds.Want(st.Package, o, "peer claim "+c.ID)
 	}
-}
-
-func (d *Daemon) rebuilder(ctx context.Context) (builder.Builder, error) {
-	if d.builder != nil {
-		return d.builder, nil
-	}
-	env := d.buildEnv()
-	if d.factory != nil {
-		d.rbOnce.Do(func() { d.builder, d.rbErr = d.factory(ctx, env) })
-		return d.builder, d.rbErr
-	}
-	d.rbOnce.Do(func() { d.rb, d.rbErr = builder.Open(ctx, env) })
-	return d.rb, d.rbErr
-}
-
-// buildEnv is how this node rebuilds: locked inputs from the mirror, the
-// snapshot archive, then peers.
-func (d *Daemon) buildEnv() builder.Env {
-	l := d.cfg.Layout()
-	return builder.Env{WorkDir: l.BuildDir(), CacheDir: d.cfg.CacheDir, Mirror: d.cfg.Mirror, Snapshot: d.cfg.SnapshotURL,
-		Peers: peerInputs{d.net}, PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")}
-}
-
-// buildWorker builds what the scheduler picks: it announces its intent,
-// waits for others' intents to arrive, builds unless enough builders are
-// ahead of it, and renews the intent while the build runs (work.go).
-func (d *Daemon) buildWorker(ctx context.Context) {
-	for {
-		r, err := d.sched.Next(ctx)
-		if err != nil {
-			return
-		}
-		d.metrics.queue.Set(float64(d.sched.Waiting()))
-		job := r.Job.(buildJob)
-		w, ok := d.claimWork(ctx, job)
-		if !ok {
-			d.sched.Release(r, ctx.Err() == nil)
-			continue
-		}
-		built := d.runJob(ctx, job)
-		w.finish(built)
-		d.sched.Release(r, false)
-	}
-}
-
-// runJob rebuilds and records the result; it reports whether a claim was
-// signed.
-func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
-	o := job.op
-	defer func() {
-		d.mu.Lock()
-		delete(d.running, job.key)
-		d.mu.Unlock()
-	}()
-	run := newRunningBuild(job)
-	d.mu.Lock()
-	d.running[job.key] = run
-	d.mu.Unlock()
-	log := d.log.With("package", job.pkg, "opinion", opinionName(o))
-	d.node.Emit(core.Event{Type: core.EventBuildStarted, Package: job.pkg, Opinion: opinionName(o)})
-	b, err := d.rebuilder(ctx)
-	if err != nil {
-		log.Error("cannot build: builder unavailable", "err", err)
-		d.metrics.builds.WithLabelValues("error").Inc()
-		return false
-	}
-	start := time.Now()
-	log.Info("rebuilding", "reason", job.reason)
-	req := builder.Request{Package: job.pkg, Opinion: o, Progress: run.line}
-	var res *builder.Result
-	if d.cfg.Rebuild == "twice" {
-		res, err = builder.BuildTwice(ctx, b, req)
-	} else {
-		res, err = b.Build(ctx, req)
-	}
-	switch {
-	case errors.Is(err, builder.ErrNotApplicable) && res != nil:
-		// Others should know the opinion does not apply: signed as failed.
-		log.Warn("the opinion does not apply: signing a failed build", "reason", res.FailReason)
-	case err != nil && ctx.Err() != nil:
-		log.Info("rebuild interrupted: the daemon is stopping", "err", err)
-		return false
-	case err != nil:
-		log.Error("rebuild refused or environment error", "err", err)
-		d.metrics.builds.WithLabelValues("error").Inc()
-		return false
-	}
-	d.metrics.builds.WithLabelValues(string(res.Status)).Inc()
-	d.metrics.buildSeconds.Observe(time.Since(start).Seconds())
-	d.noteBuildTime(time.Since(start))
-	rec, err := core.Record(ctx, d.node, res, o)
-	if err != nil {
-		log.Error("recording the build result", "err", err)
-		return false
-	}
-	log.Info("rebuilt and published", "status", res.Status, "claim", rec.ID, "published", rec.Published, "seconds", int(time.Since(start).Seconds()), "artifacts", len(res.Artifacts))
-	data, _ := json.Marshal(map[string]any{"status": res.Status, "artifacts": res.Artifacts})
-	d.node.Emit(core.Event{Type: core.EventBuildFinished, Package: job.pkg, Opinion: opinionName(o), ClaimID: rec.ID, Data: data})
-	return true
 }
 
 // Ready is closed once the network and the local API are up; after it,
