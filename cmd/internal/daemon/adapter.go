@@ -13,6 +13,7 @@ import (
 	"github.com/lebowski-dist/lebowski/builder/source"
 	"github.com/lebowski-dist/lebowski/cmd/internal/builds"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/subs"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -129,6 +130,15 @@ func (w intentNet) PublishIntent(ctx context.Context, signed []byte) error {
 }
 
 func (w intentNet) HasPeers() bool { return len(w.d.net.Peers()) > 0 }
+
+// topics joins the subscriptions' topics on the daemon's network (started
+// by Run before the subscriptions, and before the API serves).
+type topics struct{ d *Daemon }
+
+var _ subs.Topics = topics{}
+
+func (w topics) Subscribe(topic string) error   { return w.d.net.Subscribe(topic) }
+func (w topics) Unsubscribe(topic string) error { return w.d.net.Unsubscribe(topic) }
 func (w network) Peers() []core.PeerInfo {
 	var out []core.PeerInfo
 	for _, p := range w.n.Peers() {

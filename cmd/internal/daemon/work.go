@@ -26,9 +26,15 @@ var _ core.Observer = observer{}
 // the opinion a subscription waits for. The node's own claims are the
 // build workers' doing.
 func (s observer) ClaimStored(c *attest.Claim, via, _ string) {
-	if via != store.ViaOwn {
-		s.d.claimArrived(c, via)
+	if via == store.ViaOwn {
+		return
 	}
+	st := c.Statement
+	if via == store.ViaGossip || via == store.ViaSync {
+		s.d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
+	}
+	s.d.builds.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
+	s.d.subs.ClaimArrived(c)
 }
 
 func (s observer) Intent(in *attest.Intent, from string, at time.Time) {

@@ -142,7 +142,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		20*time.Second, 20*time.Millisecond, "node 0 sees every node on the intents topic")
 	subscribe := func(td *testDaemon) {
 		for _, r := range refs {
-			require.NoError(t, td.d.Subscribe(ctx, r, true))
+			require.NoError(t, td.d.subs.Subscribe(ctx, r, true))
 		}
 	}
 
@@ -307,7 +307,7 @@ func TestConcurrentBuilds(t *testing.T) {
 	}, func(_ int, fb *fakeBuilder) { fb.release = release })
 	ctx := context.Background()
 	for _, r := range refs {
-		require.NoError(t, ds[0].d.Subscribe(ctx, r, true))
+		require.NoError(t, ds[0].d.subs.Subscribe(ctx, r, true))
 	}
 	require.Eventually(t, func() bool { return len(ds[0].d.builds.Running()) == 2 }, 10*time.Second, 10*time.Millisecond, "two builds at once")
 	time.Sleep(200 * time.Millisecond)
