@@ -11,7 +11,9 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/source"
+	"github.com/lebowski-dist/lebowski/cmd/internal/builds"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/internal/subs"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -103,13 +105,40 @@ func (w network) FetchBlob(ctx context.Context, cid string, maxSize int64) ([]by
 }
 
 // peerInputs fetches locked build inputs (.debs, source files) from peers
-// for the builder; they go to the build cache, not the store.
-type peerInputs struct{ n *p2p.Node }
+// for the builder; they go to the build cache, not the store. The network
+// is the daemon's once Run started it (builds only run then).
+type peerInputs struct{ d *Daemon }
 
 func (w peerInputs) FetchBlob(ctx context.Context, cid string, maxSize int64) ([]byte, string, error) {
-	data, p, err := w.n.FetchBlobAny(ctx, cid, maxSize, false)
+	data, p, err := w.d.net.FetchBlobAny(ctx, cid, maxSize, false)
 	return data, p.String(), err
 }
+
+// intentNet gossips the build service's intents on the daemon's network
+// (started by Run, before any build).
+type intentNet struct{ d *Daemon }
+
+var _ builds.Publisher = intentNet{}
+
+// PublishIntent: a closed network (the daemon is stopping) is no error
+// worth a warning.
+func (w intentNet) PublishIntent(ctx context.Context, signed []byte) error {
+	if err := w.d.net.PublishIntent(ctx, signed); !errors.Is(err, p2p.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func (w intentNet) HasPeers() bool { return len(w.d.net.Peers()) > 0 }
+
+// topics joins the subscriptions' topics on the daemon's network (started
+// by Run before the subscriptions, and before the API serves).
+type topics struct{ d *Daemon }
+
+var _ subs.Topics = topics{}
+
+func (w topics) Subscribe(topic string) error   { return w.d.net.Subscribe(topic) }
+func (w topics) Unsubscribe(topic string) error { return w.d.net.Unsubscribe(topic) }
 func (w network) Peers() []core.PeerInfo {
 	var out []core.PeerInfo
 	for _, p := range w.n.Peers() {

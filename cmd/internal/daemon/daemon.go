@@ -6,35 +6,26 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/user"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/cmd/internal/aptrepo"
+	"github.com/lebowski-dist/lebowski/cmd/internal/builds"
 	"github.com/lebowski-dist/lebowski/cmd/internal/config"
 	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
-	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
+	"github.com/lebowski-dist/lebowski/cmd/internal/subs"
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
-	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -48,52 +39,24 @@ type Daemon struct {
 	node    *core.Node
 	net     *p2p.Node
 	metrics *metrics
-	settle  time.Duration // intentSettle when the daemon was made
 
+	// builds runs the rebuilds, sharing the work with other builders
+	// through their intents; subs follows the subscribed opinion topics.
+	builds *builds.Service
+	subs   *subs.Service
 	// builder, when set, replaces the real podman builder (tests);
 	// factory, when set, makes the builder from the node's build
 	// environment (tests that keep real input fetching).
 	builder builder.Builder
 	factory func(ctx context.Context, env builder.Env) (builder.Builder, error)
-	rbOnce  sync.Once
-	rbErr   error
-	rb      *builder.Rebuilder
+	// ignoreIntents makes the scheduler count claims only (the baseline
+	// of BenchmarkSharedRebuildWork).
+	ignoreIntents atomic.Bool
 
 	ready  chan struct{} // closed when the network and the API are up
 	notify *notifier     // systemd readiness (sd_notify); nil outside Main
 
 	apt *aptrepo.Service // the apt repository (off when repo.addr is unset); made by Run
-
-	// sched chooses what to build, sharing the work with other builders
-	// through their intents (work.go); buildSecs is the moving average of
-	// this node's build durations, announced as what to expect.
-	sched     *sched.Scheduler
-	buildSecs atomic.Int64
-	// ignoreIntents makes the scheduler count claims only (the baseline
-	// of BenchmarkSharedRebuildWork).
-	ignoreIntents atomic.Bool
-	queueFullLog  *rate.Limiter // one "queue full" warning a minute
-
-	mu      sync.Mutex
-	subs    map[string]*subscription // by "pkg/name"
-	running map[string]*runningBuild // by recipe key
-	claims  map[*workClaim]struct{}  // own intents being renewed
-}
-
-// subscription is one followed topic. op is nil for a vanilla build, and
-// while the opinion of a ref is not known yet (waiting: no local file and
-// no claim naming its content, or not fetched yet).
-type subscription struct {
-	ref     vocab.Ref
-	op      *opinions.Opinion
-	waiting bool
-}
-
-type buildJob struct {
-	key    string // attest.RecipeKey
-	pkg    string
-	op     *opinions.Opinion // nil: vanilla
-	reason string
 }
 
 // Option configures a Daemon.
@@ -118,8 +81,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), settle: intentSettle,
-		subs: map[string]*subscription{}, running: map[string]*runningBuild{}, claims: map[*workClaim]struct{}{}}
+	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{})}
 	for _, o := range opts {
 		o(d)
 	}
@@ -135,19 +97,30 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		log.Info("generated builder key", "fingerprint", id.Fingerprint(), "path", l.BuilderKey())
 	}
 	d.id = id
+	d.metrics = newMetrics()
+	// The build service rebuilds with locked inputs from the mirror, the
+	// snapshot archive, then peers; it reads claims and trust from the
+	// store and gossips intents on the network, the daemon's once open.
+	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, Snapshot: cfg.SnapshotURL,
+		Peers: peerInputs{d}, PodmanURL: cfg.Builds.PodmanURL, Timeout: cfg.Builds.Timeout, Log: log.With("sub", "builder")}
+	d.builds = builds.New(builds.Config{Builds: cfg.Builds, Twice: cfg.Rebuild == "twice", Settle: intentSettle,
+		Env: env, Builder: d.builder, Factory: d.factory},
+		builds.Deps{Identity: id, Intents: intentNet{d}, Metrics: d.metrics, Log: log,
+			Claims: func(key string) (map[string]time.Time, error) { return recipeClaims(d.st, key) },
+			Votes:  func(fpr string) bool { return d.st.Votes(fpr) }})
+	d.subs = subs.New(subs.Config{Subscribe: cfg.Subscribe, OpinionsDir: cfg.OpinionsDir, FetchedDir: l.FetchedOpinions(), SavePath: l.Subscriptions()},
+		subs.Deps{Topics: topics{d}, Builds: d.builds, Log: log})
 	// The core node is the one door for what enters the store: the
 	// network hands it what peers deliver (its Inlet, in Run), and it
-	// tells the scheduler (observer) and the event stream.
+	// tells the build service (observer) and the event stream.
 	d.node, err = core.Open(cfg, core.ReadWrite, log, core.WithIdentity(id), core.WithObserver(observer{d}),
-		core.WithSubscriber(d), core.WithBuildQueue(d), core.WithVersion(version.String()), core.WithMirror(d))
+		core.WithSubscriber(d.subs), core.WithBuildQueue(d.builds), core.WithVersion(version.String()), core.WithMirror(d))
 	if err != nil {
 		return nil, err
 	}
 	d.st = d.node.Store()
-	d.sched = sched.New(sched.Config{Self: id.Fingerprint(), Target: cfg.Builds.Target, MaxAge: cfg.Builds.MaxAge(), Queue: cfg.Builds.Queue},
-		d.recipeClaims, d.st.Votes, nil)
-	d.metrics = newMetrics()
-	d.queueFullLog = rate.NewLimiter(rate.Every(time.Minute), 1)
+	d.builds.Connect(d.node)
+	d.subs.Connect(d.node)
 	return d, nil
 }
 
@@ -179,11 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.node.Connect(network{n})
 	d.log.Info("lebowskid started", "version", version.String(), "peer", n.ID().String(), "builder", d.id.Fingerprint(), "addrs", addrStrings(n), "data_dir", d.cfg.DataDir)
 
-	for _, s := range d.startSubscriptions() {
-		if err := d.subscribe(ctx, s, false); err != nil {
-			d.log.Error("subscription", "topic", s, "err", err)
-		}
-	}
+	d.subs.Start(ctx)
 
 	g, gctx := errgroup.WithContext(ctx)
 	if d.apt, err = aptrepo.New(aptrepo.Options{Addr: d.cfg.Repo.Addr, Packages: d.cfg.Repo.Packages, DataDir: d.cfg.DataDir,
@@ -226,15 +195,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	close(d.ready)
 	d.notify.send(sdReady, "STATUS=ready: peer "+n.ID().String()+", api "+d.cfg.Socket())
-	if *d.cfg.Builds.Enabled {
-		for i := 0; i < d.cfg.Builds.Concurrency; i++ {
-			g.Go(func() error { d.buildWorker(gctx); return nil })
-		}
-	}
+	g.Go(func() error { d.builds.Run(gctx); return nil })
 	g.Go(func() error { d.refreshTrust(gctx); return nil })
-	if *d.cfg.Builds.Enabled && d.cfg.Builds.MaxAge() > 0 {
-		g.Go(func() error { d.reverifyLoop(gctx); return nil })
-	}
 	g.Go(func() error {
 		<-gctx.Done()
 		d.log.Info("shutting down")
@@ -243,9 +205,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return nil
 	})
 	err = g.Wait()
-	if d.rb != nil {
-		_ = d.rb.Close()
-	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
@@ -262,7 +221,7 @@ func (d *Daemon) refreshTrust(ctx context.Context) {
 		if err := d.node.RefreshTrust(); err != nil && ctx.Err() == nil {
 			d.log.Warn("refresh trust view", "err", err)
 		}
-		d.sched.Changed("") // a key that votes now may cover a recipe
+		d.builds.Changed("") // a key that votes now may cover a recipe
 		select {
 		case <-ctx.Done():
 			return
@@ -303,453 +262,6 @@ func addrStrings(n *p2p.Node) []string {
 	return out
 }
 
-func (d *Daemon) listenAPI() (*http.Server, net.Listener, error) {
-	sock := d.cfg.Socket()
-	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("api: another lebowskid answers on %s", sock)
-	}
-	_ = os.Remove(sock)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("api: %w", err)
-	}
-	old := umask(0o177)
-	ln, err := net.Listen("unix", sock)
-	umask(old)
-	if err != nil {
-		return nil, nil, fmt.Errorf("api: listen %s: %w", sock, err)
-	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		return nil, nil, fmt.Errorf("api: %w", err)
-	}
-	// Imports upload up to a few MiB; the event stream writes forever.
-	return newHTTPServer(rpc.Handler(d.node), 5*time.Minute, 0), limitListener(ln), nil
-}
-
-// listenPublic opens the read-only socket for the members of
-// public_socket_group: owned root:<group>, mode 0660. Its directory is
-// created 0755 when missing (systemd's RuntimeDirectory makes it for the
-// unit).
-func (d *Daemon) listenPublic() (*http.Server, net.Listener, error) {
-	sock, group := d.cfg.PublicSocket, d.cfg.PublicSocketGroup
-	gid, err := lookupGID(group)
-	if err != nil {
-		return nil, nil, fmt.Errorf("public api: %w", err)
-	}
-	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("public api: another lebowskid answers on %s", sock)
-	}
-	_ = os.Remove(sock)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("public api: %w", err)
-	}
-	old := umask(0o177) // no window in which others could connect
-	ln, err := net.Listen("unix", sock)
-	umask(old)
-	if err != nil {
-		return nil, nil, fmt.Errorf("public api: listen %s: %w", sock, err)
-	}
-	if err := os.Chown(sock, -1, gid); err != nil {
-		ln.Close()
-		return nil, nil, fmt.Errorf("public api: give %s to group %s: %w", sock, group, err)
-	}
-	if err := os.Chmod(sock, 0o660); err != nil {
-		ln.Close()
-		return nil, nil, fmt.Errorf("public api: %w", err)
-	}
-	d.log.Info("public read-only api", "socket", sock, "group", group)
-	return newHTTPServer(rpc.ReadOnly(rpc.Handler(d.node)), time.Minute, 0), limitListener(ln), nil
-}
-
-// lookupGID resolves a group name or numeric GID.
-func lookupGID(group string) (int, error) {
-	if n, err := strconv.Atoi(group); err == nil && n >= 0 {
-		return n, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("group %q: %w (create it with `groupadd --system %s`, or set public_socket_group)", group, err, group)
-	}
-	return strconv.Atoi(g.Gid)
-}
-
-// Subscribe implements core.Subscriber: it joins the topic of ref, finds
-// the opinion (the opinions directory, then the ones fetched before, else
-// from peers by the CID the best-attested claims name) and queues a
-// rebuild if this node has no own claim for the opinion's content; off
-// leaves the topic. Runtime changes persist across restarts.
-func (d *Daemon) Subscribe(ctx context.Context, ref vocab.Ref, on bool) error {
-	if !on {
-		spec := ref.String()
-		d.mu.Lock()
-		sub, ok := d.subs[spec]
-		var op *opinions.Opinion
-		waiting := true
-		if ok {
-			op, waiting = sub.op, sub.waiting
-		}
-		delete(d.subs, spec)
-		d.mu.Unlock()
-		if !ok {
-			return core.Invalid(fmt.Errorf("not subscribed to %s", spec))
-		}
-		if !waiting {
-			d.sched.Drop(jobKey(ref.Package, op)) // no longer wanted here
-		}
-		if err := d.net.Unsubscribe(spec); err != nil {
-			return err
-		}
-		return d.saveSubscriptions()
-	}
-	if err := d.subscribe(ctx, ref, true); err != nil {
-		return err
-	}
-	return d.saveSubscriptions()
-}
-
-func (d *Daemon) subscribe(ctx context.Context, ref vocab.Ref, strict bool) error {
-	spec := ref.String()
-	sub := &subscription{ref: ref}
-	if ref.Opinion != "" {
-		o, err := opinions.FindIn(d.opinionRoots(), spec)
-		switch {
-		case err == nil:
-			sub.op = o
-			d.keepBundle(o)
-		case errors.Is(err, opinions.ErrNotFound):
-			sub.waiting = true
-		case strict:
-			return core.Invalid(fmt.Errorf("subscription %s: %w", spec, err))
-		default:
-			return fmt.Errorf("subscription %s: %w", spec, err)
-		}
-	}
-	if err := d.net.Subscribe(spec); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.subs[spec] = sub
-	d.mu.Unlock()
-	if sub.waiting {
-		d.log.Info("subscribed; no local opinion file, fetching it from peers when claims name it", "topic", spec)
-		go d.fetchOpinion(ctx, spec)
-		return nil
-	}
-	d.maybeQueue(ref.Package, sub.op, "subscribed")
-	return nil
-}
-
-// opinionRoots are where opinions are looked up: the operator's opinions
-// directory, then the bundles fetched from peers.
-func (d *Daemon) opinionRoots() []string {
-	return []string{d.cfg.OpinionsDir, d.cfg.Layout().FetchedOpinions()}
-}
-
-// keepBundle stores an opinion's bundle as a blob, so peers can fetch it
-// by the CID this node's claims name.
-func (d *Daemon) keepBundle(o *opinions.Opinion) {
-	if _, err := d.st.PutBlob(o.Canonical()); err != nil {
-		d.log.Warn("keeping the opinion bundle", "opinion", o.Package+"/"+o.Name, "err", err)
-	}
-}
-
-// fetchOpinion gets the opinion of a waiting subscription from peers: the
-// content the best-attested claims name, checked against its CID and kept
-// under the data dir's opinions/. It is retried when a claim arrives.
-func (d *Daemon) fetchOpinion(ctx context.Context, spec string) {
-	d.mu.Lock()
-	sub, ok := d.subs[spec]
-	if !ok || !sub.waiting {
-		d.mu.Unlock()
-		return
-	}
-	ref := sub.ref
-	d.mu.Unlock()
-	b, err := d.node.Opinion(ctx, core.OpinionQuery{Package: ref.Package, Name: ref.Opinion})
-	if err != nil {
-		d.log.Info("opinion not available yet", "topic", spec, "err", err)
-		return
-	}
-	o, err := opinions.WriteBundle(d.cfg.Layout().FetchedOpinions(), b.CID, b.Data)
-	if err != nil {
-		d.log.Warn("refused an opinion bundle from peers", "topic", spec, "cid", b.CID, "err", err)
-		return
-	}
-	d.log.Info("fetched opinion from peers", "topic", spec, "cid", o.CID(), "path", o.Path)
-	d.mu.Lock()
-	if cur, ok := d.subs[spec]; ok && cur.waiting {
-		cur.op, cur.waiting = o, false
-	}
-	d.mu.Unlock()
-	d.maybeQueue(ref.Package, o, "opinion fetched from peers")
-}
-
-// Reload looks the subscribed opinions up again (SIGHUP): an opinion whose
-// content changed gets its new CID (and a rebuild); waiting ones are
-// fetched again.
-func (d *Daemon) Reload(ctx context.Context) {
-	d.mu.Lock()
-	subs := make([]*subscription, 0, len(d.subs))
-	for _, s := range d.subs {
-		subs = append(subs, s)
-	}
-	d.mu.Unlock()
-	for _, s := range subs {
-		if s.ref.Opinion == "" {
-			continue
-		}
-		spec := s.ref.String()
-		o, err := opinions.FindIn(d.opinionRoots(), spec)
-		if err != nil {
-			if s.waiting {
-				go d.fetchOpinion(ctx, spec)
-			} else {
-				d.log.Warn("reload: keeping the loaded opinion", "topic", spec, "err", err)
-			}
-			continue
-		}
-		d.mu.Lock()
-		old := s.op
-		changed := old == nil || old.CID() != o.CID()
-		s.op, s.waiting = o, false
-		d.mu.Unlock()
-		if changed && old != nil {
-			d.sched.Drop(jobKey(s.ref.Package, old)) // the old content is not what we follow any more
-		}
-		if changed {
-			d.log.Info("opinion reloaded", "topic", spec, "cid", o.CID())
-			d.keepBundle(o)
-			d.maybeQueue(s.ref.Package, o, "opinion changed")
-		}
-	}
-}
-
-// startSubscriptions are the config's subscriptions and the ones saved at
-// runtime.
-func (d *Daemon) startSubscriptions() []vocab.Ref {
-	seen := map[string]bool{}
-	var out []vocab.Ref
-	add := func(s string) {
-		r, err := vocab.ParseRef(s)
-		if err != nil {
-			d.log.Warn("ignoring a saved subscription", "topic", s, "err", err)
-			return
-		}
-		if !seen[r.String()] {
-			seen[r.String()] = true
-			out = append(out, r)
-		}
-	}
-	for _, s := range d.cfg.Subscribe {
-		add(s)
-	}
-	if b, err := os.ReadFile(d.cfg.Layout().Subscriptions()); err == nil {
-		var saved []string
-		if err := json.Unmarshal(b, &saved); err != nil {
-			d.log.Warn("ignoring an unreadable subscriptions file", "path", d.cfg.Layout().Subscriptions(), "err", err)
-		}
-		for _, s := range saved {
-			add(s)
-		}
-	}
-	return out
-}
-
-// saveSubscriptions writes the current subscriptions (atomically).
-func (d *Daemon) saveSubscriptions() error {
-	b, _ := json.MarshalIndent(d.Subscriptions(), "", "  ")
-	p := d.cfg.Layout().Subscriptions()
-	if err := os.WriteFile(p+".tmp", append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("save subscriptions: %w", err)
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
-		return fmt.Errorf("save subscriptions: %w", err)
-	}
-	return nil
-}
-
-// Subscriptions implements core.Subscriber.
-func (d *Daemon) Subscriptions() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]string, 0, len(d.subs))
-	for s := range d.subs {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Queued implements core.BuildQueue.
-func (d *Daemon) Queued() int { return d.sched.Waiting() }
-
-// Running implements core.BuildQueue.
-func (d *Daemon) Running() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]string, 0, len(d.running))
-	for k := range d.running {
-		out = append(out, k)
-	}
-	return out
-}
-
-func jobKey(pkg string, o *opinions.Opinion) string {
-	if o == nil {
-		return attest.RecipeKey(pkg, "")
-	}
-	return attest.RecipeKey(pkg, o.CID())
-}
-
-// maybeQueue offers a recipe to the scheduler, unless this node has a
-// claim for it that still counts (builds.reverify_after).
-func (d *Daemon) maybeQueue(pkg string, o *opinions.Opinion, reason string) {
-	if !*d.cfg.Builds.Enabled {
-		return
-	}
-	key := jobKey(pkg, o)
-	switch d.sched.Want(sched.Recipe{Key: key, Job: buildJob{key: key, pkg: pkg, op: o, reason: reason}}) {
-	case sched.Queued:
-		d.metrics.queue.Set(float64(d.sched.Waiting()))
-		d.log.Info("rebuild queued", "package", pkg, "opinion", opinionName(o), "reason", reason)
-	case sched.Full:
-		if d.queueFullLog.Allow() {
-			d.log.Warn("rebuild queue full; dropping (raise builds.queue?)", "package", pkg, "opinion", opinionName(o), "queue", d.cfg.Builds.Queue)
-		}
-	}
-}
-
-func opinionName(o *opinions.Opinion) string {
-	if o == nil {
-		return vocab.Vanilla
-	}
-	return o.Name
-}
-
-// claimArrived is called for every claim a peer sent that was new to the
-// store.
-func (d *Daemon) claimArrived(c *attest.Claim) {
-	st := c.Statement
-	d.metrics.claims.WithLabelValues(string(st.Result)).Inc()
-	d.sched.Changed(attest.RecipeKey(st.Package, st.Opinion.CID)) // the claim may cover a waiting recipe
-	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
-	d.mu.Lock()
-	sub, ok := d.subs[spec]
-	var o *opinions.Opinion
-	waiting := false
-	if ok {
-		o, waiting = sub.op, sub.waiting
-	}
-	d.mu.Unlock()
-	switch {
-	case !ok:
-	case waiting:
-		go d.fetchOpinion(context.Background(), spec)
-	case o == nil && st.Opinion.CID == "", o != nil && o.CID() == st.Opinion.CID:
-		d.maybeQueue(st.Package, o, "peer claim "+c.ID)
-	}
-}
-
-func (d *Daemon) rebuilder(ctx context.Context) (builder.Builder, error) {
-	if d.builder != nil {
-		return d.builder, nil
-	}
-	env := d.buildEnv()
-	if d.factory != nil {
-		d.rbOnce.Do(func() { d.builder, d.rbErr = d.factory(ctx, env) })
-		return d.builder, d.rbErr
-	}
-	d.rbOnce.Do(func() { d.rb, d.rbErr = builder.Open(ctx, env) })
-	return d.rb, d.rbErr
-}
-
-// buildEnv is how this node rebuilds: locked inputs from the mirror, the
-// snapshot archive, then peers.
-func (d *Daemon) buildEnv() builder.Env {
-	l := d.cfg.Layout()
-	return builder.Env{WorkDir: l.BuildDir(), CacheDir: d.cfg.CacheDir, Mirror: d.cfg.Mirror, Snapshot: d.cfg.SnapshotURL,
-		Peers: peerInputs{d.net}, PodmanURL: d.cfg.Builds.PodmanURL, Timeout: d.cfg.Builds.Timeout, Log: d.log.With("sub", "builder")}
-}
-
-// buildWorker builds what the scheduler picks: it announces its intent,
-// waits for others' intents to arrive, builds unless enough builders are
-// ahead of it, and renews the intent while the build runs (work.go).
-func (d *Daemon) buildWorker(ctx context.Context) {
-	for {
-		r, err := d.sched.Next(ctx)
-		if err != nil {
-			return
-		}
-		d.metrics.queue.Set(float64(d.sched.Waiting()))
-		job := r.Job.(buildJob)
-		w, ok := d.claimWork(ctx, job)
-		if !ok {
-			d.sched.Release(r, ctx.Err() == nil)
-			continue
-		}
-		built := d.runJob(ctx, job)
-		w.finish(built)
-		d.sched.Release(r, false)
-	}
-}
-
-// runJob rebuilds and records the result; it reports whether a claim was
-// signed.
-func (d *Daemon) runJob(ctx context.Context, job buildJob) bool {
-	o := job.op
-	defer func() {
-		d.mu.Lock()
-		delete(d.running, job.key)
-		d.mu.Unlock()
-	}()
-	run := newRunningBuild(job)
-	d.mu.Lock()
-	d.running[job.key] = run
-	d.mu.Unlock()
-	log := d.log.With("package", job.pkg, "opinion", opinionName(o))
-	d.node.Emit(core.Event{Type: core.EventBuildStarted, Package: job.pkg, Opinion: opinionName(o)})
-	b, err := d.rebuilder(ctx)
-	if err != nil {
-		log.Error("cannot build: builder unavailable", "err", err)
-		d.metrics.builds.WithLabelValues("error").Inc()
-		return false
-	}
-	start := time.Now()
-	log.Info("rebuilding", "reason", job.reason)
-	req := builder.Request{Package: job.pkg, Opinion: o, Progress: run.line}
-	var res *builder.Result
-	if d.cfg.Rebuild == "twice" {
-		res, err = builder.BuildTwice(ctx, b, req)
-	} else {
-		res, err = b.Build(ctx, req)
-	}
-	switch {
-	case errors.Is(err, builder.ErrNotApplicable) && res != nil:
-		// Others should know the opinion does not apply: signed as failed.
-		log.Warn("the opinion does not apply: signing a failed build", "reason", res.FailReason)
-	case err != nil && ctx.Err() != nil:
-		log.Info("rebuild interrupted: the daemon is stopping", "err", err)
-		return false
-	case err != nil:
-		log.Error("rebuild refused or environment error", "err", err)
-		d.metrics.builds.WithLabelValues("error").Inc()
-		return false
-	}
-	d.metrics.builds.WithLabelValues(string(res.Status)).Inc()
-	d.metrics.buildSeconds.Observe(time.Since(start).Seconds())
-	d.noteBuildTime(time.Since(start))
-	rec, err := core.Record(ctx, d.node, res, o)
-	if err != nil {
-		log.Error("recording the build result", "err", err)
-		return false
-	}
-	log.Info("rebuilt and published", "status", res.Status, "claim", rec.ID, "published", rec.Published, "seconds", int(time.Since(start).Seconds()), "artifacts", len(res.Artifacts))
-	data, _ := json.Marshal(map[string]any{"status": res.Status, "artifacts": res.Artifacts})
-	d.node.Emit(core.Event{Type: core.EventBuildFinished, Package: job.pkg, Opinion: opinionName(o), ClaimID: rec.ID, Data: data})
-	return true
-}
 
 // Ready is closed once the network and the local API are up; after it,
 // Node may be used.

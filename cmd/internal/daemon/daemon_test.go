@@ -276,9 +276,7 @@ func TestDaemonCompromisedBuilderIsOutvoted(t *testing.T) {
 	require.True(t, rep.Conflict, "a trusted dissent is a conflict")
 	require.NotEmpty(t, rep.Dissenters)
 	evil := ds[2].fb
-	ds[2].d.mu.Lock()
-	op := ds[2].d.subs["hello/o3"].op
-	ds[2].d.mu.Unlock()
+	op := ds[2].d.subs.Opinion("hello/o3")
 	res, _ := evil.Build(ctx, builder.Request{Package: "hello", Opinion: op})
 	vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: res.Artifacts[0].Name, SHA256: res.Artifacts[0].SHA256})
 	require.NoError(t, err)
@@ -367,22 +365,18 @@ func TestReloadRebuildsChangedOpinion(t *testing.T) {
 	}
 	td := startOne(t, func(c *config.Config) { c.OpinionsDir = ops })
 	attesttest.Eventually(t, 20*time.Second, "first build", func() bool { return td.fb.builds.Load() == 1 })
-	td.d.mu.Lock()
-	before := td.d.subs["hello/o3"].op.CID()
-	td.d.mu.Unlock()
+	before := td.d.subs.Opinion("hello/o3").CID()
 
 	p := filepath.Join(ops, "hello", "o3.yaml")
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), "revision: 1", "revision: 2", 1)), 0o644))
-	td.d.Reload(context.Background())
+	td.d.subs.Reload(context.Background())
 	attesttest.Eventually(t, 20*time.Second, "rebuild of the changed opinion", func() bool { return td.fb.builds.Load() == 2 })
-	td.d.mu.Lock()
-	after := td.d.subs["hello/o3"].op
-	td.d.mu.Unlock()
+	after := td.d.subs.Opinion("hello/o3")
 	require.NotEqual(t, before, after.CID())
 	require.Equal(t, 2, after.Revision)
-	td.d.Reload(context.Background()) // unchanged: no third build
+	td.d.subs.Reload(context.Background()) // unchanged: no third build
 	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, int32(2), td.fb.builds.Load())
 }

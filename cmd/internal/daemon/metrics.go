@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lebowski-dist/lebowski/cmd/internal/builds"
 )
 
 // metrics are exported on an opt-in address (metrics_addr), never by
@@ -97,3 +99,11 @@ func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ingestedDesc, prometheus.CounterValue, float64(v), status)
 	}
 }
+
+// The build service's Metrics.
+var _ builds.Metrics = (*metrics)(nil)
+
+func (m *metrics) Build(status string)          { m.builds.WithLabelValues(status).Inc() }
+func (m *metrics) BuildTime(took time.Duration) { m.buildSeconds.Observe(took.Seconds()) }
+func (m *metrics) Queue(waiting int)            { m.queue.Set(float64(waiting)) }
+func (m *metrics) Backoff()                     { m.backoffs.Inc() }

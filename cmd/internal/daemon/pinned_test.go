@@ -422,7 +422,7 @@ func TestOpinionTravels(t *testing.T) {
 	ai, err := peer.AddrInfoFromString(a.addr(t))
 	require.NoError(t, err)
 	require.NoError(t, b.d.net.Connect(context.Background(), *ai))
-	b.d.Reload(context.Background())
+	b.d.subs.Reload(context.Background())
 	stB := b.ownClaim(t)
 	assert.Equal(t, cid, stB.Opinion.CID, "built from exactly the opinion content A built")
 	assert.Equal(t, stA.Artifacts, stB.Artifacts)

@@ -142,7 +142,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		20*time.Second, 20*time.Millisecond, "node 0 sees every node on the intents topic")
 	subscribe := func(td *testDaemon) {
 		for _, r := range refs {
-			require.NoError(t, td.d.Subscribe(ctx, r, true))
+			require.NoError(t, td.d.subs.Subscribe(ctx, r, true))
 		}
 	}
 
@@ -154,7 +154,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		live = ds[:dead]
 		subscribe(ds[dead])
 		require.Eventually(t, func() bool {
-			if r := ds[dead].d.Running(); len(r) == 1 {
+			if r := ds[dead].d.builds.Running(); len(r) == 1 {
 				doomed = r[0]
 				return true
 			}
@@ -164,7 +164,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		require.Eventually(t, func() bool {
 			for _, td := range live {
 				counted := false
-				for _, in := range td.d.Intents() {
+				for _, in := range td.d.builds.BuildIntents() {
 					counted = counted || (in.Builder == deadFpr && in.Recipe == doomed)
 				}
 				if !counted {
@@ -194,7 +194,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		keys[i] = attest.RecipeKey("hello", o.CID())
 	}
 	builders := func(key string) int {
-		cl, err := ds[0].d.recipeClaims(key)
+		cl, err := recipeClaims(ds[0].d.st, key)
 		require.NoError(t, err)
 		delete(cl, deadFpr)
 		return len(cl)
@@ -307,14 +307,14 @@ func TestConcurrentBuilds(t *testing.T) {
 	}, func(_ int, fb *fakeBuilder) { fb.release = release })
 	ctx := context.Background()
 	for _, r := range refs {
-		require.NoError(t, ds[0].d.Subscribe(ctx, r, true))
+		require.NoError(t, ds[0].d.subs.Subscribe(ctx, r, true))
 	}
-	require.Eventually(t, func() bool { return len(ds[0].d.Running()) == 2 }, 10*time.Second, 10*time.Millisecond, "two builds at once")
+	require.Eventually(t, func() bool { return len(ds[0].d.builds.Running()) == 2 }, 10*time.Second, 10*time.Millisecond, "two builds at once")
 	time.Sleep(200 * time.Millisecond)
-	require.Len(t, ds[0].d.Running(), 2, "not more than builds.concurrency")
-	require.Equal(t, 1, ds[0].d.Queued(), "the third waits")
+	require.Len(t, ds[0].d.builds.Running(), 2, "not more than builds.concurrency")
+	require.Equal(t, 1, ds[0].d.builds.Queued(), "the third waits")
 	close(release)
-	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() == 3 && len(ds[0].d.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
+	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() == 3 && len(ds[0].d.builds.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
 }
 
 // TestStopWithdrawsIntent: a daemon stopped in the middle of a build
@@ -330,7 +330,7 @@ func TestStopWithdrawsIntent(t *testing.T) {
 	}
 	fpr := ds[1].d.id.Fingerprint()
 	counted := func() bool {
-		for _, in := range ds[0].d.Intents() {
+		for _, in := range ds[0].d.builds.BuildIntents() {
 			if in.Builder == fpr {
 				return true
 			}
