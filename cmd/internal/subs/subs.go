@@ -20,6 +20,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
@@ -69,6 +70,7 @@ type Service struct {
 	deps Deps
 	log  *slog.Logger
 	core Core
+	gap  time.Duration // claimGap (tests shorten it)
 
 	mu   sync.Mutex
 	subs map[string]*subscription // by "pkg/name"
@@ -81,14 +83,26 @@ type subscription struct {
 	ref     vocab.Ref
 	op      *opinions.Opinion
 	waiting bool
+	// heard is when a peer's claim last made this subscription act
+	// (fetch its opinion, offer its recipe): at most once per claimGap.
+	heard time.Time
 }
+
+// claimGap spaces what peers' claims make one subscription do. A flood
+// of claims naming a followed recipe (a Sybil flood, a large sync) then
+// costs one fetch or one scheduler look per claimGap, not one per claim:
+// each look reads every claim of the recipe. Nothing is lost by the
+// gap: a claim only adds coverage, the scheduler looks again at every
+// trust refresh, and a waiting opinion is fetched again at the next
+// claim after the gap.
+const claimGap = 2 * time.Second
 
 var _ core.Subscriber = (*Service)(nil)
 
 // New makes the service; Connect gives it the core node, Start joins the
 // saved subscriptions.
 func New(cfg Config, deps Deps) *Service {
-	return &Service{cfg: cfg, deps: deps, log: deps.Log, subs: map[string]*subscription{}}
+	return &Service{cfg: cfg, deps: deps, log: deps.Log, gap: claimGap, subs: map[string]*subscription{}}
 }
 
 // Connect gives the service its core node after core.Open: the node
@@ -221,12 +235,18 @@ func (s *Service) fetchOpinion(ctx context.Context, spec string) {
 func (s *Service) ClaimArrived(c *attest.Claim) {
 	st := c.Statement
 	spec := vocab.Ref{Package: st.Package, Opinion: st.Opinion.Name}.String()
+	now := time.Now()
 	s.mu.Lock()
 	sub, ok := s.subs[spec]
 	var o *opinions.Opinion
 	waiting := false
 	if ok {
-		o, waiting = sub.op, sub.waiting
+		if now.Sub(sub.heard) < s.gap {
+			ok = false // acted on a claim moments ago
+		} else {
+			sub.heard = now
+			o, waiting = sub.op, sub.waiting
+		}
 	}
 	s.mu.Unlock()
 	switch {

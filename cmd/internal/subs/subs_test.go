@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -164,7 +165,34 @@ func TestWaitingOpinionFetchedFromPeers(t *testing.T) {
 	require.NoError(t, err, "kept under the fetched-opinions directory")
 
 	s.ClaimArrived(claim)
+	require.Empty(t, f.took(), "a claim moments after the last one that made the subscription act")
+	s.gap = 0
+	s.ClaimArrived(claim)
 	require.Equal(t, []string{"want hello " + o.CID() + " peer claim claim-1"}, f.took())
 	s.ClaimArrived(&attest.Claim{ID: "other", Statement: &attest.Statement{Package: "hello", Opinion: attest.OpinionRef{Name: "o3", CID: "bafyother"}}})
 	require.Empty(t, f.took(), "another content of the opinion is not followed")
+}
+
+// TestClaimFloodActsOncePerGap: a flood of peers' claims naming a
+// followed recipe offers it to the build service once per claimGap, not
+// once per claim (each offer reads every claim of the recipe).
+func TestClaimFloodActsOncePerGap(t *testing.T) {
+	s, f, _ := newService(t, "../../../opinions")
+	ctx := context.Background()
+	require.NoError(t, s.Subscribe(ctx, vocab.Ref{Package: "hello", Opinion: "o3"}, true))
+	o := s.Opinion("hello/o3")
+	require.NotNil(t, o)
+	f.took() // the subscription's own offer
+	cid := o.CID()
+	s.gap = time.Hour
+	start := time.Now()
+	for i := range 10000 {
+		s.ClaimArrived(&attest.Claim{ID: fmt.Sprint("flood-", i), Statement: &attest.Statement{Package: "hello", Opinion: attest.OpinionRef{Name: "o3", CID: cid}}})
+	}
+	require.Equal(t, []string{"want hello " + cid + " peer claim flood-0"}, f.took(), "one offer for the burst")
+	t.Logf("10,000 claims of a followed recipe heard in %s", time.Since(start))
+	s.gap = 50 * time.Millisecond
+	time.Sleep(60 * time.Millisecond)
+	s.ClaimArrived(&attest.Claim{ID: "later", Statement: &attest.Statement{Package: "hello", Opinion: attest.OpinionRef{Name: "o3", CID: cid}}})
+	require.Equal(t, []string{"want hello " + cid + " peer claim later"}, f.took(), "after the gap, the next claim acts")
 }
