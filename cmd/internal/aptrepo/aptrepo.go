@@ -338,8 +338,12 @@ func (s *Service) mirrorRef(ctx context.Context, r vocab.Ref) *core.MirrorResult
 		if !strings.HasSuffix(a.Name, ".deb") {
 			continue
 		}
-		vr, err := s.api.Verify(ctx, core.VerifyRequest{Package: r.Package, DebianVersion: ri.Recipe.DebianVersion, Opinion: op,
-			RecipeID: ri.Recipe.RecipeID, FileName: a.Name, SHA256: a.SHA256})
+		req := core.DecideRequest{File: a.Name, SHA256: a.SHA256, Package: r.Package, BinaryPackage: r.Package, Version: ri.Recipe.Version,
+			DebianVersion: ri.Recipe.DebianVersion, FileName: a.Name, RecipeID: ri.Recipe.RecipeID}
+		if r.Opinion != "" && r.Opinion != vocab.Vanilla {
+			req.Opinion = &core.OpinionFacts{Package: r.Package, Name: r.Opinion, CID: ri.Recipe.Opinion.CID, BinaryVersion: ri.Recipe.Version}
+		}
+		vr, err := s.api.Decide(ctx, req)
 		if err != nil {
 			why = append(why, fmt.Sprintf("%s: %v", a.Name, err))
 			continue

@@ -41,6 +41,9 @@ type DecideRequest struct {
 	Opinion *OpinionFacts `json:"opinion,omitempty"`
 	// Own is this node's rebuild of the recipe; nil when none was made.
 	Own *OwnBuild `json:"own,omitempty"`
+	// RecipeID, when set, asks about that recipe's consensus only (the
+	// apt repository, which serves the files of one recipe).
+	RecipeID string `json:"recipe_id,omitempty"`
 }
 
 // OpinionFacts identify an opinion.
@@ -118,7 +121,7 @@ func (req DecideRequest) verifyRequest() (VerifyRequest, bool) {
 		return VerifyRequest{}, false // decided by the opinion alone
 	}
 	vr := VerifyRequest{Package: req.Package, BinaryPackage: req.BinaryPackage, DebianVersion: req.DebianVersion,
-		Opinion: vocab.Vanilla, FileName: req.FileName, SHA256: req.SHA256}
+		Opinion: vocab.Vanilla, RecipeID: req.RecipeID, FileName: req.FileName, SHA256: req.SHA256}
 	if req.Opinion != nil {
 		// Only claims about this exact opinion content count.
 		vr.Opinion, vr.OpinionCID = req.Opinion.Name, req.Opinion.CID
