@@ -262,7 +262,6 @@ func addrStrings(n *p2p.Node) []string {
 	return out
 }
 
-
 // Ready is closed once the network and the local API are up; after it,
 // Node may be used.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
