@@ -426,7 +426,7 @@ func TestAttackTwoCompromisedOfFive(t *testing.T) {
 	require.True(t, rep.Conflict)
 	require.LessOrEqual(t, rep.Score, consensus.DissentCap)
 	honest := honestResult(t).Artifacts[0].SHA256
-	evilRes, _ := (&fakeBuilder{evil: true}).Build(ctx, builder.Request{Package: "hello", Opinion: helloO3(t)})
+	evilRes, _ := (&fakeBuilder{Evil: true}).Build(ctx, builder.Request{Package: "hello", Opinion: helloO3(t)})
 	require.Equal(t, consensus.DoNotInstall, verify(t, c, evilRes.Artifacts[0].SHA256).Verdict)
 	require.Equal(t, consensus.DoNotInstall, verify(t, c, honest).Verdict, "trusted dissent blocks even the majority hash")
 }

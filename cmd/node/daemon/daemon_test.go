@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,98 +19,15 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/builder/debfile/debfiletest"
+	"github.com/lebowski-dist/lebowski/builder/buildertest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/cmd/node/core/rpc"
 	"github.com/lebowski-dist/lebowski/store"
 )
 
-// fakeBuilder "builds" deterministically from the recipe, so every node
-// gets the same artifacts (or, with evil set, a different hash).
-type fakeBuilder struct {
-	builds atomic.Int32
-	evil   bool
-	// realDebs, when set, makes real .deb files (dpkg-deb, reproducible)
-	// instead of placeholder bytes.
-	realDebs testing.TB
-	// flaky makes every build's bytes differ (an unreproducible package);
-	// notApplicable makes the opinion not apply (a failed build).
-	flaky, notApplicable bool
-	// delay makes every build take this long; hang makes builds run until
-	// the daemon stops (a node that dies mid-build).
-	delay time.Duration
-	hang  bool
-	// lines are written to the request's progress callback first; then,
-	// with release set, the build waits for it to be closed.
-	lines   []string
-	release chan struct{}
-}
-
-func (f *fakeBuilder) Build(ctx context.Context, req builder.Request) (*builder.Result, error) {
-	f.builds.Add(1)
-	for _, l := range f.lines {
-		if req.Progress != nil {
-			req.Progress(l)
-		}
-	}
-	if f.release != nil {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-f.release:
-		}
-	}
-	if f.hang {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	if f.delay > 0 {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(f.delay):
-		}
-	}
-	o := req.Opinion
-	r := attest.Recipe{Source: req.Package, DebianVersion: o.Debian.Version, Suite: o.Debian.Suite, Arch: "amd64", OpinionCID: o.CID(),
-		SourceSHA256: hex64("src"), ImageDigest: "sha256:" + hex64("img")}
-	content := "deb of " + r.ID()
-	if f.evil {
-		content += " with a backdoor"
-	}
-	n := f.builds.Load()
-	if f.flaky {
-		content += fmt.Sprintf(" built at step %d", n)
-	}
-	if f.notApplicable {
-		return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion().String(), Status: attest.ResultFailed,
-			FailReason: "opinion patch fix.patch does not apply to hello", Log: []byte("patching: FAILED\n")}, fmt.Errorf("build hello: %w: patch", builder.ErrNotApplicable)
-	}
-	name := fmt.Sprintf("%s_%s_amd64.deb", req.Package, o.BinaryVersion().String())
-	dir, err := os.MkdirTemp("", fmt.Sprintf("fakebuild-%d-", n))
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, name)
-	if f.realDebs != nil {
-		src := req.Package
-		if f.evil {
-			src += " (9.9-evil)"
-		}
-		built := debfiletest.Build(f.realDebs, dir, debfiletest.Package{Name: req.Package, Version: o.BinaryVersion().String(), Source: src})
-		b, err := os.ReadFile(built)
-		if err != nil {
-			return nil, err
-		}
-		content = string(b)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		return nil, err
-	}
-	return &builder.Result{Recipe: r, BinaryVersion: o.BinaryVersion().String(), Status: attest.ResultSuccess,
-		Artifacts: []builder.Output{{Name: name, SHA256: hex64(content), Path: path}}, Log: []byte("fake build log")}, nil
-}
+// fakeBuilder "builds" deterministically from the recipe (buildertest.Fake).
+type fakeBuilder = buildertest.Fake
 
 func hex64(s string) string {
 	h := sha256.Sum256([]byte(s))
@@ -204,7 +120,7 @@ func startDaemonsWith(t testing.TB, n int, evil map[int]bool, mod func(i int, c 
 		if mod != nil {
 			mod(i, cfg)
 		}
-		fb := &fakeBuilder{evil: evil[i]}
+		fb := &fakeBuilder{Evil: evil[i]}
 		if fbMod != nil {
 			fbMod(i, fb)
 		}
@@ -236,7 +152,7 @@ func TestDaemonsRebuildGossipAndAgree(t *testing.T) {
 	require.False(t, rep.Conflict)
 	require.True(t, info.Recipes[0].Own)
 	for i, d := range ds {
-		require.Equal(t, int32(1), d.fb.builds.Load(), "node %d builds exactly once (no rebuild loop on peer claims)", i)
+		require.Equal(t, int32(1), d.fb.Builds.Load(), "node %d builds exactly once (no rebuild loop on peer claims)", i)
 	}
 	a := rep.Consensus.Artifacts[0]
 	vr, err := c.Verify(ctx, core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: a.Name, SHA256: a.SHA256})
@@ -324,7 +240,7 @@ func TestDaemonRestartKeepsState(t *testing.T) {
 	require.Equal(t, before.Builder, after.Builder, "persisted builder key")
 	require.Equal(t, 2, after.Claims)
 	time.Sleep(500 * time.Millisecond)
-	require.Equal(t, int32(0), fb.builds.Load(), "own claims found: no rebuild after restart")
+	require.Equal(t, int32(0), fb.Builds.Load(), "own claims found: no rebuild after restart")
 }
 
 func TestSocketIsPrivate(t *testing.T) {
@@ -364,7 +280,7 @@ func TestReloadRebuildsChangedOpinion(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(ops, "hello", f), b, 0o644))
 	}
 	td := startOne(t, func(c *config.Config) { c.OpinionsDir = ops })
-	attesttest.Eventually(t, 20*time.Second, "first build", func() bool { return td.fb.builds.Load() == 1 })
+	attesttest.Eventually(t, 20*time.Second, "first build", func() bool { return td.fb.Builds.Load() == 1 })
 	before := td.d.subs.Opinion("hello/o3").CID()
 
 	p := filepath.Join(ops, "hello", "o3.yaml")
@@ -372,11 +288,11 @@ func TestReloadRebuildsChangedOpinion(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(string(b), "revision: 1", "revision: 2", 1)), 0o644))
 	td.d.subs.Reload(context.Background())
-	attesttest.Eventually(t, 20*time.Second, "rebuild of the changed opinion", func() bool { return td.fb.builds.Load() == 2 })
+	attesttest.Eventually(t, 20*time.Second, "rebuild of the changed opinion", func() bool { return td.fb.Builds.Load() == 2 })
 	after := td.d.subs.Opinion("hello/o3")
 	require.NotEqual(t, before, after.CID())
 	require.Equal(t, 2, after.Revision)
 	td.d.subs.Reload(context.Background()) // unchanged: no third build
 	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, int32(2), td.fb.builds.Load())
+	require.Equal(t, int32(2), td.fb.Builds.Load())
 }

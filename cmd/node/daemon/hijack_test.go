@@ -34,7 +34,7 @@ func TestAttackRotationHijack(t *testing.T) {
 		for _, v := range victims {
 			c.TrustedKeys = append(c.TrustedKeys, v.Fingerprint())
 		}
-	}, func(_ int, fb *fakeBuilder) { fb.notApplicable = true }) // no success claim of their own
+	}, func(_ int, fb *fakeBuilder) { fb.NotApplicable = true }) // no success claim of their own
 	ctx := context.Background()
 	clients := []*rpc.Client{dial(t, ds[0]), dial(t, ds[1])}
 	for i, v := range victims { // the operators imported the keys they trust

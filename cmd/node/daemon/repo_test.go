@@ -28,7 +28,7 @@ func TestRepoServesVerifiedPackages(t *testing.T) {
 			c.Subscribe = nil
 			c.Repo.Addr = "127.0.0.1:0"
 		}
-	}, func(_ int, fb *fakeBuilder) { fb.realDebs = t })
+	}, func(_ int, fb *fakeBuilder) { fb.RealDebs = t })
 	mirrorNode := ds[3]
 	api := mirrorNode.d.Node()
 	ctx := context.Background()
@@ -43,7 +43,7 @@ func TestRepoServesVerifiedPackages(t *testing.T) {
 		}
 		return len(res.Packages) == 1
 	}, 60*time.Second, time.Second, "mirror never served hello/o3")
-	require.Zero(t, mirrorNode.fb.builds.Load(), "the mirror built nothing itself")
+	require.Zero(t, mirrorNode.fb.Builds.Load(), "the mirror built nothing itself")
 	p := res.Packages[0]
 	cid, err := vocab.CIDOfSHA256Hex(p.SHA256)
 	require.NoError(t, err)

@@ -175,7 +175,7 @@ func TestStatusDaemonServes(t *testing.T) {
 	resp, body := getStatus(t, "http://"+addr+"/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, body, "fake build log")
-	assert.Equal(t, int32(1), td.fb.builds.Load())
+	assert.Equal(t, int32(1), td.fb.Builds.Load())
 
 	// An open event stream does not hold the daemon up: it ends when the
 	// daemon stops.

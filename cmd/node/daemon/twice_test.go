@@ -28,8 +28,8 @@ func TestUnreproducibleAndNotApplicableAreSigned(t *testing.T) {
 			c.Rebuild = "twice"
 		}
 	}, func(i int, fb *fakeBuilder) {
-		fb.flaky = i == 0
-		fb.notApplicable = i == 2
+		fb.Flaky = i == 0
+		fb.NotApplicable = i == 2
 	})
 	ctx := context.Background()
 	claimOf := func(api core.API, builder string, want attest.Result) *attest.Statement {
@@ -64,7 +64,7 @@ func TestUnreproducibleAndNotApplicableAreSigned(t *testing.T) {
 	require.Len(t, st.SecondArtifacts, 1)
 	require.NotEqual(t, st.Artifacts[0].SHA256, st.SecondArtifacts[0].SHA256)
 	require.NotEmpty(t, st.DiffoscopeCID)
-	require.Equal(t, int32(2), ds[0].fb.builds.Load(), "built twice")
+	require.Equal(t, int32(2), ds[0].fb.Builds.Load(), "built twice")
 	report, err := at1.FetchBlob(ctx, st.DiffoscopeCID)
 	require.NoError(t, err, "node 1 fetches the diffoscope report from node 0")
 	require.True(t, strings.Contains(string(report), "built at step"), "a diffoscope report of the two builds:\n%s", report)

@@ -120,8 +120,8 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		c.Builds.Target = shareTarget
 		c.Builds.IntentTTL = shareTTL
 	}, func(i int, fb *fakeBuilder) {
-		fb.delay = 300 * time.Millisecond
-		fb.hang = i == dead
+		fb.Delay = 300 * time.Millisecond
+		fb.Hang = i == dead
 	})
 	for _, td := range ds {
 		td.d.ignoreIntents.Store(opt.ignoreIntents)
@@ -213,7 +213,7 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 	}, 90*time.Second, 50*time.Millisecond, "every recipe reaches %d live builders at node 0", shareTarget)
 	time.Sleep(2 * intentSettle) // builds that were about to start
 	for _, td := range ds {
-		res.total += int(td.fb.builds.Load())
+		res.total += int(td.fb.Builds.Load())
 	}
 	for _, k := range keys {
 		res.most = max(res.most, builders(k))
@@ -243,7 +243,7 @@ func TestStatusShowsBuildsAndIntents(t *testing.T) {
 	ds := startDaemonsWith(t, 2, nil, func(_ int, c *config.Config) {
 		c.Builds.IntentTTL = 3 * time.Second // renewed every second: the keys are imported after the start
 	}, func(i int, fb *fakeBuilder) {
-		fb.lines, fb.release = lines, release
+		fb.Lines, fb.Release = lines, release
 	})
 	ctx := context.Background()
 	c0 := dial(t, ds[0])
@@ -284,7 +284,7 @@ func TestReverifyOldRecipes(t *testing.T) {
 	}, nil)
 	c := dial(t, ds[0])
 	ctx := context.Background()
-	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() >= 2 }, 20*time.Second, 50*time.Millisecond,
+	require.Eventually(t, func() bool { return ds[0].fb.Builds.Load() >= 2 }, 20*time.Second, 50*time.Millisecond,
 		"the recipe is rebuilt after its claim got older than reverify_after")
 	require.Eventually(t, func() bool {
 		cl, err := c.Claims(ctx, core.ClaimsQuery{Package: "hello"})
@@ -304,7 +304,7 @@ func TestConcurrentBuilds(t *testing.T) {
 		c.OpinionsDir = dir
 		c.Subscribe = nil
 		c.Builds.Concurrency = 2
-	}, func(_ int, fb *fakeBuilder) { fb.release = release })
+	}, func(_ int, fb *fakeBuilder) { fb.Release = release })
 	ctx := context.Background()
 	for _, r := range refs {
 		require.NoError(t, ds[0].d.subs.Subscribe(ctx, r, true))
@@ -314,7 +314,7 @@ func TestConcurrentBuilds(t *testing.T) {
 	require.Len(t, ds[0].d.builds.Running(), 2, "not more than builds.concurrency")
 	require.Equal(t, 1, ds[0].d.builds.Queued(), "the third waits")
 	close(release)
-	require.Eventually(t, func() bool { return ds[0].fb.builds.Load() == 3 && len(ds[0].d.builds.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
+	require.Eventually(t, func() bool { return ds[0].fb.Builds.Load() == 3 && len(ds[0].d.builds.Running()) == 0 }, 10*time.Second, 10*time.Millisecond, "all three built")
 }
 
 // TestStopWithdrawsIntent: a daemon stopped in the middle of a build
@@ -322,7 +322,7 @@ func TestConcurrentBuilds(t *testing.T) {
 func TestStopWithdrawsIntent(t *testing.T) {
 	ds := startDaemonsWith(t, 2, nil, func(i int, c *config.Config) {
 		c.Builds.Enabled = ptrTo(i == 1) // only node 1 builds
-	}, func(i int, fb *fakeBuilder) { fb.hang = true })
+	}, func(i int, fb *fakeBuilder) { fb.Hang = true })
 	ctx := context.Background()
 	for i, a := range ds {
 		_, err := dial(t, a).ImportKey(ctx, ds[1-i].d.id.PublicKey(), attest.TrustTrusted, "test")
