@@ -26,6 +26,7 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -268,3 +269,12 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // Node is the daemon's core node (after Ready).
 func (d *Daemon) Node() *core.Node { return d.node }
+
+// Opinion is the subscribed opinion topic ref ("package/opinion") as the
+// daemon builds it now (its file, or fetched from a peer), nil when it is
+// not known. For the harness's tests (package daemontest); the API's
+// Opinion answers with the bundle that travels instead.
+func (d *Daemon) Opinion(ref string) *opinions.Opinion { return d.subs.Opinion(ref) }
+
+// Reload looks the subscribed opinions up again: what SIGHUP does.
+func (d *Daemon) Reload(ctx context.Context) { d.subs.Reload(ctx) }

@@ -131,7 +131,7 @@ when it shuts down. Set up a new node first with "lebowskid init".`,
 					case <-hup:
 						log.Info("SIGHUP: reloading opinions")
 						sd.send(reloading()...)
-						d.subs.Reload(ctx)
+						d.Reload(ctx)
 						sd.send(sdReady, "STATUS=ready (opinions reloaded)")
 					case <-ctx.Done():
 						return

@@ -1,4 +1,4 @@
-package daemon
+package integration
 
 import (
 	"context"
@@ -10,8 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest"
+	"github.com/lebowski-dist/lebowski/builder/buildertest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 )
 
 // TestUnreproducibleAndNotApplicableAreSigned: node 0 runs with
@@ -23,14 +25,14 @@ func TestUnreproducibleAndNotApplicableAreSigned(t *testing.T) {
 	if _, err := exec.LookPath("diffoscope"); err != nil {
 		t.Fatalf("diffoscope not installed (.ci/install-deps installs diffoscope-minimal): %v", err)
 	}
-	ds := startDaemonsWith(t, 3, nil, func(i int, c *config.Config) {
+	ds := daemontest.Start(t, 3, daemontest.Options{Config: func(i int, c *config.Config) {
 		if i == 0 {
 			c.Rebuild = "twice"
 		}
-	}, func(i int, fb *fakeBuilder) {
+	}, Builder: func(i int, fb *buildertest.Fake) {
 		fb.Flaky = i == 0
 		fb.NotApplicable = i == 2
-	})
+	}})
 	ctx := context.Background()
 	claimOf := func(api core.API, builder string, want attest.Result) *attest.Statement {
 		var st *attest.Statement
@@ -53,18 +55,18 @@ func TestUnreproducibleAndNotApplicableAreSigned(t *testing.T) {
 		return st
 	}
 	fpr := func(i int) string {
-		st, err := ds[i].d.Node().Status(ctx)
+		st, err := ds[i].API().Status(ctx)
 		require.NoError(t, err)
 		return st.Builder
 	}
-	at1 := ds[1].d.Node()
+	at1 := ds[1].API()
 
 	st := claimOf(at1, fpr(0), attest.ResultUnreproducible)
 	require.Len(t, st.Artifacts, 1)
 	require.Len(t, st.SecondArtifacts, 1)
 	require.NotEqual(t, st.Artifacts[0].SHA256, st.SecondArtifacts[0].SHA256)
 	require.NotEmpty(t, st.DiffoscopeCID)
-	require.Equal(t, int32(2), ds[0].fb.Builds.Load(), "built twice")
+	require.Equal(t, int32(2), ds[0].Builder.Builds.Load(), "built twice")
 	report, err := at1.FetchBlob(ctx, st.DiffoscopeCID)
 	require.NoError(t, err, "node 1 fetches the diffoscope report from node 0")
 	require.True(t, strings.Contains(string(report), "built at step"), "a diffoscope report of the two builds:\n%s", report)

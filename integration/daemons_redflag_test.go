@@ -1,4 +1,4 @@
-package daemon
+package integration
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 )
 
 // TestRedFlagTravels: three nodes agree on hello/o3; node 0 is given a
@@ -19,21 +20,21 @@ import (
 // the honest file's SAFE verdict unchanged — and their verdict on the
 // tampered hash names it.
 func TestRedFlagTravels(t *testing.T) {
-	ds := startDaemons(t, 3, nil)
-	waitConsensus(t, ds, 3)
+	ds := daemontest.Start(t, 3, daemontest.Options{})
+	daemontest.WaitConsensus(t, ds, "hello/o3", 3)
 	ctx := context.Background()
-	info, err := dial(t, ds[0]).Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
+	info, err := ds[0].Client(t).Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 	require.NoError(t, err)
 	ri := info.Recipes[0]
 	art := ri.Report.Consensus.Artifacts[0]
 	tampered := attesttest.Hex("tampered copy")
 
 	start := time.Now()
-	rr, err := dial(t, ds[0]).ReportMismatch(ctx, core.Mismatch{RecipeID: ri.Recipe.RecipeID, File: art.Name, Observed: tampered, Expected: art.SHA256, Reason: "verify: differs from the consensus"})
+	rr, err := ds[0].Client(t).ReportMismatch(ctx, core.Mismatch{RecipeID: ri.Recipe.RecipeID, File: art.Name, Observed: tampered, Expected: art.SHA256, Reason: "verify: differs from the consensus"})
 	require.NoError(t, err)
 	require.True(t, rr.Published)
 	for i := 1; i < 3; i++ {
-		c := dial(t, ds[i])
+		c := ds[i].Client(t)
 		var got *core.InfoResult
 		require.Eventually(t, func() bool {
 			got, err = c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})

@@ -1,4 +1,4 @@
-package daemon
+package integration
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
+	"github.com/lebowski-dist/lebowski/builder/buildertest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 )
 
 // TestRepoServesVerifiedPackages: three nodes build hello/o3 (real .deb
@@ -21,16 +23,16 @@ import (
 // consensus and serves it in its apt repository with a signed InRelease.
 // A node whose repository is off says how to turn it on.
 func TestRepoServesVerifiedPackages(t *testing.T) {
-	ds := startDaemonsWith(t, 4, nil, func(i int, c *config.Config) {
+	ds := daemontest.Start(t, 4, daemontest.Options{Config: func(i int, c *config.Config) {
 		if i == 3 {
 			off := false
 			c.Builds.Enabled = &off
 			c.Subscribe = nil
 			c.Repo.Addr = "127.0.0.1:0"
 		}
-	}, func(_ int, fb *fakeBuilder) { fb.RealDebs = t })
+	}, Builder: func(_ int, fb *buildertest.Fake) { fb.RealDebs = t }})
 	mirrorNode := ds[3]
-	api := mirrorNode.d.Node()
+	api := mirrorNode.API()
 	ctx := context.Background()
 
 	var res *core.MirrorResult
@@ -43,11 +45,11 @@ func TestRepoServesVerifiedPackages(t *testing.T) {
 		}
 		return len(res.Packages) == 1
 	}, 60*time.Second, time.Second, "mirror never served hello/o3")
-	require.Zero(t, mirrorNode.fb.Builds.Load(), "the mirror built nothing itself")
+	require.Zero(t, mirrorNode.Builder.Builds.Load(), "the mirror built nothing itself")
 	p := res.Packages[0]
 	cid, err := vocab.CIDOfSHA256Hex(p.SHA256)
 	require.NoError(t, err)
-	held, err := mirrorNode.d.st.HasBlob(cid)
+	held, err := mirrorNode.API().Store().HasBlob(cid)
 	require.NoError(t, err)
 	require.True(t, held, "fetched from a peer and kept")
 
@@ -73,7 +75,7 @@ func TestRepoServesVerifiedPackages(t *testing.T) {
 	require.Equal(t, p.SHA256, vocab.SHA256Hex([]byte(get("/"+pool))))
 
 	// A node without repo.addr refuses with the fix.
-	_, err = ds[0].d.Node().Mirror(ctx, "hello/o3")
+	_, err = ds[0].API().Mirror(ctx, "hello/o3")
 	require.ErrorContains(t, err, "set repo.addr")
 	// Nothing agreed on for another package: nothing served, and why.
 	res, err = api.Mirror(ctx, "nano")

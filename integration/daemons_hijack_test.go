@@ -1,4 +1,4 @@
-package daemon
+package integration
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
+	"github.com/lebowski-dist/lebowski/builder/buildertest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/cmd/node/core/rpc"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/p2p/p2ptest"
 )
@@ -29,14 +31,14 @@ import (
 // attacker's file (3/3 trusted builders); now the rotations count nowhere.
 func TestAttackRotationHijack(t *testing.T) {
 	victims := attesttest.Fresh(t, 3)
-	ds := startDaemonsWith(t, 2, nil, func(_ int, c *config.Config) {
+	ds := daemontest.Start(t, 2, daemontest.Options{Config: func(_ int, c *config.Config) {
 		c.Subscribe = []string{"hello/o3"}
 		for _, v := range victims {
 			c.TrustedKeys = append(c.TrustedKeys, v.Fingerprint())
 		}
-	}, func(_ int, fb *fakeBuilder) { fb.NotApplicable = true }) // no success claim of their own
+	}, Builder: func(_ int, fb *buildertest.Fake) { fb.NotApplicable = true }}) // no success claim of their own
 	ctx := context.Background()
-	clients := []*rpc.Client{dial(t, ds[0]), dial(t, ds[1])}
+	clients := []*rpc.Client{ds[0].Client(t), ds[1].Client(t)}
 	for i, v := range victims { // the operators imported the keys they trust
 		for _, c := range clients {
 			_, err := c.ImportKey(ctx, v.PublicKey(), attest.TrustTrusted, "operator")
