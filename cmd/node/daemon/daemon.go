@@ -278,3 +278,8 @@ func (d *Daemon) Opinion(ref string) *opinions.Opinion { return d.subs.Opinion(r
 
 // Reload looks the subscribed opinions up again: what SIGHUP does.
 func (d *Daemon) Reload(ctx context.Context) { d.subs.Reload(ctx) }
+
+// Network is the daemon's libp2p node (after Ready, until Run returns).
+// For tests that watch the network itself (peer scores, topic peers);
+// everything else reads the API (Node).
+func (d *Daemon) Network() *p2p.Node { return d.net }

@@ -111,11 +111,23 @@ func (n *Node) Stop() error {
 // Restart stops the daemon if it runs and starts a new one on the same
 // data directory (same keys, store and saved subscriptions), with the
 // node's config made again and a fresh fake builder, which it returns in
-// n.Builder.
+// n.Builder. The node's listen port changes: other nodes bootstrapped
+// from it do not find it again by themselves.
 func (n *Node) Restart(t testing.TB) {
 	t.Helper()
+	n.RestartWith(t, nil)
+}
+
+// RestartWith is Restart with the config changed by mod (after the
+// node's own config hook), e.g. to bootstrap from another node.
+func (n *Node) RestartWith(t testing.TB, mod func(c *config.Config)) {
+	t.Helper()
 	require.NoError(t, n.Stop())
-	n.run(t, n.cfg())
+	cfg := n.cfg()
+	if mod != nil {
+		mod(cfg)
+	}
+	n.run(t, cfg)
 }
 
 func (n *Node) run(t testing.TB, cfg *config.Config) {

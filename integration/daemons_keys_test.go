@@ -1,9 +1,8 @@
-package daemon
+package integration
 
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 	"github.com/lebowski-dist/lebowski/p2p"
 	"github.com/lebowski-dist/lebowski/store"
 )
@@ -24,13 +24,13 @@ import (
 // any import. Node 2 then revokes its key (`lebowski key revoke`) and
 // node 0 sees B distrusted within seconds.
 func TestTrustTravelsBetweenDaemons(t *testing.T) {
-	ds := startDaemonsWith(t, 3, nil, func(_ int, c *config.Config) {
+	ds := daemontest.Start(t, 3, daemontest.Options{Config: func(_ int, c *config.Config) {
 		c.TrustedKeys = nil // trust comes from the key store only
 		c.Subscribe = nil   // no rebuilds: keys only
-	}, nil)
+	}})
 	ctx := context.Background()
-	r, b := ds[1].d.id, ds[2].d.id
-	c0, c1, c2 := dial(t, ds[0]), dial(t, ds[1]), dial(t, ds[2])
+	r, b := ds[1].Identity(), ds[2].Identity()
+	c0, c1, c2 := ds[0].Client(t), ds[1].Client(t), ds[2].Client(t)
 	_, err := c0.ImportKey(ctx, r.PublicKey(), attest.TrustTrusted, "met node 1's operator")
 	require.NoError(t, err)
 	_, err = c1.ImportKey(ctx, b.PublicKey(), attest.TrustUnvetted, "node 2's key")
@@ -39,11 +39,11 @@ func TestTrustTravelsBetweenDaemons(t *testing.T) {
 	// with it: wait for the score and the topic subscription.
 	for _, i := range []int{1, 2} {
 		require.Eventually(t, func() bool {
-			if _, ok := ds[i].d.net.PeerScore(ds[0].d.net.ID()); !ok {
+			if _, ok := ds[i].Daemon.Network().PeerScore(ds[0].Daemon.Network().ID()); !ok {
 				return false
 			}
-			for _, p := range ds[i].d.net.TopicPeers(p2p.KeysTopic) {
-				if p == ds[0].d.net.ID() {
+			for _, p := range ds[i].Daemon.Network().TopicPeers(p2p.KeysTopic) {
+				if p == ds[0].Daemon.Network().ID() {
 					return true
 				}
 			}
@@ -81,7 +81,7 @@ func TestTrustTravelsBetweenDaemons(t *testing.T) {
 			}
 		}
 	}, 10*time.Second, 10*time.Millisecond, "key event at node 0")
-	require.Equal(t, ds[1].d.net.ID().String(), ev.From)
+	require.Equal(t, ds[1].Daemon.Network().ID().String(), ev.From)
 	require.JSONEq(t, `{"change":"from the network: `+keyOutcome(t, ev)+`","trust":"certified"}`, string(ev.Data))
 
 	start = time.Now()
@@ -112,24 +112,17 @@ func keyOutcome(t *testing.T, ev core.Event) string {
 // with it, K carrying the revocation: node 1, which trusts K and S, counts
 // K's earlier claims as S's without any import.
 func TestOfflineRotationTravels(t *testing.T) {
-	ds := startDaemonsWith(t, 2, nil, func(_ int, c *config.Config) { c.Subscribe = nil }, nil)
+	ds := daemontest.Start(t, 2, daemontest.Options{Config: func(_ int, c *config.Config) { c.Subscribe = nil }})
 	ctx := context.Background()
-	k := ds[0].d.id
+	k := ds[0].Identity()
 	s := attesttest.Fresh(t, 1)[0]
-	c1 := dial(t, ds[1])
+	c1 := ds[1].Client(t)
 	_, err := c1.ImportKey(ctx, s.PublicKey(), attest.TrustTrusted, "node 0's next key, met its operator")
 	require.NoError(t, err)
 
-	// Stop node 0 (its cleanup from startDaemonsWith then finds it done).
-	ds[0].cancel()
-	select {
-	case err := <-ds[0].done:
-		require.NoError(t, err)
-		ds[0].done <- nil
-	case <-time.After(20 * time.Second):
-		t.Fatal("node 0 did not stop")
-	}
-	l := config.Layout{Dir: ds[0].dir}
+	// Stop node 0 (its cleanup from daemontest.Start then does nothing).
+	require.NoError(t, ds[0].Stop())
+	l := config.Layout{Dir: ds[0].Dir}
 	st, err := store.Open(l.StoreDB())
 	require.NoError(t, err)
 	_, err = st.PutKey(k.PublicKey(), attest.TrustOwn, "own key") // as key rotate's RevokeKey stores it
@@ -149,16 +142,11 @@ func TestOfflineRotationTravels(t *testing.T) {
 	require.NoError(t, st.Close())
 	require.NoError(t, s.Save(l.BuilderKey(), true))
 
-	st1, err := ds[1].d.node.Status(ctx)
+	st1, err := ds[1].API().Status(ctx)
 	require.NoError(t, err)
-	cfg := &config.Config{DataDir: ds[0].dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-		Bootstrap: st1.Addrs[:1], SyncEvery: 2 * time.Second}
-	f := false
-	cfg.MDNS = &f
-	d, err := New(ctx, cfg, slog.New(slog.DiscardHandler), WithBuilder(&fakeBuilder{}))
-	require.NoError(t, err)
-	require.Equal(t, s.Fingerprint(), d.id.Fingerprint(), "node 0 runs with the new key")
-	runDaemon(t, d, nil, ds[0].dir)
+	// Node 0 starts again, with the new key, bootstrapping from node 1.
+	ds[0].RestartWith(t, func(c *config.Config) { c.Bootstrap = st1.Addrs[:1] })
+	require.Equal(t, s.Fingerprint(), ds[0].Identity().Fingerprint(), "node 0 runs with the new key")
 	start := time.Now()
 	var ki *core.KeyInfo
 	attesttest.Eventually(t, 30*time.Second, "K's rotation at node 1", func() bool {
