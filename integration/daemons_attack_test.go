@@ -1,7 +1,8 @@
-package daemon
+package integration
 
 // Hardening drills (issue 6) that run in-process against real daemons
-// (bbolt store, libp2p, local API) with the fake builder of daemon_test.go.
+// (bbolt store, libp2p, local API) with the harness of package daemontest
+// and its fake builder (buildertest.Fake).
 // Each test is one line of docs/SECURITY.md.
 
 import (
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,82 +35,20 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/builder"
+	"github.com/lebowski-dist/lebowski/builder/buildertest"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
 	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/cmd/node/core/rpc"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon/daemontest"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 )
-
-var o3Once struct {
-	sync.Once
-	o   *opinions.Opinion
-	err error
-}
-
-// helloO3 returns a copy of the repository's hello/o3 opinion, as the
-// daemons load it (read once: loading costs ~4 ms).
-func helloO3(t *testing.T) *opinions.Opinion {
-	t.Helper()
-	o3Once.Do(func() { o3Once.o, o3Once.err = opinions.Find(repoOpinions(t), "hello/o3") })
-	require.NoError(t, o3Once.err)
-	c := *o3Once.o
-	return &c
-}
-
-// honestResult is what every honest fake builder produces for hello/o3.
-func honestResult(t *testing.T) *builder.Result {
-	t.Helper()
-	res, err := (&fakeBuilder{}).Build(context.Background(), builder.Request{Package: "hello", Opinion: helloO3(t)})
-	require.NoError(t, err)
-	return res
-}
-
-// signFor signs a success claim for the honest hello/o3 recipe with the
-// given artifact hash; mod may change the result before signing.
-func signFor(t *testing.T, id *attest.Identity, peerID, sha string, ts time.Time, mod func(*builder.Result, *opinions.Opinion)) *attest.Claim {
-	t.Helper()
-	res := honestResult(t)
-	res.Artifacts = []builder.Output{{Name: res.Artifacts[0].Name, SHA256: sha}}
-	o := helloO3(t)
-	if mod != nil {
-		mod(res, o)
-	}
-	st := &attest.Statement{Type: attest.TypeRebuildV1, Package: res.Recipe.Source, Version: res.BinaryVersion, DebianVersion: res.Recipe.DebianVersion,
-		Suite: res.Recipe.Suite, Arch: res.Recipe.Arch, Opinion: core.OpinionRef(o), DebianSourceSHA256: res.Recipe.SourceSHA256,
-		ContainerDigest: res.Recipe.ImageDigest, RecipeID: res.Recipe.ID(), Result: res.Status, PeerID: peerID, Timestamp: ts}
-	for _, a := range res.Artifacts {
-		st.Artifacts = append(st.Artifacts, attest.Artifact{Name: a.Name, SHA256: a.SHA256})
-	}
-	return attesttest.Sign(t, id, st)
-}
 
 func wireOf(t *testing.T, c *attest.Claim) []byte {
 	t.Helper()
 	w, err := c.Wire()
 	require.NoError(t, err)
 	return w
-}
-
-func dial(t testing.TB, td *testDaemon) *rpc.Client {
-	t.Helper()
-	c, err := rpc.Dial(context.Background(), config.Layout{Dir: td.dir}.Socket())
-	require.NoError(t, err)
-	return c
-}
-
-// waitConsensus waits until every daemon sees want trusted builders agree
-// on hello/o3.
-func waitConsensus(t *testing.T, ds []*testDaemon, want int) {
-	t.Helper()
-	ctx := context.Background()
-	for i, td := range ds {
-		c := dial(t, td)
-		require.Eventually(t, func() bool {
-			info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
-			return err == nil && info.Recipes[0].Report.Consensus != nil && len(info.Recipes[0].Report.Consensus.Trusted) == want
-		}, 60*time.Second, 100*time.Millisecond, "%d/%d consensus at node %d", want, want, i)
-	}
 }
 
 var sybilOnce struct {
@@ -127,23 +65,15 @@ func sybilKeys(t *testing.T) []*attest.Identity {
 	return sybilOnce.ids
 }
 
-func verify(t *testing.T, c *rpc.Client, sha string) *core.VerifyResult {
-	t.Helper()
-	name := honestResult(t).Artifacts[0].Name
-	vr, err := c.Verify(context.Background(), core.VerifyRequest{Package: "hello", DebianVersion: "2.10-3", Opinion: "o3", FileName: name, SHA256: sha})
-	require.NoError(t, err)
-	return vr
-}
-
 // TestAttackSybilFlood: 1,000 fresh keys sign a malicious hash for the
 // recipe 3 trusted daemons agree on. The flood spreads by sync but never
 // counts: the honest hash stays SAFE, the malicious one is DO NOT INSTALL.
 func TestAttackSybilFlood(t *testing.T) {
-	ds := startDaemons(t, 3, nil)
-	waitConsensus(t, ds, 3)
+	ds := daemontest.Start(t, 3, daemontest.Options{})
+	daemontest.WaitConsensus(t, ds, "hello/o3", 3)
 	ctx := context.Background()
 	honest := honestResult(t).Artifacts[0].SHA256
-	evil := hex64("backdoored hello")
+	evil := buildertest.Hex64("backdoored hello")
 
 	start := time.Now()
 	sybils := sybilKeys(t)
@@ -154,7 +84,7 @@ func TestAttackSybilFlood(t *testing.T) {
 	t.Logf("1000 sybil keys generated and signed in %s", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	res, err := dial(t, ds[0]).ImportClaims(ctx, wires)
+	res, err := ds[0].Client(t).ImportClaims(ctx, wires)
 	require.NoError(t, err)
 	for _, r := range res {
 		require.Equal(t, "new", r.Status, r.Error)
@@ -164,7 +94,7 @@ func TestAttackSybilFlood(t *testing.T) {
 	// The flood reaches every node (sync) ...
 	start = time.Now()
 	for i, td := range ds {
-		c := dial(t, td)
+		c := td.Client(t)
 		require.Eventually(t, func() bool {
 			st, err := c.Status(ctx)
 			return err == nil && st.Claims == 1003
@@ -174,7 +104,7 @@ func TestAttackSybilFlood(t *testing.T) {
 
 	// ... and changes no verdict anywhere.
 	for i, td := range ds {
-		c := dial(t, td)
+		c := td.Client(t)
 		vr := verify(t, c, honest)
 		require.Equal(t, consensus.Safe, vr.Verdict, "node %d, honest hash: %v", i, vr.Reasons)
 		vr = verify(t, c, evil)
@@ -201,19 +131,19 @@ func TestAttackSybilFlood(t *testing.T) {
 // build image). A separate recipe must not displace the one the trusted
 // builders agree on when `info`/`verify` pick the recipe to evaluate.
 func TestAttackSybilFloodOtherRecipe(t *testing.T) {
-	ds := startDaemons(t, 3, nil)
-	waitConsensus(t, ds, 3)
+	ds := daemontest.Start(t, 3, daemontest.Options{})
+	daemontest.WaitConsensus(t, ds, "hello/o3", 3)
 	ctx := context.Background()
 	honest := honestResult(t).Artifacts[0].SHA256
-	evil := hex64("backdoored hello")
+	evil := buildertest.Hex64("backdoored hello")
 	sybils := sybilKeys(t)
 	wires := make([][]byte, len(sybils))
 	for i, id := range sybils {
 		wires[i] = wireOf(t, signFor(t, id, "sybil-peer-"+strconv.Itoa(i), evil, time.Now(), func(r *builder.Result, o *opinions.Opinion) {
-			r.Recipe.ImageDigest = "sha256:" + hex64("evil image")
+			r.Recipe.ImageDigest = "sha256:" + buildertest.Hex64("evil image")
 		}))
 	}
-	c := dial(t, ds[0])
+	c := ds[0].Client(t)
 	_, err := c.ImportClaims(ctx, wires)
 	require.NoError(t, err)
 	vr := verify(t, c, honest)
@@ -231,35 +161,35 @@ func TestAttackSybilFloodOtherRecipe(t *testing.T) {
 // (the proof spreads by sync), keeps the proof, flags the key and counts
 // it for nothing.
 func TestAttackEquivocation(t *testing.T) {
-	ds := startDaemons(t, 3, nil)
-	waitConsensus(t, ds, 3)
+	ds := daemontest.Start(t, 3, daemontest.Options{})
+	daemontest.WaitConsensus(t, ds, "hello/o3", 3)
 	ctx := context.Background()
 	honest := honestResult(t).Artifacts[0].SHA256
 	ids := attesttest.Fresh(t, 1)
 	x := ids[0]
 	for _, td := range ds {
-		_, err := dial(t, td).ImportKey(ctx, x.PublicKey(), attest.TrustTrusted, "drill")
+		_, err := td.Client(t).ImportKey(ctx, x.PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
 	}
 	a := signFor(t, x, "equivocator", honest, time.Now(), nil)
-	b := signFor(t, x, "equivocator", hex64("the other hash"), time.Now(), nil)
-	r, err := dial(t, ds[0]).ImportClaims(ctx, [][]byte{wireOf(t, a)})
+	b := signFor(t, x, "equivocator", buildertest.Hex64("the other hash"), time.Now(), nil)
+	r, err := ds[0].Client(t).ImportClaims(ctx, [][]byte{wireOf(t, a)})
 	require.NoError(t, err)
 	require.Equal(t, "new", r[0].Status)
-	r, err = dial(t, ds[2]).ImportClaims(ctx, [][]byte{wireOf(t, b)})
+	r, err = ds[2].Client(t).ImportClaims(ctx, [][]byte{wireOf(t, b)})
 	require.NoError(t, err)
 	require.Equal(t, "new", r[0].Status)
 
 	for i, td := range ds {
 		require.Eventually(t, func() bool {
-			ha, _ := td.d.st.Has(a.ID)
-			hb, _ := td.d.st.Has(b.ID)
+			ha, _ := td.API().Store().Has(a.ID)
+			hb, _ := td.API().Store().Has(b.ID)
 			return ha && hb
 		}, 60*time.Second, 100*time.Millisecond, "node %d holds both claims", i)
-		proofs, err := td.d.st.Equivocations(x.Fingerprint())
+		proofs, err := td.API().Store().Equivocations(x.Fingerprint())
 		require.NoError(t, err)
 		require.NotEmpty(t, proofs, "node %d keeps the proof", i)
-		keys, err := dial(t, td).Keys(ctx)
+		keys, err := td.Client(t).Keys(ctx)
 		require.NoError(t, err)
 		flagged := false
 		for _, k := range keys {
@@ -268,7 +198,7 @@ func TestAttackEquivocation(t *testing.T) {
 			}
 		}
 		require.True(t, flagged, "node %d flags the key in its key list", i)
-		info, err := dial(t, td).Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
+		info, err := td.Client(t).Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
 		require.NoError(t, err)
 		rep := info.Recipes[0].Report
 		require.Contains(t, rep.Equivocators, x.Fingerprint(), "node %d", i)
@@ -287,16 +217,16 @@ func TestAttackEquivocation(t *testing.T) {
 // opinion CID is stored as its own recipe and does not touch the real
 // recipe's consensus.
 func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
-	ds := startDaemons(t, 3, nil)
-	waitConsensus(t, ds, 3)
+	ds := daemontest.Start(t, 3, daemontest.Options{})
+	daemontest.WaitConsensus(t, ds, "hello/o3", 3)
 	ctx := context.Background()
-	c := dial(t, ds[0])
+	c := ds[0].Client(t)
 	honest := honestResult(t).Artifacts[0].SHA256
 	before, err := c.Status(ctx)
 	require.NoError(t, err)
 	ids := attesttest.Fresh(t, 1)
 	for _, td := range ds {
-		_, err := dial(t, td).ImportKey(ctx, ids[0].PublicKey(), attest.TrustTrusted, "drill")
+		_, err := td.Client(t).ImportKey(ctx, ids[0].PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
 	}
 
@@ -311,14 +241,14 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 		{"5 minutes ahead (within skew)", 5 * time.Minute, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			sha := hex64("future " + tc.desc)
+			sha := buildertest.Hex64("future " + tc.desc)
 			if tc.ok {
 				sha = honest // agrees: the real recipe then has 4 trusted builders
 			}
 			cl := signFor(t, ids[0], "p", sha, time.Now().Add(tc.skew), nil)
 			res, err := c.ImportClaims(ctx, [][]byte{wireOf(t, cl)})
 			require.NoError(t, err)
-			has, err := ds[0].d.st.Has(cl.ID)
+			has, err := ds[0].API().Store().Has(cl.ID)
 			require.NoError(t, err)
 			if tc.ok {
 				require.Equal(t, "new", res[0].Status, res[0].Error)
@@ -331,10 +261,10 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 		})
 	}
 	// Replay: the exact bytes of a stored claim, from another node.
-	own, err := ds[1].d.st.ByBuilder(ds[1].d.id.Fingerprint())
+	own, err := ds[1].API().Store().ByBuilder(ds[1].Identity().Fingerprint())
 	require.NoError(t, err)
 	require.Len(t, own, 1)
-	w, ok, err := ds[1].d.st.GetWire(own[0].ID)
+	w, ok, err := ds[1].API().Store().GetWire(own[0].ID)
 	require.NoError(t, err)
 	require.True(t, ok)
 	mid, err := c.Status(ctx)
@@ -355,7 +285,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	for i, id := range fakeIDs {
 		_, err := c.ImportKey(ctx, id.PublicKey(), attest.TrustTrusted, "drill")
 		require.NoError(t, err)
-		tampered = append(tampered, signFor(t, id, "tp"+strconv.Itoa(i), hex64("tampered o3"), time.Now(), func(r *builder.Result, o *opinions.Opinion) {
+		tampered = append(tampered, signFor(t, id, "tp"+strconv.Itoa(i), buildertest.Hex64("tampered o3"), time.Now(), func(r *builder.Result, o *opinions.Opinion) {
 			o.Build.CFlags.Append = []string{"-O3", "-fno-stack-protector"}
 			r.Recipe.OpinionCID = o.CID()
 		}))
@@ -388,7 +318,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	vr := verify(t, c, honest)
 	t.Logf("verify of the honest hash with a 5-key tampered-CID recipe present: %s (recipe %s, opinion cid %s; local o3 cid %s)",
 		vr.Verdict, vr.Recipe.Recipe.RecipeID[:12], vr.Recipe.Recipe.Opinion.CID, helloO3(t).CID())
-	vr = verify(t, c, hex64("tampered o3"))
+	vr = verify(t, c, buildertest.Hex64("tampered o3"))
 	t.Logf("verify of the tampered recipe's hash: %s", vr.Verdict)
 
 	// What `lebowski verify` sends: the local opinion's CID pins the recipe,
@@ -402,7 +332,7 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 	vr = pinned(honest)
 	require.Equal(t, consensus.Safe, vr.Verdict, vr.Reasons)
 	require.Equal(t, helloO3(t).CID(), vr.Recipe.Recipe.Opinion.CID)
-	vr = pinned(hex64("tampered o3"))
+	vr = pinned(buildertest.Hex64("tampered o3"))
 	require.Equal(t, consensus.DoNotInstall, vr.Verdict, vr.Reasons)
 }
 
@@ -410,9 +340,9 @@ func TestAttackReplayFutureAndTamperedOpinion(t *testing.T) {
 // backdoored hash. The majority keeps the consensus, but trusted dissent
 // caps the score: neither hash is SAFE (the attack blocks, never installs).
 func TestAttackTwoCompromisedOfFive(t *testing.T) {
-	ds := startDaemons(t, 5, map[int]bool{1: true, 3: true})
+	ds := daemontest.Start(t, 5, daemontest.Options{Evil: map[int]bool{1: true, 3: true}})
 	ctx := context.Background()
-	c := dial(t, ds[0])
+	c := ds[0].Client(t)
 	var info *core.InfoResult
 	require.Eventually(t, func() bool {
 		var err error
@@ -426,7 +356,7 @@ func TestAttackTwoCompromisedOfFive(t *testing.T) {
 	require.True(t, rep.Conflict)
 	require.LessOrEqual(t, rep.Score, consensus.DissentCap)
 	honest := honestResult(t).Artifacts[0].SHA256
-	evilRes, _ := (&fakeBuilder{Evil: true}).Build(ctx, builder.Request{Package: "hello", Opinion: helloO3(t)})
+	evilRes, _ := (&buildertest.Fake{Evil: true}).Build(ctx, builder.Request{Package: "hello", Opinion: helloO3(t)})
 	require.Equal(t, consensus.DoNotInstall, verify(t, c, evilRes.Artifacts[0].SHA256).Verdict)
 	require.Equal(t, consensus.DoNotInstall, verify(t, c, honest).Verdict, "trusted dissent blocks even the majority hash")
 }
@@ -439,10 +369,10 @@ func TestAttackTwoCompromisedOfFive(t *testing.T) {
 // stays up, stores none, keeps its heap bounded and scores the sender
 // negative.
 func TestAttackGossipGarbage(t *testing.T) {
-	ds := startDaemons(t, 1, nil)
-	d := ds[0].d
+	ds := daemontest.Start(t, 1, daemontest.Options{})
+	d := ds[0].Daemon
 	ctx := context.Background()
-	c := dial(t, ds[0])
+	c := ds[0].Client(t)
 	require.Eventually(t, func() bool { st, err := c.Status(ctx); return err == nil && st.Claims == 1 }, 30*time.Second, 50*time.Millisecond)
 
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
@@ -477,11 +407,11 @@ func TestAttackGossipGarbage(t *testing.T) {
 
 	// Templates: one valid claim to truncate and forge.
 	ids := attesttest.Fresh(t, 1)
-	valid := signFor(t, ids[0], "evil", hex64("x"), time.Now(), nil)
+	valid := signFor(t, ids[0], "evil", buildertest.Hex64("x"), time.Now(), nil)
 	vw := wireOf(t, valid)
 	forge := func() []byte {
 		st := *valid.Statement
-		st.Artifacts = []attest.Artifact{{Name: st.Artifacts[0].Name, SHA256: hex64(randString(16))}}
+		st.Artifacts = []attest.Artifact{{Name: st.Artifacts[0].Name, SHA256: buildertest.Hex64(randString(16))}}
 		payload, err := st.Canonical()
 		require.NoError(t, err)
 		env := *valid.Envelope
@@ -535,7 +465,7 @@ func TestAttackGossipGarbage(t *testing.T) {
 	st, err := c.Status(ctx)
 	require.NoError(t, err, "the daemon still answers")
 	require.Equal(t, 1, st.Claims, "none of the garbage was stored")
-	stats, err := d.st.Stats()
+	stats, err := d.Node().Store().Stats()
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), stats.Claims)
 	require.Equal(t, 1, stats.Keys, "no key from the garbage was stored")
@@ -545,7 +475,7 @@ func TestAttackGossipGarbage(t *testing.T) {
 		total, kinds, sent.Round(time.Millisecond), score, final, heapBefore>>20, heapAfter>>20, grow>>20)
 	require.Less(t, grow, int64(128<<20), "heap growth bounded")
 	// The daemon keeps working for honest input afterwards.
-	honestClaim := signFor(t, attesttest.Fresh(t, 1)[0], "late", hex64("y"), time.Now(), nil)
+	honestClaim := signFor(t, attesttest.Fresh(t, 1)[0], "late", buildertest.Hex64("y"), time.Now(), nil)
 	r, err := c.ImportClaims(ctx, [][]byte{wireOf(t, honestClaim)})
 	require.NoError(t, err)
 	require.Equal(t, "new", r[0].Status)
@@ -571,22 +501,6 @@ func randString(n int) string {
 }
 
 // --- local API and metrics ------------------------------------------------
-
-// startOne starts a single daemon whose config mod may change.
-func startOne(t *testing.T, mod func(*config.Config)) *testDaemon {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := &config.Config{DataDir: dir, OpinionsDir: repoOpinions(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Subscribe: []string{"hello/o3"}}
-	f := false
-	cfg.MDNS = &f
-	if mod != nil {
-		mod(cfg)
-	}
-	fb := &fakeBuilder{}
-	d, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler), WithBuilder(fb))
-	require.NoError(t, err)
-	return runDaemon(t, d, fb, dir)
-}
 
 const apiChildEnv = "LEBOWSKI_DRILL_API_CHILD"
 
@@ -639,12 +553,12 @@ func TestAttackAPISocketRefusesOtherUsers(t *testing.T) {
 		return string(out)
 	}
 
-	def := startOne(t, nil)
-	defSock := config.Layout{Dir: def.dir}.Socket()
+	def := daemontest.StartOne(t, nil)
+	defSock := config.Layout{Dir: def.Dir}.Socket()
 	open := filepath.Join(pub, "api")
 	require.NoError(t, os.Mkdir(open, 0o755))
 	openSock := filepath.Join(open, "lebowskid.sock")
-	startOne(t, func(c *config.Config) { c.APISocket = openSock })
+	daemontest.StartOne(t, func(c *config.Config) { c.APISocket = openSock })
 	fi, err := os.Stat(openSock)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -725,9 +639,9 @@ func procAddr(s string) string {
 	return fmt.Sprintf("[%s]:%d", hexIP, port)
 }
 
-func libp2pTCP(t *testing.T, td *testDaemon) map[string]bool {
+func libp2pTCP(t *testing.T, td *daemontest.Node) map[string]bool {
 	t.Helper()
-	st, err := dial(t, td).Status(context.Background())
+	st, err := td.Client(t).Status(context.Background())
 	require.NoError(t, err)
 	out := map[string]bool{}
 	for _, s := range st.Addrs { // /ip4/127.0.0.1/tcp/PORT/p2p/ID
@@ -752,7 +666,7 @@ func TestAttackMetricsPortOptIn(t *testing.T) {
 		}
 		return out
 	}
-	td := startOne(t, nil)
+	td := daemontest.StartOne(t, nil)
 	require.Equal(t, libp2pTCP(t, td), newSince(), "only libp2p listens when metrics_addr is empty")
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:9464", 200*time.Millisecond); err == nil {
 		c.Close()
@@ -764,7 +678,7 @@ func TestAttackMetricsPortOptIn(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	base = tcpListeners(t)
-	td2 := startOne(t, func(c *config.Config) { c.MetricsAddr = addr })
+	td2 := daemontest.StartOne(t, func(c *config.Config) { c.MetricsAddr = addr })
 	want := libp2pTCP(t, td2)
 	want[addr] = true
 	require.Equal(t, want, newSince(), "libp2p plus exactly the configured metrics address")
