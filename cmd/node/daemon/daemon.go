@@ -50,6 +50,8 @@ type Daemon struct {
 	// environment (tests that keep real input fetching).
 	builder builder.Builder
 	factory func(ctx context.Context, env builder.Env) (builder.Builder, error)
+	// settle, when set, replaces intentSettle (WithIntentSettle).
+	settle time.Duration
 	// ignoreIntents makes the scheduler count claims only (the baseline
 	// of BenchmarkSharedRebuildWork).
 	ignoreIntents atomic.Bool
@@ -71,6 +73,11 @@ func WithBuilder(b builder.Builder) Option { return func(d *Daemon) { d.builder 
 func WithBuilderFactory(f func(ctx context.Context, env builder.Env) (builder.Builder, error)) Option {
 	return func(d *Daemon) { d.factory = f }
 }
+
+// WithIntentSettle makes the build service wait d (instead of
+// builds.DefaultSettle) for other builders' intents after announcing its
+// own, before it builds: loopback test networks gossip in milliseconds.
+func WithIntentSettle(d time.Duration) Option { return func(dm *Daemon) { dm.settle = d } }
 
 // withNotifier sends systemd the daemon's readiness and shutdown.
 func withNotifier(n *notifier) Option { return func(d *Daemon) { d.notify = n } }
@@ -102,9 +109,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// The build service rebuilds with locked inputs from the mirror, the
 	// snapshot archive, then peers; it reads claims and trust from the
 	// store and gossips intents on the network, the daemon's once open.
+	settle := intentSettle
+	if d.settle > 0 {
+		settle = d.settle
+	}
 	env := builder.Env{WorkDir: l.BuildDir(), CacheDir: cfg.CacheDir, Mirror: cfg.Mirror, Snapshot: cfg.SnapshotURL,
 		Peers: peerInputs{d}, PodmanURL: cfg.Builds.PodmanURL, Timeout: cfg.Builds.Timeout, Log: log.With("sub", "builder")}
-	d.builds = builds.New(builds.Config{Builds: cfg.Builds, Twice: cfg.Rebuild == "twice", Settle: intentSettle,
+	d.builds = builds.New(builds.Config{Builds: cfg.Builds, Twice: cfg.Rebuild == "twice", Settle: settle,
 		Env: env, Builder: d.builder, Factory: d.factory},
 		builds.Deps{Identity: id, Intents: intentNet{d}, Metrics: d.metrics, Log: log,
 			Claims: func(key string) (map[string]time.Time, error) { return recipeClaims(d.st, key) },

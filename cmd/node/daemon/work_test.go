@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -17,7 +16,6 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/cmd/node/config"
-	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 	"github.com/lebowski-dist/lebowski/p2p"
 )
@@ -228,72 +226,6 @@ func runSharedWork(t testing.TB, opt sharedWork) sharedResult {
 		t.Logf("the dead node's recipe reached %d live builders %s after it died (intent ttl %s)", shareTarget, res.doomedDone.Round(time.Millisecond), shareTTL)
 	}
 	return res
-}
-
-// TestStatusShowsBuildsAndIntents: the status of a node lists its running
-// build with the tail of the log so far, and the build another trusted
-// node announced.
-func TestStatusShowsBuildsAndIntents(t *testing.T) {
-	var lines []string
-	for i := 1; i <= 100; i++ {
-		lines = append(lines, fmt.Sprintf("line %d of the build", i))
-	}
-	lines = append(lines, strings.Repeat("é", 2*core.MaxLogLine)+"\xff")
-	release := make(chan struct{})
-	ds := startDaemonsWith(t, 2, nil, func(_ int, c *config.Config) {
-		c.Builds.IntentTTL = 3 * time.Second // renewed every second: the keys are imported after the start
-	}, func(i int, fb *fakeBuilder) {
-		fb.Lines, fb.Release = lines, release
-	})
-	ctx := context.Background()
-	c0 := dial(t, ds[0])
-	for i, a := range ds {
-		_, err := dial(t, a).ImportKey(ctx, ds[1-i].d.id.PublicKey(), attest.TrustTrusted, "test")
-		require.NoError(t, err)
-	}
-	var st *core.Status
-	require.Eventually(t, func() bool {
-		var err error
-		st, err = c0.Status(ctx)
-		return err == nil && len(st.Builds) == 1 && len(st.Builds[0].LogTail) == core.MaxLogTail && len(st.Intents) == 1
-	}, 20*time.Second, 20*time.Millisecond, "node 0 shows its build with a full log tail and node 1's intent")
-	b := st.Builds[0]
-	require.Equal(t, "hello", b.Package)
-	require.Equal(t, "o3", b.Opinion)
-	require.Equal(t, "line 62 of the build", b.LogTail[0], "the last %d lines, oldest first", core.MaxLogTail)
-	last := b.LogTail[len(b.LogTail)-1]
-	require.True(t, utf8.ValidString(last))
-	require.LessOrEqual(t, utf8.RuneCountInString(last), core.MaxLogLine+1, "a long line is cut")
-	in := st.Intents[0]
-	require.Equal(t, ds[1].d.id.Fingerprint(), in.Builder)
-	require.Equal(t, b.Recipe, in.Recipe)
-	require.True(t, in.Expires.After(time.Now()))
-	close(release)
-	require.Eventually(t, func() bool {
-		var err error
-		st, err = c0.Status(ctx)
-		return err == nil && len(st.Builds) == 0
-	}, 20*time.Second, 20*time.Millisecond, "the build finished")
-}
-
-// TestReverifyOldRecipes: once a node's own claim is older than
-// builds.reverify_after, it rebuilds the recipe and signs a new claim.
-func TestReverifyOldRecipes(t *testing.T) {
-	ds := startDaemonsWith(t, 1, nil, func(_ int, c *config.Config) {
-		c.Builds.ReverifyAfter = 2 * time.Second
-	}, nil)
-	c := dial(t, ds[0])
-	ctx := context.Background()
-	require.Eventually(t, func() bool { return ds[0].fb.Builds.Load() >= 2 }, 20*time.Second, 50*time.Millisecond,
-		"the recipe is rebuilt after its claim got older than reverify_after")
-	require.Eventually(t, func() bool {
-		cl, err := c.Claims(ctx, core.ClaimsQuery{Package: "hello"})
-		return err == nil && len(cl) >= 2
-	}, 10*time.Second, 50*time.Millisecond, "two own claims stored")
-	info, err := c.Info(ctx, core.InfoQuery{Package: "hello", Opinion: "o3"})
-	require.NoError(t, err)
-	require.True(t, info.Recipes[0].Own)
-	require.False(t, info.Recipes[0].Report.Conflict, "a re-verification that agrees is not a conflict")
 }
 
 // TestConcurrentBuilds: builds.concurrency 2 runs two recipes at once.

@@ -34,6 +34,11 @@ import (
 	"github.com/lebowski-dist/lebowski/cmd/node/daemon"
 )
 
+// Settle is how long the harness's daemons wait for other builders'
+// intents before they build (daemon.WithIntentSettle): loopback gossip
+// delivers in milliseconds, and the fake builds take under a second.
+const Settle = 300 * time.Millisecond
+
 // Ready and Stop wait this long for a daemon.
 const (
 	ReadyTimeout = 20 * time.Second
@@ -136,7 +141,7 @@ func (n *Node) run(t testing.TB, cfg *config.Config) {
 	if n.fbMod != nil {
 		n.fbMod(fb)
 	}
-	d, err := daemon.New(context.Background(), cfg, n.log, daemon.WithBuilder(fb))
+	d, err := daemon.New(context.Background(), cfg, n.log, daemon.WithBuilder(fb), daemon.WithIntentSettle(Settle))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
