@@ -81,15 +81,10 @@ func repoOpinions(t testing.TB) string {
 	return p
 }
 
-// startDaemons starts n daemons on loopback, each bootstrapping from the
-// first, trusting all the others' keys.
-func startDaemons(t *testing.T, n int, evil map[int]bool) []*testDaemon {
-	t.Helper()
-	return startDaemonsWith(t, n, evil, nil, nil)
-}
-
-// startDaemonsWith is startDaemons with each config and fake builder
-// changed by mod and fbMod (either may be nil).
+// startDaemonsWith starts n daemons on loopback, each bootstrapping from
+// the first, trusting all the others' keys, with each config and fake
+// builder changed by mod and fbMod (either may be nil). The tests that
+// need no daemon internals use package daemontest in integration/.
 func startDaemonsWith(t testing.TB, n int, evil map[int]bool, mod func(i int, c *config.Config), fbMod func(i int, fb *fakeBuilder)) []*testDaemon {
 	t.Helper()
 	ids := make([]*attest.Identity, n)
