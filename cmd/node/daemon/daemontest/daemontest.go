@@ -9,7 +9,7 @@
 // Tests read a node through its API: Node.Client (the unix socket, as the
 // CLI does) or Node.API (the core node in-process, Daemon.Node). The few
 // internals a test may need are narrow exported accessors on
-// *daemon.Daemon (Opinion, Reload), documented there.
+// *daemon.Daemon (Opinion, Reload, Network), documented there.
 package daemontest
 
 import (
@@ -100,7 +100,7 @@ func (n *Node) Identity() *attest.Identity { return n.API().Identity() }
 func (n *Node) Stop() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.stopped {
+	if n.stopped || n.cancel == nil { // stopped, or never started
 		return nil
 	}
 	n.stopped = true
@@ -152,6 +152,7 @@ func (n *Node) run(t testing.TB, cfg *config.Config) {
 	select {
 	case <-d.Ready():
 	case err := <-done:
+		done <- err // for Stop
 		t.Fatalf("daemon %s stopped: %v", n.Dir, err)
 	case <-time.After(ReadyTimeout):
 		t.Fatalf("daemon %s not ready after %s", n.Dir, ReadyTimeout)
@@ -232,12 +233,12 @@ func StartOne(t testing.TB, mod func(*config.Config)) *Node {
 func newNode(t testing.TB, i int, dir string, cfg func() *config.Config, fbMod func(*buildertest.Fake), log *slog.Logger) *Node {
 	t.Helper()
 	nd := &Node{Index: i, Dir: dir, cfg: cfg, fbMod: fbMod, log: log}
-	nd.run(t, cfg())
 	t.Cleanup(func() {
 		if err := nd.Stop(); err != nil {
 			t.Errorf("daemon %s: %v", dir, err)
 		}
 	})
+	nd.run(t, cfg())
 	return nd
 }
 
