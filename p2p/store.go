@@ -38,7 +38,7 @@ type ClaimStore interface {
 
 // Inlet is the node's one door for what peers deliver: verified claims
 // (gossip and sync), key announcements and build intents. The node's
-// core implements it (cmd/internal/core: it stores, decides what counts
+// core implements it (cmd/node/core: it stores, decides what counts
 // and emits the node's events); p2ptest.MemStore implements it for tests.
 // Arguments are plain values so that the implementer needs no import of
 // this package.

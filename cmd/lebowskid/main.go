@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon"
 )
 
 func main() { os.Exit(daemon.Main(os.Args[1:])) }

@@ -9,8 +9,8 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 // Kinds of package the gate tells apart.

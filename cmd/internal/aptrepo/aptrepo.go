@@ -27,8 +27,8 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder/debfile"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/repo"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 // Network is what the service needs from the peer-to-peer layer.

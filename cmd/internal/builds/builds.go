@@ -25,9 +25,9 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/sched"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 // Shared rebuild work (docs/SCHEDULER.md): before building, a node

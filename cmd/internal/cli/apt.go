@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/cmd/internal/aptgate"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/repo"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 func newAptCheckCmd(g *globals) *cobra.Command {

@@ -15,8 +15,8 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
 	"github.com/lebowski-dist/lebowski/builder/source"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/daemon"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/daemon"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 func keyList(t *testing.T, dd string) map[string]core.KeyInfo {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/builder"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core/rpc"
 )
 
 func newDiffCmd(g *globals) *cobra.Command {

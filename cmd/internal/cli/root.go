@@ -18,10 +18,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lebowski-dist/lebowski/attest"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core/rpc"
 	"github.com/lebowski-dist/lebowski/cmd/internal/version"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core/rpc"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 func readAllLimited(r io.Reader, max int64) ([]byte, error) {

@@ -43,8 +43,8 @@ import (
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 )
 
 // defaultHeartbeat is how often a quiet stream sends a comment line, which

@@ -25,9 +25,9 @@ import (
 	"github.com/lebowski-dist/lebowski/attest/attesttest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
-	"github.com/lebowski-dist/lebowski/cmd/internal/config"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core/coretest"
+	"github.com/lebowski-dist/lebowski/cmd/node/config"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core/coretest"
 	"github.com/lebowski-dist/lebowski/store"
 )
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
-	"github.com/lebowski-dist/lebowski/cmd/internal/core"
+	"github.com/lebowski-dist/lebowski/cmd/node/core"
 	"github.com/lebowski-dist/lebowski/opinions"
 )
 
