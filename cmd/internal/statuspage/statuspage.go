@@ -659,7 +659,7 @@ func (s *Server) readRecipes(ctx context.Context, p *statusPage) {
 		case len(info.Recipes) == 0:
 			rec.Note = "no recipe"
 		default:
-			s.fillRecipe(&rec, info.Recipes[0])
+			s.fillRecipe(ctx, &rec, info.Recipes[0])
 			s.learnRef(rec.Key, w.ref)
 			for _, f := range info.Recipes[0].Report.RedFlags {
 				if len(p.RedFlags) < statusMaxRows {
@@ -673,8 +673,9 @@ func (s *Server) readRecipes(ctx context.Context, p *statusPage) {
 }
 
 // fillRecipe sets the trust bar and the verdict of a recipe: the verdict
-// for a file whose hash is the consensus hash (consensus.VerdictFor).
-func (s *Server) fillRecipe(rec *statusRecipe, ri core.RecipeInfo) {
+// for a file whose hash is the consensus hash, as the node decides it
+// (core.Decide).
+func (s *Server) fillRecipe(ctx context.Context, rec *statusRecipe, ri core.RecipeInfo) {
 	rep := ri.Report
 	rec.Version, rec.RecipeID, rec.Score, rec.Bar, rec.Conflict, rec.Own = ri.Recipe.Version, ri.Recipe.RecipeID, rep.Score, ri.Bar, rep.Conflict, ri.Own
 	rec.RedFlags, rec.Newest = len(rep.RedFlags), ri.Recipe.Newest
@@ -705,8 +706,20 @@ func (s *Server) fillRecipe(rec *statusRecipe, ri core.RecipeInfo) {
 	case rep.Consensus == nil:
 		rec.Verdict, rec.Why = consensus.Unverified, "no trusted consensus yet"
 	default:
+		// The node's decision about the consensus file (core.Decide), as
+		// `lebowski verify --no-rebuild` of that file would render it.
 		a := rep.Consensus.Artifacts[0]
-		v, reasons := rep.VerdictFor(a.SHA256, a.Name, s.policy)
+		req := core.DecideRequest{File: a.Name, SHA256: a.SHA256, Package: ri.Recipe.Package, BinaryPackage: ri.Recipe.Package,
+			Version: ri.Recipe.Version, DebianVersion: ri.Recipe.DebianVersion, FileName: a.Name, RecipeID: ri.Recipe.RecipeID}
+		if op := ri.Recipe.Opinion; op.Name != "" && op.Name != vocab.Vanilla {
+			req.Opinion = &core.OpinionFacts{Package: ri.Recipe.Package, Name: op.Name, CID: op.CID, BinaryVersion: ri.Recipe.Version}
+		}
+		d, err := s.api.Decide(ctx, req)
+		if err != nil {
+			rec.Verdict, rec.Why = core.Unverified, "cannot decide: "+err.Error()
+			return
+		}
+		v, reasons := d.Verdict, d.Reasons
 		rec.Verdict = v
 		if v == consensus.Safe {
 			rec.Why = "for files with the consensus hashes"
