@@ -1,4 +1,4 @@
-package integration
+package daemons
 
 // Hardening drills (issue 6) that run in-process against real daemons
 // (bbolt store, libp2p, local API) with the harness of package daemontest

@@ -1,4 +1,4 @@
-package integration
+package daemons
 
 // Helpers of the multi-daemon tests (daemons_*_test.go), which run real
 // daemons in-process with the harness of package daemontest.
