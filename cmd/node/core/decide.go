@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -99,6 +100,12 @@ func (n *Node) Decide(ctx context.Context, req DecideRequest) (*Decision, error)
 func DecideWith(ctx context.Context, api interface {
 	Verify(context.Context, VerifyRequest) (*VerifyResult, error)
 }, req DecideRequest) (*Decision, error) {
+	switch {
+	case req.SHA256 != "" && !vocab.IsSHA256Hex(req.SHA256):
+		return nil, Invalid(fmt.Errorf("decide: sha256 %q is not 64 lower-case hex digits", human.Short(req.SHA256, 80)))
+	case req.Problem == "" && req.SHA256 == "":
+		return nil, Invalid(errors.New("decide: a readable file needs its sha256 (or say the problem that kept it from being read)"))
+	}
 	vreq, ask := req.verifyRequest()
 	var vr *VerifyResult
 	if ask {
@@ -107,7 +114,7 @@ func DecideWith(ctx context.Context, api interface {
 			return nil, err
 		}
 	}
-	return Judge(req, vr), nil
+	return judge(req, vr), nil
 }
 
 // verifyRequest is the consensus question the decision needs, if any.
@@ -129,9 +136,9 @@ func (req DecideRequest) verifyRequest() (VerifyRequest, bool) {
 	return vr, true
 }
 
-// Judge is the decision for req given the consensus vr (nil when none was
+// judge is the decision for req given the consensus vr (nil when none was
 // asked: an unreadable file, or a version the opinion does not give).
-func Judge(req DecideRequest, vr *VerifyResult) *Decision {
+func judge(req DecideRequest, vr *VerifyResult) *Decision {
 	d := &Decision{File: req.File, SHA256: req.SHA256, Package: req.BinaryPackage, Version: req.Version, Consensus: vr}
 	if req.Problem != "" {
 		return d.unusable(req, vr)

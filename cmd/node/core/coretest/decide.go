@@ -80,4 +80,13 @@ func testDecide(t *testing.T, mk func(*testing.T, func(*config.Config)) *Harness
 			assert.Equal(t, attesttest.DebName, d.RedFlag.File)
 		})
 	}
+	// Bad input is refused, never half-decided.
+	for _, req := range []core.DecideRequest{
+		file(""),              // a readable file without its hash
+		file("NOT-HEX"),       // a hash that is none
+		file(good[:63] + "G"), // one bad digit
+	} {
+		_, err := h.API.Decide(ctx, req)
+		require.ErrorIs(t, err, core.ErrInvalid, "sha256 %q", req.SHA256)
+	}
 }
