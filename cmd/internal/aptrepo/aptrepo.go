@@ -338,12 +338,7 @@ func (s *Service) mirrorRef(ctx context.Context, r vocab.Ref) *core.MirrorResult
 		if !strings.HasSuffix(a.Name, ".deb") {
 			continue
 		}
-		req := core.DecideRequest{File: a.Name, SHA256: a.SHA256, Package: r.Package, BinaryPackage: r.Package, Version: ri.Recipe.Version,
-			DebianVersion: ri.Recipe.DebianVersion, FileName: a.Name, RecipeID: ri.Recipe.RecipeID}
-		if r.Opinion != "" && r.Opinion != vocab.Vanilla {
-			req.Opinion = &core.OpinionFacts{Package: r.Package, Name: r.Opinion, CID: ri.Recipe.Opinion.CID, BinaryVersion: ri.Recipe.Version}
-		}
-		vr, err := s.api.Decide(ctx, req)
+		vr, err := s.api.Decide(ctx, core.ConsensusFile(ri, a))
 		if err != nil {
 			why = append(why, fmt.Sprintf("%s: %v", a.Name, err))
 			continue

@@ -708,13 +708,7 @@ func (s *Server) fillRecipe(ctx context.Context, rec *statusRecipe, ri core.Reci
 	default:
 		// The node's decision about the consensus file (core.Decide), as
 		// `lebowski verify --no-rebuild` of that file would render it.
-		a := rep.Consensus.Artifacts[0]
-		req := core.DecideRequest{File: a.Name, SHA256: a.SHA256, Package: ri.Recipe.Package, BinaryPackage: ri.Recipe.Package,
-			Version: ri.Recipe.Version, DebianVersion: ri.Recipe.DebianVersion, FileName: a.Name, RecipeID: ri.Recipe.RecipeID}
-		if op := ri.Recipe.Opinion; op.Name != "" && op.Name != vocab.Vanilla {
-			req.Opinion = &core.OpinionFacts{Package: ri.Recipe.Package, Name: op.Name, CID: op.CID, BinaryVersion: ri.Recipe.Version}
-		}
-		d, err := s.api.Decide(ctx, req)
+		d, err := s.api.Decide(ctx, core.ConsensusFile(ri, rep.Consensus.Artifacts[0]))
 		if err != nil {
 			rec.Verdict, rec.Why = core.Unverified, "cannot decide: "+err.Error()
 			return

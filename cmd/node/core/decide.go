@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/lebowski-dist/lebowski/attest"
 	"github.com/lebowski-dist/lebowski/attest/consensus"
 	"github.com/lebowski-dist/lebowski/attest/vocab"
 	"github.com/lebowski-dist/lebowski/cmd/internal/human"
@@ -93,13 +94,6 @@ type Decision struct {
 // Decide answers whether a file may be installed, asking Verify for the
 // consensus the decision rests on.
 func (n *Node) Decide(ctx context.Context, req DecideRequest) (*Decision, error) {
-	return DecideWith(ctx, n, req)
-}
-
-// DecideWith is Decide over any Verify (the API's over the socket too).
-func DecideWith(ctx context.Context, api interface {
-	Verify(context.Context, VerifyRequest) (*VerifyResult, error)
-}, req DecideRequest) (*Decision, error) {
 	switch {
 	case req.SHA256 != "" && !vocab.IsSHA256Hex(req.SHA256):
 		return nil, Invalid(fmt.Errorf("decide: sha256 %q is not 64 lower-case hex digits", human.Short(req.SHA256, 80)))
@@ -110,11 +104,24 @@ func DecideWith(ctx context.Context, api interface {
 	var vr *VerifyResult
 	if ask {
 		var err error
-		if vr, err = api.Verify(ctx, vreq); err != nil {
+		if vr, err = n.Verify(ctx, vreq); err != nil {
 			return nil, err
 		}
 	}
 	return judge(req, vr), nil
+}
+
+// ConsensusFile is the request about a file of a recipe's consensus, as
+// `lebowski verify --no-rebuild` of that file asks it, pinned to the
+// recipe: what the apt repository serves and the status page shows.
+func ConsensusFile(ri RecipeInfo, a attest.Artifact) DecideRequest {
+	r := ri.Recipe
+	req := DecideRequest{File: a.Name, SHA256: a.SHA256, Package: r.Package, BinaryPackage: r.Package, Version: r.Version,
+		DebianVersion: r.DebianVersion, FileName: a.Name, RecipeID: r.RecipeID}
+	if op := r.Opinion; op.Name != "" && op.Name != vocab.Vanilla {
+		req.Opinion = &OpinionFacts{Package: r.Package, Name: op.Name, CID: op.CID, BinaryVersion: r.Version}
+	}
+	return req
 }
 
 // verifyRequest is the consensus question the decision needs, if any.
