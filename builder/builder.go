@@ -59,3 +59,11 @@ type Result struct {
 type Builder interface {
 	Build(ctx context.Context, req Request) (*Result, error)
 }
+
+// OpinionRef names an opinion in a claim (zero for a vanilla build).
+func OpinionRef(o *opinions.Opinion) attest.OpinionRef {
+	if o == nil {
+		return attest.OpinionRef{}
+	}
+	return attest.OpinionRef{Name: o.Name, CID: o.CID(), Commit: o.Commit, Purity: o.Purity}
+}

@@ -15,14 +15,6 @@ import (
 	"github.com/lebowski-dist/lebowski/store"
 )
 
-// OpinionRef names an opinion in a claim (zero for a vanilla build).
-func OpinionRef(o *opinions.Opinion) attest.OpinionRef {
-	if o == nil {
-		return attest.OpinionRef{}
-	}
-	return attest.OpinionRef{Name: o.Name, CID: o.CID(), Commit: o.Commit, Purity: o.Purity}
-}
-
 // Record turns a build into a claim on the node behind api: it keeps the
 // artifacts, buildinfo and log as blobs, then RecordBuild signs, stores and
 // publishes the claim. It is the one path from builder.Result to claim,
@@ -30,7 +22,7 @@ func OpinionRef(o *opinions.Opinion) attest.OpinionRef {
 // without a running daemon.
 func Record(ctx context.Context, api API, res *builder.Result, op *opinions.Opinion) (*RecordResult, error) {
 	rec := BuildRecord{
-		Recipe: res.Recipe, BinaryVersion: res.BinaryVersion, Opinion: OpinionRef(op),
+		Recipe: res.Recipe, BinaryVersion: res.BinaryVersion, Opinion: builder.OpinionRef(op),
 		Status: res.Status, FailReason: res.FailReason, Artifacts: []attest.Artifact{},
 	}
 	if res.Status == attest.ResultSuccess || res.Status == attest.ResultUnreproducible {

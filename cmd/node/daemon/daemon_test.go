@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -74,12 +73,7 @@ func goroutines() string {
 	return b.String()
 }
 
-func repoOpinions(t testing.TB) string {
-	t.Helper()
-	p, err := filepath.Abs("../../../opinions")
-	require.NoError(t, err)
-	return p
-}
+func repoOpinions(t testing.TB) string { return buildertest.RepoOpinions(t) }
 
 // startDaemonsWith starts n daemons on loopback, each bootstrapping from
 // the first, trusting all the others' keys, with each config and fake

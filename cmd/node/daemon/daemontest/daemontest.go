@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -244,19 +243,7 @@ func newNode(t testing.TB, i int, dir string, cfg func() *config.Config, fbMod f
 
 // Opinions is the repository's opinions directory (found from the test's
 // working directory up to go.mod).
-func Opinions(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "opinions")
-		}
-		up := filepath.Dir(dir)
-		require.NotEqual(t, dir, up, "no go.mod above the test's directory")
-		dir = up
-	}
-}
+func Opinions(t testing.TB) string { return buildertest.RepoOpinions(t) }
 
 // WaitConnected waits until every node has at least want peers.
 func WaitConnected(t testing.TB, nodes []*Node, want int) {
